@@ -1,0 +1,1 @@
+"""The lab: the Kubernetes API stand-in, its seeds, and (later) the lab mesh of real Envoys and Prometheus."""
