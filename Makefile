@@ -1,12 +1,16 @@
 # One command runner for Meshboard. Every target installs what it is missing first (scripts/bootstrap.sh).
 SHELL := /bin/bash
-APT_TEST := redis-server postgresql
+APT_TEST := redis-server
 PY := .venv/bin/python
 
-.PHONY: test lint bench bootstrap
+.PHONY: test lint bench bootstrap demo
 
 bootstrap:
 	./scripts/bootstrap.sh $(APT_TEST)
+
+## make demo: the product on the embedded default (SQLite, local Redis, the stand-in with the bookstore mesh)
+demo: bootstrap
+	./scripts/demo.sh
 
 ## make test: the whole suite (starts its own Redis, stand-in, ... and stops them)
 test: bootstrap

@@ -1,0 +1,254 @@
+"""The gateway to a cluster's Kubernetes API: the only module that touches the `kubernetes` client.
+
+It owns client construction (kubeconfig or in-cluster), timeouts, and the mapping of every failure to
+`TransientKubeError` (worth retrying: unreachable, timeout, 429, 5xx) or `PermanentKubeError` (a person must act:
+401, 403, bad kubeconfig). Lists are decoded from the raw JSON rather than through the client's pydantic models:
+callers want plain dicts, and model decoding of thousands of pods costs more than the HTTP round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed. `reason` is a sentence a person can act on."""
+
+    transient = False
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class TransientKubeError(KubeError):
+    transient = True
+
+
+class PermanentKubeError(KubeError):
+    pass
+
+
+class NotFoundKubeError(PermanentKubeError):
+    """The object or the resource type does not exist (for a CRD: not installed)."""
+
+
+class ConflictKubeError(PermanentKubeError):
+    """The object changed since it was read (stale resourceVersion)."""
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    kubeconfig_path: str = ""
+    context: str = ""
+    in_cluster: bool = False
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A listable resource type: the REST coordinates plus a short name for logs and counts."""
+
+    key: str
+    group: str  # "" for core
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_path(self) -> str:
+        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        return f"{prefix}/{self.plural}"
+
+
+def _describe_status(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "")
+        message = body.get("message") or ""
+    except (ValueError, AttributeError):
+        message = ""
+    return message or (exc.reason or "").strip() or f"HTTP {exc.status}"
+
+
+def map_api_exception(exc: ApiException, what: str) -> KubeError:
+    status = exc.status or 0
+    detail = _describe_status(exc)
+    if status == 401:
+        return PermanentKubeError(
+            f"{what}: the API server refused our credentials (401 Unauthorized); renew the kubeconfig or token",
+            status=401,
+        )
+    if status == 403:
+        return PermanentKubeError(
+            f"{what}: forbidden by RBAC (403): {detail}; grant Meshboard's identity list/get/watch on it",
+            status=403,
+        )
+    if status == 404:
+        return NotFoundKubeError(f"{what}: not found (404): {detail}", status=404)
+    if status == 409:
+        return ConflictKubeError(f"{what}: conflict (409): {detail}", status=409)
+    if status == 429 or status >= 500 or status == 0:
+        return TransientKubeError(f"{what}: the API server answered {status or 'no status'}: {detail}", status=status)
+    return PermanentKubeError(f"{what}: the API server answered {status}: {detail}", status=status)
+
+
+def _transport_error(exc: Exception, what: str, host: str) -> TransientKubeError:
+    text = str(exc)
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or "timed out" in text.lower():
+        return TransientKubeError(f"{what}: the API server at {host} did not answer in time ({exc.__class__.__name__})")
+    cause = getattr(exc, "reason", None) or exc
+    return TransientKubeError(f"{what}: cannot reach the API server at {host}: {cause}")
+
+
+class KubeGateway:
+    """One cluster's API, with timeouts on every call and a count of the calls made."""
+
+    def __init__(
+        self,
+        target: KubeTarget,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 20.0,
+    ) -> None:
+        self.target = target
+        self.timeout = (connect_timeout, read_timeout)
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._api_client = self._build_client(target)
+        self.host = self._api_client.configuration.host
+        self._core = k8s.CoreV1Api(self._api_client)
+        self._custom = k8s.CustomObjectsApi(self._api_client)
+        self._version = k8s.VersionApi(self._api_client)
+        self._apis = k8s.ApisApi(self._api_client)
+
+    @staticmethod
+    def _build_client(target: KubeTarget) -> k8s.ApiClient:
+        configuration = k8s.Configuration()
+        try:
+            if target.in_cluster:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            else:
+                k8s_config.load_kube_config(
+                    config_file=target.kubeconfig_path or None,
+                    context=target.context or None,
+                    client_configuration=configuration,
+                )
+        except (ConfigException, OSError, ValueError, TypeError) as exc:
+            where = "in-cluster service account" if target.in_cluster else f"kubeconfig {target.kubeconfig_path!r}"
+            raise PermanentKubeError(f"cannot load the {where}: {exc}") from None
+        # The collector retries whole runs with backoff; urllib3's own retries would only hide an outage longer.
+        configuration.retries = False
+        return k8s.ApiClient(configuration)
+
+    def close(self) -> None:
+        self._api_client.close()
+
+    def __enter__(self) -> KubeGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.requests += 1
+        try:
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
+        except ApiException as exc:
+            raise map_api_exception(exc, what) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _transport_error(exc, what, self.host) from None
+
+    def _raw_json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        response = self._call(what, fn, *args, _preload_content=False, **kwargs)
+        try:
+            return json.loads(response.data)
+        except ValueError as exc:
+            raise TransientKubeError(f"{what}: the API server sent a body that is not JSON ({exc})") from None
+        finally:
+            response.release_conn()
+
+    def version(self) -> dict[str, Any]:
+        return self._raw_json("reading the Kubernetes version", self._version.get_code)
+
+    def served_groups(self) -> dict[str, list[str]]:
+        """API groups the server serves, each with its served versions (preferred first)."""
+        body = self._raw_json("reading API discovery", self._apis.get_api_versions)
+        groups: dict[str, list[str]] = {}
+        for group in body.get("groups") or []:
+            preferred = (group.get("preferredVersion") or {}).get("version")
+            versions = [v.get("version") for v in group.get("versions") or [] if v.get("version")]
+            versions.sort(key=lambda v: v != preferred)
+            groups[group.get("name", "")] = versions
+        return groups
+
+    def list(self, resource: Resource) -> list[dict[str, Any]]:
+        """Every object of one resource type across all namespaces, in one call."""
+        what = f"listing {resource.plural}.{resource.group or 'core'}/{resource.version}"
+        body = (
+            self._raw_json(
+                what,
+                self._custom.list_cluster_custom_object,
+                resource.group,
+                resource.version,
+                resource.plural,
+            )
+            if resource.group
+            else self._list_core(what, resource)
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise TransientKubeError(f"{what}: the answer is not a List object")
+        return body["items"]
+
+    def _list_core(self, what: str, resource: Resource) -> Any:
+        # CustomObjectsApi builds /apis/{group}/... paths, so core lists go through CoreV1Api's typed calls.
+        fn = getattr(self._core, f"list_{_CORE_LIST_NAMES[resource.plural]}")
+        return self._raw_json(what, fn)
+
+    def get_core_endpoints(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._raw_json(
+                f"reading endpoints {namespace}/{name}", self._core.read_namespaced_endpoints, name, namespace
+            )
+        except NotFoundKubeError:
+            return None
+
+
+_CORE_LIST_NAMES = {
+    "namespaces": "namespace",
+    "nodes": "node",
+    "services": "service_for_all_namespaces",
+    "serviceaccounts": "service_account_for_all_namespaces",
+    "pods": "pod_for_all_namespaces",
+    "endpoints": "endpoints_for_all_namespaces",
+}
+
+
+def gateway_for(cluster: object) -> KubeGateway:
+    """The gateway for a Cluster row, with the timeouts from settings."""
+    from django.conf import settings
+
+    target = KubeTarget(
+        kubeconfig_path=getattr(cluster, "kubeconfig_path", ""),
+        context=getattr(cluster, "kube_context", ""),
+        in_cluster=getattr(cluster, "in_cluster", False),
+    )
+    return KubeGateway(
+        target,
+        connect_timeout=settings.MESHBOARD_KUBE_CONNECT_TIMEOUT,
+        read_timeout=settings.MESHBOARD_KUBE_READ_TIMEOUT,
+    )

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.clusters.models import Cluster
+
+
+class Command(BaseCommand):
+    help = "Add a cluster to watch, or update it if the name exists (for scripted setup)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--kubeconfig", help="path to a kubeconfig file")
+        source.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+        parser.add_argument("--context", default="", help="kubeconfig context (default: current)")
+        parser.add_argument("--prometheus-url", default="")
+        parser.add_argument("--control-plane-namespace", default="", help="default: detected")
+        parser.add_argument("--poll-interval", type=int, default=None, help="seconds between collections")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        cluster = Cluster.objects.filter(name=opts["name"]).first() or Cluster(name=opts["name"])
+        cluster.in_cluster = bool(opts["in_cluster"])
+        cluster.kubeconfig_path = opts["kubeconfig"] or ""
+        cluster.kube_context = opts["context"]
+        cluster.prometheus_url = opts["prometheus_url"]
+        cluster.control_plane_namespace = opts["control_plane_namespace"]
+        if opts["poll_interval"] is not None:
+            cluster.poll_interval_seconds = opts["poll_interval"]
+        try:
+            cluster.full_clean()
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        created = cluster.pk is None
+        cluster.save()
+        self.stdout.write(f"{'added' if created else 'updated'} cluster {cluster.name} (id {cluster.pk})")

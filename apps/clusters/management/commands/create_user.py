@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.clusters.roles import OPERATOR, VIEWER, ensure_roles
+
+
+class Command(BaseCommand):
+    help = "Create a user (or reset its password and role) in the viewer or operator role."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--role", choices=[VIEWER, OPERATOR], required=True)
+        parser.add_argument("--password", required=True)
+        parser.add_argument("--staff", action="store_true", help="may also open the Django admin")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        groups = ensure_roles()
+        User = get_user_model()
+        user = User.objects.filter(username=opts["username"]).first() or User(username=opts["username"])
+        try:
+            validate_password(opts["password"], user)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        user.set_password(opts["password"])
+        user.is_staff = bool(opts["staff"])
+        user.save()
+        user.groups.set([groups[opts["role"]]])
+        self.stdout.write(f"user {user.username} is a{'n' if opts['role'] == OPERATOR else ''} {opts['role']}")

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+def _default_poll_seconds() -> int:
+    return settings.MESHBOARD_DEFAULT_POLL_SECONDS
+
+
+class Cluster(models.Model):
+    """A Kubernetes cluster running OSM, and where to find its Prometheus."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    in_cluster = models.BooleanField(
+        default=False, help_text="Use the pod's service account (Meshboard runs inside this cluster)."
+    )
+    kubeconfig_path = models.CharField(max_length=1024, blank=True, help_text="Path to a kubeconfig file.")
+    kube_context = models.CharField(max_length=253, blank=True, help_text="Context in the kubeconfig; blank: current.")
+    prometheus_url = models.URLField(blank=True, help_text="Prometheus that scrapes this mesh's sidecars.")
+    control_plane_namespace = models.CharField(
+        max_length=63, blank=True, help_text="Blank: detected from the osm-controller Deployment."
+    )
+    poll_interval_seconds = models.PositiveIntegerField(
+        default=_default_poll_seconds, validators=[MinValueValidator(5), MaxValueValidator(3600)]
+    )
+    enabled = models.BooleanField(default=True)
+    # Set when beat enqueues a collection, so a tick does not enqueue a cluster twice while its task waits.
+    next_collect_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("change_trafficsplit_weights", "Can change TrafficSplit weights")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.in_cluster and self.kubeconfig_path:
+            raise ValidationError("Choose either in-cluster or a kubeconfig path, not both.")
+        if not self.in_cluster and not self.kubeconfig_path:
+            raise ValidationError("Give a kubeconfig path, or tick in-cluster.")
+
+    @property
+    def poll_interval(self) -> timedelta:
+        return timedelta(seconds=self.poll_interval_seconds)
+
+    def latest_run(self, kind: str) -> CollectionRun | None:
+        return self.runs.filter(kind=kind).order_by("-started_at").first()
+
+
+class CollectionRun(models.Model):
+    """One collection attempt: what pages use to say how fresh the data is, and why it is stale."""
+
+    class Kind(models.TextChoices):
+        CLUSTER = "cluster", "Kubernetes objects"
+        METRICS = "metrics", "Prometheus metrics"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (another run was in progress)"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    counts = models.JSONField(default=dict, blank=True)
+    api_requests = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    timings = models.JSONField(default=dict, blank=True)  # seconds per phase: fetch, decode, write
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["cluster", "kind", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.cluster} {self.kind} {self.status} at {self.started_at:%Y-%m-%d %H:%M:%S}"

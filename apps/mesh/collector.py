@@ -1,0 +1,289 @@
+"""One collection cycle: read a cluster through the gateway, decode it into snapshot rows.
+
+The number of API calls is fixed: /version, /apis, one list per kind across all namespaces, and one get of
+default/kubernetes Endpoints, whatever the size of the mesh. Custom resources are listed only when discovery says
+their group and version are served, so a cluster without SMI costs no 404s and is reported plainly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.clusters.kube import KubeError, KubeGateway, PermanentKubeError, Resource
+
+from . import decode
+from .decode import MalformedObject, Row
+
+NAMESPACES = Resource("namespaces", "", "v1", "namespaces", namespaced=False)
+NODES = Resource("nodes", "", "v1", "nodes", namespaced=False)
+SERVICES = Resource("services", "", "v1", "services")
+SERVICE_ACCOUNTS = Resource("serviceaccounts", "", "v1", "serviceaccounts")
+PODS = Resource("pods", "", "v1", "pods")
+DEPLOYMENTS = Resource("deployments", "apps", "v1", "deployments")
+REPLICASETS = Resource("replicasets", "apps", "v1", "replicasets")
+STATEFULSETS = Resource("statefulsets", "apps", "v1", "statefulsets")
+ENDPOINT_SLICES = Resource("endpointslices", "discovery.k8s.io", "v1", "endpointslices")
+TRAFFIC_SPLITS = Resource("trafficsplits", "split.smi-spec.io", "v1alpha2", "trafficsplits")
+TRAFFIC_TARGETS = Resource("traffictargets", "access.smi-spec.io", "v1alpha3", "traffictargets")
+HTTP_ROUTE_GROUPS = Resource("httproutegroups", "specs.smi-spec.io", "v1alpha4", "httproutegroups")
+TCP_ROUTES = Resource("tcproutes", "specs.smi-spec.io", "v1alpha4", "tcproutes")
+CANARIES = Resource("canaries", "flagger.app", "v1beta1", "canaries")
+MESHCONFIG_GROUP = "config.openservicemesh.io"
+MESHCONFIG_VERSIONS = ("v1alpha2", "v1alpha1")  # OSM 1.1+ serves v1alpha2; 1.0 only v1alpha1
+
+BUILTIN = (
+    NAMESPACES,
+    NODES,
+    SERVICES,
+    SERVICE_ACCOUNTS,
+    PODS,
+    DEPLOYMENTS,
+    REPLICASETS,
+    STATEFULSETS,
+    ENDPOINT_SLICES,
+)
+SMI = (TRAFFIC_SPLITS, TRAFFIC_TARGETS, HTTP_ROUTE_GROUPS, TCP_ROUTES)
+MESH_CONFIG_NAME = "osm-mesh-config"
+CONTROLLER_LABEL = ("app", "osm-controller")
+
+
+@dataclass
+class ClusterSnapshot:
+    # Rows per snapshot table; a table missing here was not collected this run and keeps its previous rows.
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+    state: Row = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    api_requests: int = 0
+    # Kinds that could not be listed at all (RBAC, ...): the run is partial, not failed.
+    failed_kinds: list[str] = field(default_factory=list)
+    # Something the user should know is missing: a kind not listed, an object skipped, SMI not installed.
+    partial: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {key: len(rows) for key, rows in self.rows.items()}
+
+
+@dataclass
+class _Fetched:
+    lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    version: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    meshconfig_version: str = ""
+    smi_missing: bool = False
+    # Kinds whose CRD the server does not serve: the cluster has none of them, so their tables are emptied.
+    absent: list[str] = field(default_factory=list)
+    apiserver_endpoints: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _fetch(gateway: KubeGateway) -> _Fetched:
+    """Transient errors propagate (the whole run is retried); a permanent error on one kind only loses that kind."""
+    out = _Fetched()
+    out.version = gateway.version()
+    out.groups = gateway.served_groups()
+
+    wanted = list(BUILTIN)
+    smi_missing = [r for r in SMI if r.version not in out.groups.get(r.group, [])]
+    out.smi_missing = bool(smi_missing)
+    if len(smi_missing) == len(SMI):
+        out.warnings.append(
+            "SMI CRDs are not installed (no split.smi-spec.io, access.smi-spec.io, specs.smi-spec.io): "
+            "traffic splits and access policies cannot be shown"
+        )
+    else:
+        for r in smi_missing:
+            served = ", ".join(out.groups.get(r.group, [])) or "none"
+            out.warnings.append(f"{r.plural}.{r.group} {r.version} is not served (served versions: {served})")
+    wanted += [r for r in SMI if r not in smi_missing]
+    out.absent = [r.key for r in smi_missing]
+    if CANARIES.version in out.groups.get(CANARIES.group, []):
+        wanted.append(CANARIES)
+    else:
+        out.absent.append(CANARIES.key)
+    served_mc = [v for v in MESHCONFIG_VERSIONS if v in out.groups.get(MESHCONFIG_GROUP, [])]
+    if served_mc:
+        out.meshconfig_version = served_mc[0]
+        wanted.append(Resource("meshconfigs", MESHCONFIG_GROUP, served_mc[0], "meshconfigs"))
+    else:
+        out.warnings.append("MeshConfig CRD (config.openservicemesh.io) is not served: is OSM installed?")
+
+    for resource in wanted:
+        try:
+            out.lists[resource.key] = gateway.list(resource)
+        except KubeError as exc:
+            if exc.transient:
+                raise
+            out.failed.append(resource.key)
+            out.warnings.append(exc.reason)
+    try:
+        out.apiserver_endpoints = gateway.get_core_endpoints("default", "kubernetes")
+    except KubeError as exc:
+        if exc.transient:
+            raise
+        out.warnings.append(exc.reason)
+    return out
+
+
+_DECODERS = {
+    "namespaces": decode.namespace_row,
+    "nodes": decode.node_row,
+    "services": decode.service_row,
+    "serviceaccounts": decode.service_account_row,
+    "endpointslices": decode.endpoint_slice_row,
+    "trafficsplits": decode.traffic_split_row,
+    "traffictargets": decode.traffic_target_row,
+    "httproutegroups": decode.http_route_group_row,
+    "tcproutes": decode.tcp_route_row,
+    "canaries": decode.canary_row,
+}
+
+
+def _decode_each(kind: str, items: list[Any], fn: Any, snap: ClusterSnapshot, *args: Any) -> list[Row]:
+    rows = []
+    for item in items:
+        try:
+            rows.append(fn(item, *args))
+        except (MalformedObject, AttributeError, TypeError, ValueError) as exc:
+            where = "/".join(filter(None, _loose_key(item)))
+            snap.warnings.append(f"skipped a malformed object in {kind} ({where or 'no name'}): {exc}")
+            snap.partial = True
+    return rows
+
+
+def _loose_key(item: Any) -> tuple[str, str]:
+    meta = item.get("metadata") if isinstance(item, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    return (str(meta.get("namespace") or "")[:253], str(meta.get("name") or "")[:253])
+
+
+def _decode(fetched: _Fetched, control_plane_namespace: str) -> ClusterSnapshot:
+    snap = ClusterSnapshot(
+        warnings=list(fetched.warnings),
+        failed_kinds=list(fetched.failed),
+        partial=bool(fetched.failed) or fetched.smi_missing,
+    )
+    lists = fetched.lists
+    for kind in fetched.absent:
+        snap.rows[kind] = []
+    for kind, fn in _DECODERS.items():
+        if kind in lists:
+            snap.rows[kind] = _decode_each(kind, lists[kind], fn, snap)
+
+    if {"deployments", "replicasets", "statefulsets"} <= lists.keys():
+        rs_rows = _decode_each("replicasets", lists["replicasets"], decode.workload_row, snap, "ReplicaSet")
+        owners = {decode.object_key(o): decode.controller_of(o) for o in lists["replicasets"] if _safe_key(o)}
+        workloads = _decode_each("deployments", lists["deployments"], decode.workload_row, snap, "Deployment")
+        workloads += _decode_each("statefulsets", lists["statefulsets"], decode.workload_row, snap, "StatefulSet")
+        # A ReplicaSet under a Deployment is an implementation detail; a bare one is a workload of its own.
+        workloads += [row for row in rs_rows if not owners.get((row["namespace"], row["name"]), ("", ""))[0]]
+        snap.rows["workloads"] = workloads
+        if "pods" in lists:
+            snap.rows["pods"] = _decode_each("pods", lists["pods"], decode.pod_row, snap, owners)
+    elif "pods" in lists:
+        snap.rows["pods"] = _decode_each("pods", lists["pods"], decode.pod_row, snap, {})
+
+    snap.state = _mesh_state(fetched, control_plane_namespace, snap)
+    return snap
+
+
+def _safe_key(obj: Any) -> bool:
+    try:
+        decode.object_key(obj)
+    except (MalformedObject, AttributeError):
+        return False
+    return True
+
+
+def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSnapshot) -> Row:
+    version = fetched.version
+    controllers = [
+        d
+        for d in fetched.lists.get("deployments", [])
+        if _safe_key(d)
+        and (d.get("metadata", {}).get("labels") or {}).get(CONTROLLER_LABEL[0]) == CONTROLLER_LABEL[1]
+        and (not control_plane_namespace or d["metadata"].get("namespace") == control_plane_namespace)
+    ]
+    controllers.sort(key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"]))
+    if len(controllers) > 1:
+        where = ", ".join(f"{d['metadata'].get('namespace')}/{d['metadata']['name']}" for d in controllers)
+        snap.warnings.append(f"several OSM controllers found ({where}); showing the first")
+    controller = controllers[0] if controllers else None
+    state: Row = {
+        "kubernetes_version": str(version.get("gitVersion") or "")[:64],
+        "kubernetes_platform": str(version.get("platform") or "")[:64],
+        "meshconfig_api_version": f"{MESHCONFIG_GROUP}/{fetched.meshconfig_version}"
+        if fetched.meshconfig_version
+        else "",
+        "served_groups": {
+            g: v for g, v in fetched.groups.items() if g in {r.group for r in (*SMI, CANARIES)} | {MESHCONFIG_GROUP}
+        },
+        "control_plane_namespace": control_plane_namespace,
+        "mesh_name": "",
+        "osm_version": "",
+        "certificate_provider": "",
+        "meshconfig": {},
+        "apiserver_addresses": _endpoint_addresses(fetched.apiserver_endpoints),
+    }
+    if controller:
+        labels = controller["metadata"].get("labels") or {}
+        flags = decode.container_args(controller)
+        state.update(
+            control_plane_namespace=controller["metadata"].get("namespace", ""),
+            mesh_name=str(labels.get("meshName") or flags.get("mesh-name") or "")[:253],
+            osm_version=str(labels.get("app.kubernetes.io/version") or decode.image_tag(controller))[:64],
+            certificate_provider=flags.get("certificate-manager", "")[:64],
+        )
+    elif "deployments" in fetched.lists:
+        snap.warnings.append("no OSM controller found (no Deployment labelled app=osm-controller)")
+
+    meshconfigs = [m for m in fetched.lists.get("meshconfigs", []) if _safe_key(m)]
+    namespace = state["control_plane_namespace"]
+    chosen = [
+        m
+        for m in meshconfigs
+        if m["metadata"]["name"] == MESH_CONFIG_NAME and m["metadata"].get("namespace") == namespace
+    ]
+    chosen = chosen or [m for m in meshconfigs if m["metadata"]["name"] == MESH_CONFIG_NAME]
+    if chosen:
+        spec = chosen[0].get("spec")
+        state["meshconfig"] = spec if isinstance(spec, dict) else {}
+        if not state["control_plane_namespace"]:
+            state["control_plane_namespace"] = chosen[0]["metadata"].get("namespace", "")
+    elif "meshconfigs" in fetched.lists:
+        snap.warnings.append(f"MeshConfig {MESH_CONFIG_NAME} not found in {namespace or 'any namespace'}")
+
+    nodes = snap.rows.get("nodes", [])
+    state["is_aks"] = any(k.startswith("kubernetes.azure.com/") for row in nodes for k in row["labels"])
+    return state
+
+
+def _endpoint_addresses(endpoints: dict[str, Any] | None) -> list[str]:
+    if not isinstance(endpoints, dict):
+        return []
+    addresses = []
+    for subset in endpoints.get("subsets") or []:
+        ports = [p.get("port") for p in (subset.get("ports") or []) if isinstance(p, dict)]
+        for address in subset.get("addresses") or []:
+            ip = address.get("ip") if isinstance(address, dict) else None
+            if isinstance(ip, str):
+                addresses.extend(f"{ip}:{port}" for port in ports) if ports else addresses.append(ip)
+    return addresses
+
+
+def collect(gateway: KubeGateway, *, control_plane_namespace: str = "") -> ClusterSnapshot:
+    """Read the whole cluster once. Raises KubeError (transient or permanent) when nothing useful could be read."""
+    started = time.perf_counter()
+    fetched = _fetch(gateway)
+    fetched_at = time.perf_counter()
+    essential = {"namespaces", "pods", "services"}
+    if essential <= set(fetched.failed):
+        raise PermanentKubeError(f"cannot read the cluster: {'; '.join(fetched.warnings[-3:])}")
+    snap = _decode(fetched, control_plane_namespace)
+    snap.timings = {"fetch": fetched_at - started, "decode": time.perf_counter() - fetched_at}
+    snap.api_requests = gateway.requests
+    return snap

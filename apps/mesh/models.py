@@ -1,0 +1,199 @@
+"""Snapshot tables: the latest normalized view of each cluster's mesh, written by the collector, read by pages.
+
+Rows are keyed by (cluster, namespace, name) and upserted each run, so ids stay stable while an object lives;
+`seen_run` is the collection that last saw the row, and rows a successful run did not see are deleted.
+Every string from the cluster is stored as-is (escaping is the pages' job).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from apps.clusters.models import Cluster
+
+
+class SnapshotRow(models.Model):
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=253, blank=True)  # blank for cluster-scoped kinds
+    name = models.CharField(max_length=253)
+    uid = models.CharField(max_length=64, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    seen_run = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+        ordering = ["namespace", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+def _unique(model: str) -> list[models.UniqueConstraint]:
+    return [models.UniqueConstraint(fields=["cluster", "namespace", "name"], name=f"uniq_{model}_per_cluster")]
+
+
+class MeshNamespace(SnapshotRow):
+    monitored_by = models.CharField(max_length=253, blank=True)  # mesh name from openservicemesh.io/monitored-by
+    sidecar_injection = models.CharField(max_length=32, blank=True)  # annotation value: enabled/disabled/blank
+    metrics_enabled = models.BooleanField(default=False)
+    ignored = models.BooleanField(default=False)  # openservicemesh.io/ignore label
+    phase = models.CharField(max_length=32, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("namespace")
+
+    @property
+    def injection_enabled(self) -> bool:
+        return self.sidecar_injection.strip().lower() in {"enabled", "yes", "true"}
+
+
+class Node(SnapshotRow):
+    os = models.CharField(max_length=32, blank=True)
+    architecture = models.CharField(max_length=32, blank=True)
+    kubelet_version = models.CharField(max_length=64, blank=True)
+    os_image = models.CharField(max_length=253, blank=True)
+    ready = models.BooleanField(default=False)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("node")
+
+
+class Service(SnapshotRow):
+    type = models.CharField(max_length=32, blank=True)
+    cluster_ip = models.CharField(max_length=64, blank=True)
+    headless = models.BooleanField(default=False)
+    ports = models.JSONField(default=list, blank=True)  # [{name, port, targetPort, protocol, appProtocol}]
+    selector = models.JSONField(default=dict, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("service")
+
+
+class ServiceAccount(SnapshotRow):
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("serviceaccount")
+
+
+class Workload(SnapshotRow):
+    """A Deployment, StatefulSet, or a ReplicaSet that no Deployment owns."""
+
+    kind = models.CharField(max_length=32)
+    replicas = models.IntegerField(default=0)
+    ready_replicas = models.IntegerField(default=0)
+    selector = models.JSONField(default=dict, blank=True)
+    service_account = models.CharField(max_length=253, blank=True)
+    template_labels = models.JSONField(default=dict, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "namespace", "kind", "name"], name="uniq_workload_per_cluster")
+        ]
+
+
+class Pod(SnapshotRow):
+    phase = models.CharField(max_length=32, blank=True)
+    ready = models.BooleanField(default=False)
+    has_sidecar = models.BooleanField(default=False)
+    proxy_uuid = models.CharField(max_length=64, blank=True)
+    service_account = models.CharField(max_length=253, blank=True)
+    node_name = models.CharField(max_length=253, blank=True)
+    pod_ip = models.CharField(max_length=64, blank=True)
+    workload_kind = models.CharField(max_length=32, blank=True)
+    workload_name = models.CharField(max_length=253, blank=True)
+    containers = models.JSONField(default=list, blank=True)  # [{name, image, ready, restartCount}]
+    restarts = models.IntegerField(default=0)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("pod")
+
+
+class EndpointSlice(SnapshotRow):
+    service_name = models.CharField(max_length=253, blank=True)
+    address_type = models.CharField(max_length=16, blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    endpoints = models.JSONField(default=list, blank=True)  # [{addresses, ready, pod, node}]
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("endpointslice")
+
+
+class TrafficSplit(SnapshotRow):
+    root_service = models.CharField(max_length=253)  # spec.service as written (may be an FQDN form)
+    backends = models.JSONField(default=list, blank=True)  # [{service, weight}] as stored in the cluster
+    resource_version = models.CharField(max_length=64, blank=True)
+    api_version = models.CharField(max_length=64, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("trafficsplit")
+
+    @property
+    def root_service_name(self) -> str:
+        """The apex's Service name: OSM accepts `svc`, `svc.ns`, `svc.ns.svc` ... `svc.ns.svc.cluster.local`."""
+        return self.root_service.split(".", 1)[0]
+
+
+class TrafficTarget(SnapshotRow):
+    destination = models.JSONField(default=dict, blank=True)  # {kind, name, namespace}
+    sources = models.JSONField(default=list, blank=True)
+    rules = models.JSONField(default=list, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("traffictarget")
+
+
+class HTTPRouteGroup(SnapshotRow):
+    matches = models.JSONField(default=list, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("httproutegroup")
+
+
+class TCPRoute(SnapshotRow):
+    matches = models.JSONField(default=dict, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("tcproute")
+
+
+class Canary(SnapshotRow):
+    """A Flagger Canary: when one drives a TrafficSplit, Flagger rewrites its weights at every step."""
+
+    target_ref = models.JSONField(default=dict, blank=True)
+    service = models.JSONField(default=dict, blank=True)
+    phase = models.CharField(max_length=64, blank=True)
+    canary_weight = models.IntegerField(null=True, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("canary")
+
+
+class MeshState(models.Model):
+    """Cluster-wide facts from the last run: versions, the control plane, MeshConfig, installed CRDs."""
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="mesh_state")
+    collected_at = models.DateTimeField()
+    kubernetes_version = models.CharField(max_length=64, blank=True)
+    kubernetes_platform = models.CharField(max_length=64, blank=True)
+    control_plane_namespace = models.CharField(max_length=253, blank=True)
+    mesh_name = models.CharField(max_length=253, blank=True)
+    osm_version = models.CharField(max_length=64, blank=True)
+    certificate_provider = models.CharField(max_length=64, blank=True)
+    meshconfig_api_version = models.CharField(max_length=128, blank=True)
+    meshconfig = models.JSONField(default=dict, blank=True)  # MeshConfig spec, as stored
+    served_groups = models.JSONField(default=dict, blank=True)  # {group: [versions]} of the CRD groups we use
+    apiserver_addresses = models.JSONField(default=list, blank=True)  # from default/kubernetes Endpoints
+    is_aks = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.cluster}: {self.mesh_name or 'no mesh'} {self.osm_version}"
+
+    @property
+    def permissive_mode(self) -> bool | None:
+        traffic = (self.meshconfig or {}).get("traffic") or {}
+        value = traffic.get("enablePermissiveTrafficPolicyMode")
+        return value if isinstance(value, bool) else None
+
+    @property
+    def smi_installed(self) -> bool:
+        return "split.smi-spec.io" in (self.served_groups or {})
