@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
@@ -25,7 +26,10 @@ def recorded_run(cluster: Cluster, kind: str, *, attempt: int = 1) -> Iterator[C
         yield run
     except BaseException as exc:
         run.status = CollectionRun.Status.FAILED
-        run.error = getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, SoftTimeLimitExceeded):
+            run.error = f"stopped: the run took longer than its limit of {settings.MESHBOARD_COLLECT_TIME_LIMIT} s"
+        else:
+            run.error = getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}"
         raise
     else:
         if run.status == CollectionRun.Status.RUNNING:

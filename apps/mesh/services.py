@@ -7,8 +7,9 @@ import time
 from django.db import models, transaction
 from django.utils import timezone
 
-from apps.clusters.kube import gateway_for
+from apps.clusters.kube import KubeError, gateway_for
 from apps.clusters.models import Cluster, CollectionRun
+from apps.clusters.runs import recorded_run
 
 from .collector import ClusterSnapshot, collect
 from .decode import Row
@@ -85,3 +86,13 @@ def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapsh
     run.timings = {phase: round(seconds, 4) for phase, seconds in snapshot.timings.items()}
     run.status = CollectionRun.Status.PARTIAL if snapshot.partial else CollectionRun.Status.OK
     return snapshot
+
+
+def collect_and_record(cluster: Cluster, *, attempt: int = 1) -> tuple[CollectionRun, KubeError | None]:
+    """One recorded collection of `cluster`. A KubeError does not propagate: it is recorded and returned."""
+    try:
+        with recorded_run(cluster, CollectionRun.Kind.CLUSTER, attempt=attempt) as run:
+            collect_into_snapshot(cluster, run)
+    except KubeError as exc:
+        return run, exc
+    return run, None

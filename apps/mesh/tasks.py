@@ -6,12 +6,11 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from apps.clusters.kube import KubeError
 from apps.clusters.models import Cluster, CollectionRun
-from apps.clusters.runs import record_skipped, recorded_run
+from apps.clusters.runs import record_skipped
 from apps.core.locks import exclusive
 
-from .services import collect_into_snapshot
+from .services import collect_and_record
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +39,18 @@ def collect_cluster(self, cluster_id: int) -> str:
             record_skipped(cluster, CollectionRun.Kind.CLUSTER, "a collection of this cluster was still running")
             return "skipped"
         try:
-            with recorded_run(cluster, CollectionRun.Kind.CLUSTER, attempt=self.request.retries + 1) as run:
-                collect_into_snapshot(cluster, run)
-            return run.status
-        except KubeError as exc:
-            log.warning("collecting %s failed: %s", cluster.name, exc.reason)
-            if exc.transient and self.request.retries < MAX_RETRIES:
-                retry_reason = exc
+            run, error = collect_and_record(cluster, attempt=self.request.retries + 1)
         except SoftTimeLimitExceeded:
             log.warning("collecting %s hit the time limit", cluster.name)
+            return "failed"
         except Exception:
             # A bug must not become a crash loop: the run is recorded as failed and the next tick tries again.
             log.exception("collecting %s failed unexpectedly", cluster.name)
+            return "failed"
+        if error is not None:
+            log.warning("collecting %s failed: %s", cluster.name, error.reason)
+            if error.transient and self.request.retries < MAX_RETRIES:
+                retry_reason = error
     if retry_reason is not None:
         raise self.retry(exc=retry_reason, countdown=retry_countdown(self.request.retries))
-    return "failed"
+    return run.status
