@@ -24,8 +24,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.meshboard-deps
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing Python packages into .venv"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  echo "bootstrap: installing Python packages into .venv (log: .venv/pip.log)"
+  if ! { .venv/bin/pip install --disable-pip-version-check --upgrade pip &&
+         .venv/bin/pip install --disable-pip-version-check -e ".[dev]"; } >.venv/pip.log 2>&1; then
+    tail -n 30 .venv/pip.log
+    echo "bootstrap: pip failed; the whole log is in .venv/pip.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
