@@ -46,7 +46,7 @@ def test_it_records_401_as_a_failure_a_person_must_fix_and_recovers(kubeapi, col
 
 
 def test_it_keeps_the_kind_rbac_forbids_and_refreshes_the_rest(kubeapi, collected):
-    cluster, services, pods = collected
+    cluster, _services, pods = collected
     kubeapi.faults.add(r"^/api/v1/pods$", status=403, verb="list")
     Service.objects.filter(cluster=cluster, name="bookstore").update(cluster_ip="stale")
 
