@@ -8,9 +8,11 @@ callers want plain dicts, and model decoding of thousands of pods costs more tha
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,22 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building large acyclic structures (call it from one thread: the switch is global).
+
+    Decoding a 35 MB pod list allocates millions of dicts; each allocation burst triggers generation scans that
+    find nothing to free, and cost about twice the decoding itself (measured: 0.9 s vs 0.33 s for 4,845 pods).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class KubeError(Exception):

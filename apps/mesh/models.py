@@ -1,7 +1,8 @@
 """Snapshot tables: the latest normalized view of each cluster's mesh, written by the collector, read by pages.
 
-Rows are keyed by (cluster, namespace, name) and upserted each run, so ids stay stable while an object lives;
-`seen_run` is the collection that last saw the row, and rows a successful run did not see are deleted.
+Rows are keyed by (cluster, namespace, name) and kept in step with the cluster each run: new and changed rows are
+upserted, rows whose object is gone are deleted, unchanged rows (same `digest`) are not touched, so ids stay stable
+while an object lives and a quiet cluster costs one read per table.
 Every string from the cluster is stored as-is (escaping is the pages' job).
 """
 
@@ -19,7 +20,7 @@ class SnapshotRow(models.Model):
     uid = models.CharField(max_length=64, blank=True)
     labels = models.JSONField(default=dict, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
-    seen_run = models.BigIntegerField(default=0)
+    digest = models.CharField(max_length=32, blank=True)  # of the row's content, to skip unchanged rows
 
     class Meta:
         abstract = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 
 from django.db import models, transaction
@@ -46,28 +48,42 @@ TABLES: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
 }
 
 
-def _upsert(cluster: Cluster, key: str, rows: list[Row], run_id: int) -> None:
+def _digest(row: Row) -> str:
+    return hashlib.blake2b(json.dumps(row, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+def _sync_table(cluster: Cluster, key: str, rows: list[Row]) -> None:
+    """Make the table's rows for `cluster` equal `rows`, writing only what changed."""
     model, unique = TABLES[key]
+    existing = {
+        tuple(values[:-2]): (values[-2], values[-1])
+        for values in model.objects.filter(cluster=cluster).values_list(*unique, "pk", "digest")
+    }
     # Keyed dict: a duplicate key would make PostgreSQL's ON CONFLICT touch a row twice and fail the whole run.
-    by_key = {tuple(row[f] for f in unique): row for row in rows}
-    objs = [model(cluster=cluster, seen_run=run_id, **row) for row in by_key.values()]
-    if objs:
-        update_fields = sorted({*rows[0].keys(), "seen_run"} - set(unique))
+    incoming = {tuple(row[f] for f in unique): row for row in rows}
+    changed = []
+    for row_key, row in incoming.items():
+        digest = _digest(row)
+        if existing.get(row_key, (None, None))[1] != digest:
+            changed.append(model(cluster=cluster, digest=digest, **row))
+    if changed:
         model.objects.bulk_create(
-            objs,
+            changed,
             batch_size=500,
             update_conflicts=True,
             unique_fields=["cluster", *unique],
-            update_fields=update_fields,
+            update_fields=sorted({*rows[0].keys(), "digest"} - set(unique)),
         )
-    model.objects.filter(cluster=cluster).exclude(seen_run=run_id).delete()
+    gone = [pk for row_key, (pk, _) in existing.items() if row_key not in incoming]
+    for start in range(0, len(gone), 500):
+        model.objects.filter(pk__in=gone[start : start + 500]).delete()
 
 
-def store_snapshot(cluster: Cluster, snapshot: ClusterSnapshot, run_id: int) -> None:
+def store_snapshot(cluster: Cluster, snapshot: ClusterSnapshot) -> None:
     """Replace the cluster's snapshot in one transaction; tables the snapshot lacks keep their rows."""
     with transaction.atomic():
         for key, rows in snapshot.rows.items():
-            _upsert(cluster, key, rows, run_id)
+            _sync_table(cluster, key, rows)
         MeshState.objects.update_or_create(cluster=cluster, defaults={**snapshot.state, "collected_at": timezone.now()})
 
 
@@ -79,7 +95,7 @@ def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapsh
         finally:
             run.api_requests = gateway.requests
     started = time.perf_counter()
-    store_snapshot(cluster, snapshot, run.id)
+    store_snapshot(cluster, snapshot)
     snapshot.timings["write"] = time.perf_counter() - started
     run.counts = snapshot.counts
     run.warnings = snapshot.warnings

@@ -4,6 +4,8 @@ next run recovers by itself. Faults come from the stand-in's fault control; the 
 from __future__ import annotations
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from apps.clusters.models import CollectionRun
 from apps.mesh.models import MeshState, Pod, Service
@@ -48,7 +50,8 @@ def test_it_records_401_as_a_failure_a_person_must_fix_and_recovers(kubeapi, col
 def test_it_keeps_the_kind_rbac_forbids_and_refreshes_the_rest(kubeapi, collected):
     cluster, _services, pods = collected
     kubeapi.faults.add(r"^/api/v1/pods$", status=403, verb="list")
-    Service.objects.filter(cluster=cluster, name="bookstore").update(cluster_ip="stale")
+    api = k8s_config.new_client_from_config(config_file=str(kubeapi.kubeconfig))
+    k8s.CoreV1Api(api).patch_namespaced_service("bookstore", "bookstore", {"metadata": {"labels": {"tier": "gold"}}})
 
     run, error = collect_and_record(cluster)
 
@@ -56,7 +59,7 @@ def test_it_keeps_the_kind_rbac_forbids_and_refreshes_the_rest(kubeapi, collecte
     assert run.status == CollectionRun.Status.PARTIAL
     assert any("forbidden" in w.lower() and "pods" in w for w in run.warnings)
     assert Pod.objects.filter(cluster=cluster).count() == pods
-    assert Service.objects.get(cluster=cluster, name="bookstore").cluster_ip != "stale"
+    assert Service.objects.get(cluster=cluster, name="bookstore").labels["tier"] == "gold"
 
 
 def test_it_treats_500_as_transient_and_keeps_the_snapshot(kubeapi, collected):

@@ -1,0 +1,155 @@
+"""`make bench`: benchmarks whose results go to BENCHMARKS.md (by hand, with the machine and the date).
+
+Each benchmark prints a Markdown table row block. Run one with `python -m lab.bench kubeapi|collect`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}, {os.cpu_count()} cores, {cpu or 'unknown CPU'}, Python {platform.python_version()}"
+
+
+@contextmanager
+def _standin(services: int, workdir: Path) -> Iterator[Path]:
+    """The stand-in in its own process, as a real API server is: its serialising does not share our GIL."""
+    kubeconfig = workdir / "kubeconfig"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab.kubeapi",
+            "--seed",
+            "synthetic",
+            "--services",
+            str(services),
+            "--port",
+            "0",
+            "--kubeconfig-out",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (kubeconfig.exists() and kubeconfig.stat().st_size):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit("the stand-in did not start")
+            time.sleep(0.1)
+        yield kubeconfig
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _timed(fn: Callable[[], object], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _fmt(times: list[float]) -> str:
+    return f"median {statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})"
+
+
+def bench_kubeapi(services: int, runs: int) -> None:
+    """Listing every pod across all namespaces through the official client, typed and raw."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    with tempfile.TemporaryDirectory() as tmp, _standin(services, Path(tmp)) as kubeconfig:
+        api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
+        pods = len(api.list_pod_for_all_namespaces().items)
+        typed = _timed(lambda: api.list_pod_for_all_namespaces(), runs)
+        raw = _timed(lambda: api.list_pod_for_all_namespaces(_preload_content=False).data, runs)
+    print(f"## kubeapi: list {pods} pods (synthetic --services {services}), {runs} runs")
+    print(f"- typed models (`list_pod_for_all_namespaces()`): {_fmt(typed)}")
+    print(f"- raw JSON (`_preload_content=False`, HTTP + transfer only): {_fmt(raw)}")
+
+
+def bench_collect(services: int, runs: int) -> None:
+    """One collection cycle against the stand-in (in its own process): fetch, decode, DB write (SQLite), calls."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(DEBUG="1", MESHBOARD_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="meshboard.settings")
+        os.environ.pop("DATABASE_URL", None)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from apps.clusters.models import Cluster
+        from apps.mesh.services import collect_and_record
+
+        call_command("migrate", verbosity=0)
+        with _standin(services, Path(tmp)) as kubeconfig:
+            cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
+            results = []
+            for _ in range(runs + 1):
+                started = time.perf_counter()
+                run, error = collect_and_record(cluster)
+                wall = time.perf_counter() - started
+                if error is not None:
+                    sys.exit(f"collection failed: {error.reason}")
+                results.append((wall, run))
+    first_wall, first = results[0]
+    steady = results[1:]
+
+    def med(phase: str) -> float:
+        return statistics.median(r.timings[phase] for _, r in steady) * 1000
+
+    print(f"## collect: one cycle against synthetic --services {services} (SQLite), {runs} runs after a first one")
+    print(f"- objects: {first.counts}")
+    print(f"- API requests per cycle: {first.api_requests}")
+    print(
+        f"- first cycle (empty tables): {first_wall * 1000:.0f} ms wall "
+        f"(fetch {first.timings['fetch'] * 1000:.0f}, decode {first.timings['decode'] * 1000:.0f}, "
+        f"write {first.timings['write'] * 1000:.0f})"
+    )
+    print(
+        f"- steady cycle: median {statistics.median(w for w, _ in steady) * 1000:.0f} ms wall "
+        f"(fetch {med('fetch'):.0f}, decode {med('decode'):.0f}, write {med('write'):.0f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("which", nargs="*", help="kubeapi, collect (default: all)")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    which = args.which or ["kubeapi", "collect"]
+    if unknown := set(which) - {"kubeapi", "collect"}:
+        parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
+    print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n")
+    if "kubeapi" in which:
+        bench_kubeapi(args.services, args.runs)
+    if "collect" in which:
+        bench_collect(args.services, args.runs)
+
+
+if __name__ == "__main__":
+    main()
