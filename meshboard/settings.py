@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.clusters",
     "apps.mesh",
+    "apps.metrics",
 ]
 
 MIDDLEWARE = [

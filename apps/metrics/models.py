@@ -1,0 +1,127 @@
+"""KPI snapshots from Prometheus, written by the metrics collector, read by pages.
+
+A value of None means "unknown" (no series, or the metric is not kept by this Prometheus); 0 means "measured: zero".
+Pages must keep the two apart. Rates are per second; ratios are 0..1; latencies are milliseconds.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from apps.clusters.models import Cluster
+
+
+class Traffic(models.Model):
+    """The KPIs shared by a service and an edge."""
+
+    request_rate = models.FloatField(null=True, blank=True)  # requests/s, all response classes
+    rate_2xx = models.FloatField(null=True, blank=True)
+    rate_4xx = models.FloatField(null=True, blank=True)
+    rate_5xx = models.FloatField(null=True, blank=True)
+    success_rate = models.FloatField(null=True, blank=True)  # non-5xx / all; None when there was no request
+    p50_ms = models.FloatField(null=True, blank=True)
+    p95_ms = models.FloatField(null=True, blank=True)
+    p99_ms = models.FloatField(null=True, blank=True)
+    tcp_bytes_sent_rate = models.FloatField(null=True, blank=True)  # bytes/s from the caller side (cx_tx_bytes)
+    tcp_bytes_received_rate = models.FloatField(null=True, blank=True)  # bytes/s (cx_rx_bytes)
+    tcp_active_connections = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ServiceKPI(Traffic):
+    """Inbound KPIs of one destination service, summed over all its callers."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=253)
+    service = models.CharField(max_length=253)
+    collected_at = models.DateTimeField()
+    # Short history for sparklines: [[unix_ts, request_rate, success_rate, p99_ms], ...], oldest first, bounded.
+    history = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "namespace", "service"], name="uniq_service_kpi"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.service}"
+
+
+class EdgeKPI(Traffic):
+    """Traffic from one source (namespace + service, as OSM's relabeling names it) to one destination service."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    source_namespace = models.CharField(max_length=253)
+    source_service = models.CharField(max_length=253)  # the source pod's `app` label (OSM's `source_service`)
+    destination_namespace = models.CharField(max_length=253)
+    destination_service = models.CharField(max_length=253)
+    collected_at = models.DateTimeField()
+    tls_handshake_rate = models.FloatField(null=True, blank=True)  # handshakes/s from the caller's cluster stats
+    tls_error_rate = models.FloatField(null=True, blank=True)  # TLS failures/s (connection errors, bad certs)
+    certificate_expires_at = models.DateTimeField(null=True, blank=True)  # earlier of the two sidecars' certificates
+    denied_rate = models.FloatField(null=True, blank=True)  # requests/s refused by the caller sidecar (policy)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "cluster",
+                    "source_namespace",
+                    "source_service",
+                    "destination_namespace",
+                    "destination_service",
+                ],
+                name="uniq_edge_kpi",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.source_namespace}/{self.source_service} → {self.destination_namespace}/{self.destination_service}"
+        )
+
+
+class SplitShare(models.Model):
+    """Observed share of one TrafficSplit backend, next to the configured weight."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=253)
+    split = models.CharField(max_length=253)
+    backend = models.CharField(max_length=253)
+    share_short = models.FloatField(null=True, blank=True)  # 0..1 over `short_window_seconds`; None: no traffic
+    share_5m = models.FloatField(null=True, blank=True)
+    request_rate = models.FloatField(null=True, blank=True)
+    short_window_seconds = models.PositiveIntegerField(default=60)
+    collected_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "namespace", "split", "backend"], name="uniq_split_share"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.split}: {self.backend}"
+
+
+class MetricsState(models.Model):
+    """What this cluster's Prometheus can tell us, and how, as of the last metrics run."""
+
+    class LatencySource(models.TextChoices):
+        ENVOY = "envoy", "Envoy histogram"
+        OSM_WASM = "osm-wasm", "OSM WASM metric"
+        NONE = "none", "not available"
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="metrics_state")
+    collected_at = models.DateTimeField()
+    prometheus_version = models.CharField(max_length=64, blank=True)
+    scrape_interval_seconds = models.FloatField(default=15)
+    latency_source = models.CharField(max_length=16, choices=LatencySource.choices, default=LatencySource.NONE)
+    latency_unavailable_reason = models.TextField(blank=True)
+    tls_unavailable_reason = models.TextField(blank=True)  # blank: TLS evidence is available
+    denials_unavailable_reason = models.TextField(blank=True)  # blank: denial counts are available
+    queries = models.PositiveIntegerField(default=0)  # PromQL queries issued in the last run
+
+    def __str__(self) -> str:
+        return f"{self.cluster}: latency from {self.get_latency_source_display()}"
