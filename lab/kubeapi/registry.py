@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 CRD_DIR = Path(__file__).with_name("crds")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -113,15 +115,18 @@ BUILTINS: tuple[ResourceType, ...] = (
 )
 
 
-def load_crds(directory: Path = CRD_DIR) -> list[ResourceType]:
-    """Every CRD in `directory`, with only its served versions (storage version first)."""
+@lru_cache(maxsize=8)
+def load_crds(directory: Path = CRD_DIR) -> tuple[ResourceType, ...]:
+    """Every CRD in `directory`, with only its served versions (storage version first).
+
+    Cached: parsing the YAML costs more than starting a server, and the schemas are only ever read."""
     types = []
     for path in sorted(directory.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=_Loader):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             types.append(crd_to_type(doc))
-    return types
+    return tuple(types)
 
 
 def crd_to_type(crd: dict) -> ResourceType:
