@@ -93,7 +93,7 @@ def make_seed(crd_groups: frozenset[str] = ALL_CRD_GROUPS) -> Seed:
                 "apiVersion": "config.openservicemesh.io/v1alpha2",
                 "kind": "MeshConfig",
                 "metadata": {"name": "osm-mesh-config", "namespace": "demo"},
-                "spec": {"traffic": {"enablePermissiveTrafficPolicyMode": False}},
+                "spec": {"sidecar": {"logLevel": "error"}, "traffic": {"enablePermissiveTrafficPolicyMode": False}},
             }
         )
     return Seed(name="contract", objects=objects, crd_groups=crd_groups)
