@@ -244,6 +244,9 @@ class Store:
                 raise already_exists(rt.plural, rt.group, meta["name"])
             obj["apiVersion"] = rt.api_version(rt.storage_version)
             obj["kind"] = rt.kind
+            # A seed stands for objects the cluster already had: their uids are the ones the seed's
+            # ownerReferences and endpoint targetRefs point at, so they are kept.
+            seed_uid = meta.get("uid") if from_seed else None
             for server_set in (
                 "uid",
                 "resourceVersion",
@@ -252,7 +255,7 @@ class Store:
                 "generation",
             ):
                 meta.pop(server_set, None)
-            meta["uid"] = str(uuid.uuid4())
+            meta["uid"] = seed_uid or str(uuid.uuid4())
             meta["creationTimestamp"] = now()
             if rt.tracks_generation:
                 meta["generation"] = 1

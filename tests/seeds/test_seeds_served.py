@@ -38,7 +38,6 @@ def test_it_serves_the_bookstore_demo_to_the_official_client(bookstore_api):
     assert len(slices.items[0].endpoints) == 2
 
 
-@pytest.mark.xfail(reason="the stand-in replaces seed uids on load, so ownerReferences/targetRefs dangle", strict=False)
 def test_it_keeps_owner_references_pointing_at_served_objects(bookstore_api):
     apps = client.AppsV1Api(bookstore_api)
     uids = {rs.metadata.uid for rs in apps.list_namespaced_replica_set("bookstore").items}
