@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "apps.clusters",
     "apps.mesh",
     "apps.metrics",
+    "apps.services",
+    "apps.canary",
 ]
 
 MIDDLEWARE = [
@@ -48,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "apps.core.csp.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "meshboard.urls"
@@ -64,6 +67,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.context_processors.navigation",
             ],
         },
     },
@@ -119,6 +123,17 @@ MESHBOARD_KUBE_READ_TIMEOUT = env_float("MESHBOARD_KUBE_READ_TIMEOUT", 20.0, min
 MESHBOARD_COLLECT_TIME_LIMIT = env_int("MESHBOARD_COLLECT_TIME_LIMIT", 120, minimum=5, maximum=3600)
 # Run records kept per cluster and kind; older ones are pruned after each run.
 MESHBOARD_RUNS_KEPT = env_int("MESHBOARD_RUNS_KEPT", 200, minimum=10, maximum=100_000)
+
+# Service health, as Kiali's defaults: the share of requests answered 5xx (or 4xx) that makes a service degraded or
+# failing, and the share of pods not ready that does the same. Ratios, 0..1.
+MESHBOARD_HEALTH = {
+    "5xx_degraded": env_float("MESHBOARD_HEALTH_5XX_DEGRADED", 0.0, minimum=0, maximum=1),
+    "5xx_failing": env_float("MESHBOARD_HEALTH_5XX_FAILING", 0.10, minimum=0, maximum=1),
+    "4xx_degraded": env_float("MESHBOARD_HEALTH_4XX_DEGRADED", 0.10, minimum=0, maximum=1),
+    "4xx_failing": env_float("MESHBOARD_HEALTH_4XX_FAILING", 0.20, minimum=0, maximum=1),
+}
+# Rows per page on the overview.
+MESHBOARD_PAGE_SIZE = env_int("MESHBOARD_PAGE_SIZE", 50, minimum=5, maximum=1000)
 
 LOGGING = {
     "version": 1,

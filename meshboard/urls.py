@@ -5,4 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("apps.clusters.urls")),
+    path("", include("apps.services.urls")),
+    path("", include("apps.canary.urls")),
 ]

@@ -32,6 +32,14 @@ class Cluster(models.Model):
     enabled = models.BooleanField(default=True)
     # Set when beat enqueues a collection, so a tick does not enqueue a cluster twice while its task waits.
     next_collect_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The same for the metrics collection (clusters with a prometheus_url only).
+    next_metrics_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scrape_interval_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Prometheus's scrape interval for the sidecars; blank: read from Prometheus's configuration.",
+    )
 
     class Meta:
         ordering = ["name"]

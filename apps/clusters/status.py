@@ -1,4 +1,4 @@
-"""What the status page shows per cluster, read from run records and the snapshot (never from the cluster)."""
+"""How fresh a cluster's data is, read from run records (never from the cluster)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ from apps.mesh.models import MeshState
 
 from .models import Cluster, CollectionRun
 
+_GOOD = (CollectionRun.Status.OK, CollectionRun.Status.PARTIAL)
+
 
 @dataclass(frozen=True)
-class ClusterStatus:
-    cluster: Cluster
+class Freshness:
+    """The latest finished attempt of one kind of collection and the latest that produced data."""
+
+    kind: str
     last_run: CollectionRun | None
     last_good: CollectionRun | None
-    state: MeshState | None
 
     @property
     def age_seconds(self) -> int | None:
         if not self.last_good or not self.last_good.finished_at:
             return None
-        return int((timezone.now() - self.last_good.finished_at).total_seconds())
+        return max(0, int((timezone.now() - self.last_good.finished_at).total_seconds()))
 
     @property
     def stale_since(self) -> datetime | None:
@@ -32,23 +35,43 @@ class ClusterStatus:
             return self.last_good.finished_at if self.last_good else self.last_run.started_at
         return None
 
+    @property
+    def error(self) -> str:
+        return self.last_run.error if self.stale_since else ""
+
+    @property
+    def label(self) -> str:
+        return CollectionRun.Kind(self.kind).label
+
+
+def freshness(cluster: Cluster, kind: str) -> Freshness:
+    runs = CollectionRun.objects.filter(cluster=cluster, kind=kind).exclude(
+        status__in=[CollectionRun.Status.RUNNING, CollectionRun.Status.SKIPPED]
+    )
+    return Freshness(
+        kind=kind,
+        last_run=runs.order_by("-started_at").first(),
+        last_good=runs.filter(status__in=_GOOD).order_by("-started_at").first(),
+    )
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    cluster: Cluster
+    objects: Freshness
+    metrics: Freshness
+    state: MeshState | None
+
 
 def cluster_statuses() -> list[ClusterStatus]:
     clusters = list(Cluster.objects.all())
     states = {s.cluster_id: s for s in MeshState.objects.filter(cluster__in=clusters)}
-    statuses = []
-    for cluster in clusters:
-        runs = CollectionRun.objects.filter(cluster=cluster, kind=CollectionRun.Kind.CLUSTER).exclude(
-            status__in=[CollectionRun.Status.RUNNING, CollectionRun.Status.SKIPPED]
+    return [
+        ClusterStatus(
+            cluster=cluster,
+            objects=freshness(cluster, CollectionRun.Kind.CLUSTER),
+            metrics=freshness(cluster, CollectionRun.Kind.METRICS),
+            state=states.get(cluster.pk),
         )
-        statuses.append(
-            ClusterStatus(
-                cluster=cluster,
-                last_run=runs.order_by("-started_at").first(),
-                last_good=runs.filter(status__in=[CollectionRun.Status.OK, CollectionRun.Status.PARTIAL])
-                .order_by("-started_at")
-                .first(),
-                state=states.get(cluster.pk),
-            )
-        )
-    return statuses
+        for cluster in clusters
+    ]

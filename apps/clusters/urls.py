@@ -4,6 +4,6 @@ from . import views
 
 app_name = "clusters"
 urlpatterns = [
-    path("", views.status, name="status"),
+    path("mesh/", views.status, name="status"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -1,22 +1,21 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django.views.decorators.vary import vary_on_headers
+
+from apps.core.pages import render_page
 
 from .status import cluster_statuses
 
 
 @require_GET
 @login_required
-@vary_on_headers("HX-Request")
+@permission_required("clusters.view_cluster", raise_exception=True)
 def status(request: HttpRequest) -> HttpResponse:
-    """Every cluster with how fresh its snapshot is and what it holds; the table refreshes itself."""
-    template = "clusters/status.html#clusters" if request.htmx else "clusters/status.html"
-    return render(request, template, {"clusters": cluster_statuses()})
+    """Every cluster with how fresh its snapshot is and what it holds; the section refreshes itself."""
+    return render_page(request, "clusters/status.html", "clusters", {"clusters": cluster_statuses()})
 
 
 @require_GET

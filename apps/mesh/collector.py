@@ -192,8 +192,32 @@ def _decode(fetched: _Fetched, control_plane_namespace: str) -> ClusterSnapshot:
     elif "pods" in lists:
         snap.rows["pods"] = _decode_each("pods", lists["pods"], decode.pod_row, snap, {})
 
+    if "services" in snap.rows and "pods" in snap.rows:
+        count_pods_per_service(snap.rows["services"], snap.rows["pods"])
     snap.state = _mesh_state(fetched, control_plane_namespace, snap)
     return snap
+
+
+def count_pods_per_service(services: list[Row], pods: list[Row]) -> None:
+    """Set pods_total/ready/meshed on each service row from the pods its selector picks.
+
+    An index of (namespace, label, value) -> pods makes this one set intersection per selector term, instead of
+    testing every pod of the namespace against every service.
+    """
+    index: dict[tuple[str, str, str], set[int]] = {}
+    for i, pod in enumerate(pods):
+        for key, value in pod["labels"].items():
+            index.setdefault((pod["namespace"], key, value), set()).add(i)
+    for service in services:
+        selector = service["selector"]
+        picked: set[int] = set()
+        if selector:
+            sets = sorted((index.get((service["namespace"], k, v), set()) for k, v in selector.items()), key=len)
+            picked = set.intersection(*sets) if sets[0] else set()
+        chosen = [pods[i] for i in picked]
+        service["pods_total"] = len(chosen)
+        service["pods_ready"] = sum(1 for p in chosen if p["ready"])
+        service["pods_meshed"] = sum(1 for p in chosen if p["has_sidecar"])
 
 
 def _safe_key(obj: Any) -> bool:

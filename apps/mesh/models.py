@@ -13,6 +13,15 @@ from django.db import models
 from apps.clusters.models import Cluster
 
 
+def mtls_state(pods_total: int, pods_meshed: int) -> str:
+    """OSM encrypts all in-mesh traffic, so a service is mTLS when every pod behind it has the sidecar."""
+    if not pods_total:
+        return "unknown"
+    if pods_meshed == pods_total:
+        return "mtls"
+    return "partial" if pods_meshed else "off"
+
+
 class SnapshotRow(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
     namespace = models.CharField(max_length=253, blank=True)  # blank for cluster-scoped kinds
@@ -66,9 +75,17 @@ class Service(SnapshotRow):
     headless = models.BooleanField(default=False)
     ports = models.JSONField(default=list, blank=True)  # [{name, port, targetPort, protocol, appProtocol}]
     selector = models.JSONField(default=dict, blank=True)
+    # Pods the selector picks in the service's namespace, counted by the collector so pages need no join.
+    pods_total = models.PositiveIntegerField(default=0)
+    pods_ready = models.PositiveIntegerField(default=0)
+    pods_meshed = models.PositiveIntegerField(default=0)
 
     class Meta(SnapshotRow.Meta):
         constraints = _unique("service")
+
+    @property
+    def mtls(self) -> str:
+        return mtls_state(self.pods_total, self.pods_meshed)
 
 
 class ServiceAccount(SnapshotRow):

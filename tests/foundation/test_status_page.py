@@ -26,7 +26,7 @@ def operator():
 
 
 def test_it_sends_anonymous_users_to_the_login_page(client):
-    response = client.get("/")
+    response = client.get("/mesh/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
 
@@ -36,11 +36,11 @@ def test_it_shows_the_collected_cluster_with_its_freshness(client, viewer, kubea
     collect_and_record(cluster)
     client.force_login(viewer)
 
-    response = client.get("/")
+    response = client.get("/mesh/")
 
     body = response.content.decode()
     assert response.status_code == 200
-    assert "lab" in body and "Snapshot" in body and "s old" in body
+    assert "lab" in body and "Kubernetes objects:" in body and "s old" in body
     assert "SMI (deny by default)" in body
     assert "tresor" in body
     assert "<td>pods</td>" in body
@@ -54,11 +54,11 @@ def test_it_returns_only_the_table_to_htmx_and_says_why_data_is_stale(client, vi
     collect_and_record(cluster)
     client.force_login(viewer)
 
-    response = client.get("/", headers={"HX-Request": "true"})
+    response = client.get("/mesh/", headers={"HX-Request": "true"})
 
     body = response.content.decode()
     assert "<html" not in body and 'id="clusters"' in body
-    assert "Stale since" in body and "cannot reach the API server" in body
+    assert "stale since" in body and "cannot reach the API server" in body
 
 
 def test_it_escapes_hostile_strings_from_the_cluster(client, viewer, kubeapi):
@@ -67,7 +67,7 @@ def test_it_escapes_hostile_strings_from_the_cluster(client, viewer, kubeapi):
     cluster.runs.update(warnings=['<script>alert("x")</script>'])
     client.force_login(viewer)
 
-    body = client.get("/").content.decode()
+    body = client.get("/mesh/").content.decode()
 
     assert '<script>alert("x")</script>' not in body
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in body

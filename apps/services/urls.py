@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "services"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("services/<str:namespace>/<str:name>/", views.detail, name="detail"),
+    path("services/<str:namespace>/<str:name>/series", views.series, name="series"),
+]

@@ -1,0 +1,112 @@
+"""Service detail and traffic splits through HTTP; hostile strings from the cluster stay text."""
+
+from __future__ import annotations
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from apps.mesh.services import collect_and_record
+from apps.metrics.models import EdgeKPI, MetricsState
+
+HOSTILE = "<img src=x onerror=alert(1)>\"'&"
+
+
+def test_it_shows_a_service_with_pods_edges_split_and_latency_source(client, viewer, bookstore):
+    from django.utils import timezone
+
+    now = timezone.now()
+    EdgeKPI.objects.create(
+        cluster=bookstore,
+        source_namespace="bookbuyer",
+        source_service="bookbuyer",
+        destination_namespace="bookstore",
+        destination_service="bookstore-v1",
+        collected_at=now,
+        request_rate=9.5,
+        success_rate=1.0,
+        p99_ms=11.0,
+        certificate_expires_at=now + timezone.timedelta(hours=20),
+    )
+    EdgeKPI.objects.create(
+        cluster=bookstore,
+        source_namespace="bookstore",
+        source_service="bookstore",
+        destination_namespace="bookwarehouse",
+        destination_service="bookwarehouse",
+        collected_at=now,
+        request_rate=4.0,
+        success_rate=1.0,
+    )
+    MetricsState.objects.create(
+        cluster=bookstore,
+        collected_at=now,
+        latency_source="none",
+        latency_unavailable_reason="this Prometheus drops envoy_cluster_upstream_rq_time (OSM's keep-list)",
+    )
+    client.force_login(viewer)
+
+    html = client.get("/services/bookstore/bookstore-v1/").content.decode()
+
+    assert "bookbuyer/bookbuyer" in html and "9.5" in html
+    assert "bookwarehouse/bookwarehouse" in html  # outbound, through the pods' app label
+    assert "bookstore/bookstore-split" in html and "bookstore-v1 (100)" in html
+    assert "not available: this Prometheus drops envoy_cluster_upstream_rq_time" in html
+    assert "19\xa0hours" in html or "20\xa0hours" in html
+    assert "envoy" in html and "ready" in html and "Deployment bookstore<" in html.replace("</td>", "<")
+    assert 'data-series-url="/services/bookstore/bookstore-v1/series?window=1h"' in html
+    assert "vendor/plotly/plotly-strict.min.js" in html
+
+
+def _set_backends(kubeapi, backends):
+    api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
+    api.patch_namespaced_custom_object(
+        "split.smi-spec.io",
+        "v1alpha2",
+        "bookstore",
+        "trafficsplits",
+        "bookstore-split",
+        {"spec": {"backends": backends}},
+    )
+
+
+def test_it_shows_weights_percentages_observed_share_and_disagreement(client, viewer, bookstore, kubeapi):
+    _set_backends(kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}])
+    collect_and_record(bookstore)
+    client.force_login(viewer)
+
+    html = client.get("/splits/").content.decode()
+
+    v1 = html[html.index('data-backend="bookstore-v1"') :]
+    v1 = v1[: v1.index("</tr>")]
+    assert "100.0%" in v1 and "62.0%" in v1 and "95.0%" in v1
+    assert "differs by more than 10 points" in v1
+    v2 = html[html.index('data-backend="bookstore-v2"') :]
+    v2 = v2[: v2.index("</tr>")]
+    assert "0.0%" in v2 and "38.0%" in v2 and "differs" in v2
+    assert "(8 s)" in html
+
+
+def test_it_flags_weights_osm_cannot_use(client, viewer, bookstore, kubeapi):
+    _set_backends(kubeapi, [{"service": "bookstore-v1", "weight": 0.5}, {"service": "bookstore-v2", "weight": 0}])
+    collect_and_record(bookstore)
+    client.force_login(viewer)
+
+    html = client.get("/splits/").content.decode()
+
+    assert "weight 0.5 is not a whole number" in html
+    assert "weights sum to less than 1" in html
+
+
+def test_it_escapes_hostile_strings_on_every_page(client, viewer, bookstore, kubeapi):
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
+    core.patch_namespaced_service(
+        "bookstore-v1", "bookstore", {"metadata": {"annotations": {"note": HOSTILE}, "labels": {"team": "x"}}}
+    )
+    collect_and_record(bookstore)
+    client.force_login(viewer)
+
+    for path in ("/", "/services/bookstore/bookstore-v1/", "/splits/", "/mesh/"):
+        html = client.get(path).content.decode()
+        assert "<img src=x" not in html, path
+    detail = client.get("/services/bookstore/bookstore-v1/").content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;" in detail
