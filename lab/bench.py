@@ -94,17 +94,10 @@ def bench_kubeapi(services: int, runs: int) -> None:
 def bench_collect(services: int, runs: int) -> None:
     """One collection cycle against the stand-in (in its own process): fetch, decode, DB write (SQLite), calls."""
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(DEBUG="1", MESHBOARD_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="meshboard.settings")
-        os.environ.pop("DATABASE_URL", None)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+        _django(tmp)
         from apps.clusters.models import Cluster
         from apps.mesh.services import collect_and_record
 
-        call_command("migrate", verbosity=0)
         with _standin(services, Path(tmp)) as kubeconfig:
             cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
             results = []
@@ -135,20 +128,110 @@ def bench_collect(services: int, runs: int) -> None:
     )
 
 
+def _django(tmp: str) -> None:
+    os.environ.update(DEBUG="1", MESHBOARD_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="meshboard.settings")
+    os.environ.pop("DATABASE_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def bench_overview(services: int, runs: int) -> None:
+    """Server time of the overview page (first page, default sort, and sorted by p99) on a collected synthetic mesh."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _django(tmp)
+        from django.conf import settings
+        from django.db import connection
+        from django.test import Client
+        from django.test.utils import CaptureQueriesContext
+        from django.utils import timezone
+
+        from apps.clusters.models import Cluster
+        from apps.mesh.models import Service
+        from apps.mesh.services import collect_and_record
+        from apps.metrics.models import ServiceKPI
+        from lab.synthetic import generate
+
+        settings.ALLOWED_HOSTS = ["testserver"]
+        with _standin(services, Path(tmp)) as kubeconfig:
+            cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
+            collect_and_record(cluster)
+        # KPIs as the metrics collector stores them, from the same generator the seed came from.
+        mesh = generate(services)
+        inbound: dict[tuple[str, str], list] = {}
+        for edge in mesh.edges:
+            inbound.setdefault((edge.destination_namespace, edge.destination_service), []).append(edge)
+        now = timezone.now()
+        kpis = []
+        for ns, name in Service.objects.filter(cluster=cluster).values_list("namespace", "name"):
+            edges = inbound.get((ns, name), [])
+            rps = sum(e.rps for e in edges)
+            errors = sum(e.rps * e.error_ratio for e in edges)
+            p99 = max((e.latency.p99_ms for e in edges), default=None)
+            kpis.append(
+                ServiceKPI(
+                    cluster=cluster,
+                    namespace=ns,
+                    service=name,
+                    collected_at=now,
+                    request_rate=rps,
+                    rate_5xx=errors,
+                    rate_4xx=0.0,
+                    rate_2xx=rps - errors,
+                    success_rate=(1 - errors / rps) if rps else None,
+                    p99_ms=p99,
+                    p50_ms=p99 and p99 / 4,
+                    p95_ms=p99 and p99 / 1.5,
+                    tcp_bytes_sent_rate=rps * 800,
+                    tcp_bytes_received_rate=rps * 3000,
+                )
+            )
+        ServiceKPI.objects.bulk_create(kpis)
+        client = Client()
+        client.force_login(_viewer("bench"))
+        results = {}
+        for label, path in (("default sort", "/"), ("sorted by p99, descending", "/?sort=-p99")):
+            client.get(path)
+            times = _timed(lambda path=path: client.get(path), runs)
+            with CaptureQueriesContext(connection) as queries:
+                client.get(path)
+            results[label] = (times, len(queries))
+    print(f"## overview page: server time, synthetic --services {services} ({len(kpis)} rows, 50 a page), {runs} runs")
+    for label, (times, queries) in results.items():
+        ordered = sorted(times)
+        p95 = ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
+        print(f"- {label}: {_fmt(times)}, p95 {p95 * 1000:.0f} ms, {queries} DB queries")
+
+
+def _viewer(username: str) -> object:
+    from django.contrib.auth import get_user_model
+
+    from apps.clusters.roles import VIEWER, ensure_roles
+
+    user = get_user_model().objects.create_user(username, password="bench-password-long")
+    user.groups.set([ensure_roles()[VIEWER]])
+    return user
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("which", nargs="*", help="kubeapi, collect (default: all)")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    which = args.which or ["kubeapi", "collect"]
-    if unknown := set(which) - {"kubeapi", "collect"}:
+    which = args.which or ["kubeapi", "collect", "overview"]
+    if unknown := set(which) - {"kubeapi", "collect", "overview"}:
         parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
     print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n")
     if "kubeapi" in which:
         bench_kubeapi(args.services, args.runs)
     if "collect" in which:
         bench_collect(args.services, args.runs)
+    if "overview" in which:
+        bench_overview(args.services, max(args.runs, 20))
 
 
 if __name__ == "__main__":
