@@ -202,7 +202,7 @@ def bench_overview(services: int, runs: int) -> None:
     print(f"## overview page: server time, synthetic --services {services} ({len(kpis)} rows, 50 a page), {runs} runs")
     for label, (times, queries) in results.items():
         ordered = sorted(times)
-        p95 = ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
+        p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
         print(f"- {label}: {_fmt(times)}, p95 {p95 * 1000:.0f} ms, {queries} DB queries")
 
 
@@ -211,7 +211,7 @@ def _viewer(username: str) -> object:
 
     from apps.clusters.roles import VIEWER, ensure_roles
 
-    user = get_user_model().objects.create_user(username, password="bench-password-long")
+    user = get_user_model().objects.create_user(username, password=None)
     user.groups.set([ensure_roles()[VIEWER]])
     return user
 
