@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["lab.kubeapi.pytest_plugin"]
+pytest_plugins = ["lab.kubeapi.pytest_plugin", "lab.prometheus_fixtures"]
 
 
 def free_port() -> int:

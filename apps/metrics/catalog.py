@@ -1,0 +1,270 @@
+"""Every PromQL expression Meshboard sends, each with a line on what it means.
+
+Conventions (reference/osm.md §4, reference/lab-mesh.md §5-6):
+- Envoy's `envoy_cluster_*` stats come from the *calling* sidecar; the destination is the `envoy_cluster_name` label,
+  `<ns>/<svc>|<port>` in OSM 1.x. The source is what OSM's relabeling adds: `source_namespace`, `source_service`
+  (the calling pod's `app` label), `source_pod_name`, `source_workload_*`.
+- A headless StatefulSet's cluster `<ns>/<pod>.<svc>|<port>` has a dot, which Envoy's tag extraction cuts: the label
+  becomes `<ns>/<pod>` and the metric name gains the rest, `envoy_cluster_<svc>_<port>_upstream_rq_xx`. Selectors
+  therefore match the metric name by regex, `envoy_cluster_(<svc>_<port>_)?<stat>`; the digits before the stat keep
+  Envoy's `internal_`/`external_`/`canary_` variants (which would double count) out.
+- Destination clusters are the ones with a `/` in their name and not ending in `|local` (the inbound side);
+  OSM's internal clusters (osm-controller, envoy-metrics-cluster, envoy-tracing-cluster, passthrough-outbound) and
+  egress clusters have no `/`.
+- Every query of a cycle is one `sum by (...)` over the whole mesh: the number of queries does not depend on the
+  number of services. `window` is a PromQL duration, at least 4 x the scrape interval (see `windows`).
+- In a PromQL string `\\\\|` is the regex `\\|` (a literal `|`); Python raw strings keep it readable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+INTERNAL_CLUSTERS = ("osm-controller", "envoy-metrics-cluster", "envoy-tracing-cluster", "passthrough-outbound")
+
+# Destination-service clusters: `<ns>/...`, not the inbound `...|local` ones.
+DESTINATION = r'envoy_cluster_name=~"[^/]+/.+",envoy_cluster_name!~".*\\|local"'
+EDGE = "source_namespace, source_service, envoy_cluster_name"
+DEST = "envoy_cluster_name"
+WASM_EDGE = "source_namespace, source_name, destination_namespace, destination_name"
+WASM_DEST = "destination_namespace, destination_name"
+QUANTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
+
+# Metric names probed (by name, from the index) to choose the latency source and say what is available.
+ENVOY_LATENCY = "envoy_cluster_upstream_rq_time_bucket"
+WASM_LATENCY = "osm_request_duration_ms_bucket"
+TLS_HANDSHAKE = "envoy_cluster_ssl_handshake"
+DENIALS = "envoy_http_downstream_rq_xx"
+
+TLS_ERROR_STATS = "ssl_(?:connection_error|fail_verify_san|fail_verify_no_cert|fail_verify_error|fail_verify_cert_hash)"
+
+
+def cluster_metric(stat: str, extra: str = "") -> str:
+    """Selector for Envoy cluster stat `stat` (`upstream_rq_xx`...), full or truncated cluster names, destinations."""
+    more = f",{extra}" if extra else ""
+    return f'{{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?{stat}",{DESTINATION}{more}}}'
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a PromQL duration in whole seconds, rounded up (`75s`)."""
+    return f"{max(1, math.ceil(seconds - 1e-9))}s"
+
+
+@dataclass(frozen=True)
+class Windows:
+    scrape_interval: float
+    short: float  # KPI and short split window, seconds
+    long: float  # the 5 m split window, seconds
+
+    @property
+    def short_promql(self) -> str:
+        return duration(self.short)
+
+    @property
+    def long_promql(self) -> str:
+        return duration(self.long)
+
+
+def windows(scrape_interval: float) -> Windows:
+    """KPI windows for a scrape interval: never fewer than 4 scrapes.
+
+    The short window is the larger of 1 m and 4 x the scrape interval for the usual 10-30 s scrapes; where scrapes are
+    faster (the lab scrapes every 1-2 s) it shrinks to 10 scrapes, so a change shows within seconds:
+    max(4 x s, min(60 s, 10 x s)). The long window is max(5 m, 4 x s).
+    """
+    s = max(0.1, float(scrape_interval))
+    return Windows(scrape_interval=s, short=max(4 * s, min(60.0, 10 * s)), long=max(300.0, 4 * s))
+
+
+def range_step(range_seconds: float, scrape_interval: float) -> float:
+    """A chart's step: max(range / 300, scrape interval), so at most ~300 points and never below one scrape."""
+    return max(range_seconds / 300.0, scrape_interval)
+
+
+def range_window(step: float, scrape_interval: float) -> float:
+    """A chart's rate() window: at least 4 scrapes, and at least one step so no sample falls between two points."""
+    return max(4 * scrape_interval, step)
+
+
+# -- the per-cycle queries (instant, all at one evaluation time) --------------------------------------------------
+
+
+def requests_by_class(window: str, by: str = EDGE, fn: str = "rate") -> str:
+    """Requests/s per edge (or `by`) and response class "1".."5", as the caller's sidecar saw the answers."""
+    return f"sum by ({by}, envoy_response_code_class) ({fn}({cluster_metric('upstream_rq_xx')}[{window}]))"
+
+
+def bytes_sent(window: str, by: str = EDGE) -> str:
+    """Bytes/s the caller sent upstream on its connections to the destination (cx_tx_bytes)."""
+    return f"sum by ({by}) (rate({cluster_metric('upstream_cx_tx_bytes_total')}[{window}]))"
+
+
+def bytes_received(window: str, by: str = EDGE) -> str:
+    """Bytes/s the caller received from the destination (cx_rx_bytes)."""
+    return f"sum by ({by}) (rate({cluster_metric('upstream_cx_rx_bytes_total')}[{window}]))"
+
+
+def active_connections(by: str = EDGE) -> str:
+    """Open upstream connections from callers to the destination, right now (a gauge)."""
+    return f"sum by ({by}) ({cluster_metric('upstream_cx_active')})"
+
+
+def envoy_quantile(q: float, window: str, by: str = EDGE) -> str:
+    """Latency quantile q in ms from Envoy's upstream request-time histogram (caller side, includes the network)."""
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate({cluster_metric('upstream_rq_time_bucket')}[{window}])))"
+
+
+def wasm_quantile(q: float, window: str, by: str = WASM_EDGE) -> str:
+    """Latency quantile q in ms from OSM's WASM metric (workload to workload; `-` and `.` in values become `_`)."""
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate(osm_request_duration_ms_bucket[{window}])))"
+
+
+def tls_handshakes(window: str) -> str:
+    """TLS handshakes/s the caller's sidecar completed towards the destination (mTLS evidence)."""
+    return f"sum by ({EDGE}) (rate({cluster_metric('ssl_handshake')}[{window}]))"
+
+
+def tls_errors(window: str) -> str:
+    """TLS failures/s towards the destination: connection errors and failed certificate checks."""
+    return f"sum by ({EDGE}) (rate({cluster_metric(TLS_ERROR_STATS)}[{window}]))"
+
+
+def cluster_certificate_expiry() -> str:
+    """Earliest expiry (unix s) of the certificates the caller's sidecar presents/trusts for the destination cluster."""
+    return f"min by ({EDGE}) ({cluster_metric('ssl_certificate_expiration_unix_time_seconds')})"
+
+
+def listener_certificate_expiry() -> str:
+    """Earliest expiry (unix s) of the certificates each sidecar's inbound listener serves, by the sidecar's app."""
+    return "min by (source_namespace, source_service) (envoy_listener_ssl_certificate_expiration_unix_time_seconds)"
+
+
+def denied_requests(window: str) -> str:
+    """5xx answers/s on the caller's outbound HTTP connection managers (prefix `outbound_<destination>`); denied
+    requests are the ones its sidecar answered itself, i.e. these minus the 5xx that came back from upstream."""
+    return (
+        f"sum by (source_namespace, source_service, envoy_http_conn_manager_prefix) "
+        f'(rate(envoy_http_downstream_rq_xx{{envoy_http_conn_manager_prefix=~"outbound_.+",'
+        f'envoy_response_code_class="5"}}[{window}]))'
+    )
+
+
+@dataclass(frozen=True)
+class Available:
+    """What this Prometheus keeps, from the metric names it has (one cheap index lookup per cycle)."""
+
+    latency_source: str  # "envoy", "osm-wasm" or "none"
+    tls: bool
+    denials: bool
+
+    @classmethod
+    def from_names(cls, names: set[str]) -> Available:
+        latency = "envoy" if ENVOY_LATENCY in names else "osm-wasm" if WASM_LATENCY in names else "none"
+        return cls(
+            latency_source=latency,
+            tls=TLS_HANDSHAKE in names or any(_TRUNCATED_SSL.match(n) for n in names),
+            denials=DENIALS in names,
+        )
+
+
+_TRUNCATED_SSL = re.compile(r"envoy_cluster_[a-zA-Z0-9_]+_[0-9]+_ssl_handshake$")
+
+LATENCY_UNAVAILABLE = (
+    "latency not available on this Prometheus: it keeps neither Envoy's envoy_cluster_upstream_rq_time histogram "
+    "(OSM's shipped keep-list drops it) nor OSM's osm_request_duration_ms (needs OSM's WASM stats feature flag)"
+)
+TLS_UNAVAILABLE = (
+    "TLS evidence not available on this Prometheus: it does not keep Envoy's envoy_cluster_ssl_* series "
+    "(OSM's shipped keep-list drops them; keep them in your own Prometheus to see handshakes and certificate expiry)"
+)
+DENIALS_UNAVAILABLE = (
+    "denied requests not available on this Prometheus: it does not keep the callers' envoy_http_downstream_rq_xx "
+    "series (OSM's shipped keep-list drops them)"
+)
+
+
+def cycle(w: Windows, available: Available) -> dict[str, str]:
+    """The queries of one metrics cycle, by key. Their number depends on what Prometheus keeps, never on mesh size."""
+    short, long = w.short_promql, w.long_promql
+    queries = {
+        "requests": requests_by_class(short),
+        "requests_long": requests_by_class(long, by=DEST),
+        "bytes_sent": bytes_sent(short),
+        "bytes_received": bytes_received(short),
+        "connections": active_connections(),
+    }
+    for field, q in QUANTILES.items():
+        if available.latency_source == "envoy":
+            queries[f"edge_{field}"] = envoy_quantile(q, short)
+            queries[f"service_{field}"] = envoy_quantile(q, short, by=DEST)
+        elif available.latency_source == "osm-wasm":
+            queries[f"edge_{field}"] = wasm_quantile(q, short)
+            queries[f"service_{field}"] = wasm_quantile(q, short, by=WASM_DEST)
+    if available.tls:
+        queries["tls_handshakes"] = tls_handshakes(short)
+        queries["tls_errors"] = tls_errors(short)
+        queries["cert_expiry_cluster"] = cluster_certificate_expiry()
+        queries["cert_expiry_listener"] = listener_certificate_expiry()
+    if available.denials:
+        queries["denied"] = denied_requests(short)
+    return queries
+
+
+# -- one service's charts (range queries) ---------------------------------------------------------------------------
+
+
+def promql_string(text: str) -> str:
+    """`text` as the inside of a double-quoted PromQL string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def regex_literal(text: str) -> str:
+    """`text` as an RE2 regex matching it literally."""
+    return re.sub(r"([^A-Za-z0-9_])", r"\\\1", text)
+
+
+def service_cluster_regex(namespace: str, service: str, pods: list[str]) -> str:
+    """RE2 regex for every `envoy_cluster_name` of one service: `<ns>/<svc>|<port>`, the alt-stat form
+    `<ns>/<pod>_<svc>|<port>`, the dotted form, and the truncated `<ns>/<pod>` of each of its pods."""
+    ns, svc = regex_literal(namespace), regex_literal(service)
+    forms = [f"{ns}/{svc}\\|[0-9]+", f"{ns}/[^/|]+[._]{svc}\\|[0-9]+"]
+    if pods:
+        forms.append(f"{ns}/(?:{'|'.join(regex_literal(p) for p in sorted(pods))})")
+    return "|".join(forms)
+
+
+def service_selector(namespace: str, service: str, pods: list[str]) -> str:
+    return f'envoy_cluster_name=~"{promql_string(service_cluster_regex(namespace, service, pods))}"'
+
+
+def series_requests(selector: str, window: str) -> str:
+    """Requests/s to one service by response class, over time."""
+    return (
+        f"sum by (envoy_response_code_class) "
+        f'(rate({{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_xx",{selector}}}[{window}]))'
+    )
+
+
+def series_bytes(stat: str, selector: str, window: str) -> str:
+    """Bytes/s on the callers' connections to one service (stat: upstream_cx_tx_bytes_total or ..._rx_...)."""
+    return f'sum(rate({{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?{stat}",{selector}}}[{window}]))'
+
+
+def series_envoy_quantile(q: float, selector: str, window: str) -> str:
+    """Latency quantile q (ms) of one service from Envoy's histogram, over time."""
+    name = "envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_time_bucket"
+    return f'histogram_quantile({q}, sum by (le) (rate({{__name__=~"{name}",{selector}}}[{window}])))'
+
+
+def series_wasm_quantile(q: float, namespace: str, workloads: list[str], window: str) -> str:
+    """Latency quantile q (ms) of one service's workloads from OSM's WASM histogram (names mangled: `-`,`.` → `_`)."""
+    names = "|".join(regex_literal(mangle(w)) for w in sorted(workloads)) or "$^"
+    sel = f'destination_namespace="{promql_string(mangle(namespace))}",destination_name=~"{promql_string(names)}"'
+    return f"histogram_quantile({q}, sum by (le) (rate(osm_request_duration_ms_bucket{{{sel}}}[{window}])))"
+
+
+def mangle(value: str) -> str:
+    """What OSM's WASM stats do to label values: every `-` and `.` becomes `_`."""
+    return value.replace("-", "_").replace(".", "_")

@@ -1,0 +1,239 @@
+"""The gateway to a cluster's Prometheus: the only module that touches `prometheus-api-client` and HTTP.
+
+It owns the client (no hidden retries: the task retries whole runs), the timeouts of every call, a count of the calls
+made, and the mapping of every failure to `TransientPrometheusError` (worth retrying: unreachable, timeout, 5xx, 429,
+a query that timed out inside Prometheus) or `PermanentPrometheusError` (a person must act: bad URL, 4xx, a query
+Prometheus rejects, an answer that is not the Prometheus API). Each error has a `reason` a person can read.
+Results come back as plain data: `Sample(labels, value)` and `RangeSeries(labels, points)`, with NaN and ±Inf
+already turned into None so nothing downstream can store a NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+import yaml
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 20.0
+# Prometheus's own default when a config sets no scrape_interval.
+PROMETHEUS_DEFAULT_SCRAPE_INTERVAL = 60.0
+
+
+class PrometheusError(Exception):
+    """A call to Prometheus failed. `reason` is a sentence a person can act on."""
+
+    transient = False
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class TransientPrometheusError(PrometheusError):
+    transient = True
+
+
+class PermanentPrometheusError(PrometheusError):
+    pass
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float | None  # None: NaN or ±Inf (e.g. a ratio of 0/0, a quantile of an empty histogram)
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    labels: dict[str, str]
+    points: list[tuple[float, float | None]]  # (unix seconds, value or None), oldest first
+
+
+def to_float(raw: object) -> float | None:
+    """Prometheus's string value as a finite float, else None ("NaN", "+Inf", "-Inf", junk)."""
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_duration(text: str) -> float:
+    """A Prometheus duration (`15s`, `1m30s`, `1h`, `500ms`) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(text).strip())
+    if not parts or "".join(n + u for n, u in parts) != str(text).strip():
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+_STATUS_RE = re.compile(r"HTTP Status Code (\d+) \((.*)\)\s*$", re.DOTALL)
+
+
+def _client_error(exc: PrometheusApiClientException, what: str, host: str) -> PrometheusError:
+    """The client raises one exception type with the status and body in its message; recover both."""
+    match = _STATUS_RE.search(str(exc))
+    status = int(match.group(1)) if match else 0
+    body = match.group(2) if match else str(exc)
+    detail = body
+    found = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', body)
+    if found:
+        detail = found.group(1).replace('\\"', '"')
+    detail = detail[:300]
+    if status in (400, 422) and "timeout" not in detail.lower() and "timed out" not in detail.lower():
+        return PermanentPrometheusError(
+            f"{what}: Prometheus at {host} rejected the query ({status}): {detail}", status=status
+        )
+    if status in (401, 403):
+        return PermanentPrometheusError(
+            f"{what}: Prometheus at {host} refused access ({status}); check the URL's credentials or proxy",
+            status=status,
+        )
+    if status == 404:
+        return PermanentPrometheusError(
+            f"{what}: no Prometheus API at {host} (404); check the cluster's Prometheus URL", status=404
+        )
+    if status in (408, 422, 429) or status >= 500:
+        return TransientPrometheusError(f"{what}: Prometheus at {host} answered {status}: {detail}", status=status)
+    return PermanentPrometheusError(
+        f"{what}: Prometheus at {host} answered {status or 'an error'}: {detail}", status=status
+    )
+
+
+class PrometheusGateway:
+    """One Prometheus, with a timeout on every call and a count of the calls made (`requests`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if not url:
+            raise PermanentPrometheusError("this cluster has no Prometheus URL")
+        self.url = url.rstrip("/")
+        self.host = urlparse(self.url).netloc or self.url
+        self.timeout = (connect_timeout, read_timeout)
+        self.requests = 0
+        self._session = requests.Session()
+        self._session.headers.update(headers or {})
+        # No retries inside the client: a slow Prometheus must cost one timeout, not four, and the task retries runs.
+        self._client = PrometheusConnect(
+            url=self.url, retry=Retry(total=0, raise_on_status=False), session=self._session, timeout=self.timeout
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> PrometheusGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        self.requests += 1
+        try:
+            return fn(*args, **kwargs)
+        except PrometheusApiClientException as exc:
+            raise _client_error(exc, what, self.host) from None
+        except requests.exceptions.Timeout:
+            raise TransientPrometheusError(
+                f"{what}: Prometheus at {self.host} did not answer within {self.timeout[1]:g} s"
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            cause = exc.args[0] if exc.args else exc
+            cause = getattr(cause, "reason", None) or cause
+            raise TransientPrometheusError(f"{what}: cannot reach Prometheus at {self.host}: {cause}") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientPrometheusError(f"{what}: request to Prometheus at {self.host} failed: {exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentPrometheusError(
+                f"{what}: {self.host} answered something that is not the Prometheus API ({exc.__class__.__name__})"
+            ) from None
+
+    def _get_json(self, path: str, what: str) -> Any:
+        def fetch() -> Any:
+            response = self._session.get(f"{self.url}{path}", timeout=self.timeout)
+            if response.status_code != 200:
+                raise PrometheusApiClientException(f"HTTP Status Code {response.status_code} ({response.content!r})")
+            return response.json()["data"]
+
+        return self._call(what, fetch)
+
+    # -- queries ------------------------------------------------------------------------------------------------
+
+    def instant(self, expr: str, at: float | None = None, *, what: str = "query") -> list[Sample]:
+        """Evaluate `expr` at unix time `at` (default: Prometheus's now). Only instant vectors are expected."""
+        params = {"time": f"{at:.3f}"} if at is not None else {}
+        result = self._call(what, self._client.custom_query, expr, params=params)
+        try:
+            return [Sample(dict(item.get("metric") or {}), to_float(item["value"][1])) for item in result]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise PermanentPrometheusError(f"{what}: Prometheus at {self.host} answered an unexpected shape") from None
+
+    def range(
+        self, expr: str, start: float, end: float, step: float, *, what: str = "range query"
+    ) -> list[RangeSeries]:
+        result = self._call(
+            what,
+            self._client.custom_query_range,
+            expr,
+            start_time=datetime.fromtimestamp(start, UTC),
+            end_time=datetime.fromtimestamp(end, UTC),
+            step=f"{step:g}",
+        )
+        try:
+            return [
+                RangeSeries(dict(item.get("metric") or {}), [(float(t), to_float(v)) for t, v in item["values"]])
+                for item in result
+            ]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise PermanentPrometheusError(f"{what}: Prometheus at {self.host} answered an unexpected shape") from None
+
+    # -- what this Prometheus is --------------------------------------------------------------------------------
+
+    def build_version(self) -> str:
+        data = self._get_json("/api/v1/status/buildinfo", "reading Prometheus's version")
+        return str((data or {}).get("version", ""))[:64]
+
+    def scrape_interval(self, job: str = "kubernetes-pods") -> float:
+        """The scrape interval of `job` (OSM's sidecar job) from /api/v1/status/config, else the global one."""
+        data = self._get_json("/api/v1/status/config", "reading Prometheus's configuration")
+        try:
+            config = yaml.safe_load((data or {}).get("yaml", "")) or {}
+        except yaml.YAMLError:
+            raise PermanentPrometheusError(
+                f"Prometheus at {self.host} returned a configuration we cannot read"
+            ) from None
+        interval = (config.get("global") or {}).get("scrape_interval")
+        for scrape in config.get("scrape_configs") or []:
+            if scrape.get("job_name") == job and scrape.get("scrape_interval"):
+                interval = scrape["scrape_interval"]
+        try:
+            return parse_duration(interval) if interval else PROMETHEUS_DEFAULT_SCRAPE_INTERVAL
+        except ValueError:
+            return PROMETHEUS_DEFAULT_SCRAPE_INTERVAL
+
+    def metric_names(self, start: float, end: float) -> set[str]:
+        """Names of the metrics with samples between `start` and `end` (read from the index, cheap)."""
+        params = {"start": f"{start:.3f}", "end": f"{end:.3f}"}
+        names = self._call("listing metric names", self._client.get_label_values, label_name="__name__", params=params)
+        return {str(n) for n in names or []}
+
+
+def gateway_for(cluster: Any, **timeouts: float) -> PrometheusGateway:
+    return PrometheusGateway(cluster.prometheus_url, **timeouts)

@@ -1,0 +1,129 @@
+"""Names in Prometheus → services and sources in the snapshot tables.
+
+- `envoy_cluster_name` `<ns>/<svc>|<port>` → (ns, svc). Also the alt-stat form `<ns>/<pod>_<svc>|<port>`, the dotted
+  form `<ns>/<pod>.<svc>|<port>`, and the truncated `<ns>/<pod>` a headless StatefulSet's dotted name becomes after
+  Envoy's tag extraction: that pod's Service, found through the Pod and Service selector tables (a headless one first).
+- OSM's WASM labels have every `-` and `.` turned into `_`: they are matched against the mangled snapshot names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apps.mesh.models import Pod, Service, TrafficSplit, Workload
+
+from .catalog import mangle
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass
+class Resolver:
+    services: set[tuple[str, str]] = field(default_factory=set)
+    headless: set[tuple[str, str]] = field(default_factory=set)
+    selectors: dict[tuple[str, str, str], list[tuple[str, dict]]] = field(default_factory=dict)  # by one term
+    pods: dict[tuple[str, str], dict] = field(default_factory=dict)  # (ns, pod) -> labels
+    meshed: dict[tuple[str, str], bool] = field(default_factory=dict)  # (ns, svc) -> some pod has the sidecar
+    workloads: dict[tuple[str, str], dict] = field(default_factory=dict)  # (mangled ns, mangled name) -> info
+    namespaces: dict[str, str] = field(default_factory=dict)  # mangled -> real
+    splits: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ns, root service) -> backend services
+    apps: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, svc) -> its pods' `app` label
+    unresolved: set[str] = field(default_factory=set)
+    _cache: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+
+    @classmethod
+    def for_cluster(cls, cluster) -> Resolver:
+        r = cls()
+        for ns, name, headless, selector in Service.objects.filter(cluster=cluster).values_list(
+            "namespace", "name", "headless", "selector"
+        ):
+            r.services.add((ns, name))
+            if headless:
+                r.headless.add((ns, name))
+            if selector:
+                key, value = min(selector.items())
+                r.selectors.setdefault((ns, key, value), []).append((name, selector))
+            r.namespaces[mangle(ns)] = ns
+            r.apps[(ns, name)] = (selector or {}).get("app", name)
+        for ns, name, labels, sidecar in Pod.objects.filter(cluster=cluster).values_list(
+            "namespace", "name", "labels", "has_sidecar"
+        ):
+            r.pods[(ns, name)] = labels or {}
+            if sidecar:
+                for svc in r.services_of_labels(ns, labels or {}):
+                    r.meshed[(ns, svc)] = True
+        for ns, name, labels in Workload.objects.filter(cluster=cluster).values_list(
+            "namespace", "name", "template_labels"
+        ):
+            r.namespaces.setdefault(mangle(ns), ns)
+            r.workloads[(mangle(ns), mangle(name))] = {
+                "namespace": ns,
+                "name": name,
+                "app": (labels or {}).get("app", name),
+                "services": r.services_of_labels(ns, labels or {}),
+            }
+        for split in TrafficSplit.objects.filter(cluster=cluster).only("namespace", "root_service", "backends"):
+            backends = [b.get("service", "") for b in split.backends or [] if isinstance(b, dict)]
+            r.splits[(split.namespace, split.root_service_name)] = [b for b in backends if b]
+        return r
+
+    def services_of_labels(self, namespace: str, labels: dict) -> list[str]:
+        """Services in `namespace` whose selector picks a pod with `labels`; headless ones first."""
+        names = [
+            svc
+            for key, value in labels.items()
+            for svc, sel in self.selectors.get((namespace, key, value), ())
+            if _selects(sel, labels)
+        ]
+        return sorted(names, key=lambda s: ((namespace, s) not in self.headless, s))
+
+    def destination(self, cluster_name: str) -> tuple[str, str] | None:
+        """(namespace, service) of an outbound `envoy_cluster_name`, or None when it names no known service."""
+        if cluster_name in self._cache:
+            return self._cache[cluster_name]
+        found = self._destination(cluster_name)
+        self._cache[cluster_name] = found
+        if found is None:
+            self.unresolved.add(cluster_name)
+        return found
+
+    def _destination(self, cluster_name: str) -> tuple[str, str] | None:
+        if "/" not in cluster_name:
+            return None
+        ns, rest = cluster_name.split("/", 1)
+        if "|" in rest:
+            base = rest.split("|", 1)[0]
+            for sep in ("_", "."):  # alt-stat `<pod>_<svc>` or an untruncated dotted `<pod>.<svc>`
+                if sep in base:
+                    base = base.split(sep, 1)[1]
+            return (ns, base) if base else None
+        # Truncated `<ns>/<pod>`: the pod's service; or a pre-0.11 `<ns>/<svc>`.
+        labels = self.pods.get((ns, rest))
+        if labels is not None:
+            owners = self.services_of_labels(ns, labels)
+            if owners:
+                return (ns, owners[0])
+        if (ns, rest) in self.services:
+            return (ns, rest)
+        return None
+
+    def wasm_workload(self, namespace: str, name: str) -> dict | None:
+        return self.workloads.get((namespace, name))
+
+    def outbound_prefix(self, source_namespace: str, prefix: str) -> tuple[str, str] | None:
+        """The destination named by an outbound HTTP stat prefix: `outbound_<svc>`, `outbound_<ns>/<svc>|<port>`,
+        `outbound_<ns>_<svc>` or `outbound_<svc>_<port>`."""
+        rest = prefix.removeprefix("outbound_")
+        if "/" in rest:
+            return self.destination(rest if "|" in rest else rest + "|0")
+        if (source_namespace, rest) in self.services:
+            return (source_namespace, rest)
+        head, _, tail = rest.rpartition("_")
+        if tail.isdigit() and (source_namespace, head) in self.services:
+            return (source_namespace, head)
+        for ns in sorted({n for n, _ in self.services}, key=len, reverse=True):
+            if rest.startswith(ns + "_") and (ns, rest[len(ns) + 1 :]) in self.services:
+                return (ns, rest[len(ns) + 1 :])
+        return None

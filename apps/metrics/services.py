@@ -1,0 +1,516 @@
+"""One metrics cycle: a constant set of PromQL queries, mapped onto the snapshot's services, edges and splits.
+
+`collect_and_record(cluster)` is what the task calls. A Prometheus that cannot be reached fails the run (recorded with
+the reason) and leaves every KPI row as it was, so pages show the last good values marked stale from the run records.
+A query that fails alone makes the run PARTIAL: the fields it feeds keep their previous values, the others update.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.clusters.models import Cluster, CollectionRun
+from apps.clusters.runs import recorded_run
+
+from . import catalog
+from .catalog import QUANTILES, Available, Windows
+from .models import EdgeKPI, MetricsState, ServiceKPI, SplitShare
+from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
+from .resolve import Resolver
+
+HISTORY_POINTS = 60  # sparkline points kept per service (one per cycle)
+REQUEST_FIELDS = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_rate")
+TCP_FIELDS = {"bytes_sent": "tcp_bytes_sent_rate", "bytes_received": "tcp_bytes_received_rate"}
+SUMMED = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", *TCP_FIELDS.values(), "tcp_active_connections")
+
+EdgeKey = tuple[str, str, str, str]  # source ns, source service, destination ns, destination service
+ServiceKey = tuple[str, str]
+
+
+@dataclass
+class Cycle:
+    """What one cycle asked and got: results by query key, failures by query key (reasons)."""
+
+    at: float
+    windows: Windows
+    available: Available
+    version: str = ""
+    results: dict[str, list[Sample]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    queries: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def ok(self, *keys: str) -> bool:
+        return all(k in self.results for k in keys)
+
+
+def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | None = None) -> Cycle:
+    """Ask Prometheus the cycle's questions. Raises PrometheusError when Prometheus cannot answer at all."""
+    started = time.perf_counter()
+    at = float(at if at is not None else time.time())
+    warnings = []
+    version = gateway.build_version()  # the first call: when Prometheus is down, the run fails here
+    previous = MetricsState.objects.filter(cluster=cluster).first()
+    if cluster.scrape_interval_seconds:
+        scrape = float(cluster.scrape_interval_seconds)
+    else:
+        try:
+            scrape = gateway.scrape_interval()
+        except PrometheusError as exc:
+            scrape = previous.scrape_interval_seconds if previous else 15.0
+            warnings.append(f"{exc.reason}; assuming a scrape interval of {scrape:g} s")
+    w = catalog.windows(scrape)
+    try:
+        available = Available.from_names(gateway.metric_names(at - w.long, at))
+    except PrometheusError as exc:
+        available = (
+            Available(
+                previous.latency_source, not previous.tls_unavailable_reason, not previous.denials_unavailable_reason
+            )
+            if previous
+            else Available("envoy", True, True)
+        )
+        warnings.append(f"{exc.reason}; assuming the same metrics as last time")
+    cycle = Cycle(at=at, windows=w, available=available, version=version, warnings=warnings)
+    first_error: PrometheusError | None = None
+    for key, expr in catalog.cycle(w, available).items():
+        try:
+            cycle.results[key] = gateway.instant(expr, at, what=key)
+        except PrometheusError as exc:
+            cycle.failures[key] = exc.reason
+            first_error = first_error or exc
+    cycle.queries = gateway.requests
+    cycle.timings["query"] = time.perf_counter() - started
+    if first_error is not None and not cycle.results:
+        raise first_error
+    return cycle
+
+
+# -- mapping -----------------------------------------------------------------------------------------------------
+
+
+def _add(row: dict, name: str, value: float | None) -> None:
+    if value is not None:
+        row[name] = (row.get(name) or 0.0) + value
+
+
+def _max(row: dict, name: str, value: float | None) -> None:
+    if value is not None:
+        row[name] = value if row.get(name) is None else max(row[name], value)
+
+
+def _min(row: dict, name: str, value: float | None) -> None:
+    if value is not None:
+        row[name] = value if row.get(name) is None else min(row[name], value)
+
+
+def _success(total: float | None, errors: float | None) -> float | None:
+    if total is None or total <= 0:
+        return None
+    return min(1.0, max(0.0, (total - (errors or 0.0)) / total))
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(value, UTC) if value is not None else None
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class Mapped:
+    services: dict[ServiceKey, dict] = field(default_factory=dict)
+    edges: dict[EdgeKey, dict] = field(default_factory=dict)
+    splits: list[dict] = field(default_factory=list)
+    service_fields: set[str] = field(default_factory=set)  # fields whose queries answered (others keep old values)
+    edge_fields: set[str] = field(default_factory=set)
+
+
+def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
+    """Turn query results into rows (plain dicts of model fields). Pure: no database, no network."""
+    out = Mapped()
+    edges = out.edges
+    service_q: dict[ServiceKey, dict] = {}
+
+    def edge_of(labels: dict) -> dict | None:
+        dest = resolver.destination(labels.get("envoy_cluster_name", ""))
+        if dest is None:
+            return None
+        key = (labels.get("source_namespace", ""), labels.get("source_service", ""), *dest)
+        return edges.setdefault(key, {})
+
+    # Requests by class; a class never seen is 0 once the edge has any request series.
+    if cycle.ok("requests"):
+        out.edge_fields.update(REQUEST_FIELDS)
+        for s in cycle.results["requests"]:
+            row = edge_of(s.labels)
+            if row is None:
+                continue
+            cls = s.labels.get("envoy_response_code_class", "")
+            for name in ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx"):
+                row.setdefault(name, 0.0)
+            _add(row, "request_rate", s.value)
+            if cls in ("2", "4", "5"):
+                _add(row, f"rate_{cls}xx", s.value)
+    for key, name in TCP_FIELDS.items():
+        if cycle.ok(key):
+            out.edge_fields.add(name)
+            for s in cycle.results[key]:
+                if (row := edge_of(s.labels)) is not None:
+                    _add(row, name, s.value)
+    if cycle.ok("connections"):
+        out.edge_fields.add("tcp_active_connections")
+        for s in cycle.results["connections"]:
+            if (row := edge_of(s.labels)) is not None:
+                _add(row, "tcp_active_connections", s.value)
+
+    # Latency: per edge and per service, the quantiles Prometheus computed (several cluster names of one service,
+    # e.g. the truncated names of a StatefulSet's pods, give the largest).
+    source = cycle.available.latency_source
+    for name, _q in QUANTILES.items():
+        if source == "none":
+            out.edge_fields.add(name)
+            out.service_fields.add(name)
+            continue
+        if cycle.ok(f"edge_{name}"):
+            out.edge_fields.add(name)
+            for s in cycle.results[f"edge_{name}"]:
+                if source == "envoy":
+                    row = edge_of(s.labels)
+                else:
+                    row = None
+                    for key in _wasm_edges(s.labels, resolver):
+                        row = edges.setdefault(key, {})
+                        _max(row, name, s.value)
+                    continue
+                if row is not None:
+                    _max(row, name, s.value)
+        if cycle.ok(f"service_{name}"):
+            out.service_fields.add(name)
+            for s in cycle.results[f"service_{name}"]:
+                if source == "envoy":
+                    dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+                    dests = [dest] if dest else []
+                else:
+                    dests = _wasm_destinations(s.labels, resolver)
+                for dest in dests:
+                    _max(service_q.setdefault(dest, {}), name, s.value)
+
+    _map_tls(cycle, resolver, out)
+    _map_denials(cycle, resolver, out)
+
+    # Finish edges: success from the class sums.
+    for row in edges.values():
+        if "request_rate" in row:
+            row["success_rate"] = _success(row["request_rate"], row.get("rate_5xx"))
+
+    # Services: sums over their callers, quantiles from their own queries; quiet meshed services read 0.
+    services = out.services
+    for (_sns, _ssvc, dns, dsvc), row in edges.items():
+        srow = services.setdefault((dns, dsvc), {})
+        for name in SUMMED:
+            if name in row:
+                _add(srow, name, row[name])
+                srow.setdefault(name, 0.0)
+    for key in resolver.services:
+        if key not in services:
+            services[key] = {name: 0.0 for name in SUMMED} if resolver.meshed.get(key) else {}
+    for key, q in service_q.items():
+        services.setdefault(key, {}).update(q)
+    for row in services.values():
+        row["success_rate"] = _success(row.get("request_rate"), row.get("rate_5xx"))
+    out.service_fields.update(f for f in out.edge_fields if f in (*SUMMED, "success_rate"))
+    out.splits = _map_splits(cycle, resolver, edges)
+    return out
+
+
+def _wasm_source(labels: dict, resolver: Resolver) -> tuple[str, str]:
+    ns, name = labels.get("source_namespace", ""), labels.get("source_name", "")
+    workload = resolver.wasm_workload(ns, name)
+    if workload:
+        return workload["namespace"], workload["app"]
+    return resolver.namespaces.get(ns, ns), name
+
+
+def _wasm_destinations(labels: dict, resolver: Resolver) -> list[ServiceKey]:
+    workload = resolver.wasm_workload(labels.get("destination_namespace", ""), labels.get("destination_name", ""))
+    if not workload:
+        return []
+    return [(workload["namespace"], svc) for svc in workload["services"][:1]]
+
+
+def _wasm_edges(labels: dict, resolver: Resolver) -> list[EdgeKey]:
+    source = _wasm_source(labels, resolver)
+    return [(*source, *dest) for dest in _wasm_destinations(labels, resolver)]
+
+
+def _map_tls(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
+    fields = ("tls_handshake_rate", "tls_error_rate", "certificate_expires_at")
+    if not cycle.available.tls:
+        out.edge_fields.update(fields)  # known: not available (stored as None)
+        return
+
+    def rows(key: str):
+        for s in cycle.results.get(key, []):
+            dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+            if dest is not None:
+                yield (
+                    out.edges.setdefault(
+                        (s.labels.get("source_namespace", ""), s.labels.get("source_service", ""), *dest), {}
+                    ),
+                    s.value,
+                )
+
+    for key, name in (("tls_handshakes", "tls_handshake_rate"), ("tls_errors", "tls_error_rate")):
+        if cycle.ok(key):
+            out.edge_fields.add(name)
+            for row, value in rows(key):
+                _add(row, name, value)
+    if cycle.ok("cert_expiry_cluster"):
+        out.edge_fields.add("certificate_expires_at")
+        for row, value in rows("cert_expiry_cluster"):
+            _min(row, "_expiry", value)
+        listener = {
+            (s.labels.get("source_namespace", ""), s.labels.get("source_service", "")): s.value
+            for s in cycle.results.get("cert_expiry_listener", [])
+        }
+        for (_sns, _ssvc, dns, dsvc), row in out.edges.items():
+            if "_expiry" in row or listener:
+                _min(row, "_expiry", listener.get((dns, resolver.apps.get((dns, dsvc), dsvc))))
+    for row in out.edges.values():
+        if "_expiry" in row:
+            row["certificate_expires_at"] = _timestamp(row.pop("_expiry"))
+
+
+def _map_denials(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
+    if not cycle.available.denials:
+        out.edge_fields.add("denied_rate")
+        return
+    if not cycle.ok("denied", "requests"):
+        return
+    out.edge_fields.add("denied_rate")
+    for s in cycle.results["denied"]:
+        sns, ssvc = s.labels.get("source_namespace", ""), s.labels.get("source_service", "")
+        dest = resolver.outbound_prefix(sns, s.labels.get("envoy_http_conn_manager_prefix", ""))
+        if dest is None or s.value is None:
+            continue
+        # 5xx the caller's sidecar answered itself = 5xx it served downstream - 5xx that came from upstream
+        # (for a split root, from its backends).
+        upstream = 0.0
+        for backend in resolver.splits.get(dest, [dest[1]]):
+            upstream += out.edges.get((sns, ssvc, dest[0], backend), {}).get("rate_5xx") or 0.0
+        row = out.edges.setdefault((sns, ssvc, *dest), {})
+        row["denied_rate"] = (row.get("denied_rate") or 0.0) + max(0.0, s.value - upstream)
+    for row in out.edges.values():
+        if "request_rate" in row or "tcp_bytes_sent_rate" in row:
+            row.setdefault("denied_rate", 0.0)
+
+
+def _map_splits(cycle: Cycle, resolver: Resolver, edges: dict[EdgeKey, dict]) -> list[dict]:
+    if not cycle.ok("requests"):
+        return []
+    short: dict[ServiceKey, float] = {}
+    for (_sns, _ssvc, dns, dsvc), row in edges.items():
+        if row.get("request_rate") is not None:
+            short[(dns, dsvc)] = short.get((dns, dsvc), 0.0) + row["request_rate"]
+    long: dict[ServiceKey, float] | None = None
+    if cycle.ok("requests_long"):
+        long = {}
+        for s in cycle.results["requests_long"]:
+            dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+            if dest is not None and s.value is not None:
+                long[dest] = long.get(dest, 0.0) + s.value
+    rows = []
+    for (ns, root), backends in resolver.splits.items():
+        total_short = sum(short.get((ns, b), 0.0) for b in backends)
+        total_long = sum(long.get((ns, b), 0.0) for b in backends) if long is not None else 0.0
+        for backend in backends:
+            rate = short.get((ns, backend), 0.0)
+            row = {
+                "namespace": ns,
+                "root": root,
+                "backend": backend,
+                "request_rate": rate,
+                "share_short": rate / total_short if total_short > 0 else None,
+                "short_window_seconds": round(cycle.windows.short),
+            }
+            if long is not None:
+                row["share_5m"] = long.get((ns, backend), 0.0) / total_long if total_long > 0 else None
+            rows.append(row)
+    return rows
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+
+
+def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tuple[str, str], str]) -> None:
+    """Upsert the rows in one transaction; fields whose query failed keep their stored values."""
+    now = timezone.now()
+    with transaction.atomic():
+        history = {
+            (ns, svc): h
+            for ns, svc, h in ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service", "history")
+        }
+        sfields = sorted(mapped.service_fields)
+        service_rows = []
+        for (ns, svc), row in mapped.services.items():
+            points = list(history.get((ns, svc)) or [])
+            points.append([round(cycle.at, 3), row.get("request_rate"), row.get("success_rate"), row.get("p99_ms")])
+            service_rows.append(
+                ServiceKPI(
+                    cluster=cluster,
+                    namespace=ns,
+                    service=svc,
+                    collected_at=now,
+                    history=points[-HISTORY_POINTS:],
+                    **{f: row.get(f) for f in sfields},
+                )
+            )
+        ServiceKPI.objects.bulk_create(
+            service_rows,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["cluster", "namespace", "service"],
+            update_fields=[*sfields, "collected_at", "history"],
+        )
+        efields = sorted(mapped.edge_fields)
+        EdgeKPI.objects.bulk_create(
+            [
+                EdgeKPI(
+                    cluster=cluster,
+                    source_namespace=sns,
+                    source_service=ssvc,
+                    destination_namespace=dns,
+                    destination_service=dsvc,
+                    collected_at=now,
+                    **{f: row.get(f) for f in efields},
+                )
+                for (sns, ssvc, dns, dsvc), row in mapped.edges.items()
+            ],
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=[
+                "cluster",
+                "source_namespace",
+                "source_service",
+                "destination_namespace",
+                "destination_service",
+            ],
+            update_fields=[*efields, "collected_at"],
+        )
+        if cycle.ok("requests"):
+            # Rows nobody reported this time are gone (a deleted service, an edge that stopped).
+            _delete_missing(ServiceKPI.objects.filter(cluster=cluster), ("namespace", "service"), set(mapped.services))
+            _delete_missing(
+                EdgeKPI.objects.filter(cluster=cluster),
+                ("source_namespace", "source_service", "destination_namespace", "destination_service"),
+                set(mapped.edges),
+            )
+            split_rows = [
+                SplitShare(
+                    cluster=cluster,
+                    namespace=r["namespace"],
+                    split=split_names[(r["namespace"], r["root"])],
+                    backend=r["backend"],
+                    collected_at=now,
+                    **{k: r[k] for k in ("share_short", "share_5m", "request_rate", "short_window_seconds") if k in r},
+                )
+                for r in mapped.splits
+            ]
+            split_fields = ["share_short", "request_rate", "short_window_seconds", "collected_at"]
+            if cycle.ok("requests_long"):
+                split_fields.append("share_5m")
+            SplitShare.objects.bulk_create(
+                split_rows,
+                update_conflicts=True,
+                unique_fields=["cluster", "namespace", "split", "backend"],
+                update_fields=split_fields,
+            )
+            _delete_missing(
+                SplitShare.objects.filter(cluster=cluster),
+                ("namespace", "split", "backend"),
+                {(r.namespace, r.split, r.backend) for r in split_rows},
+            )
+        available = cycle.available
+        MetricsState.objects.update_or_create(
+            cluster=cluster,
+            defaults={
+                "collected_at": now,
+                "prometheus_version": cycle.version,
+                "scrape_interval_seconds": cycle.windows.scrape_interval,
+                "latency_source": available.latency_source,
+                "latency_unavailable_reason": catalog.LATENCY_UNAVAILABLE if available.latency_source == "none" else "",
+                "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
+                "denials_unavailable_reason": "" if available.denials else catalog.DENIALS_UNAVAILABLE,
+                "queries": cycle.queries,
+            },
+        )
+
+
+def _delete_missing(queryset, key_fields: tuple[str, ...], keep: set[tuple]) -> None:
+    gone = [pk for pk, *key in queryset.values_list("pk", *key_fields) if tuple(key) not in keep]
+    for start in range(0, len(gone), 500):
+        queryset.model.objects.filter(pk__in=gone[start : start + 500]).delete()
+
+
+def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | None = None) -> Cycle:
+    """Query, map and store one cycle, filling in the run record. PrometheusError propagates (nothing stored)."""
+    with gateway_for(cluster) as gateway:
+        try:
+            cycle = query_cycle(gateway, cluster, at=at)
+        finally:
+            run.api_requests = gateway.requests
+    started = time.perf_counter()
+    resolver = Resolver.for_cluster(cluster)
+    mapped = map_cycle(cycle, resolver)
+    cycle.timings["map"] = time.perf_counter() - started
+    started = time.perf_counter()
+    from apps.mesh.models import TrafficSplit
+
+    split_names = {
+        (ns, root.split(".", 1)[0]): name
+        for ns, name, root in TrafficSplit.objects.filter(cluster=cluster).values_list(
+            "namespace", "name", "root_service"
+        )
+    }
+    store(cluster, cycle, mapped, split_names)
+    cycle.timings["write"] = time.perf_counter() - started
+    warnings = list(cycle.warnings)
+    warnings += [f"{key}: {reason}" for key, reason in cycle.failures.items()]
+    if resolver.unresolved:
+        names = sorted(resolver.unresolved)
+        warnings.append(
+            f"{len(names)} Envoy cluster name(s) match no service in the snapshot: {', '.join(names[:10])}"
+            + (" ..." if len(names) > 10 else "")
+        )
+    run.warnings = warnings
+    run.counts = {
+        "services": len(mapped.services),
+        "edges": len(mapped.edges),
+        "split_backends": len(mapped.splits),
+        "queries": cycle.queries,
+        "failed_queries": len(cycle.failures),
+    }
+    run.timings = {phase: round(seconds, 4) for phase, seconds in cycle.timings.items()}
+    if cycle.failures:
+        run.status = CollectionRun.Status.PARTIAL
+        run.error = "; ".join(f"{k}: {v}" for k, v in cycle.failures.items())[:2000]
+    return cycle
+
+
+def collect_and_record(
+    cluster: Cluster, *, attempt: int = 1, at: float | None = None
+) -> tuple[CollectionRun, PrometheusError | None]:
+    """One recorded metrics cycle. A PrometheusError does not propagate: it is recorded and returned."""
+    try:
+        with recorded_run(cluster, CollectionRun.Kind.METRICS, attempt=attempt) as run:
+            collect_metrics_into(cluster, run, at=at)
+    except PrometheusError as exc:
+        return run, exc
+    return run, None

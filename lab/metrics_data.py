@@ -1,0 +1,170 @@
+"""OpenMetrics text with known Envoy/OSM series, for backfilling a real Prometheus (`lab.prometheus`).
+
+Counters are exact lines (value = start + rate x elapsed), so `rate()` over any window returns the rate given here;
+histograms are cumulative bucket counters whose rates are `rps x CDF(le)`. `synthetic_openmetrics` turns the
+deterministic synthetic mesh (`lab.synthetic.generate`, the same model as the stand-in's `synthetic` seed) into the
+series a Prometheus scraping its sidecars would hold, so names line up with the stand-in's objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+# Envoy's default histogram buckets (ms), lab-mesh.md §5.
+ENVOY_BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
+                 1800000, 3600000)  # fmt: skip
+
+
+def _labels(labels: dict[str, str]) -> str:
+    inner = ",".join(
+        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in labels.items()
+    )
+    return "{" + inner + "}"
+
+
+def _num(value: float) -> str:
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+@dataclass
+class OpenMetrics:
+    """Collects series; `text()` gives the OpenMetrics document (families grouped, `# EOF` at the end)."""
+
+    times: list[float]
+    families: dict[str, list[str]] = field(default_factory=dict)
+
+    def series(self, name: str, labels: dict[str, str], value_at: Callable[[int, float], float]) -> None:
+        """One series; `value_at(i, t)` gives the value of the i-th sample at unix time t."""
+        lab = _labels(labels)
+        lines = self.families.setdefault(name, [])
+        lines.extend(f"{name}{lab} {_num(value_at(i, t))} {_num(t)}" for i, t in enumerate(self.times))
+
+    def counter(self, name: str, labels: dict[str, str], rate: float, *, start: float = 1000.0) -> None:
+        """A counter growing at `rate`/s from `start`."""
+        t0 = self.times[0]
+        self.series(name, labels, lambda _i, t: start + rate * (t - t0))
+
+    def gauge(self, name: str, labels: dict[str, str], value: float) -> None:
+        self.series(name, labels, lambda _i, _t: value)
+
+    def histogram(
+        self, name: str, labels: dict[str, str], rps: float, cdf: Callable[[float], float], buckets=ENVOY_BUCKETS
+    ) -> None:
+        """`<name>_bucket` counters for `rps` observations/s distributed by `cdf(le)`, plus `_count`."""
+        for le in buckets:
+            self.counter(f"{name}_bucket", {**labels, "le": _num(le)}, rps * cdf(le), start=0.0)
+        self.counter(f"{name}_bucket", {**labels, "le": "+Inf"}, rps, start=0.0)
+        self.counter(f"{name}_count", labels, rps, start=0.0)
+
+    def text(self) -> str:
+        return "".join("\n".join(lines) + "\n" for lines in self.families.values()) + "# EOF\n"
+
+    def clear(self) -> None:
+        self.families.clear()
+
+
+def sample_times(start: float, end: float, step: float) -> list[float]:
+    n = int((end - start) // step)
+    return [start + i * step for i in range(n + 1)]
+
+
+def piecewise_cdf(points: Iterable[tuple[float, float]]) -> Callable[[float], float]:
+    """CDF through (latency_ms, fraction) points, linear between them, 0 at 0 and 1 after the last."""
+    pts = [(0.0, 0.0), *sorted(points)]
+
+    def cdf(x: float) -> float:
+        if x >= pts[-1][0]:
+            return pts[-1][1]
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+            if x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+        return 1.0
+
+    return cdf
+
+
+def latency_cdf(p50: float, p95: float, p99: float) -> Callable[[float], float]:
+    return piecewise_cdf([(p50, 0.5), (p95, 0.95), (p99, 0.99), (p99 * 2, 1.0)])
+
+
+def envoy_edge(
+    om: OpenMetrics,
+    source: dict[str, str],
+    cluster_name: str,
+    *,
+    rps_by_class: dict[str, float],
+    cdf: Callable[[float], float] | None = None,
+    bytes_sent: float = 0.0,
+    bytes_received: float = 0.0,
+    connections: float = 1.0,
+    stat_prefix: str = "",
+    tls_handshakes: float | None = None,
+    cert_expiry: float | None = None,
+    total: bool = True,
+) -> None:
+    """The caller sidecar's cluster stats for one destination cluster. `stat_prefix` (e.g. `mysql_3306_`) imitates a
+    dotted cluster name cut by Envoy's tag extraction: the metric names gain it and `cluster_name` is the cut label."""
+    labels = {**source, "envoy_cluster_name": cluster_name}
+    m = f"envoy_cluster_{stat_prefix}"
+    for cls, rate in rps_by_class.items():
+        om.counter(f"{m}upstream_rq_xx", {**labels, "envoy_response_code_class": cls}, rate)
+    if total and rps_by_class:
+        om.counter(f"{m}upstream_rq_total", labels, sum(rps_by_class.values()))
+    om.counter(f"{m}upstream_cx_tx_bytes_total", labels, bytes_sent)
+    om.counter(f"{m}upstream_cx_rx_bytes_total", labels, bytes_received)
+    om.gauge(f"{m}upstream_cx_active", labels, connections)
+    if cdf is not None:
+        om.histogram(f"{m}upstream_rq_time", labels, sum(rps_by_class.values()), cdf)
+    if tls_handshakes is not None:
+        om.counter(f"{m}ssl_handshake", labels, tls_handshakes)
+    if cert_expiry is not None:
+        om.gauge(f"{m}ssl_certificate_expiration_unix_time_seconds", labels, cert_expiry)
+
+
+def synthetic_openmetrics(
+    services: int, random_seed: int, times: list[float], *, chunk_series: int = 0
+) -> Iterator[tuple[str, int]]:
+    """The synthetic mesh's Envoy series (classes 2 and 5, Envoy's default latency buckets, one source pod per
+    workload), as OpenMetrics documents of about `chunk_series` series each (0: one document). Yields (text, series)."""
+    from lab.synthetic import generate
+
+    mesh = generate(services, random_seed)
+    first_pod: dict[tuple[str, str], str] = {}
+    for pod in mesh.pods:
+        first_pod.setdefault((pod.namespace, pod.workload), pod.name)
+    kinds = {(w.namespace, w.name): w.kind for w in mesh.workloads}
+    om = OpenMetrics(times)
+    count = 0
+    for edge in mesh.edges:
+        source = {
+            "source_namespace": edge.source_namespace,
+            "source_service": edge.source_app,
+            "source_pod_name": first_pod.get((edge.source_namespace, edge.source_workload), edge.source_workload),
+            "source_workload_kind": kinds.get((edge.source_namespace, edge.source_workload), "Deployment"),
+            "source_workload_name": edge.source_workload,
+        }
+        for service, share in mesh.backend_shares(edge):
+            port = service.ports[0]
+            rps = edge.rps * share
+            http = port.protocol == "http"
+            envoy_edge(
+                om,
+                source,
+                mesh.envoy_cluster_name(service, port),
+                rps_by_class={"2": rps * (1 - edge.error_ratio), "5": rps * edge.error_ratio} if http else {},
+                cdf=latency_cdf(edge.latency.p50_ms, edge.latency.p95_ms, edge.latency.p99_ms) if http else None,
+                bytes_sent=rps * 400 if http else rps * 2000,
+                bytes_received=rps * 1200 if http else rps * 8000,
+                connections=max(1.0, round(rps / 20)),
+                total=False,
+            )
+            count += (2 + 0 + 3 + 21) if http else 3
+            if chunk_series and count >= chunk_series:
+                yield om.text(), count
+                om.clear()
+                count = 0
+    if count or not chunk_series:
+        yield om.text(), count

@@ -1,0 +1,183 @@
+"""KPIs against a real Prometheus over backfilled series with known rates, ratios and histograms."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from apps.clusters.models import CollectionRun
+from apps.metrics import catalog
+from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI, SplitShare
+from apps.metrics.services import collect_and_record
+
+from .conftest import AT, CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY, NS
+
+pytestmark = pytest.mark.django_db
+
+
+def approx(value: float) -> object:
+    return pytest.approx(value, rel=1e-6, abs=1e-9)
+
+
+def _collect(cluster):
+    run, error = collect_and_record(cluster, at=AT)
+    assert error is None, error.reason
+    return run
+
+
+def _edge(dest: str, ns: str = NS) -> EdgeKPI:
+    return EdgeKPI.objects.get(source_namespace=NS, source_service="frontend", destination_namespace=ns,
+                               destination_service=dest)  # fmt: skip
+
+
+def _service(name: str, ns: str = NS) -> ServiceKPI:
+    return ServiceKPI.objects.get(namespace=ns, service=name)
+
+
+@pytest.fixture
+def byo(proms, snapshot_cluster):
+    cluster = snapshot_cluster(proms.byo.url)
+    run = _collect(cluster)
+    return cluster, run
+
+
+def test_it_computes_rates_success_and_latency_per_edge_and_service(byo):
+    cluster, run = byo
+    assert run.status == CollectionRun.Status.OK, run.error
+    edge = _edge("cart")
+    assert edge.request_rate == approx(11.5)
+    assert (edge.rate_2xx, edge.rate_4xx, edge.rate_5xx) == (approx(10.0), approx(1.0), approx(0.5))
+    assert edge.success_rate == approx(11.0 / 11.5)  # non-5xx / all: a 4xx is a success for the mesh
+    assert (edge.p50_ms, edge.p95_ms, edge.p99_ms) == (approx(10.0), approx(37.5), approx(47.5))
+    assert edge.tcp_bytes_sent_rate == approx(4000.0)
+    assert edge.tcp_bytes_received_rate == approx(12000.0)
+    assert edge.tcp_active_connections == approx(3.0)
+    service = _service("cart")
+    assert service.request_rate == approx(11.5) and service.success_rate == approx(11.0 / 11.5)
+    assert (service.p50_ms, service.p95_ms, service.p99_ms) == (approx(10.0), approx(37.5), approx(47.5))
+    assert len(service.history) == 1 and service.history[0][0] == AT
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.latency_source == "envoy" and not state.latency_unavailable_reason
+    assert state.scrape_interval_seconds == 15.0
+    assert state.prometheus_version.startswith("2.")
+
+
+def test_it_reports_tls_evidence_and_the_earlier_certificate_expiry(byo):
+    edge = _edge("cart")
+    assert edge.tls_handshake_rate == approx(0.2)
+    assert edge.tls_error_rate is None  # no failure series at all: unknown, not zero
+    assert edge.certificate_expires_at == datetime.fromtimestamp(min(CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY), UTC)
+    assert not MetricsState.objects.get().tls_unavailable_reason
+
+
+def test_it_counts_denials_from_the_callers_outbound_stats(byo):
+    assert _edge("cart").denied_rate == approx(0.3)  # 0.8 local 5xx minus the 0.5 that came from upstream
+    secret = _edge("secret")
+    assert secret.denied_rate == approx(2.0)
+    assert secret.request_rate is None  # no upstream cluster: the caller never reached it
+    assert _edge("catalog").denied_rate == 0.0
+
+
+def test_it_reads_a_never_seen_5xx_class_as_zero(byo):
+    edge = _edge("catalog")
+    assert edge.request_rate == approx(5.0) and edge.rate_5xx == 0.0 and edge.rate_4xx == 0.0
+    assert edge.success_rate == 1.0
+
+
+def test_it_reads_zero_traffic_as_zero_with_unknown_success_and_latency(byo):
+    edge = _edge("idle")
+    assert edge.request_rate == 0.0 and edge.rate_5xx == 0.0
+    assert edge.success_rate is None and edge.p99_ms is None
+    quiet = _service("quiet")  # meshed, nobody calls it
+    assert quiet.request_rate == 0.0 and quiet.success_rate is None
+    legacy = _service("legacy")  # no sidecar, no series: unknown
+    assert legacy.request_rate is None and legacy.tcp_bytes_sent_rate is None
+
+
+def test_it_survives_a_counter_reset(byo):
+    assert _edge("reset").request_rate == approx(4.0)
+
+
+def test_it_maps_truncated_statefulset_cluster_names_to_the_service(byo):
+    _cluster, run = byo
+    edge = _edge("mysql", ns="data")
+    assert edge.tcp_bytes_sent_rate == approx(150.0)
+    assert edge.request_rate is None  # TCP: no HTTP requests
+    assert _service("mysql", ns="data").tcp_bytes_sent_rate == approx(150.0)
+    assert not [w for w in run.warnings if "match no service" in w]
+
+
+def test_it_ignores_local_and_control_plane_clusters(byo):
+    assert not EdgeKPI.objects.filter(source_service="cart").exists()
+    assert _service("cart").tcp_bytes_sent_rate == approx(4000.0)
+    assert not ServiceKPI.objects.filter(service__contains="osm-controller").exists()
+
+
+def test_it_observes_the_traffic_split(byo):
+    shares = {s.backend: s for s in SplitShare.objects.filter(split="checkout-split")}
+    assert shares["checkout-v1"].share_short == approx(0.9)
+    assert shares["checkout-v2"].share_short == approx(0.1)
+    assert shares["checkout-v2"].share_5m == approx(0.1)
+    assert shares["checkout-v1"].request_rate == approx(9.0)
+    assert shares["checkout-v1"].short_window_seconds == 60
+
+
+def test_it_stores_no_nan(byo):
+    for model in (ServiceKPI, EdgeKPI, SplitShare):
+        for row in model.objects.values():
+            for value in row.values():
+                assert not (isinstance(value, float) and not math.isfinite(value))
+
+
+def test_it_keeps_a_bounded_history_for_sparklines(proms, snapshot_cluster):
+    from apps.metrics import services
+
+    cluster = snapshot_cluster(proms.byo.url)
+    for i in range(services.HISTORY_POINTS + 3):
+        collect_and_record(cluster, at=AT - 15 * (services.HISTORY_POINTS + 3 - i))
+    history = _service("cart").history
+    assert len(history) == services.HISTORY_POINTS
+    assert history[-1][0] == AT - 15 and history == sorted(history)
+
+
+def test_it_falls_back_to_osm_wasm_latency_and_says_what_is_missing(proms, snapshot_cluster):
+    cluster = snapshot_cluster(proms.osm.url)
+    run = _collect(cluster)
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.latency_source == "osm-wasm"
+    assert "not available on this Prometheus" in state.tls_unavailable_reason
+    assert "keep-list" in state.denials_unavailable_reason
+    edge = _edge("cart")
+    assert (edge.p50_ms, edge.p95_ms, edge.p99_ms) == (approx(10.0), approx(37.5), approx(47.5))
+    assert _service("cart").p99_ms == approx(47.5)
+    assert edge.request_rate == approx(11.5)
+    assert edge.tls_handshake_rate is None and edge.certificate_expires_at is None and edge.denied_rate is None
+    assert run.status == "ok"
+
+
+def test_it_says_latency_is_not_available_on_a_keep_list_prometheus(proms, snapshot_cluster):
+    cluster = snapshot_cluster(proms.bare.url)
+    _collect(cluster)
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.latency_source == "none"
+    assert "latency not available" in state.latency_unavailable_reason
+    assert state.tls_unavailable_reason and state.denials_unavailable_reason
+    edge = _edge("cart")
+    assert edge.p99_ms is None and edge.request_rate == approx(11.5)
+
+
+def test_it_issues_the_same_number_of_queries_whatever_the_mesh(proms, snapshot_cluster):
+    cluster = snapshot_cluster(proms.byo.url)
+    run = _collect(cluster)
+    expected = len(catalog.cycle(catalog.windows(15), catalog.Available("envoy", True, True))) + 3
+    assert run.api_requests == expected == MetricsState.objects.get().queries
+
+
+def test_it_uses_the_per_cluster_scrape_interval_for_windows(proms, snapshot_cluster):
+    cluster = snapshot_cluster(proms.byo.url, scrape_interval_seconds=30)
+    _collect(cluster)
+    assert MetricsState.objects.get().scrape_interval_seconds == 30
+    assert SplitShare.objects.filter(backend="checkout-v1").get().short_window_seconds == 120
+    assert _edge("cart").request_rate == approx(11.5)
