@@ -35,7 +35,7 @@ def test_it_lists_every_service_with_kpis_health_and_sidecars(client, viewer, bo
     } | {r for r in _rows(html) if not r.startswith("book")}
     v2 = _row(html, "bookstore/bookstore-v2")
     assert "20 ms" in v2 and "45 ms" in v2 and "60 ms" in v2 and "80%" in v2
-    assert "🔒 mTLS" in v2 and "1/1" in v2
+    assert 'class="lock on"' in v2 and "1/1" in v2
     root = _row(html, "bookstore/bookstore")
     assert 'title="TrafficSplit root"' in root
     assert "split" not in _row(html, "bookstore/bookstore-v1").split("</td>")[0]

@@ -1,0 +1,111 @@
+"""The pages in a real browser (Debian's chromium driven by Playwright) against a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls the fixtures make are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed; `make test` installs it (package chromium)")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.errors = errors
+    yield page
+    context.close()
+
+
+def _login(page, live_server, username: str, password: str) -> None:
+    page.goto(f"{live_server.url}/")
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_it_walks_from_login_to_overview_to_a_service_and_the_splits(page, live_server, viewer, bookstore):
+    _login(page, live_server, "vera", "a-long-viewer-pass")
+
+    row = page.locator('tr[data-service="bookstore/bookstore-v2"]')
+    assert row.locator(".health").inner_text() == "failing"
+    assert "5xx 20% of 10 req/s" in row.inner_text()
+    _shot(page, "overview")
+
+    page.click('a[href="/services/bookstore/bookstore-v2/"]')
+    page.wait_for_url("**/services/bookstore/bookstore-v2/")
+    assert page.locator("h1").inner_text().startswith("bookstore-v2")
+    page.wait_for_selector(".chart .main-svg", timeout=15000)  # Plotly drew, under the strict CSP
+    _shot(page, "service")
+
+    page.click("nav >> text=Splits")
+    page.wait_for_url("**/splits/")
+    assert page.locator('section[data-split="bookstore/bookstore-split"]').is_visible()
+    _shot(page, "splits")
+    assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
+
+
+def test_it_shows_hostile_strings_as_text_without_running_them(page, live_server, viewer, bookstore, kubeapi):
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from apps.mesh.services import collect_and_record
+
+    hostile = "<img src=x onerror=\"document.body.dataset.pwned='1'\"><script>document.body.dataset.pwned='2'</script>"
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
+    core.patch_namespaced_service("bookstore-v1", "bookstore", {"metadata": {"annotations": {"note": hostile}}})
+    collect_and_record(bookstore)
+    _login(page, live_server, "vera", "a-long-viewer-pass")
+
+    page.goto(f"{live_server.url}/services/bookstore/bookstore-v1/")
+
+    assert hostile in page.locator("section[aria-label='Labels and annotations']").inner_text()
+    assert page.evaluate("document.body.dataset.pwned") is None
+    assert page.locator("img[src=x]").count() == 0
+
+
+def test_it_refreshes_the_table_in_place_and_can_pause(page, live_server, viewer, bookstore):
+    from apps.metrics.models import ServiceKPI
+
+    _login(page, live_server, "vera", "a-long-viewer-pass")
+    ServiceKPI.objects.filter(service="bookstore-v1").update(request_rate=777.0)
+
+    page.evaluate("htmx.trigger(document.body, 'mb:refresh')")
+
+    page.wait_for_function(
+        "document.querySelector('tr[data-service=\"bookstore/bookstore-v1\"]').innerText.includes('777')"
+    )
+    page.select_option("#refresh", "off")
+    assert page.evaluate("localStorage.getItem('mb-refresh')") == "off"
