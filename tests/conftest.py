@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["lab.kubeapi.pytest_plugin", "lab.prometheus_fixtures"]
+pytest_plugins = ["lab.kubeapi.pytest_plugin", "lab.prometheus_fixtures", "lab.mesh.pytest_plugin"]
 
 
 def free_port() -> int:

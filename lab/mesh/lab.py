@@ -1,0 +1,385 @@
+"""`LabMesh`: the whole lab mesh, started and stopped as one object (the CLI and the pytest plugin wrap it)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from lab.mesh.apps import Behaviour, HttpApp, HttpClient, Request, TcpClient, TcpEchoApp
+from lab.mesh.certs import CertFiles, LabCA
+from lab.mesh.controller import LabController
+from lab.mesh.envoy import EnvoyProcess, SidecarPorts, render
+from lab.mesh.prom import prometheus_config
+from lab.mesh.topology import Policy, Workload, mesh_services, read_workloads
+from lab.prometheus import PrometheusServer
+
+log = logging.getLogger("lab.mesh")
+
+# Traffic of the bookstore demo, by the pod's `app` label: (destination MeshService, requests or "tcp", requests/s).
+_UA = "-http-client/1.0"
+TRAFFIC: dict[str, list[tuple[str, Any, float]]] = {
+    "bookbuyer": [
+        (
+            "bookstore/bookstore",
+            [
+                Request("GET", "/books-bought", (("user-agent", "bookbuyer" + _UA), ("client-app", "bookbuyer"))),
+                Request("GET", "/buy-a-book/new", (("user-agent", "bookbuyer" + _UA),)),
+            ],
+            20.0,
+        )
+    ],
+    "bookthief": [
+        ("bookstore/bookstore", [Request("GET", "/buy-a-book/new", (("user-agent", "bookthief" + _UA),))], 2.0)
+    ],
+    "bookstore": [("bookwarehouse/bookwarehouse", [Request("POST", "/restock-books")], 1.0)],
+    "bookwarehouse": [("bookwarehouse/mysql-0.mysql", "tcp", 1.0)],
+}
+
+# How each server answers by default (by workload name); bookstore-v2, the canary, is slower and fails sometimes.
+BEHAVIOURS = {
+    "bookstore": Behaviour(0.0, 2.0, 15.0),
+    "bookstore-v2": Behaviour(0.05, 20.0, 60.0),
+    "bookwarehouse": Behaviour(0.0, 1.0, 5.0),
+}
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports on 127.0.0.1 (held open together while choosing, so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class LabMesh:
+    """The bookstore mesh with real Envoys and a real Prometheus, from the stand-in at `kubeconfig`.
+
+    `LabMesh(kubeconfig, workdir).start()` reads the meshed pods and services, issues certificates, starts the apps,
+    one Envoy per pod, the controller and Prometheus, then the traffic; `stop()` stops everything it started.
+    `rate_scale` multiplies every client's rate; `duration` bounds how long the clients send (seconds).
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | Path,
+        workdir: str | Path,
+        *,
+        prometheus_mode: str = "byo",
+        scrape_interval: str = "1s",
+        rate_scale: float = 1.0,
+        duration: float = 8 * 3600.0,
+        prometheus: bool = True,
+        control_port: int | None = None,
+    ) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.workdir = Path(workdir).resolve()
+        self.prometheus_mode = prometheus_mode
+        self.scrape_interval = scrape_interval
+        self.rate_scale = rate_scale
+        self.duration = duration
+        self._with_prometheus = prometheus
+        self._control_port = control_port
+        self.workloads: list[Workload] = []
+        self.sidecars: dict[str, EnvoyProcess] = {}  # by pod name
+        self.ports: dict[str, SidecarPorts] = {}
+        self.servers: dict[str, HttpApp | TcpEchoApp] = {}  # by workload name
+        self.clients: dict[str, HttpClient | TcpClient] = {}  # "<workload> -> <ns>/<svc>"
+        self.prometheus: PrometheusServer | None = None
+        self.controller: LabController | None = None
+        self.policy = Policy()
+        self._certs: dict[str, CertFiles] = {}
+        self._ca: LabCA | None = None
+        self._control: ThreadingHTTPServer | None = None
+        self._render_lock = threading.Lock()
+        self.started_at: float | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> LabMesh:
+        from kubernetes import config
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
+            self.workloads = read_workloads(api_client)
+            if not self.workloads:
+                raise RuntimeError("the stand-in has no meshed pods (label osm-proxy-uuid)")
+            self._ca = LabCA(self.workdir / "certs")
+            for wl in self.workloads:
+                self._certs[wl.pod] = self._ca.issue(wl.identity)
+            self._start_servers()
+            self._allocate_ports()
+            self.controller = LabController(api_client, self._apply)
+            self.policy = self.controller.load()
+            for wl in self.workloads:
+                self.sidecars[wl.pod] = EnvoyProcess(
+                    wl, self.workdir / "envoy" / wl.name, self.ports[wl.pod], base_id=self.ports[wl.pod].admin
+                )
+            self._apply(self.policy)
+            for sidecar in self.sidecars.values():
+                sidecar.start()
+            for sidecar in self.sidecars.values():
+                sidecar.wait_ready()
+            self.controller.start()
+            if self._with_prometheus:
+                self.prometheus = PrometheusServer(
+                    self.workdir / "prometheus", self._prometheus_config(), retention="1d"
+                ).start()
+            self._start_clients()
+            self._start_control()
+            self.started_at = time.time()
+            self._write_state()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.shutdown()
+            self._control.server_close()
+            self._control = None
+        for c in self.clients.values():
+            c._stop.set()
+        for c in self.clients.values():
+            c.stop()
+        self.clients.clear()
+        if self.controller is not None:
+            self.controller.stop()
+        for sidecar in self.sidecars.values():
+            sidecar.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus = None
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
+        with contextlib.suppress(FileNotFoundError):
+            (self.workdir / "lab.json").unlink()
+
+    def __enter__(self) -> LabMesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- parts -------------------------------------------------------------------------------------------------
+    def _start_servers(self) -> None:
+        for wl in self.workloads:
+            if not wl.services:
+                continue
+            if all(ms.protocol == "tcp" for ms in wl.services):
+                self.servers[wl.name] = TcpEchoApp(wl.name).start()
+            else:
+                behaviour = BEHAVIOURS.get(wl.name, Behaviour())
+                self.servers[wl.name] = HttpApp(wl.name, Behaviour(**asdict(behaviour))).start()
+
+    def _allocate_ports(self) -> None:
+        services = mesh_services(self.workloads)
+        for wl in self.workloads:
+            keys = sorted(services)
+            ports = free_ports(2 + len(keys))
+            server = self.servers.get(wl.name)
+            self.ports[wl.pod] = SidecarPorts(
+                admin=ports[0],
+                inbound=ports[1] if wl.services else None,
+                app=server.port if server else None,
+                outbound=dict(zip(keys, ports[2:], strict=True)),
+            )
+
+    def _apply(self, policy: Policy) -> None:
+        with self._render_lock:
+            self.policy = policy
+            for wl in self.workloads:
+                config = render(wl, self.workloads, policy, self.ports, self._certs, self._ca.cert_path)
+                self.sidecars[wl.pod].write(config)
+
+    def _start_clients(self) -> None:
+        for wl in self.workloads:
+            for dest, requests, rate in TRAFFIC.get(wl.app, []):
+                port = self.ports[wl.pod].outbound.get(dest)
+                if port is None:
+                    continue
+                name = f"{wl.name} -> {dest}"
+                if requests == "tcp":
+                    client = TcpClient(name, port, rate=rate * self.rate_scale, duration=self.duration)
+                else:
+                    threads = 4 if rate * self.rate_scale >= 10 else 1
+                    client = HttpClient(
+                        name, port, requests, rate=rate * self.rate_scale, threads=threads, duration=self.duration
+                    )
+                self.clients[name] = client.start()
+
+    def _prometheus_config(self) -> dict:
+        targets = [(wl, self.ports[wl.pod].admin) for wl in self.workloads]
+        return prometheus_config(targets, mode=self.prometheus_mode, scrape_interval=self.scrape_interval)
+
+    # ---- controls ----------------------------------------------------------------------------------------------
+    @property
+    def prometheus_url(self) -> str | None:
+        return self.prometheus.url if self.prometheus else None
+
+    def workload(self, name: str) -> Workload:
+        for wl in self.workloads:
+            if name in (wl.name, wl.pod):
+                return wl
+        raise KeyError(name)
+
+    def sidecar(self, name: str) -> EnvoyProcess:
+        """The sidecar of a workload (`bookbuyer`, `bookstore`, `bookstore-v2`, `mysql`...) or pod."""
+        return self.sidecars[self.workload(name).pod]
+
+    @property
+    def ca_path(self) -> Path:
+        """The lab CA's certificate (PEM), which every sidecar trusts."""
+        if self._ca is None:
+            raise RuntimeError("the lab is not started")
+        return self._ca.cert_path
+
+    def cert_files(self, name: str) -> CertFiles:
+        """The certificate and key of a workload's sidecar (identity `<sa>.<ns>.cluster.local`)."""
+        return self._certs[self.workload(name).pod]
+
+    def set_behaviour(
+        self, workload: str, *, error_rate: float | None = None, latency_ms: tuple[float, float] | None = None
+    ) -> Behaviour:
+        """Change how a server answers from now on (e.g. make the canary bookstore-v2 fail or slow)."""
+        server = self.servers[self.workload(workload).name]
+        if not isinstance(server, HttpApp):
+            raise ValueError(f"{workload} is not an HTTP server")
+        if error_rate is not None:
+            if not 0.0 <= error_rate <= 1.0:
+                raise ValueError("error_rate must be within 0..1")
+            server.behaviour.error_rate = error_rate
+        if latency_ms is not None:
+            server.behaviour.latency_ms_min, server.behaviour.latency_ms_max = sorted(latency_ms)
+        return server.behaviour
+
+    def set_prometheus_mode(self, mode: str) -> None:
+        """Switch Prometheus between "byo" and "osm" (keep-list) at run time (config reload)."""
+        self.prometheus_mode = mode
+        if self.prometheus is not None:
+            self.prometheus.write_config(self._prometheus_config())
+            self._write_state()
+
+    def traffic(self) -> dict[str, dict]:
+        """What the generator itself counted, per client."""
+        return {name: c.snapshot() for name, c in self.clients.items()}
+
+    def pids(self) -> dict[str, int]:
+        pids = {f"envoy:{s.wl.name}": s.proc.pid for s in self.sidecars.values() if s.proc}
+        if self.prometheus is not None and self.prometheus._proc is not None:
+            pids["prometheus"] = self.prometheus._proc.pid
+        return pids
+
+    def status(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "kubeconfig": str(self.kubeconfig),
+            "prometheus_url": self.prometheus_url,
+            "prometheus_mode": self.prometheus_mode,
+            "control_url": f"http://127.0.0.1:{self._control.server_address[1]}" if self._control else None,
+            "permissive": self.policy.permissive,
+            "sidecars": {
+                s.wl.name: {
+                    "pod": s.wl.pod,
+                    "namespace": s.wl.namespace,
+                    "identity": s.wl.identity,
+                    "admin": s.ports.admin,
+                    "inbound": s.ports.inbound,
+                    "app": s.ports.app,
+                    "outbound": s.ports.outbound,
+                    "base_id": s.base_id,
+                    "pid": s.proc.pid if s.proc else None,
+                }
+                for s in self.sidecars.values()
+            },
+            "pids": self.pids(),
+            "behaviours": {n: asdict(s.behaviour) for n, s in self.servers.items() if isinstance(s, HttpApp)},
+            "traffic": self.traffic(),
+            "controller": {
+                "applied": self.controller.applied if self.controller else 0,
+                "relists": dict(self.controller.relists) if self.controller else {},
+                "errors": list(self.controller.errors[-5:]) if self.controller else [],
+            },
+        }
+
+    def _write_state(self) -> None:
+        tmp = self.workdir / "lab.json.tmp"
+        tmp.write_text(json.dumps(self.status(), indent=2, sort_keys=True))
+        tmp.replace(self.workdir / "lab.json")
+
+    def _start_control(self) -> None:
+        """A small HTTP API on 127.0.0.1 for the CLI: GET /status, POST /behaviour, POST /prometheus-mode."""
+        if self._control_port is None:
+            return
+        lab = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body, indent=2, sort_keys=True).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/status":
+                    self._send(200, lab.status())
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                q = dict(urllib.parse.parse_qsl(url.query))
+                try:
+                    if url.path == "/behaviour":
+                        latency = tuple(float(x) for x in q["latency_ms"].split(",")) if "latency_ms" in q else None
+                        if latency is not None and len(latency) == 1:
+                            latency = (latency[0], latency[0])
+                        b = lab.set_behaviour(
+                            q["workload"],
+                            error_rate=float(q["error_rate"]) if "error_rate" in q else None,
+                            latency_ms=latency,
+                        )
+                        self._send(200, asdict(b))
+                    elif url.path == "/prometheus-mode":
+                        lab.set_prometheus_mode(q["mode"])
+                        self._send(200, {"mode": lab.prometheus_mode})
+                    else:
+                        self._send(404, {"error": "not found"})
+                except (KeyError, ValueError) as err:
+                    self._send(400, {"error": str(err)})
+
+        self._control = ThreadingHTTPServer(("127.0.0.1", self._control_port), Handler)
+        self._control.daemon_threads = True
+        threading.Thread(target=self._control.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+
+
+def control(state_dir: Path, method: str, path: str) -> dict:
+    """Call a running lab's control API, found through `<state_dir>/lab.json`."""
+    state = json.loads((Path(state_dir) / "lab.json").read_text())
+    request = urllib.request.Request(state["control_url"] + path, method=method)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())

@@ -1,0 +1,220 @@
+"""The lab mesh end to end: real Envoys with mTLS, a real Prometheus, TrafficSplit weights moving real traffic.
+
+One lab for the whole module (Prometheus "byo" mode, 1 s scrapes); each test puts back what it changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import time
+import urllib.request
+
+import pytest
+
+from lab.mesh.pytest_plugin import LabStack
+
+pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
+
+SPLIT = ("split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split")
+BUYER_TO_BACKENDS = 'source_workload_name="bookbuyer",envoy_cluster_name=~"bookstore/bookstore-v[12]\\\\|14001"'
+V1, V2 = "bookstore/bookstore-v1|14001", "bookstore/bookstore-v2|14001"
+
+
+def set_split(stack: LabStack, v1: int, v2: int) -> None:
+    backends = [{"service": "bookstore-v1", "weight": v1}, {"service": "bookstore-v2", "weight": v2}]
+    stack.custom_api().patch_namespaced_custom_object(*SPLIT, {"spec": {"backends": backends}})
+
+
+def observed_split(stack: LabStack, window: str) -> dict[str, float]:
+    rows = stack.query(
+        f"sum by (envoy_cluster_name) (increase(envoy_cluster_upstream_rq_total{{{BUYER_TO_BACKENDS}}}[{window}]))"
+    )
+    counts = {r["metric"]["envoy_cluster_name"]: float(r["value"][1]) for r in rows}
+    total = sum(counts.values())
+    return {name: 100 * n / total for name, n in counts.items()} if total else {}
+
+
+def config_dump(stack: LabStack, workload: str, resource: str) -> str:
+    url = f"{stack.lab.sidecar(workload).admin_url}/config_dump?resource={resource}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def route_of(stack: LabStack, workload: str, route_name: str) -> dict:
+    dump = json.loads(config_dump(stack, workload, "dynamic_route_configs"))
+    for item in dump["configs"]:
+        config = item["route_config"]
+        if config["name"] == route_name:
+            return config["virtual_hosts"][0]["routes"][0]
+    raise AssertionError(f"{workload} has no route config {route_name}")
+
+
+def wait_for_route(stack: LabStack, workload: str, route_name: str, key: str, timeout: float) -> float:
+    """Seconds until the sidecar's route has `key` ("route" or "direct_response")."""
+    start = time.monotonic()
+    stack.wait_for(lambda: key in route_of(stack, workload, route_name), timeout=timeout, interval=0.02)
+    return time.monotonic() - start
+
+
+def test_it_moves_real_traffic_when_the_split_is_patched(lab_stack: LabStack) -> None:
+    try:
+        set_split(lab_stack, 50, 50)
+        share = lab_stack.wait_for(
+            lambda: (s := observed_split(lab_stack, "10s")) and 40 <= s.get(V1, 0) <= 60 and s, timeout=30
+        )
+        assert 40 <= share[V2] <= 60
+
+        set_split(lab_stack, 0, 100)
+        share = lab_stack.wait_for(
+            lambda: (s := observed_split(lab_stack, "5s")) and s.get(V1, 0) < 2 and s, timeout=30
+        )
+        assert share[V2] > 98
+        # the generator agrees: v2 (the canary, 5 % errors by default) answered, the sidecar did not refuse
+        assert "bookstore-v2" in lab_stack.lab.traffic()["bookbuyer -> bookstore/bookstore"]["by_backend"]
+    finally:
+        set_split(lab_stack, 100, 0)
+
+
+def test_it_denies_bookthief_at_its_own_sidecar_and_byo_prometheus_sees_it(lab_stack: LabStack) -> None:
+    expr = (
+        'sum(increase(envoy_http_downstream_rq_xx{source_workload_name="bookthief",'
+        'envoy_http_conn_manager_prefix="outbound_bookstore_bookstore_14001",envoy_response_code_class="5"}[10s]))'
+    )
+    denied = lab_stack.wait_for(lambda: (r := lab_stack.query(expr)) and float(r[0]["value"][1]) > 0 and r, 20)
+    assert float(denied[0]["value"][1]) > 0
+    thief = lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]
+    assert set(thief["by_backend"]) == {"-"}, "only bookthief's own sidecar answered"
+    assert set(thief["by_backend"]["-"]) == {"503"}
+    # nothing reached the bookstore pods from bookthief: its sidecar has no bookstore cluster at all
+    assert "bookstore/bookstore" not in config_dump(lab_stack, "bookthief", "dynamic_active_clusters")
+
+
+def _tls_get(stack: LabStack, server: str, sni: str, client: str | None, path: str, headers: dict) -> int:
+    ctx = ssl.create_default_context(cafile=str(stack.lab.ca_path))
+    ctx.check_hostname = False
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the server's refusal then surfaces in the handshake itself
+    if client is not None:
+        files = stack.lab.cert_files(client)
+        ctx.load_cert_chain(str(files.cert), str(files.key))
+    port = stack.lab.sidecar(server).ports.inbound
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as s,
+    ):
+        lines = [
+            f"GET {path} HTTP/1.1",
+            "host: bookstore",
+            "connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while chunk := s.recv(4096):
+                data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_it_fails_the_handshake_without_a_client_certificate(lab_stack: LabStack) -> None:
+    sni = "bookstore-v1.bookstore.svc.cluster.local"
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        _tls_get(lab_stack, "bookstore", sni, None, "/buy-a-book/new", {})
+    port = lab_stack.lab.sidecar("bookstore").ports.inbound
+    with urllib.request.urlopen(f"{lab_stack.lab.sidecar('bookstore').admin_url}/stats?format=json", timeout=5) as r:
+        stats = {s["name"]: s.get("value") for s in json.loads(r.read())["stats"] if "name" in s}
+    assert stats[f"listener.127.0.0.1_{port}.ssl.fail_verify_no_cert"] >= 1
+
+
+def test_it_admits_only_the_identities_and_routes_traffic_targets_allow(lab_stack: LabStack) -> None:
+    sni = "bookstore-v1.bookstore.svc.cluster.local"
+    ua = {"user-agent": "bookbuyer-http-client/1.0"}
+    assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/buy-a-book/new", ua) == 200
+    assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/books-bought", {**ua, "client-app": "bookbuyer"}) == 200
+    # a route the HTTPRouteGroup does not list, and an identity no TrafficTarget names, are refused by RBAC
+    assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/admin", ua) == 403
+    assert _tls_get(lab_stack, "bookstore", sni, "bookthief", "/buy-a-book/new", ua) == 403
+
+
+def test_it_applies_a_traffic_target_change_within_a_second(lab_stack: LabStack) -> None:
+    api = lab_stack.custom_api()
+    tt = ("access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets", "bookstore")
+    sources = api.get_namespaced_custom_object(*tt)["spec"]["sources"]
+    route = "rds-outbound_bookstore_bookstore_14001"
+    before = lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]["by_backend"].get("bookstore", {})
+    try:
+        api.patch_namespaced_custom_object(
+            *tt,
+            {
+                "spec": {
+                    "sources": [*sources, {"kind": "ServiceAccount", "name": "bookthief", "namespace": "bookthief"}]
+                }
+            },
+        )
+        assert wait_for_route(lab_stack, "bookthief", route, "route", timeout=5) < 1.0
+        lab_stack.wait_for(
+            lambda: (
+                lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]["by_backend"]
+                .get("bookstore", {})
+                .get("200", 0)
+                > before.get("200", 0)
+            ),
+            timeout=10,
+        )
+    finally:
+        api.patch_namespaced_custom_object(*tt, {"spec": {"sources": sources}})
+    assert wait_for_route(lab_stack, "bookthief", route, "direct_response", timeout=5) < 1.0
+
+
+def test_it_admits_every_meshed_identity_in_permissive_mode(lab_stack: LabStack) -> None:
+    api = lab_stack.custom_api()
+    mc = ("config.openservicemesh.io", "v1alpha2", "osm-system", "meshconfigs", "osm-mesh-config")
+    route = "rds-outbound_bookwarehouse_bookwarehouse_14001"
+    client = "bookstore-v2 -> bookwarehouse/bookwarehouse"
+    assert "direct_response" in route_of(lab_stack, "bookstore-v2", route), "SMI mode: no TrafficTarget for v2"
+    try:
+        api.patch_namespaced_custom_object(*mc, {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": True}}})
+        assert wait_for_route(lab_stack, "bookstore-v2", route, "route", timeout=5) < 1.0
+        lab_stack.wait_for(
+            lambda: lab_stack.lab.traffic()[client]["by_backend"].get("bookwarehouse", {}).get("200", 0) > 0, 10
+        )
+        assert lab_stack.lab.policy.permissive
+    finally:
+        api.patch_namespaced_custom_object(*mc, {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": False}}})
+    assert wait_for_route(lab_stack, "bookstore-v2", route, "direct_response", timeout=5) < 1.0
+
+
+def test_it_keeps_latency_histograms_in_byo_mode_and_drops_them_in_osm_mode(lab_stack: LabStack) -> None:
+    histogram = 'count(envoy_cluster_upstream_rq_time_bucket{source_workload_name="bookbuyer"})'
+    assert lab_stack.wait_for(lambda: lab_stack.query(histogram), timeout=10)
+    try:
+        lab_stack.lab.set_prometheus_mode("osm")
+        lab_stack.wait_for(lambda: not lab_stack.query(histogram), timeout=15)
+        assert not lab_stack.query("count(envoy_http_downstream_rq_xx)")
+        assert lab_stack.query('count(envoy_cluster_upstream_rq_total{source_workload_name="bookbuyer"})')
+    finally:
+        lab_stack.lab.set_prometheus_mode("byo")
+    assert lab_stack.wait_for(lambda: lab_stack.query(histogram), timeout=15)
+
+
+def test_it_labels_targets_as_osm_relabeling_does(lab_stack: LabStack) -> None:
+    rows = lab_stack.query("envoy_server_live")
+    labels = {r["metric"]["source_pod_name"]: r["metric"] for r in rows}
+    assert len(labels) == 6
+    mysql = labels["mysql-0"]
+    assert (mysql["source_namespace"], mysql["source_service"]) == ("bookwarehouse", "mysql")
+    assert (mysql["source_workload_kind"], mysql["source_workload_name"]) == ("StatefulSet", "mysql")
+    v2 = next(m for pod, m in labels.items() if pod.startswith("bookstore-v2-"))
+    assert (v2["source_service"], v2["source_workload_kind"], v2["source_workload_name"]) == (
+        "bookstore",
+        "Deployment",
+        "bookstore-v2",
+    )
+    assert not any((k.startswith("__") and k != "__name__") or k == "version" for m in labels.values() for k in m)
+    # the headless StatefulSet's dotted cluster name comes out truncated, as on a real OSM sidecar
+    tcp = lab_stack.wait_for(
+        lambda: lab_stack.query('envoy_cluster_mysql_3306_upstream_cx_total{source_workload_name="bookwarehouse"}'), 10
+    )
+    assert tcp[0]["metric"]["envoy_cluster_name"] == "bookwarehouse/mysql-0"
