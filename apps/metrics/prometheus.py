@@ -150,14 +150,19 @@ class PrometheusGateway:
             return fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
             raise _client_error(exc, what, self.host) from None
+        except requests.exceptions.ConnectionError as exc:
+            cause = exc.args[0] if exc.args else exc
+            cause = getattr(cause, "reason", None) or cause
+            # With retries off, urllib3 wraps a read timeout in MaxRetryError and requests calls it a ConnectionError.
+            if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(cause).lower():
+                raise TransientPrometheusError(
+                    f"{what}: Prometheus at {self.host} did not answer within {self.timeout[1]:g} s"
+                ) from None
+            raise TransientPrometheusError(f"{what}: cannot reach Prometheus at {self.host}: {cause}") from None
         except requests.exceptions.Timeout:
             raise TransientPrometheusError(
                 f"{what}: Prometheus at {self.host} did not answer within {self.timeout[1]:g} s"
             ) from None
-        except requests.exceptions.ConnectionError as exc:
-            cause = exc.args[0] if exc.args else exc
-            cause = getattr(cause, "reason", None) or cause
-            raise TransientPrometheusError(f"{what}: cannot reach Prometheus at {self.host}: {cause}") from None
         except requests.exceptions.RequestException as exc:
             raise TransientPrometheusError(f"{what}: request to Prometheus at {self.host} failed: {exc}") from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -235,5 +240,12 @@ class PrometheusGateway:
         return {str(n) for n in names or []}
 
 
-def gateway_for(cluster: Any, **timeouts: float) -> PrometheusGateway:
-    return PrometheusGateway(cluster.prometheus_url, **timeouts)
+def gateway_for(cluster: Any) -> PrometheusGateway:
+    """The gateway to `cluster`'s Prometheus, with the timeouts from settings (MESHBOARD_PROMETHEUS_*_TIMEOUT)."""
+    from django.conf import settings
+
+    return PrometheusGateway(
+        cluster.prometheus_url,
+        connect_timeout=getattr(settings, "MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+        read_timeout=getattr(settings, "MESHBOARD_PROMETHEUS_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+    )

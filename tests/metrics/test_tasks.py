@@ -1,0 +1,87 @@
+"""The metrics task with a real Redis and a real Celery worker in this process: schedule, lock, retries."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from apps.clusters.models import Cluster, CollectionRun
+from apps.clusters.tasks import tick
+from apps.core.locks import exclusive
+from apps.metrics.models import ServiceKPI
+from apps.metrics.tasks import collect_metrics
+
+from .faultproxy import FaultProxy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def _runs(cluster, **filters):
+    return list(CollectionRun.objects.filter(cluster=cluster, kind="metrics", **filters).order_by("started_at"))
+
+
+@pytest.fixture
+def proxy(proms):
+    p = FaultProxy(proms.byo.url)
+    yield p
+    p.close()
+
+
+def test_it_collects_metrics_of_due_clusters_with_a_prometheus(proms, snapshot_cluster, celery_worker):
+    with_prom = snapshot_cluster(proms.byo.url, name="with", poll_interval_seconds=60)
+    without = snapshot_cluster("", name="without")
+    Cluster.objects.filter(pk=without.pk).update(next_collect_at=timezone.now() + timezone.timedelta(minutes=5))
+    Cluster.objects.filter(pk=with_prom.pk).update(next_collect_at=timezone.now() + timezone.timedelta(minutes=5))
+
+    tick.delay()
+    run = _wait_for(lambda: _runs(with_prom, status__in=["ok", "partial"]))[0]
+    assert run.api_requests and run.counts["services"] >= 10
+    assert ServiceKPI.objects.filter(cluster=with_prom, service="cart").exists()
+    assert not _runs(without)
+    with_prom.refresh_from_db()
+    assert with_prom.next_metrics_at > timezone.now() + timezone.timedelta(seconds=50)
+    tick()  # not due again: nothing more is enqueued
+    time.sleep(0.5)
+    assert len(_runs(with_prom)) == 1
+
+
+def test_it_skips_a_run_while_another_holds_the_metrics_lock(proms, snapshot_cluster, celery_worker):
+    cluster = snapshot_cluster(proms.byo.url)
+    with exclusive(f"collect-metrics:{cluster.pk}", ttl_seconds=30) as held:
+        assert held
+        collect_metrics.delay(cluster.pk)
+        skipped = _wait_for(lambda: _runs(cluster, status="skipped"))
+    assert "still running" in skipped[0].error
+
+
+def test_it_retries_transient_prometheus_errors_with_backoff(proxy, snapshot_cluster, celery_worker):
+    cluster = snapshot_cluster(proxy.url)
+    proxy.fail(r"/api/v1/status/buildinfo", status=503, times=1)
+    collect_metrics.delay(cluster.pk)
+    ok = _wait_for(lambda: _runs(cluster, status="ok"))
+    failed = _runs(cluster, status="failed")
+    assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
+    assert "503" in failed[0].error
+    assert (ok[0].started_at - failed[0].finished_at).total_seconds() >= 1.5
+
+
+def test_it_does_not_retry_permanent_prometheus_errors(proxy, snapshot_cluster, celery_worker):
+    cluster = snapshot_cluster(proxy.url)
+    proxy.fail(r".", status=401)
+    collect_metrics.delay(cluster.pk)
+    failed = _wait_for(lambda: _runs(cluster, status="failed"))
+    time.sleep(2.5)
+    assert len(_runs(cluster)) == 1
+    assert "refused access (401)" in failed[0].error
