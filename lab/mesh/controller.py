@@ -119,12 +119,11 @@ class LabController:
                     allow_watch_bookmarks=self._bookmarks,
                     timeout_seconds=self._watch_timeout,
                     _request_timeout=self._watch_timeout + 10,
-                    deserialize=False,
                 ):
                     if self._stop.is_set():
                         w.stop()
                         break
-                    kind, obj = event["type"], event["object"]
+                    kind, obj = event["type"], event.get("raw_object") or event["object"]
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                     if kind == "BOOKMARK":
                         continue
