@@ -1,6 +1,6 @@
 """`make bench`: benchmarks whose results go to BENCHMARKS.md (by hand, with the machine and the date).
 
-Each benchmark prints a Markdown table row block. Run one with `python -m lab.bench kubeapi|collect`.
+Each benchmark prints a Markdown table row block. Run one with `python -m lab.bench kubeapi|collect|metrics`.
 """
 
 from __future__ import annotations
@@ -218,18 +218,22 @@ def _viewer(username: str) -> object:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", nargs="*", help="kubeapi, collect (default: all)")
+    parser.add_argument("which", nargs="*", help="kubeapi, collect, metrics (default: all)")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    which = args.which or ["kubeapi", "collect", "overview"]
-    if unknown := set(which) - {"kubeapi", "collect", "overview"}:
+    which = args.which or ["kubeapi", "collect", "overview", "metrics"]
+    if unknown := set(which) - {"kubeapi", "collect", "overview", "metrics"}:
         parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
     print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n")
     if "kubeapi" in which:
         bench_kubeapi(args.services, args.runs)
     if "collect" in which:
         bench_collect(args.services, args.runs)
+    if "metrics" in which:
+        from lab.bench_metrics import bench_metrics
+
+        bench_metrics(args.services, args.runs)
     if "overview" in which:
         bench_overview(args.services, max(args.runs, 20))
 

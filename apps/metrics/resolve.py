@@ -113,17 +113,25 @@ class Resolver:
         return self.workloads.get((namespace, name))
 
     def outbound_prefix(self, source_namespace: str, prefix: str) -> tuple[str, str] | None:
-        """The destination named by an outbound HTTP stat prefix: `outbound_<svc>`, `outbound_<ns>/<svc>|<port>`,
-        `outbound_<ns>_<svc>` or `outbound_<svc>_<port>`."""
+        """The destination named by an outbound HTTP stat prefix: `outbound_<ns>_<svc>_<port>` (the lab's, after
+        OSM's listener names), `outbound_<svc>`, `outbound_<svc>_<port>`, `outbound_<ns>_<svc>` or
+        `outbound_<ns>/<svc>|<port>`."""
         rest = prefix.removeprefix("outbound_")
         if "/" in rest:
             return self.destination(rest if "|" in rest else rest + "|0")
-        if (source_namespace, rest) in self.services:
-            return (source_namespace, rest)
+        candidates = [rest]
         head, _, tail = rest.rpartition("_")
-        if tail.isdigit() and (source_namespace, head) in self.services:
-            return (source_namespace, head)
-        for ns in sorted({n for n, _ in self.services}, key=len, reverse=True):
-            if rest.startswith(ns + "_") and (ns, rest[len(ns) + 1 :]) in self.services:
-                return (ns, rest[len(ns) + 1 :])
+        if tail.isdigit() and head:
+            candidates.insert(0, head)
+        for name in candidates:
+            if (source_namespace, name) in self.services:
+                return (source_namespace, name)
+            for ns in self._namespaces_longest_first():
+                if name.startswith(ns + "_") and (ns, name[len(ns) + 1 :]) in self.services:
+                    return (ns, name[len(ns) + 1 :])
         return None
+
+    def _namespaces_longest_first(self) -> list[str]:
+        if not hasattr(self, "_ns_sorted"):
+            self._ns_sorted = sorted({n for n, _ in self.services}, key=len, reverse=True)
+        return self._ns_sorted

@@ -89,7 +89,11 @@ def envoy_series(om: OpenMetrics, *, latency: bool, tls: bool, denials: bool) ->
     if denials:
         prefix = {**SOURCE, "envoy_response_code_class": "5"}
         om.counter("envoy_http_downstream_rq_xx", {**prefix, "envoy_http_conn_manager_prefix": "outbound_cart"}, 0.8)
-        om.counter("envoy_http_downstream_rq_xx", {**prefix, "envoy_http_conn_manager_prefix": "outbound_secret"}, 2.0)
+        om.counter(
+            "envoy_http_downstream_rq_xx",
+            {**prefix, "envoy_http_conn_manager_prefix": f"outbound_{NS}_secret_8080"},
+            2.0,
+        )
 
 
 def wasm_series(om: OpenMetrics) -> None:

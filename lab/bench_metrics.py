@@ -1,0 +1,145 @@
+"""`python -m lab.bench metrics`: one KPI cycle against a real Prometheus holding the synthetic mesh's series.
+
+The TSDB (1 h of 15 s samples for `synthetic --services N`, classes 2 and 5, Envoy's default latency buckets, one
+source pod per workload) is built once with promtool and cached under `var/bench/` (outside the repository's
+tracked files; delete the folder to rebuild). Reported: (a) the cycle's wall time (queries + mapping + DB write),
+(b) the floor: the same PromQL set sent over raw HTTP with no parsing, (c) a naive loop of one query per service per
+KPI, as per-panel dashboards do (measured on a sample of services and scaled to all of them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOUR = 3600
+STEP = 15.0
+
+
+def _tsdb(services: int, seed: int) -> tuple[Path, float, int]:
+    """The cached TSDB folder, the time of its last sample, and its series count (built on first use)."""
+    from lab.metrics_data import sample_times, synthetic_openmetrics
+    from lab.prometheus import backfill_openmetrics
+
+    root = Path(os.environ.get("MESHBOARD_VAR_DIR", Path(__file__).resolve().parent.parent / "var")) / "bench"
+    folder = root / f"metrics-tsdb-s{services}-r{seed}"
+    marker = folder / "meshboard-bench.json"
+    if marker.exists():
+        meta = json.loads(marker.read_text())
+        return folder / "data", meta["end"], meta["series"]
+    folder.mkdir(parents=True, exist_ok=True)
+    end = float((int(time.time()) // HOUR - 1) * HOUR)
+    times = sample_times(end - HOUR, end, STEP)
+    started = time.perf_counter()
+    total = 0
+    for i, (text, count) in enumerate(synthetic_openmetrics(services, seed, times, chunk_series=12000)):
+        print(f"  backfilling chunk {i + 1}: {count} series, {len(text) / 1e6:.0f} MB", file=sys.stderr)
+        backfill_openmetrics(text, folder / "data")
+        total += count
+    marker.write_text(json.dumps({"end": end, "series": total, "build_seconds": time.perf_counter() - started}))
+    return folder / "data", end, total
+
+
+def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int = 50) -> None:
+    import requests
+
+    from lab.bench import _fmt, _standin, _timed
+    from lab.prometheus import PrometheusServer
+
+    tsdb, end, series = _tsdb(services, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(DEBUG="1", MESHBOARD_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="meshboard.settings")
+        os.environ.pop("DATABASE_URL", None)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from apps.clusters.models import Cluster
+        from apps.mesh.models import Service
+        from apps.mesh.services import collect_and_record as collect_cluster
+        from apps.metrics import catalog
+        from apps.metrics.services import collect_and_record
+
+        call_command("migrate", verbosity=0)
+        config = {"global": {"scrape_interval": "15s"}}
+        prom = PrometheusServer(Path(tmp) / "prom", config, tsdb_dir=tsdb, retention="3650d").start(timeout=120)
+        try:
+            with _standin(services, Path(tmp)) as kubeconfig:
+                cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig), prometheus_url=prom.url)
+                _, error = collect_cluster(cluster)
+                if error is not None:
+                    sys.exit(f"cluster collection failed: {error.reason}")
+            # Warm Prometheus's page cache and our imports once, then measure.
+            collect_and_record(cluster, at=end)
+            cycles = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                run, error = collect_and_record(cluster, at=end)
+                cycles.append((time.perf_counter() - started, run))
+                if error is not None:
+                    sys.exit(f"metrics cycle failed: {error.reason}")
+            run = cycles[-1][1]
+            state = cluster.metrics_state
+            w = catalog.windows(state.scrape_interval_seconds)
+            exprs = list(catalog.cycle(w, catalog.Available(state.latency_source, True, True)).values())
+            session = requests.Session()
+
+            def floor() -> None:
+                sink = 0
+                for path in ("/api/v1/status/buildinfo", "/api/v1/status/config"):
+                    sink += len(session.get(prom.url + path, timeout=60).content)
+                names_url = prom.url + "/api/v1/label/__name__/values"
+                sink += len(session.get(names_url, params={"start": end - w.long, "end": end}, timeout=60).content)
+                for expr in exprs:
+                    params = {"query": expr, "time": end}
+                    sink += len(session.get(prom.url + "/api/v1/query", params=params, timeout=60).content)
+
+            floor_times = _timed(floor, runs)
+            names = list(Service.objects.filter(cluster=cluster).values_list("namespace", "name"))
+            sample = names[:: max(1, len(names) // naive_sample)][:naive_sample]
+            win = w.short_promql
+
+            def naive() -> int:
+                count = 0
+                for ns, svc in sample:
+                    sel = catalog.service_selector(ns, svc, [])
+                    per_kpi = [
+                        f"sum(rate(envoy_cluster_upstream_rq_xx{{{sel}}}[{win}]))",
+                        f'sum(rate(envoy_cluster_upstream_rq_xx{{{sel},envoy_response_code_class!="5"}}[{win}]))',
+                        *(
+                            f"histogram_quantile({q}, sum by (le) "
+                            f"(rate(envoy_cluster_upstream_rq_time_bucket{{{sel}}}[{win}])))"
+                            for q in (0.5, 0.95, 0.99)
+                        ),
+                        f"sum(rate(envoy_cluster_upstream_cx_tx_bytes_total{{{sel}}}[{win}]))",
+                        f"sum(rate(envoy_cluster_upstream_cx_rx_bytes_total{{{sel}}}[{win}]))",
+                        f"sum(envoy_cluster_upstream_cx_active{{{sel}}})",
+                    ]
+                    for expr in per_kpi:
+                        session.get(prom.url + "/api/v1/query", params={"query": expr, "time": end}, timeout=60).json()
+                        count += 1
+                return count
+
+            started = time.perf_counter()
+            naive_queries = naive()
+            naive_wall = (time.perf_counter() - started) * len(names) / len(sample)
+        finally:
+            prom.stop()
+    walls = [wall for wall, _ in cycles]
+    ratio = statistics.median(walls) / statistics.median(floor_times)
+    print(f"## metrics: one KPI cycle, synthetic --services {services} ({series} series, 1 h of 15 s samples)")
+    print(f"- counts: {run.counts}; latency source {state.latency_source}; window {w.short_promql}")
+    print(f"- (a) cycle wall (queries + mapping + SQLite write): {_fmt(walls)}; phases of the last: {run.timings}")
+    print(f"- (b) floor, the same {len(exprs) + 3} requests over raw HTTP, no parsing: {_fmt(floor_times)}")
+    print(f"- (a)/(b) = {ratio:.2f}")
+    print(
+        f"- (c) naive, one query per service per KPI: {naive_queries} queries for {len(sample)} services took "
+        f"{naive_wall * len(sample) / len(names):.2f} s; scaled to {len(names)} services: {naive_wall:.1f} s, "
+        f"{naive_queries * len(names) // len(sample)} queries"
+    )
