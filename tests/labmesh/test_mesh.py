@@ -191,8 +191,8 @@ def test_it_keeps_latency_histograms_in_byo_mode_and_drops_them_in_osm_mode(lab_
     assert lab_stack.wait_for(lambda: lab_stack.query(histogram), timeout=10)
     try:
         lab_stack.lab.set_prometheus_mode("osm")
-        lab_stack.wait_for(lambda: not lab_stack.query(histogram), timeout=15)
-        assert not lab_stack.query("count(envoy_http_downstream_rq_xx)")
+        dropped = "count(envoy_cluster_upstream_rq_time_bucket) or count(envoy_http_downstream_rq_xx)"
+        lab_stack.wait_for(lambda: not lab_stack.query(dropped), timeout=15)
         assert lab_stack.query('count(envoy_cluster_upstream_rq_total{source_workload_name="bookbuyer"})')
     finally:
         lab_stack.lab.set_prometheus_mode("byo")
