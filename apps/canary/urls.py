@@ -5,4 +5,7 @@ from . import views
 app_name = "canary"
 urlpatterns = [
     path("splits/", views.splits, name="splits"),
+    path("splits/audit/", views.audit, name="audit"),
+    path("splits/audit/<int:pk>/rollback/", views.rollback, name="rollback"),
+    path("splits/<str:namespace>/<str:name>/", views.edit, name="edit"),
 ]

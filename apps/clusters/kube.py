@@ -237,6 +237,37 @@ class KubeGateway:
         fn = getattr(self._core, f"list_{_CORE_LIST_NAMES[resource.plural]}")
         return self._raw_json(what, fn)
 
+    def get_custom(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        """One namespaced custom object; NotFoundKubeError when it (or its CRD) does not exist."""
+        return self._raw_json(
+            f"reading {resource.plural}.{resource.group} {namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            resource.group,
+            resource.version,
+            namespace,
+            resource.plural,
+            name,
+        )
+
+    def merge_patch_custom(
+        self, resource: Resource, namespace: str, name: str, body: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386) of one custom object; with dry_run the server validates and persists nothing.
+
+        Put `metadata.resourceVersion` in `body` to make the write conditional: a stale one gives ConflictKubeError.
+        """
+        return self._raw_json(
+            f"{'checking' if dry_run else 'writing'} {resource.plural}.{resource.group} {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            resource.group,
+            resource.version,
+            namespace,
+            resource.plural,
+            name,
+            body,
+            dry_run="All" if dry_run else None,
+        )
+
     def get_core_endpoints(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._raw_json(

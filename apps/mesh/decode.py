@@ -235,8 +235,21 @@ def traffic_split_row(obj: dict) -> Row:
         ],
         resource_version=_str(_dict(obj.get("metadata")).get("resourceVersion"), 64),
         api_version=_str(obj.get("apiVersion"), 64),
+        owners=owner_refs(obj),
     )
     return row
+
+
+def owner_refs(obj: dict) -> list[dict[str, str]]:
+    """[{kind, name}] of the object's ownerReferences (e.g. a Flagger Canary that manages a TrafficSplit)."""
+    return [
+        {
+            "kind": _str(ref.get("kind"), 63),
+            "name": _str(ref.get("name")),
+            "apiVersion": _str(ref.get("apiVersion"), 128),
+        }
+        for ref in map(_dict, _list(_dict(obj.get("metadata")).get("ownerReferences")))
+    ]
 
 
 def traffic_target_row(obj: dict) -> Row:

@@ -141,6 +141,7 @@ class TrafficSplit(SnapshotRow):
     backends = models.JSONField(default=list, blank=True)  # [{service, weight}] as stored in the cluster
     resource_version = models.CharField(max_length=64, blank=True)
     api_version = models.CharField(max_length=64, blank=True)
+    owners = models.JSONField(default=list, blank=True)  # [{kind, name, apiVersion}] from ownerReferences
 
     class Meta(SnapshotRow.Meta):
         constraints = _unique("trafficsplit")

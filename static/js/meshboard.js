@@ -80,6 +80,64 @@
       });
   }
   document.addEventListener("DOMContentLoaded", loadCharts);
+
+  // The weight form: each row shows the share its weight implies (SMI weights are relative). In percent mode the
+  // weights are percentages summing to 100: editing one row leaves locked rows alone and spreads the rest evenly.
+  function weightInputs(form) {
+    return Array.prototype.slice.call(form.querySelectorAll(".weight-row input[type=number]"));
+  }
+  function showShares(form) {
+    var inputs = weightInputs(form);
+    var values = inputs.map(function (i) { var v = parseInt(i.value, 10); return isNaN(v) || v < 0 ? 0 : v; });
+    var total = values.reduce(function (a, b) { return a + b; }, 0);
+    inputs.forEach(function (input, k) {
+      var cell = input.closest("tr").querySelector(".pct");
+      if (cell) cell.textContent = total ? (values[k] * 100 / total).toFixed(1) + "%" : "–";
+    });
+  }
+  function spread(form, changed) {
+    var inputs = weightInputs(form);
+    var fixed = 0, free = [];
+    inputs.forEach(function (input) {
+      var locked = input.closest("tr").querySelector("input.lock").checked;
+      var value = Math.max(0, Math.min(100, parseInt(input.value, 10) || 0));
+      if (input === changed) { input.value = value; fixed += value; }
+      else if (locked) fixed += value;
+      else free.push(input);
+    });
+    var rest = Math.max(0, 100 - fixed);
+    free.forEach(function (input, k) {
+      input.value = Math.floor(rest / free.length) + (k < rest % free.length ? 1 : 0);
+    });
+  }
+  document.addEventListener("input", function (event) {
+    var form = event.target.closest && event.target.closest("form[data-weights]");
+    if (!form || event.target.type !== "number") return;
+    var mode = form.querySelector("#percent-mode");
+    if (mode && mode.checked) spread(form, event.target);
+    showShares(form);
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "percent-mode") return;
+    var form = event.target.closest("form[data-weights]");
+    form.classList.toggle("percent", event.target.checked);
+    if (event.target.checked) {
+      // Convert the current relative weights to whole percentages that sum to 100.
+      var inputs = weightInputs(form);
+      var values = inputs.map(function (i) { return Math.max(0, parseInt(i.value, 10) || 0); });
+      var total = values.reduce(function (a, b) { return a + b; }, 0) || 1;
+      var pct = values.map(function (v) { return Math.floor(v * 100 / total); });
+      var short = 100 - pct.reduce(function (a, b) { return a + b; }, 0);
+      for (var k = 0; k < short; k++) pct[k % pct.length] += 1;
+      inputs.forEach(function (input, k) { input.value = pct[k]; });
+    }
+    showShares(form);
+  });
+  function initWeights() {
+    document.querySelectorAll("form[data-weights]").forEach(showShares);
+  }
+  document.addEventListener("DOMContentLoaded", initWeights);
+  document.addEventListener("htmx:afterSwap", initWeights);
   document.addEventListener("DOMContentLoaded", function () {
     document.body.addEventListener("mb:refresh", loadCharts);
   });

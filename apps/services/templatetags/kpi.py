@@ -51,3 +51,9 @@ def bytes_rate(value: object) -> str:
 def sort_link(current: str, key: str) -> str:
     """The sort value a column header links to: ascending first, then descending."""
     return f"-{key}" if current == key else key
+
+
+@register.filter
+def get_item(mapping: object, key: object) -> object:
+    """`mapping|get_item:key` for dict lookups with a variable key; None when absent."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

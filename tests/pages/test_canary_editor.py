@@ -1,0 +1,221 @@
+"""The weight editor through HTTP against the stand-in: roles, validation, preview, write, conflicts, failures."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from apps.canary.models import WeightChange
+from apps.mesh.models import TrafficSplit
+from apps.mesh.services import collect_and_record
+
+URL = "/splits/bookstore/bookstore-split/"
+
+
+def _api(kubeapi):
+    return k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
+
+
+def _live(kubeapi):
+    return _api(kubeapi).get_namespaced_custom_object(
+        "split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split"
+    )
+
+
+@pytest.fixture
+def canary(bookstore, kubeapi):
+    """The demo at the point where bookstore-v2 joins the split with weight 0."""
+    _api(kubeapi).patch_namespaced_custom_object(
+        "split.smi-spec.io",
+        "v1alpha2",
+        "bookstore",
+        "trafficsplits",
+        "bookstore-split",
+        {"spec": {"backends": [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]}},
+    )
+    collect_and_record(bookstore)
+    return TrafficSplit.objects.get(cluster=bookstore, name="bookstore-split")
+
+
+def _post(client, split, weights, action="apply", rv=None, **extra):
+    data = {"resource_version": rv or split.resource_version, "action": action, **extra}
+    for i, (service, weight) in enumerate(weights):
+        data[f"backend_{i}"] = service
+        data[f"weight_{i}"] = weight
+    return client.post(URL, data)
+
+
+def test_it_shows_viewers_a_read_only_form_and_refuses_their_post(client, viewer, canary, kubeapi):
+    client.force_login(viewer)
+    html = client.get(URL).content.decode()
+    assert "Read only: your role is viewer" in html and " disabled" in html and "Preview change" not in html
+
+    before = _live(kubeapi)["metadata"]["resourceVersion"]
+    response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+
+    assert response.status_code == 403
+    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert not WeightChange.objects.exists()
+
+
+def test_it_previews_the_exact_change_without_writing(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    before = _live(kubeapi)["metadata"]["resourceVersion"]
+
+    html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")], action="preview").content.decode()
+
+    assert "-    weight: 100" in html and "+    weight: 50" in html
+    assert 'value="apply"' in html
+    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert not WeightChange.objects.exists()
+
+
+def test_it_applies_with_the_resource_version_and_records_it(client, operator, canary, kubeapi):
+    client.force_login(operator)
+
+    response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+
+    assert response.status_code == 302 and response["Location"].startswith("/splits/#split-bookstore-bookstore-split")
+    live = _live(kubeapi)
+    assert live["spec"]["backends"] == [
+        {"service": "bookstore-v1", "weight": 50},
+        {"service": "bookstore-v2", "weight": 50},
+    ]
+    change = WeightChange.objects.get()
+    assert (change.result, change.username) == ("applied", "otto")
+    assert change.weights_before == [
+        {"service": "bookstore-v1", "weight": 100},
+        {"service": "bookstore-v2", "weight": 0},
+    ]
+    assert change.resource_version_sent == canary.resource_version
+    assert change.resource_version_after == live["metadata"]["resourceVersion"]
+    # The snapshot is refreshed at once, not at the next poll.
+    canary.refresh_from_db()
+    assert canary.resource_version == live["metadata"]["resourceVersion"]
+    page = client.get("/splits/").content.decode()
+    assert "Applied to bookstore/bookstore-split: bookstore-v1 50 (50%), bookstore-v2 50 (50%)" in page
+    assert "50.0%" in page
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (("33.5", "66.5"), "Enter a whole number"),
+        (("-1", "2"), "Weights cannot be negative"),
+        (("", "10"), "This field is required"),
+        (("abc", "10"), "Enter a whole number"),
+        (("0", "0"), "must add up to at least 1"),
+        (("2147483648", "0"), "At most 2,147,483,647"),
+        (("2147483647", "2147483647", "2"), "Envoy&#x27;s total is at most 4,294,967,295"),
+    ],
+)
+def test_it_keeps_bad_input_on_the_form_with_the_reason(client, operator, canary, kubeapi, weights, message):
+    client.force_login(operator)
+    before = _live(kubeapi)["metadata"]["resourceVersion"]
+
+    services = ("bookstore-v1", "bookstore-v2", "bookstore")[: len(weights)]
+    response = _post(client, canary, list(zip(services, weights, strict=True)))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert message in html
+    assert f'value="{weights[0]}"' in html  # the user's input is kept
+    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert not WeightChange.objects.exists()
+
+
+def test_it_refuses_backends_that_are_not_services_with_the_root_port(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    html = _post(client, canary, [("bookstore-v1", "50"), ("ghost", "50")]).content.decode()
+    assert "There is no Service &#x27;ghost&#x27; in namespace bookstore" in html
+    html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v1", "50")]).content.decode()
+    assert "A backend is listed twice" in html
+    assert not WeightChange.objects.exists()
+
+
+def test_it_shows_a_conflict_with_both_weights_and_keeps_the_first_write(client, operator, canary, kubeapi):
+    from django.test import Client
+
+    client.force_login(operator)
+    other = Client()
+    other.force_login(operator)
+    opened_rv = canary.resource_version  # both operators opened the form at this version
+
+    first = _post(other, canary, [("bookstore-v1", "70"), ("bookstore-v2", "30")], rv=opened_rv)
+    second = _post(client, canary, [("bookstore-v1", "10"), ("bookstore-v2", "90")], rv=opened_rv)
+
+    assert first.status_code == 302
+    html = second.content.decode()
+    assert "This split changed since you opened it" in html
+    assert '<td>bookstore-v2</td>\n        <td class="num">30</td>\n        <td class="num">90</td>' in html
+    assert _live(kubeapi)["spec"]["backends"][1]["weight"] == 30
+    assert list(WeightChange.objects.order_by("id").values_list("result", flat=True)) == ["applied", "conflict"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"status": 403, "verb": "patch"}, "forbidden by RBAC"),
+        ({"status": 503}, "answered 503"),
+        ({"status": 422, "verb": "patch"}, "Nothing was changed"),
+    ],
+)
+def test_it_says_why_a_write_failed_and_records_nothing_as_applied(client, operator, canary, kubeapi, fault, expected):
+    client.force_login(operator)
+    kubeapi.faults.add(r"/trafficsplits/bookstore-split$", **fault)
+
+    html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")]).content.decode()
+
+    assert expected in html
+    kubeapi.faults.clear()
+    assert _live(kubeapi)["spec"]["backends"][0]["weight"] == 100
+    assert WeightChange.objects.get().result in {"failed", "rejected"}
+
+
+def test_it_says_when_the_split_was_deleted_or_the_api_is_down(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    _api(kubeapi).delete_namespaced_custom_object(
+        "split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split"
+    )
+    response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+    assert "no longer exists in the cluster" in response.content.decode()
+
+    kubeapi.stop()
+    canary.save()  # the snapshot still lists it
+    html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")]).content.decode()
+    assert "cannot reach the API server" in html
+    assert not WeightChange.objects.filter(result="applied").exists()
+
+
+def test_it_fills_presets_without_writing(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    before = _live(kubeapi)["metadata"]["resourceVersion"]
+
+    html = _post(client, canary, [("bookstore-v1", "100"), ("bookstore-v2", "0")], preset="shift10").content.decode()
+    assert 'name="weight_0" value="90"' in html and 'name="weight_1" value="10"' in html
+    html = _post(client, canary, [("bookstore-v1", "7"), ("bookstore-v2", "3")], preset="even").content.decode()
+    assert 'name="weight_0" value="50"' in html and 'name="weight_1" value="50"' in html
+    html = _post(client, canary, [("bookstore-v1", "7"), ("bookstore-v2", "3")], preset="promote").content.decode()
+    assert 'name="weight_0" value="0"' in html and 'name="weight_1" value="100"' in html
+    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+
+
+def test_it_rolls_back_from_the_audit_page_through_the_same_checks(client, operator, viewer, canary, kubeapi):
+    client.force_login(operator)
+    _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+    change = WeightChange.objects.get()
+
+    audit = client.get("/splits/audit/?split=bookstore/bookstore-split").content.decode()
+    assert f'data-change="{change.pk}"' in audit and "Roll back" in audit
+    response = client.post(f"/splits/audit/{change.pk}/rollback/")
+
+    assert response.status_code == 302
+    assert _live(kubeapi)["spec"]["backends"][0]["weight"] == 100
+    rollback = WeightChange.objects.latest("id")
+    assert (rollback.result, rollback.rollback_of_id) == ("applied", change.pk)
+    assert client.get("/splits/audit/?result=conflict").content.decode().count("data-change=") == 0
+
+    client.force_login(viewer)
+    assert "Roll back" not in client.get("/splits/audit/").content.decode()
+    assert client.post(f"/splits/audit/{change.pk}/rollback/").status_code == 403
