@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: Meshboard on the embedded default: SQLite, a private local Redis, the Kubernetes API stand-in
-# seeded with OSM's bookstore demo, a Celery worker with beat, and the web server. Ctrl-C stops everything it started.
+# seeded with OSM's bookstore demo, the lab mesh (real Envoy sidecars carrying the demo's traffic, scraped by a real
+# Prometheus; TrafficSplit changes move real traffic), a Celery worker with beat, and the web server.
+# Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,10 +37,20 @@ pids+=($!)
 for _ in $(seq 1 100); do [ -s "$STATE/kubeconfig" ] && break; sleep 0.1; done
 [ -s "$STATE/kubeconfig" ] || { echo "demo: the Kubernetes API stand-in did not start; see $STATE/kubeapi.log"; exit 1; }
 
+# The lab mesh: one Envoy per bookstore pod, its apps and traffic, the controller that applies the stand-in's
+# TrafficSplits and policies, and Prometheus (every port chosen at run time; see $STATE/lab-mesh/lab.json).
+rm -f "$STATE/lab-mesh/lab.json"
+$PY -m lab.mesh up --kubeconfig "$STATE/kubeconfig" --state-dir "$STATE/lab-mesh" >"$STATE/lab-mesh.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [ -s "$STATE/lab-mesh/lab.json" ] && break; sleep 0.1; done
+[ -s "$STATE/lab-mesh/lab.json" ] || { echo "demo: the lab mesh did not start; see $STATE/lab-mesh.log"; exit 1; }
+PROMETHEUS_URL=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["prometheus_url"])' "$STATE/lab-mesh/lab.json")
+
 $PY manage.py migrate --noinput >/dev/null
 $PY manage.py create_user viewer --role viewer --password "view-the-mesh" >/dev/null
 $PY manage.py create_user operator --role operator --password "move-the-canary" --staff >/dev/null
-$PY manage.py add_cluster demo --kubeconfig "$PWD/$STATE/kubeconfig" --poll-interval 15 >/dev/null
+$PY manage.py add_cluster demo --kubeconfig "$PWD/$STATE/kubeconfig" --prometheus-url "$PROMETHEUS_URL" \
+  --poll-interval 15 >/dev/null
 
 .venv/bin/celery -A meshboard worker --beat --pool solo --loglevel WARNING \
   --schedule "$STATE/celerybeat-schedule" >"$STATE/worker.log" 2>&1 &
@@ -52,7 +64,9 @@ cat <<MSG
 Meshboard demo is running: http://127.0.0.1:${WEB_PORT}/
   log in as  operator / move-the-canary   (may change TrafficSplit weights; also opens /admin/)
          or  viewer   / view-the-mesh     (read only)
-  cluster "demo" is the Kubernetes API stand-in seeded with OSM's bookstore demo, collected every 15 s.
+  cluster "demo" is the Kubernetes API stand-in seeded with OSM's bookstore demo, collected every 15 s,
+  with real Envoy sidecars carrying its traffic; their Prometheus: ${PROMETHEUS_URL}
+  make the canary worse:  $PY -m lab.mesh set --state-dir $STATE/lab-mesh --workload bookstore-v2 --error-rate 0.3
   logs: $STATE/*.log     stop: Ctrl-C
 MSG
 wait -n "${pids[@]}" || true
