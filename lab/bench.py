@@ -31,7 +31,7 @@ def _machine() -> str:
 
 
 @contextmanager
-def _standin(services: int, workdir: Path) -> Iterator[Path]:
+def _standin(services: int, workdir: Path, seed: str = "synthetic") -> Iterator[Path]:
     """The stand-in in its own process, as a real API server is: its serialising does not share our GIL."""
     kubeconfig = workdir / "kubeconfig"
     proc = subprocess.Popen(
@@ -40,7 +40,7 @@ def _standin(services: int, workdir: Path) -> Iterator[Path]:
             "-m",
             "lab.kubeapi",
             "--seed",
-            "synthetic",
+            seed,
             "--services",
             str(services),
             "--port",
@@ -191,7 +191,7 @@ def bench_overview(services: int, runs: int) -> None:
             )
         ServiceKPI.objects.bulk_create(kpis)
         client = Client()
-        client.force_login(_viewer("bench"))
+        client.force_login(_user("bench", "viewer"))
         results = {}
         for label, path in (("default sort", "/"), ("sorted by p99, descending", "/?sort=-p99")):
             client.get(path)
@@ -206,36 +206,101 @@ def bench_overview(services: int, runs: int) -> None:
         print(f"- {label}: {_fmt(times)}, p95 {p95 * 1000:.0f} ms, {queries} DB queries")
 
 
-def _viewer(username: str) -> object:
+def bench_canary(runs: int) -> None:
+    """A weight change's round trip against the stand-in (bookstore, own process): the operator's POST (read, dry
+    run, conditional merge patch, audit, snapshot update) and the splits page showing the new weights."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _django(tmp)
+        from django.conf import settings
+        from django.test import Client
+
+        from apps.clusters.models import Cluster
+        from apps.mesh.models import TrafficSplit
+        from apps.mesh.services import collect_and_record
+
+        settings.ALLOWED_HOSTS = ["testserver"]
+        with _standin(0, Path(tmp), seed="bookstore") as kubeconfig:
+            cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
+            collect_and_record(cluster)
+            client = Client()
+            client.force_login(_user("bench-operator", "operator"))
+            url = "/splits/bookstore/bookstore-split/"
+            posts, pages = [], []
+            for i in range(runs + 1):
+                split = TrafficSplit.objects.get(cluster=cluster, name="bookstore-split")
+                weight = 50 + (i % 2) * 25
+                data = {
+                    "resource_version": split.resource_version,
+                    "action": "apply",
+                    "backend_0": "bookstore-v1",
+                    "backend_1": "bookstore",
+                    "weight_0": str(weight),
+                    "weight_1": str(100 - weight),
+                }
+                started = time.perf_counter()
+                response = client.post(url, data)
+                posted = time.perf_counter()
+                page = client.get("/splits/").content.decode()
+                done = time.perf_counter()
+                if response.status_code != 302 or f"{weight}.0%" not in page:
+                    sys.exit(f"the write did not apply: {response.status_code}")
+                if i:  # the first run warms up
+                    posts.append(posted - started)
+                    pages.append(done - started)
+    print(f"## canary write round trip against the stand-in (bookstore), {runs} runs")
+    print(f"- POST apply (GET, dry run, merge patch, audit, snapshot): {_fmt(posts)}")
+    print(f"- submit → applied → splits page shows the new weights: {_fmt(pages)}")
+
+
+def _user(username: str, role: str) -> object:
     from django.contrib.auth import get_user_model
 
-    from apps.clusters.roles import VIEWER, ensure_roles
+    from apps.clusters.roles import ensure_roles
 
     user = get_user_model().objects.create_user(username, password=None)
-    user.groups.set([ensure_roles()[VIEWER]])
+    user.groups.set([ensure_roles()[role]])
     return user
+
+
+def _bench_metrics(args: argparse.Namespace) -> None:
+    from lab.bench_metrics import bench_metrics
+
+    bench_metrics(args.services, args.runs)
+
+
+# name -> runner; other modules' benchmarks are imported lazily by their runner.
+BENCHMARKS = {
+    "kubeapi": lambda a: bench_kubeapi(a.services, a.runs),
+    "collect": lambda a: bench_collect(a.services, a.runs),
+    "metrics": _bench_metrics,
+    "overview": lambda a: bench_overview(a.services, max(a.runs, 20)),
+    "canary": lambda a: bench_canary(max(a.runs, 20)),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", nargs="*", help="kubeapi, collect, metrics (default: all)")
+    parser.add_argument("which", nargs="*", help=f"{', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    which = args.which or ["kubeapi", "collect", "overview", "metrics"]
-    if unknown := set(which) - {"kubeapi", "collect", "overview", "metrics"}:
+    which = args.which or list(BENCHMARKS)
+    if unknown := set(which) - set(BENCHMARKS):
         parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
-    print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n")
-    if "kubeapi" in which:
-        bench_kubeapi(args.services, args.runs)
-    if "collect" in which:
-        bench_collect(args.services, args.runs)
-    if "metrics" in which:
-        from lab.bench_metrics import bench_metrics
-
-        bench_metrics(args.services, args.runs)
-    if "overview" in which:
-        bench_overview(args.services, max(args.runs, 20))
+    if len(which) > 1:
+        # One process per benchmark: each sets up Django on its own throwaway database.
+        print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n", flush=True)
+        options = ["--services", str(args.services), "--runs", str(args.runs), "--quiet"]
+        failed = [
+            name for name in which if subprocess.run([sys.executable, "-m", "lab.bench", name, *options]).returncode
+        ]
+        if failed:
+            sys.exit(f"benchmarks failed: {', '.join(failed)}")
+        return
+    if not args.quiet:
+        print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n")
+    BENCHMARKS[which[0]](args)
 
 
 if __name__ == "__main__":
