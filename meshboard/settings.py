@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.metrics",
     "apps.services",
     "apps.canary",
+    "apps.policies",
 ]
 
 MIDDLEWARE = [

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("apps.clusters.urls")),
     path("", include("apps.services.urls")),
     path("", include("apps.canary.urls")),
+    path("", include("apps.policies.urls")),
 ]

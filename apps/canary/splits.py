@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import TrafficSplit
 from apps.metrics.models import SplitShare
+from apps.policies.checks import Finding, split_findings, weight_number, weight_problem, weight_total
 
 DISAGREEMENT_POINTS = 10.0
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+_number = weight_number
 
 
 @dataclass(frozen=True)
@@ -26,14 +24,7 @@ class BackendView:
 
     @property
     def weight_problem(self) -> str:
-        w = _number(self.weight)
-        if w is None:
-            return "not a number"
-        if w < 0:
-            return "negative: OSM casts it to uint32 and it wraps around"
-        if w != int(w):
-            return "not a whole number: OSM cannot decode it"
-        return ""
+        return weight_problem(self.weight)
 
     @property
     def disagrees(self) -> bool:
@@ -49,22 +40,21 @@ class SplitView:
     backends: list[BackendView]
     total_weight: float | None
     short_window_seconds: int | None
+    # The mesh checks (apps.policies.checks) that concern this split: weights, duplicate roots, backends, Flagger.
+    findings: tuple[Finding, ...] = field(default=())
 
     @property
     def problems(self) -> list[str]:
-        found = [f"{b.service}: weight {b.weight} is {b.weight_problem}" for b in self.backends if b.weight_problem]
-        if self.total_weight is not None and self.total_weight < 1:
-            found.append("weights sum to less than 1: OSM drops the route and traffic to the root fails")
-        return found
+        return [f"{f.code} {f.message}. Fix: {f.fix}" for f in self.findings if f.severity != "info"]
 
 
 def split_views(cluster: Cluster) -> list[SplitView]:
     shares = {(s.namespace, s.split, s.backend): s for s in SplitShare.objects.filter(cluster=cluster)}
+    findings = split_findings(cluster)
     views = []
     for split in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name"):
         weights = [_number(b.get("weight")) for b in split.backends]
-        valid = [w for w in weights if w is not None and w >= 0]
-        total = sum(valid) if len(valid) == len(weights) else None
+        total = weight_total(split.backends)
         backends = []
         window = None
         for backend, weight in zip(split.backends, weights, strict=True):
@@ -80,5 +70,13 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                     request_rate=share.request_rate if share else None,
                 )
             )
-        views.append(SplitView(split=split, backends=backends, total_weight=total, short_window_seconds=window))
+        views.append(
+            SplitView(
+                split=split,
+                backends=backends,
+                total_weight=total,
+                short_window_seconds=window,
+                findings=tuple(findings.get((split.namespace, split.name), ())),
+            )
+        )
     return views

@@ -1,0 +1,439 @@
+"""Who may talk to whom: SMI access policy read from the snapshot, as plain data.
+
+- `load_policy(cluster)`: the policy mode and every TrafficTarget turned into grants (source service account →
+  destination service account, with the routes it allows, or why OSM ignores it).
+- `access_matrix(policy)`: the grants grouped by source and destination, for the matrix on the policies page.
+- `can_talk(cluster, source, destination)`: "can A talk to B?" between services, workloads or pods: yes/no with the
+  TrafficTarget and routes that allow it, or what is missing. Permissive mode allows all in-mesh traffic; a pod without
+  a sidecar is not in the mesh, so policy does not apply to it.
+- `denied_traffic(cluster)`: observed traffic that policy refused, from the denial metrics where Prometheus keeps them.
+
+OSM's rules (reference §1.2, §3.3): identity is `<serviceaccount>.<namespace>`; a TrafficTarget is ignored when its
+namespace differs from its destination's or a rule is not an HTTPRouteGroup/TCPRoute; routes resolve in the
+TrafficTarget's namespace; TrafficTargets only apply when `enablePermissiveTrafficPolicyMode` is false.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from apps.clusters.models import Cluster
+from apps.mesh.models import HTTPRouteGroup, MeshState, Pod, Service, TCPRoute, TrafficTarget, Workload
+from apps.metrics.models import EdgeKPI, MetricsState
+
+from .checks import route_problems, selects
+
+PERMISSIVE, SMI, UNKNOWN = "permissive", "smi", "unknown"
+KINDS = ("service", "workload", "pod")
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """A service account: what OSM authorizes (certificate CN <sa>.<ns>.<trust domain>)."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One allowed route: an HTTPRouteGroup match (path regex, methods, headers) or a TCPRoute's ports."""
+
+    kind: str  # HTTPRouteGroup | TCPRoute
+    group: str  # the route object's name
+    match: str = ""  # the HTTPRouteGroup match's name
+    path_regex: str = ""
+    methods: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one TrafficTarget says about one source → destination pair."""
+
+    target: TrafficTarget
+    source: Identity
+    destination: Identity
+    routes: tuple[Route, ...]
+    ignored: str = ""  # why OSM does not use this TrafficTarget at all
+    problems: tuple[str, ...] = ()  # rules OSM cannot resolve (the rest still apply)
+
+    @property
+    def allows(self) -> bool:
+        return not self.ignored and bool(self.routes)
+
+    @property
+    def route_groups(self) -> list[str]:
+        return list(dict.fromkeys(f"{r.kind} {r.group}" for r in self.routes))
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: str  # permissive | smi | unknown (no MeshConfig in the snapshot)
+    grants: list[Grant]
+    targets: list[TrafficTarget]
+
+    def grants_between(self, source: Identity, destination: Identity) -> list[Grant]:
+        return [g for g in self.grants if g.source == source and g.destination == destination]
+
+    def grants_to(self, destination: Identity) -> list[Grant]:
+        return [g for g in self.grants if g.destination == destination]
+
+
+def policy_mode(state: MeshState | None) -> str:
+    permissive = state.permissive_mode if state is not None else None
+    if permissive is None:
+        return UNKNOWN
+    return PERMISSIVE if permissive else SMI
+
+
+def _headers(value: object) -> tuple[tuple[str, str], ...]:
+    """OSM's list of single-key maps (or the SMI spec's map), as (name, regex) pairs."""
+    items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+    return tuple((str(k), str(v)) for item in items if isinstance(item, dict) for k, v in item.items())
+
+
+def _http_routes(group: HTTPRouteGroup, names: list[str]) -> list[Route]:
+    matches = [m for m in group.matches if isinstance(m, dict)]
+    if names:  # a rule without match names allows every match of the group [inferred from the SMI spec]
+        matches = [m for m in matches if m.get("name") in names]
+    return [
+        Route(
+            kind="HTTPRouteGroup",
+            group=group.name,
+            match=str(m.get("name", "")),
+            path_regex=str(m.get("pathRegex", "")),
+            methods=tuple(str(x) for x in m.get("methods") or [] if isinstance(x, str)),
+            headers=_headers(m.get("headers")),
+        )
+        for m in matches
+    ]
+
+
+def _tcp_route(route: TCPRoute) -> Route:
+    ports = (route.matches or {}).get("ports") if isinstance(route.matches, dict) else None
+    return Route(kind="TCPRoute", group=route.name, ports=tuple(str(p) for p in ports or []))
+
+
+def _grants(
+    target: TrafficTarget,
+    http_routes: dict[tuple[str, str], HTTPRouteGroup],
+    tcp_routes: dict[tuple[str, str], TCPRoute],
+) -> list[Grant]:
+    dest = target.destination or {}
+    destination = Identity(str(dest.get("namespace") or ""), str(dest.get("name") or ""))
+    ignored = ""
+    if destination.namespace != target.namespace:
+        ignored = (
+            f"its namespace ({target.namespace}) differs from its destination's ({destination.namespace or 'none'})"
+        )
+    problems = route_problems(target, http_routes, tcp_routes)
+    if not target.rules or any(r.get("kind") not in ("HTTPRouteGroup", "TCPRoute") for r in target.rules):
+        ignored = ignored or problems[0]
+    routes: list[Route] = []
+    for rule in target.rules:
+        key = (target.namespace, str(rule.get("name", "")))
+        if rule.get("kind") == "HTTPRouteGroup" and key in http_routes:
+            routes += _http_routes(http_routes[key], [str(n) for n in rule.get("matches") or []])
+        elif rule.get("kind") == "TCPRoute" and key in tcp_routes:
+            routes.append(_tcp_route(tcp_routes[key]))
+    sources = [
+        Identity(str(s.get("namespace") or ""), str(s.get("name") or ""))
+        for s in target.sources
+        if s.get("kind", "ServiceAccount") == "ServiceAccount"
+    ]
+    return [
+        Grant(target, source, destination, tuple(routes), ignored, tuple(problems)) for source in dict.fromkeys(sources)
+    ]
+
+
+def load_policy(cluster: Cluster) -> Policy:
+    def by_key(model):
+        return {(r.namespace, r.name): r for r in model.objects.filter(cluster=cluster)}
+
+    http_routes, tcp_routes = by_key(HTTPRouteGroup), by_key(TCPRoute)
+    targets = list(TrafficTarget.objects.filter(cluster=cluster).order_by("namespace", "name"))
+    grants = [g for t in targets for g in _grants(t, http_routes, tcp_routes)]
+    return Policy(
+        mode=policy_mode(MeshState.objects.filter(cluster=cluster).first()),
+        grants=grants,
+        targets=targets,
+    )
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    source: Identity
+    destination: Identity
+    grants: list[Grant]
+
+    @property
+    def allowed(self) -> bool:
+        return any(g.allows for g in self.grants)
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(dict.fromkeys(r for g in self.grants if g.allows for r in g.routes))
+
+
+def access_matrix(policy: Policy) -> list[MatrixRow]:
+    """Source service account → destination service account, with the TrafficTargets and routes between them."""
+    pairs: dict[tuple[Identity, Identity], list[Grant]] = {}
+    for grant in policy.grants:
+        pairs.setdefault((grant.source, grant.destination), []).append(grant)
+    return [MatrixRow(s, d, grants) for (s, d), grants in sorted(pairs.items(), key=lambda item: item[0])]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Can A talk to B?"
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    name: str
+    service_account: str
+    has_sidecar: bool
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A service, workload or pod, with the pods behind it (or, without pods, its workloads' service accounts)."""
+
+    kind: str
+    namespace: str
+    name: str
+    pods: tuple[PodFacts, ...]
+    fallback_accounts: tuple[str, ...] = ()  # from workload templates when no pod runs
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def meshed_pods(self) -> list[PodFacts]:
+        return [p for p in self.pods if p.has_sidecar]
+
+    @property
+    def unmeshed_pods(self) -> list[PodFacts]:
+        return [p for p in self.pods if not p.has_sidecar]
+
+    @property
+    def in_mesh(self) -> bool | None:
+        """True when a pod behind it has the sidecar, False when none has, None when no pod runs."""
+        return bool(self.meshed_pods) if self.pods else None
+
+    @property
+    def identities(self) -> list[Identity]:
+        names = [p.service_account for p in self.meshed_pods] if self.pods else list(self.fallback_accounts)
+        return sorted({Identity(self.namespace, n or "default") for n in names})
+
+
+class UnknownEndpoint(LookupError):
+    pass
+
+
+def parse_endpoint(text: str) -> tuple[str, str, str]:
+    """`"[service|workload|pod] namespace/name"` → (kind or "", namespace, name); ValueError when malformed."""
+    text = (text or "").strip()
+    kind, _, rest = text.partition(" ") if " " in text else ("", "", text)
+    kind = kind.lower()
+    if kind and kind not in KINDS:
+        raise ValueError(f"{kind!r} is not one of {', '.join(KINDS)}")
+    namespace, slash, name = rest.strip().partition("/")
+    if not slash or not namespace or not name:
+        raise ValueError("write namespace/name, optionally after service, workload or pod")
+    return kind, namespace, name
+
+
+def _facts(pods: list[Pod]) -> tuple[PodFacts, ...]:
+    return tuple(
+        PodFacts(p.name, p.service_account or "default", p.has_sidecar)
+        for p in sorted(pods, key=lambda p: p.name)
+        if p.phase not in ("Succeeded", "Failed")
+    )
+
+
+def resolve(cluster: Cluster, text: str) -> Endpoint:
+    """The endpoint a user typed; without a kind, a service, then a workload, then a pod of that name."""
+    try:
+        kind, namespace, name = parse_endpoint(text)
+    except ValueError as exc:
+        raise UnknownEndpoint(f"{text!r}: {exc}") from exc
+    pods_in_ns = Pod.objects.filter(cluster=cluster, namespace=namespace)
+    for candidate in [kind] if kind else KINDS:
+        if candidate == "service":
+            service = Service.objects.filter(cluster=cluster, namespace=namespace, name=name).first()
+            if service is None:
+                continue
+            pods = [p for p in pods_in_ns if selects(service.selector, p.labels)]
+            accounts = tuple(
+                w.service_account
+                for w in Workload.objects.filter(cluster=cluster, namespace=namespace)
+                if selects(service.selector, w.template_labels)
+            )
+            return Endpoint("service", namespace, name, _facts(pods), accounts)
+        if candidate == "workload":
+            workloads = list(Workload.objects.filter(cluster=cluster, namespace=namespace, name=name))
+            if not workloads:
+                continue
+            pods = [p for p in pods_in_ns if p.workload_name == name]
+            return Endpoint("workload", namespace, name, _facts(pods), tuple(w.service_account for w in workloads))
+        if candidate == "pod":
+            pod = pods_in_ns.filter(name=name).first()
+            if pod is None:
+                continue
+            return Endpoint("pod", namespace, name, _facts([pod]))
+    raise UnknownEndpoint(f"no {kind or 'service, workload or pod'} {namespace}/{name} in the latest snapshot")
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    source: Identity
+    destination: Identity
+    allowing: list[Grant]  # effective TrafficTargets (with routes) that allow this pair
+    ignored: list[Grant]  # TrafficTargets naming this pair that OSM does not use, or that resolve no route
+    others: list[Grant]  # TrafficTargets to this destination for other sources
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.allowing)
+
+    @property
+    def missing(self) -> str:
+        if self.allowed:
+            return ""
+        text = (
+            f"no TrafficTarget in namespace {self.destination.namespace} with destination ServiceAccount"
+            f" {self.destination.name} lists source ServiceAccount {self.source} with a route"
+        )
+        notes = []
+        for g in self.ignored:
+            why = g.ignored or "; ".join(g.problems) or "no route resolves"
+            notes.append(f"TrafficTarget {g.target.namespace}/{g.target.name} names it but OSM ignores it: {why}")
+        sources = sorted({str(g.source) for g in self.others})
+        if sources:
+            notes.append(f"TrafficTargets to {self.destination} allow only {', '.join(sources)}")
+        return text + ("; " + "; ".join(notes) if notes else "")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    source: Endpoint
+    destination: Endpoint
+    mode: str
+    answer: str  # yes | no | partly
+    reason: str  # one line
+    pairs: list[PairVerdict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> bool:
+        return self.answer == "yes"
+
+    @property
+    def allowing(self) -> list[Grant]:
+        return [g for p in self.pairs for g in p.allowing]
+
+    @property
+    def missing(self) -> list[str]:
+        return [p.missing for p in self.pairs if not p.allowed]
+
+
+def _not_in_mesh(endpoint: Endpoint) -> str:
+    pods = ", ".join(p.name for p in endpoint.pods[:5]) + (" ..." if len(endpoint.pods) > 5 else "")
+    return f"{endpoint} is not in the mesh: its pods have no sidecar ({pods})"
+
+
+def verdict(policy: Policy, source: Endpoint, destination: Endpoint) -> Verdict:
+    notes = []
+    for end in (source, destination):
+        if end.in_mesh and end.unmeshed_pods:
+            names = ", ".join(p.name for p in end.unmeshed_pods[:5])
+            notes.append(f"{end}: pods without a sidecar are outside the mesh and not covered: {names}")
+        if end.in_mesh is None:
+            notes.append(f"{end} has no running pod; judged by its workloads' service accounts")
+    for end in (source, destination):
+        if end.in_mesh is False:
+            reason = _not_in_mesh(end) + "; mesh policy does not apply and the other side's sidecar refuses or"
+            reason += " cannot route the connection (OSM requires mTLS between sidecars)"
+            return Verdict(source, destination, policy.mode, "no", reason, notes=notes)
+    if policy.mode == PERMISSIVE:
+        reason = "allowed by permissive mode: all traffic inside the mesh is allowed and TrafficTargets are ignored"
+        return Verdict(source, destination, policy.mode, "yes", reason, notes=notes)
+    if policy.mode == UNKNOWN:
+        notes.append("no MeshConfig in the snapshot, so the policy mode is unknown: judged as SMI mode")
+    pairs = []
+    for src, dst in itertools.product(source.identities, destination.identities):
+        named = policy.grants_between(src, dst)
+        pairs.append(
+            PairVerdict(
+                source=src,
+                destination=dst,
+                allowing=[g for g in named if g.allows],
+                ignored=[g for g in named if not g.allows],
+                others=[g for g in policy.grants_to(dst) if g.source != src and g.allows],
+            )
+        )
+    if not pairs:
+        return Verdict(source, destination, policy.mode, "no", "no service account found behind one side", notes=notes)
+    allowed = [p for p in pairs if p.allowed]
+    if len(allowed) == len(pairs):
+        via = "; ".join(
+            f"TrafficTarget {g.target.namespace}/{g.target.name} via {', '.join(g.route_groups)}"
+            for g in dict.fromkeys(g for p in pairs for g in p.allowing)
+        )
+        return Verdict(source, destination, policy.mode, "yes", f"allowed by {via}", pairs, notes)
+    answer = "partly" if allowed else "no"
+    denied = [p for p in pairs if not p.allowed]
+    reason = "denied: " + "; ".join(f"{p.source} → {p.destination}: {p.missing}" for p in denied)
+    return Verdict(source, destination, policy.mode, answer, reason, pairs, notes)
+
+
+def can_talk(cluster: Cluster, source: str, destination: str, policy: Policy | None = None) -> Verdict:
+    """ "Can A talk to B?" for two endpoints written as `[service|workload|pod] namespace/name`.
+
+    Raises UnknownEndpoint when either is not in the latest snapshot.
+    """
+    return verdict(policy or load_policy(cluster), resolve(cluster, source), resolve(cluster, destination))
+
+
+def endpoint_choices(cluster: Cluster, limit: int = 500) -> list[str]:
+    """What the "can A talk to B?" inputs suggest: services and workloads, then pods, at most `limit`."""
+    choices = [
+        f"service {ns}/{n}" for ns, n in Service.objects.filter(cluster=cluster).values_list("namespace", "name")
+    ]
+    choices += [
+        f"workload {ns}/{n}" for ns, n in Workload.objects.filter(cluster=cluster).values_list("namespace", "name")
+    ]
+    if len(choices) < limit:
+        pods = Pod.objects.filter(cluster=cluster).values_list("namespace", "name")[: limit - len(choices)]
+        choices += [f"pod {ns}/{n}" for ns, n in pods]
+    return choices[:limit]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Observed denials
+
+
+@dataclass(frozen=True)
+class Denials:
+    edges: list[EdgeKPI]  # edges with denied requests (denied_rate > 0)
+    unavailable: str  # why denials are not observable ("" when they are)
+
+
+def denied_traffic(cluster: Cluster) -> Denials:
+    state = MetricsState.objects.filter(cluster=cluster).first()
+    if state is None:
+        return Denials([], "no metrics collected yet")
+    if state.denials_unavailable_reason:
+        return Denials([], f"not observable on this Prometheus: {state.denials_unavailable_reason}")
+    edges = list(
+        EdgeKPI.objects.filter(cluster=cluster, denied_rate__gt=0).order_by(
+            "-denied_rate", "source_namespace", "source_service"
+        )
+    )
+    return Denials(edges, "")

@@ -1,0 +1,640 @@
+"""Mesh checks with codes: configuration OSM accepts silently but cannot use, and the AKS add-on's known pitfalls.
+
+Each check has a stable code (`MB-<AREA>-<NNN>`), a severity, and yields `Finding`s naming the objects involved and
+a one-line fix. `run_checks(cluster)` reads the snapshot tables only (a constant number of queries, whatever the
+mesh's size) and returns every finding, worst first. The weight rules live here and nowhere else: the splits page
+calls `weight_problem` / `split_weight_findings`.
+
+Facts behind each check (OSM 1.0-1.2 and the AKS add-on) are cited in the catalog below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+from apps.clusters.models import Cluster
+from apps.mesh.models import (
+    Canary,
+    HTTPRouteGroup,
+    MeshNamespace,
+    MeshState,
+    Node,
+    Pod,
+    Service,
+    ServiceAccount,
+    TCPRoute,
+    TrafficSplit,
+    TrafficTarget,
+)
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+
+AKS_CLUSTER_LABEL = "kubernetes.azure.com/cluster"
+AKS_CONTROL_PLANE_NAMESPACE = "kube-system"
+IMDS = "169.254.169.254"
+AZURE_DNS = "168.63.129.16"
+INJECTION_OFF = {"disabled", "no", "false"}
+MAX_LISTED = 20  # objects named in one finding's message; the finding still carries them all
+
+
+@dataclass(frozen=True)
+class Check:
+    code: str
+    severity: str
+    title: str
+    source: str  # where the rule comes from
+
+
+CATALOG: dict[str, Check] = {
+    c.code: c
+    for c in (
+        Check("MB-SPLIT-001", ERROR, "More than one TrafficSplit for the same root service",
+              "OSM uses the first split and logs ErrMultipleSMISplitPerServiceUnsupported"),
+        Check("MB-SPLIT-002", ERROR, "A Service the TrafficSplit names does not exist",
+              "backends resolve in the root's namespace; a missing one is skipped"),
+        Check("MB-SPLIT-003", ERROR, "A backend Service lacks the root service's port",
+              "OSM skips it: 'Error fetching target port for leaf service'"),
+        Check("MB-SPLIT-004", ERROR, "A backend weight is negative",
+              "OSM casts each weight to uint32, so a negative weight wraps around"),
+        Check("MB-SPLIT-005", ERROR, "A backend weight is not a whole number",
+              "the CRD allows any number, OSM's informer decodes an int"),
+        Check("MB-SPLIT-006", ERROR, "Backend weights sum to less than 1",
+              "'Total weight of weighted cluster must be >= 1': OSM drops the route"),
+        Check("MB-SPLIT-007", ERROR, "The root service's selector does not cover the backends' pods",
+              "OSM 1.2 release notes: the root service must select the pods backing the leaf services"),
+        Check("MB-SPLIT-008", INFO, "The TrafficSplit is managed by a Flagger Canary",
+              "Flagger rewrites the weights at every analysis step"),
+        Check("MB-ACCESS-001", WARNING, "A TrafficTarget names a service account that does not exist",
+              "identities are <serviceaccount>.<namespace>; nothing runs as a missing one"),
+        Check("MB-ACCESS-002", ERROR, "A TrafficTarget names a route OSM cannot use",
+              "rules must be HTTPRouteGroup or TCPRoute objects in the TrafficTarget's namespace"),
+        Check("MB-ACCESS-003", ERROR, "A TrafficTarget's namespace differs from its destination's",
+              "the webhook rejects it and the controller ignores it (isValidTrafficTarget)"),
+        Check("MB-ACCESS-004", WARNING, "TrafficTargets exist but permissive mode ignores them",
+              "enablePermissiveTrafficPolicyMode: true allows all in-mesh traffic"),
+        Check("MB-MESH-001", WARNING, "Pods without a sidecar in a monitored namespace",
+              "these pods are outside the mesh: no mTLS, no policy, no metrics"),
+        Check("MB-AKS-001", WARNING, "OSM version differs from the one the AKS add-on installs",
+              "AKS: Kubernetes >= 1.24.0 -> 1.2.5; 1.23.5-1.24.0 -> 1.1.3; below -> 1.0.0"),
+        Check("MB-AKS-002", WARNING, "Outbound IP range exclusions miss IMDS (169.254.169.254/32)",
+              "AKS: pods that need IMDS must have it in the global outbound IP range exclusions"),
+        Check("MB-AKS-003", WARNING, "Outbound IP range exclusions miss Azure DNS (168.63.129.16/32)",
+              "AKS: pods that need Azure DNS must have it in the global outbound IP range exclusions"),
+        Check("MB-AKS-004", WARNING, "Outbound IP range exclusions miss the API server's address",
+              "AKS: pods that need the API server must have its address in the global exclusions"),
+        Check("MB-AKS-005", ERROR, "Mesh workloads on Windows nodes",
+              "AKS: OSM does not support Windows Server containers"),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str  # what is wrong, in one line, naming the objects (cluster strings: escape when shown)
+    fix: str  # one line
+    objects: tuple[ObjectRef, ...] = ()
+
+    @property
+    def check(self) -> Check:
+        return CATALOG[self.code]
+
+    @property
+    def severity(self) -> str:
+        return self.check.severity
+
+    @property
+    def title(self) -> str:
+        return self.check.title
+
+    def concerns(self, kind: str, namespace: str, name: str) -> bool:
+        return ObjectRef(kind, namespace, name) in self.objects
+
+
+def _sorted(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.code, f.message))
+
+
+def _names(items: Iterable[object]) -> str:
+    items = [str(i) for i in items]
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TrafficSplit weights: the one implementation (the splits page and the canary pages use it too)
+
+
+def weight_number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def weight_problem(weight: object) -> str:
+    """Why OSM cannot use this backend weight, or "" when it can."""
+    w = weight_number(weight)
+    if w is None:
+        return "not a number"
+    if w < 0:
+        return "negative: OSM casts it to uint32 and it wraps around"
+    if w != int(w):
+        return "not a whole number: OSM cannot decode it"
+    return ""
+
+
+def weight_total(backends: list[dict]) -> float | None:
+    """The sum of the weights when every one is a number >= 0, else None (no meaningful total)."""
+    weights = [weight_number(b.get("weight")) for b in backends]
+    if any(w is None or w < 0 for w in weights):
+        return None
+    return sum(weights)  # type: ignore[arg-type]
+
+
+def split_weight_findings(split: TrafficSplit) -> list[Finding]:
+    """MB-SPLIT-004, -005 (each bad weight) and -006 (the sum): the weights OSM cannot use."""
+    ref = (ObjectRef("TrafficSplit", split.namespace, split.name),)
+    found = []
+    for backend in split.backends:
+        weight = backend.get("weight")
+        problem = weight_problem(weight)
+        if not problem:
+            continue
+        w = weight_number(weight)
+        code = "MB-SPLIT-004" if w is not None and w < 0 else "MB-SPLIT-005"
+        found.append(
+            Finding(
+                code,
+                f"{backend.get('service', '')}: weight {weight} is {problem}",
+                "Set every weight to a whole number >= 0 (weights are relative, not percentages).",
+                ref,
+            )
+        )
+    total = weight_total(split.backends)
+    if total is not None and total < 1:
+        found.append(
+            Finding(
+                "MB-SPLIT-006",
+                "weights sum to less than 1: OSM drops the route and traffic to the root fails",
+                "Give at least one backend a weight of 1 or more.",
+                ref,
+            )
+        )
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The snapshot, read once
+
+
+_POD_FIELDS = ("namespace", "name", "labels", "annotations", "has_sidecar", "node_name", "phase")
+
+
+class _Snapshot:
+    """The cluster's snapshot tables, each read at most once and only when a check needs it."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def _by_key(self, model: type) -> dict:
+        return {(r.namespace, r.name): r for r in model.objects.filter(cluster=self.cluster)}
+
+    @cached_property
+    def state(self) -> MeshState | None:
+        return MeshState.objects.filter(cluster=self.cluster).first()
+
+    @cached_property
+    def splits(self) -> list[TrafficSplit]:
+        return list(TrafficSplit.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def services(self) -> dict[tuple[str, str], Service]:
+        return self._by_key(Service)
+
+    @cached_property
+    def pods(self) -> list[Pod]:
+        return list(Pod.objects.filter(cluster=self.cluster).only(*_POD_FIELDS))
+
+    @cached_property
+    def split_pods(self) -> dict[str, list[Pod]]:
+        """Pods of the namespaces that hold a TrafficSplit, by namespace."""
+        found: dict[str, list[Pod]] = defaultdict(list)
+        namespaces = {s.namespace for s in self.splits}
+        for pod in Pod.objects.filter(cluster=self.cluster, namespace__in=namespaces).only(*_POD_FIELDS):
+            found[pod.namespace].append(pod)
+        return found
+
+    @cached_property
+    def namespaces(self) -> dict[str, MeshNamespace]:
+        return {n.name: n for n in MeshNamespace.objects.filter(cluster=self.cluster)}
+
+    @cached_property
+    def nodes(self) -> list[Node]:
+        return list(Node.objects.filter(cluster=self.cluster))
+
+    @cached_property
+    def service_accounts(self) -> set[tuple[str, str]]:
+        return set(ServiceAccount.objects.filter(cluster=self.cluster).values_list("namespace", "name"))
+
+    @cached_property
+    def targets(self) -> list[TrafficTarget]:
+        return list(TrafficTarget.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def http_routes(self) -> dict[tuple[str, str], HTTPRouteGroup]:
+        return self._by_key(HTTPRouteGroup)
+
+    @cached_property
+    def tcp_routes(self) -> dict[tuple[str, str], TCPRoute]:
+        return self._by_key(TCPRoute)
+
+    @cached_property
+    def canaries(self) -> list[Canary]:
+        return list(Canary.objects.filter(cluster=self.cluster))
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Service selector picks a pod when every key=value of a non-empty selector is among the pod's labels."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _port_numbers(service: Service) -> set[object]:
+    return {p.get("port") for p in service.ports if isinstance(p, dict)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TrafficSplit checks
+
+
+def _split_checks(snap: _Snapshot) -> Iterator[Finding]:
+    by_root: dict[tuple[str, str], list[TrafficSplit]] = defaultdict(list)
+    for split in snap.splits:
+        by_root[(split.namespace, split.root_service_name)].append(split)
+    for (namespace, root), splits in by_root.items():
+        if len(splits) > 1:
+            yield Finding(
+                "MB-SPLIT-001",
+                f"{len(splits)} TrafficSplits for root {namespace}/{root}: {_names(s.name for s in splits)};"
+                " OSM uses only one of them",
+                "Keep one TrafficSplit per root service and delete the others.",
+                (
+                    *(ObjectRef("TrafficSplit", s.namespace, s.name) for s in splits),
+                    ObjectRef("Service", namespace, root),
+                ),
+            )
+    for split in snap.splits:
+        yield from split_weight_findings(split)
+        yield from _split_service_checks(snap, split)
+        yield from _flagger_check(snap, split)
+
+
+def _split_service_checks(snap: _Snapshot, split: TrafficSplit) -> Iterator[Finding]:
+    ns = split.namespace
+    ref = ObjectRef("TrafficSplit", ns, split.name)
+    root = snap.services.get((ns, split.root_service_name))
+    if root is None:
+        yield Finding(
+            "MB-SPLIT-002",
+            f"root service {ns}/{split.root_service_name} does not exist",
+            f"Create Service {split.root_service_name} in {ns}, or point spec.service at an existing one.",
+            (ref, ObjectRef("Service", ns, split.root_service_name)),
+        )
+    pods = snap.split_pods.get(ns, [])
+    for backend in split.backends:
+        name = str(backend.get("service", ""))
+        service = snap.services.get((ns, name))
+        backend_ref = ObjectRef("Service", ns, name)
+        if service is None:
+            yield Finding(
+                "MB-SPLIT-002",
+                f"backend service {ns}/{name} does not exist; OSM skips it",
+                f"Create Service {name} in {ns} (backends must be in the root's namespace) or remove the backend.",
+                (ref, backend_ref),
+            )
+            continue
+        if root is None:
+            continue
+        missing = sorted(map(str, _port_numbers(root) - _port_numbers(service)))
+        if missing:
+            yield Finding(
+                "MB-SPLIT-003",
+                f"backend service {ns}/{name} has no port {', '.join(missing)} of root {ns}/{root.name}; OSM skips it",
+                f"Add port {', '.join(missing)} to Service {name}.",
+                (ref, backend_ref, ObjectRef("Service", ns, root.name)),
+            )
+        backing = [p for p in pods if selects(service.selector, p.labels)]
+        if backing:
+            uncovered = [p.name for p in backing if not selects(root.selector, p.labels)]
+        else:  # no pods yet: compare the selectors themselves
+            covered = bool(root.selector) and all(service.selector.get(k) == v for k, v in root.selector.items())
+            uncovered = [] if covered else [f"(selector {service.selector})"]
+        if uncovered:
+            yield Finding(
+                "MB-SPLIT-007",
+                f"root {ns}/{root.name} (selector {root.selector}) does not select the pods of backend {name}:"
+                f" {_names(uncovered)}",
+                f"Make Service {root.name}'s selector a subset of the labels of {name}'s pods (e.g. only `app`).",
+                (ref, ObjectRef("Service", ns, root.name), backend_ref),
+            )
+
+
+def _flagger_check(snap: _Snapshot, split: TrafficSplit) -> Iterator[Finding]:
+    owners = [o.get("name", "") for o in (getattr(split, "owners", None) or []) if o.get("kind") == "Canary"]
+    for canary in snap.canaries:
+        apex = (canary.service or {}).get("name") or (canary.target_ref or {}).get("name")
+        if canary.namespace == split.namespace and (apex == split.name or canary.name in owners):
+            owners.append(canary.name)
+    for name in sorted(set(owners)):
+        yield Finding(
+            "MB-SPLIT-008",
+            f"TrafficSplit {split.namespace}/{split.name} is managed by Flagger Canary {split.namespace}/{name}",
+            "Change the Canary's analysis, not the weights: Flagger overwrites manual edits.",
+            (ObjectRef("TrafficSplit", split.namespace, split.name), ObjectRef("Canary", split.namespace, name)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TrafficTarget checks
+
+
+def _access_checks(snap: _Snapshot) -> Iterator[Finding]:
+    for target in snap.targets:
+        ref = ObjectRef("TrafficTarget", target.namespace, target.name)
+        dest = target.destination or {}
+        dest_ns = str(dest.get("namespace") or "")
+        if dest_ns != target.namespace:
+            yield Finding(
+                "MB-ACCESS-003",
+                f"TrafficTarget {target.namespace}/{target.name} has destination namespace {dest_ns or '(none)'};"
+                " OSM ignores it",
+                f"Set spec.destination.namespace to {target.namespace} or move the TrafficTarget to {dest_ns or '?'}.",
+                (ref,),
+            )
+        if snap.service_accounts:  # the collector saw service accounts: a missing one is really missing
+            named = [(str(dest.get("namespace") or ""), str(dest.get("name") or ""))]
+            named += [
+                (str(s.get("namespace") or ""), str(s.get("name") or ""))
+                for s in target.sources
+                if s.get("kind", "ServiceAccount") == "ServiceAccount"
+            ]
+            missing = [key for key in dict.fromkeys(named) if key not in snap.service_accounts]
+            if missing:
+                yield Finding(
+                    "MB-ACCESS-001",
+                    f"TrafficTarget {target.namespace}/{target.name} names missing service account"
+                    f"{'s' if len(missing) > 1 else ''} {_names(f'{ns}/{n}' for ns, n in missing)}",
+                    "Fix the name or namespace, or create the ServiceAccount the workload runs as.",
+                    (ref, *(ObjectRef("ServiceAccount", ns, n) for ns, n in missing)),
+                )
+        problems = route_problems(target, snap.http_routes, snap.tcp_routes)
+        if problems:
+            yield Finding(
+                "MB-ACCESS-002",
+                f"TrafficTarget {target.namespace}/{target.name}: {'; '.join(problems)}",
+                f"Point each rule at an HTTPRouteGroup or TCPRoute in {target.namespace} and at match names it has.",
+                (ref,),
+            )
+    if snap.targets and snap.state is not None and snap.state.permissive_mode:
+        yield Finding(
+            "MB-ACCESS-004",
+            f"{len(snap.targets)} TrafficTarget(s) are ignored because the mesh is in permissive mode:"
+            f" {_names(f'{t.namespace}/{t.name}' for t in snap.targets)}",
+            "Set MeshConfig traffic.enablePermissiveTrafficPolicyMode to false to enforce them (deny by default),"
+            " or delete them.",
+            tuple(ObjectRef("TrafficTarget", t.namespace, t.name) for t in snap.targets),
+        )
+
+
+def route_problems(
+    target: TrafficTarget,
+    http_routes: dict[tuple[str, str], HTTPRouteGroup],
+    tcp_routes: dict[tuple[str, str], TCPRoute],
+) -> list[str]:
+    """What in a TrafficTarget's rules OSM cannot use: no rules, a kind it ignores, a missing route or match name."""
+    if not target.rules:
+        return ["no rules: OSM ignores a TrafficTarget without rules"]
+    problems = []
+    for rule in target.rules:
+        kind, name = str(rule.get("kind", "")), str(rule.get("name", ""))
+        key = (target.namespace, name)
+        if kind == "HTTPRouteGroup":
+            group = http_routes.get(key)
+            if group is None:
+                problems.append(f"HTTPRouteGroup {target.namespace}/{name} does not exist")
+                continue
+            have = {m.get("name") for m in group.matches if isinstance(m, dict)}
+            absent = [m for m in rule.get("matches") or [] if m not in have]
+            if absent:
+                problems.append(f"HTTPRouteGroup {target.namespace}/{name} has no match {_names(absent)}")
+        elif kind == "TCPRoute":
+            if key not in tcp_routes:
+                problems.append(f"TCPRoute {target.namespace}/{name} does not exist")
+        else:
+            problems.append(f"rule kind {kind or '(none)'} is not HTTPRouteGroup or TCPRoute: OSM ignores the target")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sidecars
+
+
+def _sidecar_checks(snap: _Snapshot) -> Iterator[Finding]:
+    control_plane = snap.state.control_plane_namespace if snap.state else ""
+    missing: dict[str, list[Pod]] = defaultdict(list)
+    for pod in snap.pods:
+        namespace = snap.namespaces.get(pod.namespace)
+        if namespace is None or not namespace.monitored_by or namespace.ignored or pod.namespace == control_plane:
+            continue
+        if pod.has_sidecar or pod.phase in ("Succeeded", "Failed"):
+            continue
+        opt_out = str((pod.annotations or {}).get("openservicemesh.io/sidecar-injection", "")).strip().lower()
+        if opt_out in INJECTION_OFF:
+            continue  # the pod opted out on purpose
+        missing[pod.namespace].append(pod)
+    for ns, pods in sorted(missing.items()):
+        namespace = snap.namespaces[ns]
+        if namespace.injection_enabled:
+            fix = "Restart the workloads (kubectl rollout restart) so the injector adds the sidecar."
+        else:
+            fix = (
+                f"Enable injection (kubectl annotate namespace {ns} openservicemesh.io/sidecar-injection=enabled),"
+                " then restart the workloads."
+            )
+        yield Finding(
+            "MB-MESH-001",
+            f"{len(pods)} pod(s) in {ns} (monitored by {namespace.monitored_by}) have no sidecar:"
+            f" {_names(p.name for p in pods)}",
+            fix,
+            (ObjectRef("Namespace", "", ns), *(ObjectRef("Pod", ns, p.name) for p in pods)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AKS add-on
+
+
+def aks_evidence(state: MeshState | None, nodes: Iterable[Node]) -> str:
+    """Why this cluster counts as AKS ("" when it does not): node labels, or the add-on's control-plane namespace."""
+    if any(AKS_CLUSTER_LABEL in (n.labels or {}) for n in nodes):
+        return f"nodes labelled {AKS_CLUSTER_LABEL}"
+    if state is not None and state.control_plane_namespace == AKS_CONTROL_PLANE_NAMESPACE:
+        return "OSM control plane in kube-system, as the AKS add-on installs it"
+    return ""
+
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    match = _VERSION.match((text or "").strip())
+    if not match:
+        return None
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+def aks_osm_version(kubernetes_version: str) -> str:
+    """The OSM version the AKS add-on installs for this Kubernetes version ("" if unparseable)."""
+    k8s = parse_version(kubernetes_version)
+    if k8s is None:
+        return ""
+    if k8s >= (1, 24, 0):
+        return "1.2.5"
+    if k8s >= (1, 23, 5):
+        return "1.1.3"
+    return "1.0.0"
+
+
+def _covered(address: str, ranges: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True  # not an address we can judge
+    return any(ip.version == r.version and ip in r for r in ranges)
+
+
+def apiserver_ips(addresses: Iterable[str]) -> list[str]:
+    """The API server's IPs from the collector's `ip:port` (or bare ip) entries, without duplicates."""
+    ips = []
+    for entry in addresses:
+        text = str(entry).strip()
+        for candidate in (text, text.rsplit(":", 1)[0].strip("[]")):
+            try:
+                ips.append(str(ipaddress.ip_address(candidate)))
+                break
+            except ValueError:
+                continue
+    return list(dict.fromkeys(ips))
+
+
+def exclusion_ranges(meshconfig: dict) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    traffic = (meshconfig or {}).get("traffic") or {}
+    ranges = []
+    for item in traffic.get("outboundIPRangeExclusionList") or []:
+        try:
+            ranges.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            continue
+    return ranges
+
+
+def _aks_checks(snap: _Snapshot) -> Iterator[Finding]:
+    state = snap.state
+    if not aks_evidence(state, snap.nodes):
+        return
+    if state is not None:
+        yield from _aks_version_check(state)
+        yield from _aks_exclusion_checks(state)
+    windows = {n.name for n in snap.nodes if n.os.strip().lower() == "windows"}
+    if windows:
+        monitored = {n for n, ns in snap.namespaces.items() if ns.monitored_by and not ns.ignored}
+        pods = [p for p in snap.pods if p.node_name in windows and (p.has_sidecar or p.namespace in monitored)]
+        if pods:
+            yield Finding(
+                "MB-AKS-005",
+                f"{len(pods)} mesh pod(s) run on Windows nodes: {_names(f'{p.namespace}/{p.name}' for p in pods)}",
+                "Schedule mesh workloads on Linux nodes (nodeSelector kubernetes.io/os: linux).",
+                (
+                    *(ObjectRef("Pod", p.namespace, p.name) for p in pods),
+                    *(ObjectRef("Node", "", n) for n in sorted({p.node_name for p in pods})),
+                ),
+            )
+
+
+def _aks_version_check(state: MeshState) -> Iterator[Finding]:
+    expected = aks_osm_version(state.kubernetes_version)
+    actual = parse_version(state.osm_version)
+    if not expected or actual is None or actual == parse_version(expected):
+        return
+    where = state.control_plane_namespace or "?"
+    yield Finding(
+        "MB-AKS-001",
+        f"OSM {state.osm_version} (in {where}) on Kubernetes {state.kubernetes_version}: the AKS add-on installs"
+        f" OSM {expected} for this Kubernetes version",
+        "Use the add-on's version (az aks enable-addons --addons open-service-mesh) or upgrade OSM to match;"
+        " OSM is archived, plan the move to Istio.",
+        (ObjectRef("Deployment", where, "osm-controller"),),
+    )
+
+
+def _aks_exclusion_checks(state: MeshState) -> Iterator[Finding]:
+    if not state.meshconfig:
+        return  # no MeshConfig in the snapshot: nothing to judge
+    ranges = exclusion_ranges(state.meshconfig)
+    ref = (ObjectRef("MeshConfig", state.control_plane_namespace, "osm-mesh-config"),)
+    wanted = [("MB-AKS-002", "IMDS", IMDS), ("MB-AKS-003", "Azure DNS", AZURE_DNS)]
+    wanted += [("MB-AKS-004", "the API server", a) for a in apiserver_ips(state.apiserver_addresses)]
+    for code, what, address in wanted:
+        if _covered(address, ranges):
+            continue
+        yield Finding(
+            code,
+            f"traffic.outboundIPRangeExclusionList does not exclude {what} ({address}/32): pods that call it"
+            " go through the sidecar and fail",
+            f"Add {address}/32 to spec.traffic.outboundIPRangeExclusionList (kubectl edit meshconfig osm-mesh-config"
+            f" -n {state.control_plane_namespace or 'kube-system'}), then restart the meshed pods.",
+            ref,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+AREAS = {"split": _split_checks, "access": _access_checks, "mesh": _sidecar_checks, "aks": _aks_checks}
+
+
+def run_checks(cluster: Cluster, areas: Iterable[str] = tuple(AREAS)) -> list[Finding]:
+    """Every finding for the cluster's latest snapshot (or only those of some `areas`), errors first."""
+    snap = _Snapshot(cluster)
+    findings: list[Finding] = []
+    for area in areas:
+        findings.extend(AREAS[area](snap))
+    return _sorted(findings)
+
+
+def split_findings(cluster: Cluster) -> dict[tuple[str, str], list[Finding]]:
+    """The TrafficSplit findings by (namespace, split name), for the splits page (reads only what they need)."""
+    by_split: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for finding in run_checks(cluster, ["split"]):
+        for ref in finding.objects:
+            if ref.kind == "TrafficSplit":
+                by_split[(ref.namespace, ref.name)].append(finding)
+    return by_split
+
+
+def findings_for(findings: Iterable[Finding], kind: str, namespace: str, name: str) -> list[Finding]:
+    """The findings that concern one object, to show next to it."""
+    return [f for f in findings if f.concerns(kind, namespace, name)]

@@ -1,0 +1,90 @@
+"""What the Mesh page shows about one cluster's mesh: key MeshConfig settings, namespaces, and the checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q
+
+from apps.clusters.models import Cluster
+from apps.mesh.models import MeshNamespace, MeshState, Node, Pod
+
+from .access import policy_mode
+from .checks import Finding, aks_evidence, run_checks
+
+# (label, path in MeshConfig spec): the settings that change what the mesh allows, intercepts or reports.
+KEY_SETTINGS = (
+    ("Permissive traffic policy mode", ("traffic", "enablePermissiveTrafficPolicyMode")),
+    ("Egress", ("traffic", "enableEgress")),
+    ("Outbound IP range exclusions", ("traffic", "outboundIPRangeExclusionList")),
+    ("Outbound IP range inclusions", ("traffic", "outboundIPRangeInclusionList")),
+    ("Outbound port exclusions", ("traffic", "outboundPortExclusionList")),
+    ("Inbound port exclusions", ("traffic", "inboundPortExclusionList")),
+    ("Service certificate validity", ("certificate", "serviceCertValidityDuration")),
+    ("Envoy log level", ("sidecar", "logLevel")),
+    ("Local proxy mode", ("sidecar", "localProxyMode")),
+    ("WASM stats", ("featureFlags", "enableWASMStats")),
+    ("Egress policy", ("featureFlags", "enableEgressPolicy")),
+    ("Retry policy", ("featureFlags", "enableRetryPolicy")),
+    ("Debug server", ("observability", "enableDebugServer")),
+    ("Tracing", ("observability", "tracing", "enable")),
+)
+
+
+def setting_text(value: object) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) if value else "(empty)"
+    return str(value)
+
+
+def key_settings(meshconfig: dict) -> list[tuple[str, str]]:
+    rows = []
+    for label, path in KEY_SETTINGS:
+        value: object = meshconfig or {}
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        rows.append((label, setting_text(value)))
+    return rows
+
+
+@dataclass(frozen=True)
+class NamespaceRow:
+    namespace: MeshNamespace
+    pods: int
+    meshed: int
+
+
+@dataclass(frozen=True)
+class MeshReport:
+    state: MeshState | None
+    mode: str
+    settings: list[tuple[str, str]]
+    namespaces: list[NamespaceRow]
+    findings: list[Finding]
+    aks: str  # why the cluster counts as AKS, "" if it does not
+
+
+def mesh_report(cluster: Cluster) -> MeshReport:
+    state = MeshState.objects.filter(cluster=cluster).first()
+    counts = {
+        row["namespace"]: row
+        for row in Pod.objects.filter(cluster=cluster)
+        .values("namespace")
+        .annotate(total=Count("id"), meshed=Count("id", filter=Q(has_sidecar=True)))
+    }
+    namespaces = [
+        NamespaceRow(ns, counts.get(ns.name, {}).get("total", 0), counts.get(ns.name, {}).get("meshed", 0))
+        for ns in MeshNamespace.objects.filter(cluster=cluster).order_by("name")
+    ]
+    return MeshReport(
+        state=state,
+        mode=policy_mode(state),
+        settings=key_settings(state.meshconfig) if state else [],
+        namespaces=namespaces,
+        findings=run_checks(cluster),
+        aks=aks_evidence(state, Node.objects.filter(cluster=cluster).only("labels")),
+    )
