@@ -40,6 +40,11 @@
       legend: { orientation: "h" },
     };
   }
+  var NAMES = {
+    rate_2xx: "2xx", rate_3xx: "3xx", rate_4xx: "4xx", rate_5xx: "5xx", success_rate: "success",
+    p50_ms: "p50", p95_ms: "p95", p99_ms: "p99",
+    tcp_bytes_sent_rate: "sent", tcp_bytes_received_rate: "received",
+  };
   function times(data) {
     return data.timestamps.map(function (t) { return new Date(t * 1000); });
   }
@@ -55,7 +60,7 @@
     spec.keys.forEach(function (key) {
       if (!s[key]) return;
       var y = spec.percent ? s[key].map(function (v) { return v === null ? null : v * 100; }) : s[key];
-      traces.push({ x: x, y: y, name: (data.labels && data.labels[key]) || key, mode: "lines", connectgaps: false });
+      traces.push({ x: x, y: y, name: NAMES[key] || key, mode: "lines", connectgaps: false });
     });
     var reason = (data.unavailable || {})[kind];
     var note = el.parentElement.querySelector(".chart-note");
