@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--rate-scale", type=float, default=1.0, help="multiplies every client's request rate")
     up.add_argument("--duration", type=float, default=8 * 3600, help="seconds the clients send traffic for")
     up.add_argument("--control-port", type=int, default=0)
-    for name in ("up", "status", "set", "prometheus-mode", "down"):
+    for name in ("up", "status", "set", "prometheus-mode", "measure", "down"):
         p = up if name == "up" else sub.add_parser(name)
         p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="lab working folder (default %(default)s)")
     s = sub.choices["set"]
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--error-rate", type=float, default=None, help="share of HTTP 500 answers, 0..1")
     s.add_argument("--latency-ms", default=None, help="LO,HI (uniform) or one value")
     sub.choices["prometheus-mode"].add_argument("mode", choices=("byo", "osm"))
+    sub.choices["measure"].add_argument("--seconds", type=float, default=60.0)
     return parser
 
 
@@ -131,12 +132,45 @@ def _down(state_dir: Path) -> int:
     return 0
 
 
+def _proc_sample(pid: int) -> tuple[float, int, int]:
+    """(CPU seconds, RSS KiB, PSS KiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return cpu, rss, pss
+
+
+def _measure(state_dir: Path, seconds: float) -> int:
+    state = json.loads((state_dir / "lab.json").read_text())
+    procs = {"lab (apps, clients, controller, stand-in when started by up)": state["pid"], **state["pids"]}
+    before = {name: _proc_sample(pid) for name, pid in procs.items()}
+    time.sleep(seconds)
+    rows = {}
+    for name, pid in procs.items():
+        cpu, rss, pss = _proc_sample(pid)
+        rows[name] = {
+            "cpu_percent": round(100 * (cpu - before[name][0]) / seconds, 1),
+            "rss_mib": round(rss / 1024, 1),
+            "pss_mib": round(pss / 1024, 1),
+        }
+    total = {k: round(sum(r[k] for r in rows.values()), 1) for k in ("cpu_percent", "rss_mib", "pss_mib")}
+    print(json.dumps({"seconds": seconds, "processes": rows, "total": total}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
     if args.command == "down":
         return _down(args.state_dir)
+    if args.command == "measure":
+        return _measure(args.state_dir, args.seconds)
     from lab.mesh.lab import control
 
     if not (args.state_dir / "lab.json").exists():
