@@ -389,7 +389,7 @@ def verdict(policy: Policy, source: Endpoint, destination: Endpoint) -> Verdict:
         return Verdict(source, destination, policy.mode, "yes", f"allowed by {via}", pairs, notes)
     answer = "partly" if allowed else "no"
     denied = [p for p in pairs if not p.allowed]
-    reason = "denied: " + "; ".join(f"{p.source} → {p.destination}: {p.missing}" for p in denied)
+    reason = "denied: no TrafficTarget allows " + "; ".join(f"{p.source} → {p.destination}" for p in denied)
     return Verdict(source, destination, policy.mode, answer, reason, pairs, notes)
 
 

@@ -9,6 +9,7 @@ from apps.clusters.models import Cluster
 from apps.mesh.services import collect_and_record
 from lab.seeds.loader import load_seed
 from tests.pages.conftest import bookstore, nobody, operator, viewer  # noqa: F401  (the pages' personas and data)
+from tests.pages.test_browser import browser, page  # noqa: F401  (the pages' chromium fixtures)
 
 Edit = Callable[[list[dict]], None]
 

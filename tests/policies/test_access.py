@@ -23,9 +23,13 @@ def test_it_denies_bookthief_and_says_what_is_missing(mesh):
     verdict = can_talk(mesh(), "bookthief/bookthief", "bookstore/bookstore")
 
     assert verdict.answer == "no" and not verdict.allowing
-    assert "no TrafficTarget in namespace bookstore with destination ServiceAccount bookstore" in verdict.reason
-    assert "source ServiceAccount bookthief/bookthief" in verdict.reason
-    assert "allow only bookbuyer/bookbuyer" in verdict.reason
+    assert verdict.reason == (
+        "denied: no TrafficTarget allows bookthief/bookthief → bookstore/bookstore;"
+        " bookthief/bookthief → bookstore/bookstore-v2"
+    )
+    missing = verdict.missing[0]
+    assert "no TrafficTarget in namespace bookstore with destination ServiceAccount bookstore lists" in missing
+    assert "source ServiceAccount bookthief/bookthief" in missing and "allow only bookbuyer/bookbuyer" in missing
 
 
 def test_it_follows_tcp_routes_between_pods(mesh):
@@ -70,7 +74,7 @@ def test_it_explains_a_traffic_target_osm_ignores(mesh):
     verdict = can_talk(cluster, "bookbuyer/bookbuyer", "bookstore/bookstore-v1")
 
     assert verdict.answer == "no"
-    assert "TrafficTarget bookstore/bookstore names it but OSM ignores it: rule kind UDPRoute" in verdict.reason
+    assert "TrafficTarget bookstore/bookstore names it but OSM ignores it: rule kind UDPRoute" in verdict.missing[0]
     rows = {(str(r.source), str(r.destination)): r for r in access_matrix(load_policy(cluster))}
     assert not rows[("bookbuyer/bookbuyer", "bookstore/bookstore")].allowed
 
