@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.metrics",
     "apps.services",
     "apps.canary",
+    "apps.graph",
     "apps.policies",
 ]
 
@@ -120,6 +121,9 @@ MESHBOARD_DEFAULT_POLL_SECONDS = env_int("MESHBOARD_DEFAULT_POLL_SECONDS", 15, m
 # Timeouts for one Kubernetes API call: connect, then read.
 MESHBOARD_KUBE_CONNECT_TIMEOUT = env_float("MESHBOARD_KUBE_CONNECT_TIMEOUT", 3.0, minimum=0.1, maximum=60)
 MESHBOARD_KUBE_READ_TIMEOUT = env_float("MESHBOARD_KUBE_READ_TIMEOUT", 20.0, minimum=0.1, maximum=300)
+# Timeouts for one Prometheus query: connect, then read.
+MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT = env_float("MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT", 3.0, minimum=0.1, maximum=60)
+MESHBOARD_PROMETHEUS_READ_TIMEOUT = env_float("MESHBOARD_PROMETHEUS_READ_TIMEOUT", 20.0, minimum=0.1, maximum=300)
 # A collection run is stopped past this many seconds (the lock expires a little later).
 MESHBOARD_COLLECT_TIME_LIMIT = env_int("MESHBOARD_COLLECT_TIME_LIMIT", 120, minimum=5, maximum=3600)
 # Run records kept per cluster and kind; older ones are pruned after each run.

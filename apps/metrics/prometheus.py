@@ -246,6 +246,6 @@ def gateway_for(cluster: Any) -> PrometheusGateway:
 
     return PrometheusGateway(
         cluster.prometheus_url,
-        connect_timeout=getattr(settings, "MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-        read_timeout=getattr(settings, "MESHBOARD_PROMETHEUS_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+        connect_timeout=settings.MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT,
+        read_timeout=settings.MESHBOARD_PROMETHEUS_READ_TIMEOUT,
     )
