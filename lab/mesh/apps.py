@@ -23,15 +23,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Behaviour:
-    """How a server answers: the share of HTTP 500s and a uniform latency range in milliseconds."""
+    """How a server answers: the share of HTTP 500s and a uniform latency range in milliseconds.
+
+    Errors are spread evenly, not drawn at random (`error_rate` 0.2: every fifth answer), so any window of traffic
+    shows the configured rate to within one request and tests can compare it with Prometheus tightly.
+    """
 
     error_rate: float = 0.0
     latency_ms_min: float = 1.0
     latency_ms_max: float = 5.0
 
+    def __post_init__(self) -> None:
+        self._credit = 0.0
+        self._lock = threading.Lock()
+
     def delay(self) -> float:
         lo, hi = sorted((max(0.0, self.latency_ms_min), max(0.0, self.latency_ms_max)))
         return random.uniform(lo, hi) / 1000.0
+
+    def fails(self) -> bool:
+        with self._lock:
+            self._credit += min(1.0, max(0.0, self.error_rate))
+            if self._credit >= 1.0 - 1e-9:
+                self._credit -= 1.0
+                return True
+            return False
 
 
 class _Server(ThreadingHTTPServer):
@@ -66,7 +82,7 @@ class HttpApp:
                     self.rfile.read(length)
                 b = app.behaviour
                 time.sleep(b.delay())
-                status = 500 if random.random() < b.error_rate else 200
+                status = 500 if b.fails() else 200
                 body = f'{{"served_by": "{app.name}", "path": "{self.path}"}}\n'.encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

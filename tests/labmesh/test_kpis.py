@@ -1,0 +1,96 @@
+"""Meshboard's KPIs for the lab agree with the traffic generator's own counts (issues: lab mesh and KPIs).
+
+The real collectors run against the lab: the cluster collector reads the stand-in, the metrics collector reads the
+lab's Prometheus. Over the KPI window, the request rate per bookstore backend and bookstore-v2's success rate must
+match what bookbuyer itself sent and got back within 10 %.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+
+import pytest
+
+from lab.mesh.pytest_plugin import LabStack
+
+pytestmark = [pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s"), pytest.mark.django_db]
+
+SPLIT = ("split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split")
+CLIENT = "bookbuyer -> bookstore/bookstore"
+
+
+class Recorder:
+    """Samples the generator's cumulative counts every 0.1 s, so counts at any instant can be interpolated."""
+
+    def __init__(self, stack: LabStack) -> None:
+        self.stack = stack
+        self.times: list[float] = []
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            by_backend = self.stack.lab.traffic()[CLIENT]["by_backend"]
+            self.times.append(time.time())
+            self.samples.append({b: dict(codes) for b, codes in by_backend.items()})
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def count(self, at: float, backend: str, status: str | None = None) -> float:
+        def value(i: int) -> int:
+            codes = self.samples[i].get(backend, {})
+            return codes.get(status, 0) if status else sum(codes.values())
+
+        i = bisect.bisect_left(self.times, at)
+        assert 0 < i < len(self.times), "outside the recording"
+        t0, t1 = self.times[i - 1], self.times[i]
+        return value(i - 1) + (value(i) - value(i - 1)) * (at - t0) / (t1 - t0)
+
+
+def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> None:
+    from apps.clusters.models import Cluster
+    from apps.mesh.services import collect_and_record as collect_cluster
+    from apps.metrics.models import MetricsState, ServiceKPI
+    from apps.metrics.services import collect_and_record as collect_metrics
+
+    api = lab_stack.custom_api()
+    backends = [{"service": "bookstore-v1", "weight": 50}, {"service": "bookstore-v2", "weight": 50}]
+    api.patch_namespaced_custom_object(*SPLIT, {"spec": {"backends": backends}})
+    lab_stack.lab.set_behaviour("bookstore-v2", error_rate=0.2)
+    try:
+        cluster = Cluster.objects.create(
+            name="lab", kubeconfig_path=lab_stack.kubeconfig, prometheus_url=lab_stack.lab.prometheus_url
+        )
+        _, error = collect_cluster(cluster)
+        assert error is None, error
+        with Recorder(lab_stack) as recorder:
+            time.sleep(16)  # a full KPI window (10 s at 1 s scrapes) after the change, plus scrape lag
+            at = time.time() - 1.0
+            _run, error = collect_metrics(cluster, at=at)
+            time.sleep(0.3)
+        assert error is None, error
+        state = MetricsState.objects.get(cluster=cluster)
+        assert state.scrape_interval_seconds == 1.0
+        window = 10.0  # apps.metrics.catalog.windows(1.0).short
+        kpis = {k.service: k for k in ServiceKPI.objects.filter(cluster=cluster, namespace="bookstore")}
+        for service, backend in (("bookstore-v1", "bookstore"), ("bookstore-v2", "bookstore-v2")):
+            sent = (recorder.count(at, backend) - recorder.count(at - window, backend)) / window
+            assert sent > 3, f"too little traffic to {backend} to compare"
+            assert kpis[service].request_rate == pytest.approx(sent, rel=0.10), service
+        ok = recorder.count(at, "bookstore-v2", "200") - recorder.count(at - window, "bookstore-v2", "200")
+        failed = recorder.count(at, "bookstore-v2", "500") - recorder.count(at - window, "bookstore-v2", "500")
+        assert kpis["bookstore-v2"].success_rate == pytest.approx(ok / (ok + failed), rel=0.10)
+        assert kpis["bookstore-v2"].success_rate == pytest.approx(0.8, abs=0.05)
+        assert kpis["bookstore-v1"].success_rate == 1.0
+    finally:
+        lab_stack.lab.set_behaviour("bookstore-v2", error_rate=0.05)
+        api.patch_namespaced_custom_object(*SPLIT, {"spec": {"backends": [{"service": "bookstore-v1", "weight": 100}]}})
