@@ -63,9 +63,10 @@ def test_it_moves_real_traffic_when_the_split_is_patched(lab_stack: LabStack) ->
     try:
         set_split(lab_stack, 50, 50)
         share = lab_stack.wait_for(
-            lambda: (s := observed_split(lab_stack, "10s")) and 40 <= s.get(V1, 0) <= 60 and s, timeout=30
+            lambda: (s := observed_split(lab_stack, "10s")) and all(40 <= s.get(c, 0) <= 60 for c in (V1, V2)) and s,
+            timeout=30,
         )
-        assert 40 <= share[V2] <= 60
+        assert share[V1] + share[V2] == pytest.approx(100)
 
         set_split(lab_stack, 0, 100)
         share = lab_stack.wait_for(
