@@ -7,5 +7,6 @@ urlpatterns = [
     path("", include("apps.clusters.urls")),
     path("", include("apps.services.urls")),
     path("", include("apps.canary.urls")),
+    path("", include("apps.graph.urls")),
     path("", include("apps.policies.urls")),
 ]

@@ -1,0 +1,402 @@
+"""The service graph as plain node and edge dicts, built from the snapshot in a fixed number of queries.
+
+Nodes
+- `service`: a Service in the snapshot. Split roots and backends are marked (`split: "root" | "backend"`).
+- `workload`: a caller with no Service of its own name: OSM's `source_service` is the caller pod's `app` label
+  (reference osm.md §4.2), so a client such as bookbuyer is drawn by that label, with the sidecars its pods carry.
+- `unknown`: a peer the metrics name but the snapshot does not hold (a deleted service, a source from outside the
+  mesh, a mislabelled series). Its strings come from Prometheus and are shown as text only.
+- `namespace`: a box holding the rest (Cytoscape compound parent).
+
+Edges
+- `traffic`: observed traffic from EdgeKPI, labelled with rps, 5xx % and p99. Envoy reports a split root's traffic
+  under its backends' clusters (osm.md §4.3), so caller → backend rows are drawn caller → root, and the root → backend
+  `split` edges carry the configured weight beside the observed share (SplitShare) and the backend's traffic.
+- `lock`: "mtls" when every pod at both ends has the sidecar (OSM encrypts all in-mesh traffic, osm.md §3.3),
+  "partial" when some lack it, "plain" when an end has none, "unknown" when an end is not in the snapshot.
+
+Health is the overview's (apps.services.overview / health): the same rule, with the same words, fires here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.db.models.fields.json import KT
+from django.urls import reverse
+
+from apps.clusters.models import Cluster
+from apps.mesh.models import MeshNamespace, Pod, TrafficSplit
+from apps.metrics.models import EdgeKPI, SplitShare
+from apps.services.health import UNKNOWN, Health, assess
+from apps.services.overview import overview_rows
+
+from .query import parse
+
+EDGE_FIELDS = (
+    "source_namespace",
+    "source_service",
+    "destination_namespace",
+    "destination_service",
+    "request_rate",
+    "rate_5xx",
+    "success_rate",
+    "p99_ms",
+    "tcp_bytes_sent_rate",
+    "tcp_bytes_received_rate",
+    "tls_error_rate",
+    "denied_rate",
+)
+
+
+def _sidecars(total: int, meshed: int) -> str:
+    if not total:
+        return "unknown"
+    if meshed == total:
+        return "all"
+    return "some" if meshed else "none"
+
+
+def _lock(a: str, b: str) -> str:
+    if "unknown" in (a, b):
+        return "unknown"
+    if a == "all" and b == "all":
+        return "mtls"
+    return "plain" if "none" in (a, b) else "partial"
+
+
+def _rate(value: float) -> str:
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+def _pct(ratio: float) -> str:
+    pct = ratio * 100
+    if pct == 0:
+        return "0%"
+    return f"{pct:.2g}%" if pct < 10 else f"{pct:.0f}%"
+
+
+def _bytes(value: float) -> str:
+    for unit in ("B/s", "kB/s", "MB/s"):
+        if value < 1000:
+            return f"{value:.3g} {unit}"
+        value /= 1000
+    return f"{value:.3g} GB/s"
+
+
+def traffic_label(rps: float | None, error: float | None, p99: float | None, tcp: float | None) -> str:
+    parts = []
+    if rps is not None:
+        parts.append(f"{_rate(rps)} rps")
+        if error is not None:
+            parts.append(f"{_pct(error)} 5xx")
+        if p99 is not None:
+            parts.append(f"p99 {p99:.3g} ms")
+    elif tcp is not None:
+        parts.append(f"TCP {_bytes(tcp)}")
+    return " · ".join(parts) or "no traffic measured"
+
+
+def _weight(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return float(value)
+    return None
+
+
+class _Acc:
+    """Traffic summed over the EdgeKPI rows folded into one drawn edge."""
+
+    __slots__ = ("denied", "known", "p99", "rate5", "rps", "tcp", "tls_errors")
+
+    def __init__(self) -> None:
+        self.rps: float | None = None
+        self.rate5: float | None = None
+        self.p99: float | None = None
+        self.tcp: float | None = None
+        self.denied: float | None = None
+        self.tls_errors: float | None = None
+
+    @staticmethod
+    def _sum(a: float | None, b: float | None) -> float | None:
+        return b if a is None else a if b is None else a + b
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rps = self._sum(self.rps, row["request_rate"])
+        self.rate5 = self._sum(self.rate5, row["rate_5xx"])
+        if row["p99_ms"] is not None:  # the worst of the parts: a p99 cannot be added
+            self.p99 = row["p99_ms"] if self.p99 is None else max(self.p99, row["p99_ms"])
+        sent, received = row["tcp_bytes_sent_rate"], row["tcp_bytes_received_rate"]
+        if sent is not None or received is not None:
+            self.tcp = self._sum(self.tcp, (sent or 0.0) + (received or 0.0))
+        self.denied = self._sum(self.denied, row["denied_rate"])
+        self.tls_errors = self._sum(self.tls_errors, row["tls_error_rate"])
+
+    def data(self) -> dict[str, Any]:
+        error = self.rate5 / self.rps if self.rps and self.rate5 is not None else (0.0 if self.rps == 0 else None)
+        return {
+            "rps": self.rps,
+            "error": error,
+            "p99_ms": self.p99,
+            "tcp_bytes_rate": self.tcp,
+            "denied_rps": self.denied,
+            "tls_error_rps": self.tls_errors,
+        }
+
+
+def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str = "", hide: str = "") -> dict[str, Any]:
+    """Nodes and edges for Cytoscape (`{"data": ..., "classes": ...}`), filtered and marked by find/hide.
+
+    `namespaces` keeps the nodes of those namespaces and the peers they talk to. Raises QueryError for a bad find
+    or hide expression, before touching the database.
+    """
+    find_p, hide_p = parse(find), parse(hide)
+    wanted = {ns for ns in namespaces if ns}
+
+    rows = overview_rows(cluster)  # services + KPIs + split roots, with the overview's health
+    splits = list(TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends"))
+    shares = {
+        (s["namespace"], s["split"], s["backend"]): s
+        for s in SplitShare.objects.filter(cluster=cluster).values(
+            "namespace", "split", "backend", "share_short", "share_5m", "short_window_seconds"
+        )
+    }
+    groups = {
+        (g["namespace"], g["app"]): g
+        for g in Pod.objects.filter(cluster=cluster)
+        .annotate(app=KT("labels__app"))
+        .values("namespace", "app")
+        .annotate(
+            total=Count("id"),
+            meshed=Count("id", filter=Q(has_sidecar=True)),
+            ready=Count("id", filter=Q(ready=True)),
+        )
+        if g["app"] is not None
+    }
+    edge_rows = list(EdgeKPI.objects.filter(cluster=cluster).values(*EDGE_FIELDS))
+    monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
+
+    tolerances = settings.MESHBOARD_HEALTH
+    detail = reverse("services:detail", args=["NS", "NAME"])
+    nodes: dict[str, dict[str, Any]] = {}
+
+    def add_node(data: dict[str, Any], health: Health) -> None:
+        data["health"] = health.status
+        data["reasons"] = health.reasons
+        nodes[data["id"]] = data
+
+    for r in rows:
+        node_id = f"svc:{r.namespace}/{r.name}"
+        rps, rate5 = r.kpi.get("request_rate"), r.kpi.get("rate_5xx")
+        add_node(
+            {
+                "id": node_id,
+                "kind": "service",
+                "namespace": r.namespace,
+                "name": r.name,
+                "split": "root" if r.is_split_root else "",
+                "sidecars": _sidecars(r.pods_total, r.pods_meshed),
+                "pods": f"{r.pods_meshed}/{r.pods_total} with sidecar, {r.pods_ready} ready",
+                "rps": rps,
+                "error": (rate5 / rps if rps and rate5 is not None else (0.0 if rps == 0 else None)),
+                "success": r.kpi.get("success_rate"),
+                "p99_ms": r.kpi.get("p99_ms"),
+                "url": detail.replace("NS", r.namespace, 1).replace("NAME", r.name, 1),
+            },
+            r.health,
+        )
+
+    # Splits: backend → root, and what the split edges say.
+    root_of: dict[tuple[str, str], str] = {}
+    split_edges: dict[str, dict[str, Any]] = {}
+    for s in splits:
+        ns, root = s["namespace"], s["root_service"].split(".", 1)[0]
+        root_id = f"svc:{ns}/{root}"
+        backends = [b for b in (s["backends"] or []) if isinstance(b, dict) and b.get("service")]
+        weights = [_weight(b.get("weight")) for b in backends]
+        total = sum(w for w in weights if w is not None)
+        for b, w in zip(backends, weights, strict=True):
+            backend_id = f"svc:{ns}/{b['service']}"
+            if backend_id in nodes and nodes[backend_id]["split"] != "root":
+                nodes[backend_id]["split"] = "backend"
+            root_of.setdefault((ns, b["service"]), root_id)
+            share = shares.get((ns, s["name"], b["service"]), {})
+            split_edges[backend_id] = {
+                "id": f"split:{ns}/{s['name']}>{b['service']}",
+                "source": root_id,
+                "target": backend_id,
+                "kind": "split",
+                "split": s["name"],
+                "weight": b.get("weight"),
+                "weight_pct": (w / total * 100) if total and w is not None else None,
+                "observed_pct": share["share_short"] * 100 if share.get("share_short") is not None else None,
+                "observed_5m_pct": share["share_5m"] * 100 if share.get("share_5m") is not None else None,
+                "observed_window_s": share.get("short_window_seconds"),
+            }
+
+    def peer(ns: str, name: str, *, caller: bool) -> str:
+        """The node a metrics name stands for, created on first sight for callers and unknown peers."""
+        service_id = f"svc:{ns}/{name}"
+        if service_id in nodes:
+            return service_id
+        group = groups.get((ns, name)) if caller else None
+        node_id = f"wl:{ns}/{name}" if group else service_id
+        if node_id not in nodes:
+            if group:
+                health = assess(
+                    request_rate=None,
+                    rate_4xx=None,
+                    rate_5xx=None,
+                    pods_total=group["total"],
+                    pods_ready=group["ready"],
+                    tolerances=tolerances,
+                )
+                data = {
+                    "kind": "workload",
+                    "sidecars": _sidecars(group["total"], group["meshed"]),
+                    "pods": f"{group['meshed']}/{group['total']} with sidecar, {group['ready']} ready (app={name})",
+                }
+            else:
+                health = Health(UNKNOWN, ["not in the latest snapshot: named only by the metrics"])
+                data = {"kind": "unknown", "sidecars": "unknown", "pods": ""}
+            data.update(id=node_id, namespace=ns, name=name, split="", rps=None, error=None, success=None, p99_ms=None)
+            data["url"] = ""
+            add_node(data, health)
+        return node_id
+
+    traffic: dict[tuple[str, str], _Acc] = {}
+    backend_traffic: dict[str, _Acc] = {}
+    for e in edge_rows:
+        source = peer(e["source_namespace"], e["source_service"], caller=True)
+        dest_key = (e["destination_namespace"], e["destination_service"])
+        target = peer(*dest_key, caller=False)
+        root = root_of.get(dest_key)
+        if root is not None and root != source:
+            backend_traffic.setdefault(target, _Acc()).add(e)
+            target = root
+        traffic.setdefault((source, target), _Acc()).add(e)
+
+    def sidecars_of(node_id: str) -> str:
+        node = nodes.get(node_id)
+        return node["sidecars"] if node else "unknown"
+
+    edges: dict[str, dict[str, Any]] = {}
+    for (source, target), acc in traffic.items():
+        data = acc.data()
+        data.update(
+            id=f"e:{source}>{target}",
+            source=source,
+            target=target,
+            kind="traffic",
+            lock=_lock(sidecars_of(source), sidecars_of(target)),
+            label=traffic_label(data["rps"], data["error"], data["p99_ms"], data["tcp_bytes_rate"]),
+        )
+        edges[data["id"]] = data
+    for backend_id, data in split_edges.items():
+        if data["source"] not in nodes or backend_id not in nodes:
+            continue
+        acc = backend_traffic.get(backend_id, _Acc())
+        data.update(acc.data())
+        data["lock"] = _lock(sidecars_of(data["source"]), sidecars_of(backend_id))
+        weight = f"{data['weight_pct']:.0f}%" if data["weight_pct"] is not None else f"{data['weight']!r} (invalid)"
+        observed = f"{data['observed_pct']:.0f}%" if data["observed_pct"] is not None else "unknown"
+        data["label"] = f"weight {weight} · observed {observed}"
+        edges[data["id"]] = data
+
+    # Namespace filter: the chosen namespaces' nodes and the peers they talk to.
+    if wanted:
+        inside = {i for i, n in nodes.items() if n["namespace"] in wanted}
+        keep = set(inside)
+        for e in edges.values():
+            if e["source"] in inside or e["target"] in inside:
+                keep.update((e["source"], e["target"]))
+        nodes = {i: n for i, n in nodes.items() if i in keep}
+        edges = {i: e for i, e in edges.items() if e["source"] in nodes and e["target"] in nodes}
+
+    for e in edges.values():
+        s, t = nodes[e["source"]], nodes[e["target"]]
+        e.update(
+            group="edges",
+            source_namespace=s["namespace"],
+            source_name=s["name"],
+            source_kind=s["kind"],
+            target_namespace=t["namespace"],
+            target_name=t["name"],
+            target_kind=t["kind"],
+        )
+    for n in nodes.values():
+        n["group"] = "nodes"
+
+    hidden = 0
+    if hide_p is not None:
+        before = len(nodes) + len(edges)
+        nodes = {i: n for i, n in nodes.items() if not hide_p(n)}
+        edges = {i: e for i, e in edges.items() if not hide_p(e) and e["source"] in nodes and e["target"] in nodes}
+        hidden = before - len(nodes) - len(edges)
+    found = 0
+    if find_p is not None:
+        for element in (*nodes.values(), *edges.values()):
+            element["found"] = find_p(element)
+            found += element["found"]
+
+    boxes = sorted({n["namespace"] for n in nodes.values()})
+    for n in nodes.values():
+        n["parent"] = f"ns:{n['namespace']}"
+    box_nodes = [
+        {
+            "data": {
+                "id": f"ns:{ns}",
+                "group": "nodes",
+                "kind": "namespace",
+                "name": ns,
+                "namespace": ns,
+                "label": ns,
+                "monitored": bool(monitored.get(ns)),
+            },
+            "classes": "namespace" + ("" if monitored.get(ns) else " unmonitored"),
+        }
+        for ns in boxes
+    ]
+    return {
+        "cluster": cluster.name,
+        "namespaces": sorted({r.namespace for r in rows} | set(monitored)),
+        "selected": sorted(wanted),
+        "find": find,
+        "hide": hide,
+        "counts": {
+            "nodes": len(nodes),
+            "edges": len(edges),
+            "hidden": hidden,
+            "found": found if find_p is not None else None,
+        },
+        "elements": {
+            "nodes": box_nodes + [{"data": n, "classes": _node_classes(n)} for n in nodes.values()],
+            "edges": [{"data": e, "classes": _edge_classes(e)} for e in edges.values()],
+        },
+    }
+
+
+def _node_classes(n: dict[str, Any]) -> str:
+    classes = [n["kind"], n["health"], f"sidecars-{n['sidecars']}"]
+    if n["split"]:
+        classes.append(n["split"])
+    if n.get("found"):
+        classes.append("found")
+    return " ".join(classes)
+
+
+def _edge_classes(e: dict[str, Any]) -> str:
+    classes = [e["kind"], e["lock"]]
+    if e.get("error"):
+        classes.append("errors")
+    if e.get("denied_rps"):
+        classes.append("denied")
+    if e.get("found"):
+        classes.append("found")
+    return " ".join(classes)

@@ -1,0 +1,251 @@
+"""The graph JSON from the snapshot: nodes, namespace boxes, splits, peers, locks, labels, filters, query count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apps.clusters.models import Cluster
+from apps.graph.graph import build_graph
+from apps.mesh.models import Pod
+from apps.mesh.services import collect_and_record
+from apps.metrics.models import EdgeKPI, ServiceKPI
+from lab.seeds.loader import load_seed
+from lab.synthetic import generate
+
+from .conftest import add_edges
+
+URL = "/graph/data"
+
+
+def _index(graph):
+    nodes = {n["data"]["id"]: n for n in graph["elements"]["nodes"]}
+    edges = {e["data"]["id"]: e for e in graph["elements"]["edges"]}
+    return nodes, edges
+
+
+def test_it_boxes_every_node_in_its_namespace(mesh):
+    nodes, _ = _index(build_graph(mesh))
+    boxes = {i for i, n in nodes.items() if n["data"]["kind"] == "namespace"}
+    assert {"ns:bookstore", "ns:bookbuyer", "ns:bookthief", "ns:bookwarehouse"} <= boxes
+    for node_id, node in nodes.items():
+        if node_id not in boxes:
+            assert node["data"]["parent"] == f"ns:{node['data']['namespace']}"
+            assert node["data"]["parent"] in boxes
+    assert nodes["ns:bookstore"]["data"]["monitored"] is True
+    assert "unmonitored" in nodes["ns:osm-system"]["classes"]
+
+
+def test_it_draws_the_bookstore_chain_with_labels_and_padlocks(mesh):
+    nodes, edges = _index(build_graph(mesh))
+    chain = [
+        ("wl:bookbuyer/bookbuyer", "svc:bookstore/bookstore", "10 rps · 5% 5xx · p99 60 ms"),
+        ("svc:bookstore/bookstore", "svc:bookwarehouse/bookwarehouse", "5 rps · 0% 5xx · p99 6 ms"),
+        ("svc:bookwarehouse/bookwarehouse", "svc:bookwarehouse/mysql", "TCP 1.2 kB/s"),
+    ]
+    for source, target, label in chain:
+        edge = edges[f"e:{source}>{target}"]["data"]
+        assert edge["kind"] == "traffic"
+        assert edge["label"] == label
+        assert edge["lock"] == "mtls"
+    # bookbuyer has no Service: it is drawn by its pods' app label, as OSM's source_service names it.
+    assert nodes["wl:bookbuyer/bookbuyer"]["data"]["kind"] == "workload"
+    assert nodes["wl:bookbuyer/bookbuyer"]["data"]["sidecars"] == "all"
+    assert nodes["svc:bookstore/bookstore"]["data"]["url"] == "/services/bookstore/bookstore/"
+
+
+def test_it_routes_split_traffic_through_the_root_and_shows_weights_beside_observed_share(mesh):
+    nodes, edges = _index(build_graph(mesh))
+    assert nodes["svc:bookstore/bookstore"]["data"]["split"] == "root"
+    assert "root" in nodes["svc:bookstore/bookstore"]["classes"]
+    for backend in ("bookstore-v1", "bookstore-v2"):
+        assert nodes[f"svc:bookstore/{backend}"]["data"]["split"] == "backend"
+        # Envoy reports bookbuyer → backend; drawn bookbuyer → root → backend.
+        assert f"e:wl:bookbuyer/bookbuyer>svc:bookstore/{backend}" not in edges
+    v1 = edges["split:bookstore/bookstore-split>bookstore-v1"]["data"]
+    v2 = edges["split:bookstore/bookstore-split>bookstore-v2"]["data"]
+    assert (v1["source"], v1["target"]) == ("svc:bookstore/bookstore", "svc:bookstore/bookstore-v1")
+    assert (v1["weight"], v1["weight_pct"], v1["observed_pct"]) == (75, 75.0, 62.0)
+    assert (v2["weight"], v2["weight_pct"], v2["observed_pct"]) == (25, 25.0, 38.0)
+    assert v1["label"] == "weight 75% · observed 62%"
+    assert v2["label"] == "weight 25% · observed 38%"
+    assert v2["observed_5m_pct"] == pytest.approx(5.0)
+    # Each split edge carries its backend's own traffic; the caller edge is the sum.
+    assert (v1["rps"], v2["rps"], v2["error"]) == (7.5, 2.5, 0.2)
+    caller = edges["e:wl:bookbuyer/bookbuyer>svc:bookstore/bookstore"]["data"]
+    assert (caller["rps"], caller["error"], caller["p99_ms"]) == (10.0, 0.05, 60.0)
+
+
+def test_it_says_unknown_when_the_observed_share_is_not_measured(mesh):
+    from apps.metrics.models import SplitShare
+
+    SplitShare.objects.filter(backend="bookstore-v2").update(share_short=None)
+    _, edges = _index(build_graph(mesh))
+    assert edges["split:bookstore/bookstore-split>bookstore-v2"]["data"]["label"] == "weight 25% · observed unknown"
+
+
+def test_it_draws_unmeshed_callers_and_unknown_peers_distinctly_with_a_broken_lock(mesh):
+    Pod.objects.filter(cluster=mesh, namespace="bookthief").update(has_sidecar=False)
+    add_edges(
+        mesh,
+        {
+            ("ghost", "phantom", "bookstore", "bookstore"): (1.0, 0.0, 3.0, None, 0.0),
+            ("bookstore", "bookstore", "elsewhere", "gone"): (0.5, 0.0, 2.0, None, 0.0),
+        },
+    )
+    nodes, edges = _index(build_graph(mesh))
+    thief = nodes["wl:bookthief/bookthief"]
+    assert thief["data"]["sidecars"] == "none"
+    assert "sidecars-none" in thief["classes"]
+    assert edges["e:wl:bookthief/bookthief>svc:bookstore/bookstore"]["data"]["lock"] == "plain"
+    ghost = nodes["svc:ghost/phantom"]["data"]
+    assert (ghost["kind"], ghost["health"], ghost["url"]) == ("unknown", "unknown", "")
+    assert ghost["reasons"] == ["not in the latest snapshot: named only by the metrics"]
+    assert nodes["ns:ghost"]["data"]["kind"] == "namespace"
+    assert nodes["svc:elsewhere/gone"]["data"]["kind"] == "unknown"
+    assert edges["e:svc:ghost/phantom>svc:bookstore/bookstore"]["data"]["lock"] == "unknown"
+    assert edges["e:svc:bookstore/bookstore>svc:elsewhere/gone"]["data"]["lock"] == "unknown"
+
+
+def test_it_marks_a_partly_meshed_service_as_partial(mesh):
+    from apps.mesh.models import Service
+
+    Service.objects.filter(cluster=mesh, name="bookwarehouse").update(pods_total=2, pods_meshed=1)
+    nodes, edges = _index(build_graph(mesh))
+    assert nodes["svc:bookwarehouse/bookwarehouse"]["data"]["sidecars"] == "some"
+    assert edges["e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"]["data"]["lock"] == "partial"
+
+
+def test_it_colours_nodes_by_the_overviews_health_rule(mesh):
+    nodes, _ = _index(build_graph(mesh))
+    v2 = nodes["svc:bookstore/bookstore-v2"]
+    assert v2["data"]["health"] == "failing"
+    assert v2["data"]["reasons"] == ["5xx 20% of 10 req/s ≥ 10%"]
+    assert "failing" in v2["classes"]
+    assert nodes["svc:bookwarehouse/bookwarehouse"]["data"]["reasons"] == ["4xx 10% of 5 req/s (≥ 10%)"]
+
+
+def test_it_keeps_the_chosen_namespaces_and_the_peers_they_talk_to(mesh):
+    nodes, edges = _index(build_graph(mesh, namespaces=["bookwarehouse"]))
+    leaves = {i for i, n in nodes.items() if n["data"]["kind"] != "namespace"}
+    assert leaves == {"svc:bookwarehouse/bookwarehouse", "svc:bookwarehouse/mysql", "svc:bookstore/bookstore"}
+    assert set(edges) == {
+        "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse",
+        "e:svc:bookwarehouse/bookwarehouse>svc:bookwarehouse/mysql",
+    }
+
+
+def test_it_hides_and_finds_by_expression(mesh):
+    graph = build_graph(mesh, hide="ns=osm-system or ns=default", find="error>1%")
+    nodes, edges = _index(graph)
+    assert not [i for i in nodes if "osm-system" in i or "default" in i]
+    found = {i for i, e in {**nodes, **edges}.items() if e["data"].get("found")}
+    assert found == {
+        "svc:bookstore/bookstore",
+        "svc:bookstore/bookstore-v2",
+        "e:wl:bookbuyer/bookbuyer>svc:bookstore/bookstore",
+        "e:wl:bookthief/bookthief>svc:bookstore/bookstore",
+        "split:bookstore/bookstore-split>bookstore-v2",
+    }
+    assert all("found" in e["classes"] for i, e in {**nodes, **edges}.items() if i in found)
+    assert graph["counts"]["found"] == len(found)
+    assert graph["counts"]["hidden"] == 5  # default/kubernetes and the four OSM control-plane services
+    hidden_edges = _index(build_graph(mesh, hide="!mtls or denied"))[1]
+    assert "e:wl:bookthief/bookthief>svc:bookstore/bookstore" not in hidden_edges
+
+
+def test_it_serves_the_graph_as_json_and_rejects_a_bad_expression_with_the_reason(client, viewer, mesh):
+    client.force_login(viewer)
+    response = client.get(URL, {"ns": ["bookstore"], "find": "rps>1"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"cluster", "namespaces", "selected", "find", "hide", "counts", "elements"}
+    assert body["selected"] == ["bookstore"]
+    assert "bookwarehouse" in body["namespaces"]
+    response = client.get(URL, {"hide": "rps>>1"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "rps needs a number at character 1, not '>1' (e.g. rps>10)", "field": "hide"}
+
+
+def _synthetic(index: int, services: int, kubeapi_factory) -> Cluster:
+    cluster = Cluster.objects.create(
+        name=f"g{index}", kubeconfig_path=str(kubeapi_factory(load_seed("synthetic", services=services)).kubeconfig)
+    )
+    _run, error = collect_and_record(cluster)
+    assert error is None, error
+    fill_kpis(cluster, generate(services))
+    return cluster
+
+
+def fill_kpis(cluster: Cluster, mesh) -> None:
+    """EdgeKPI/ServiceKPI rows as the collector would store them for the synthetic mesh (split traffic at backends)."""
+    now = timezone.now()
+    edges: dict[tuple[str, str, str, str], list[float]] = {}
+    for e in mesh.edges:
+        for backend, share in mesh.backend_shares(e):
+            key = (e.source_namespace, e.source_app, backend.namespace, backend.name)
+            acc = edges.setdefault(key, [0.0, 0.0, 0.0])
+            acc[0] += e.rps * share
+            acc[1] += e.rps * share * e.error_ratio
+            acc[2] = max(acc[2], e.latency.p99_ms)
+    EdgeKPI.objects.bulk_create(
+        [
+            EdgeKPI(
+                cluster=cluster,
+                source_namespace=sns,
+                source_service=ssvc,
+                destination_namespace=dns,
+                destination_service=dsvc,
+                collected_at=now,
+                request_rate=rps,
+                rate_5xx=r5,
+                success_rate=1 - r5 / rps if rps else None,
+                p99_ms=p99,
+                denied_rate=0.0,
+            )
+            for (sns, ssvc, dns, dsvc), (rps, r5, p99) in edges.items()
+        ],
+        batch_size=500,
+    )
+    inbound: dict[tuple[str, str], list[float]] = {}
+    for (_sns, _ssvc, dns, dsvc), (rps, r5, p99) in edges.items():
+        acc = inbound.setdefault((dns, dsvc), [0.0, 0.0, 0.0])
+        acc[0], acc[1], acc[2] = acc[0] + rps, acc[1] + r5, max(acc[2], p99)
+    ServiceKPI.objects.bulk_create(
+        [
+            ServiceKPI(
+                cluster=cluster,
+                namespace=ns,
+                service=svc,
+                collected_at=now,
+                request_rate=rps,
+                rate_5xx=r5,
+                rate_4xx=0.0,
+                rate_2xx=rps - r5,
+                success_rate=1 - r5 / rps if rps else None,
+                p99_ms=p99,
+            )
+            for (ns, svc), (rps, r5, p99) in inbound.items()
+        ],
+        batch_size=500,
+    )
+
+
+def test_it_makes_the_same_number_of_queries_whatever_the_mesh_size(client, viewer, kubeapi_factory):
+    client.force_login(viewer)
+    counts, sizes = [], []
+    for index, services in enumerate((10, 120)):
+        cluster = _synthetic(index, services, kubeapi_factory)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(URL, {"cluster": cluster.name})
+        assert response.status_code == 200
+        counts.append(len(queries))
+        body = json.loads(response.content)
+        sizes.append((body["counts"]["nodes"], body["counts"]["edges"]))
+    assert counts[0] == counts[1], counts
+    assert sizes[1][0] > 5 * sizes[0][0] and sizes[1][1] > 5 * sizes[0][1], sizes
