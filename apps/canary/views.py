@@ -13,7 +13,7 @@ from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.roles import can_change_weights
 from apps.clusters.status import freshness
 from apps.core.pages import page_context, render_page
-from apps.mesh.models import TrafficSplit
+from apps.mesh.models import Service, TrafficSplit
 from apps.metrics.models import ServiceKPI, SplitShare
 from apps.services.access import require_viewer
 
@@ -69,9 +69,25 @@ def _observed(split: TrafficSplit) -> dict[str, dict[str, object]]:
     }
 
 
+def _backend_candidates(split: TrafficSplit, form: WeightsForm) -> list[str]:
+    """Services of the split's namespace that carry the root's port and are not backends yet."""
+    services = list(Service.objects.filter(cluster=split.cluster, namespace=split.namespace))
+    root = next((s for s in services if s.name == split.root_service_name), None)
+    root_ports = {p.get("port") for p in root.ports} if root else set()
+    current = {str(b.value()) for b, _ in form.row_fields()}
+    return sorted(
+        s.name
+        for s in services
+        if s.name not in current
+        and s.name != split.root_service_name
+        and root_ports <= {p.get("port") for p in s.ports}
+    )
+
+
 def _editor_context(request: HttpRequest, split: TrafficSplit, form: WeightsForm, **extra: object) -> dict:
     observed = _observed(split)
     return {
+        "candidates": _backend_candidates(split, form),
         "page_ctx": page_context(request),
         "split": split,
         "form": form,
@@ -93,6 +109,14 @@ def edit(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         raise PermissionDenied("Only operators may change TrafficSplit weights.")
     preset = request.POST.get("preset")
     form = WeightsForm(split, request.POST)
+    if request.POST.get("action") == "add" and request.POST.get("add_backend"):
+        # A new backend joins with weight 0, as in OSM's demo before traffic moves; validated when previewed.
+        data = request.POST.copy()
+        data[f"backend_{form.rows}"] = request.POST["add_backend"]
+        data[f"weight_{form.rows}"] = "0"
+        form = WeightsForm(split, data)
+        form.errors.clear()
+        return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, form))
     if preset in PRESETS:
         weights = [w or 0 for w in form.submitted_weights()]
         data = request.POST.copy()

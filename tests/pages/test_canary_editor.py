@@ -219,3 +219,20 @@ def test_it_rolls_back_from_the_audit_page_through_the_same_checks(client, opera
     client.force_login(viewer)
     assert "Roll back" not in client.get("/splits/audit/").content.decode()
     assert client.post(f"/splits/audit/{change.pk}/rollback/").status_code == 403
+
+
+def test_it_adds_a_backend_with_weight_zero_then_applies(client, operator, bookstore, kubeapi):
+    client.force_login(operator)
+    split = TrafficSplit.objects.get(cluster=bookstore, name="bookstore-split")
+    html = client.get(URL).content.decode()
+    assert '<option value="bookstore-v2">' in html and '<option value="bookstore">' not in html
+
+    html = _post(client, split, [("bookstore-v1", "100")], action="add", add_backend="bookstore-v2").content.decode()
+    assert 'name="backend_1" value="bookstore-v2"' in html and 'name="weight_1" value="0"' in html
+
+    response = _post(client, split, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+    assert response.status_code == 302
+    assert _live(kubeapi)["spec"]["backends"] == [
+        {"service": "bookstore-v1", "weight": 50},
+        {"service": "bookstore-v2", "weight": 50},
+    ]
