@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["lab.kubeapi.pytest_plugin", "lab.prometheus_fixtures", "lab.mesh.pytest_plugin"]
+pytest_plugins = [
+    "lab.kubeapi.pytest_plugin",
+    "lab.prometheus_fixtures",
+    "lab.mesh.pytest_plugin",
+    "tests.browser_fixtures",
+]
 
 
 def free_port() -> int:

@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
+import re
 
 import pytest
+from playwright.sync_api import expect
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the fixtures make are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed; `make test` installs it (package chromium)")
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.errors = errors
-    yield page
-    context.close()
+from tests.browser_fixtures import login, screenshot
 
 
 def _login(page, live_server, username: str, password: str) -> None:
-    page.goto(f"{live_server.url}/")
-    assert "/accounts/login/" in page.url
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    login(page, live_server.url, username, password)
 
 
 @pytest.fixture
@@ -68,8 +26,11 @@ def bookstore_metrics(bookstore, prometheus_factory, redis):
     now = time.time()
     om = OpenMetrics(sample_times(now - 3000, now, 15))
     buyer = {
-        "source_namespace": "bookbuyer", "source_service": "bookbuyer", "source_pod_name": "bookbuyer-5b8d-abcde",
-        "source_workload_kind": "Deployment", "source_workload_name": "bookbuyer",
+        "source_namespace": "bookbuyer",
+        "source_service": "bookbuyer",
+        "source_pod_name": "bookbuyer-5b8d-abcde",
+        "source_workload_kind": "Deployment",
+        "source_workload_name": "bookbuyer",
     }
     fast, slow = piecewise_cdf([(5, 0.5), (10, 0.9), (25, 1.0)]), piecewise_cdf([(25, 0.3), (50, 0.8), (100, 1.0)])
     envoy_edge(om, buyer, "bookstore/bookstore-v1|14001", rps_by_class={"2": 8.0}, cdf=fast, bytes_sent=900.0)
@@ -89,20 +50,21 @@ def test_it_walks_from_login_to_overview_to_a_service_and_the_splits(page, live_
     assert row.locator(".health").inner_text() == "failing"
     text = row.inner_text()
     assert "5xx 20% of" in text and "80%" in text  # measured by the collector from the real Prometheus
-    _shot(page, "overview")
+    screenshot(page, "overview")
 
     page.click('a[href="/services/bookstore/bookstore-v2/"]')
     page.wait_for_url("**/services/bookstore/bookstore-v2/")
     assert page.locator("h1").inner_text().startswith("bookstore-v2")
     page.wait_for_selector(".chart .main-svg", timeout=15000)  # Plotly drew, under the strict CSP
-    page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => Number(c.dataset.points) > 0)")
+    for chart in page.locator(".chart").all():
+        expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
     assert "Envoy histogram" in page.locator(".latency-source").inner_text()
-    _shot(page, "service")
+    screenshot(page, "service")
 
     page.click("nav >> text=Splits")
     page.wait_for_url("**/splits/")
     assert page.locator('section[data-split="bookstore/bookstore-split"]').is_visible()
-    _shot(page, "splits")
+    screenshot(page, "splits")
     assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
 
 
@@ -133,8 +95,7 @@ def test_it_refreshes_the_table_in_place_and_can_pause(page, live_server, viewer
 
     page.evaluate("htmx.trigger(document.body, 'mb:refresh')")
 
-    page.wait_for_function(
-        "document.querySelector('tr[data-service=\"bookstore/bookstore-v1\"]').innerText.includes('777')"
-    )
+    # Playwright's own matchers: wait_for_function would evaluate a string, which the page's CSP forbids.
+    expect(page.locator('tr[data-service="bookstore/bookstore-v1"]')).to_contain_text("777")
     page.select_option("#refresh", "off")
     assert page.evaluate("localStorage.getItem('mb-refresh')") == "off"
