@@ -6,7 +6,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
-from tests.pages.test_browser import _login, _shot
+
+from .conftest import login, screenshot
 
 HOSTILE = "<img src=x onerror=\"document.body.dataset.pwned='1'\"><script>document.body.dataset.pwned='2'</script>"
 
@@ -19,7 +20,7 @@ def _ask(page, source: str, destination: str, answer: str):
 
 
 def test_it_answers_who_may_talk_and_lists_the_checks_of_the_demo(page, live_server, viewer, bookstore):
-    _login(page, live_server, "vera", "a-long-viewer-pass")
+    login(page, live_server.url, "vera", "a-long-viewer-pass")
     page.click("nav >> text=Policies")
     page.wait_for_url("**/policies/")
 
@@ -28,19 +29,19 @@ def test_it_answers_who_may_talk_and_lists_the_checks_of_the_demo(page, live_ser
     verdict = page.locator("#verdict").inner_text()
     assert "bookstore-service-routes" in verdict and "TrafficTarget bookstore/bookstore" in verdict
     assert "from=workload%20bookbuyer" in page.url  # the question is in the address, so it can be shared
-    _shot(page, "policies-allowed")
+    screenshot(page, "policies-allowed")
 
     _ask(page, "workload bookthief/bookthief", "service bookstore/bookstore", "no")
     verdict = page.locator("#verdict").inner_text()
     assert "source ServiceAccount bookthief/bookthief" in verdict and "allow only bookbuyer/bookbuyer" in verdict
-    _shot(page, "policies-denied")
+    screenshot(page, "policies-denied")
 
     page.click("nav >> text=Mesh")
     page.wait_for_url("**/mesh/")
     codes = page.locator(".finding .code").all_inner_texts()
     assert {"MB-AKS-001", "MB-AKS-002", "MB-AKS-003", "MB-AKS-004"} <= set(codes), codes
     assert page.locator('.finding[data-code="MB-AKS-002"]').inner_text().count("169.254.169.254") >= 1
-    _shot(page, "mesh-checks")
+    screenshot(page, "mesh-checks")
     assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
 
 
@@ -55,7 +56,7 @@ def test_it_shows_a_hostile_route_regex_and_header_as_text(page, live_server, vi
         {"spec": {"matches": [{"name": "buy-a-book", "pathRegex": HOSTILE, "headers": [{"x-evil": HOSTILE}]}]}},
     )
     collect_and_record(bookstore)
-    _login(page, live_server, "vera", "a-long-viewer-pass")
+    login(page, live_server.url, "vera", "a-long-viewer-pass")
 
     page.goto(f"{live_server.url}/policies/")
     _ask(page, "bookbuyer/bookbuyer", "bookstore/bookstore", "yes")
