@@ -275,6 +275,7 @@ BENCHMARKS = {
     "metrics": _bench_metrics,
     "overview": lambda a: bench_overview(a.services, max(a.runs, 20)),
     "canary": lambda a: bench_canary(max(a.runs, 20)),
+    "graph": lambda a: __import__("lab.bench_graph").bench_graph.bench_graph(a.services, a.runs),
 }
 
 

@@ -179,7 +179,10 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
         )
         if g["app"] is not None
     }
-    edge_rows = list(EdgeKPI.objects.filter(cluster=cluster).values(*EDGE_FIELDS))
+    edge_rows = [
+        dict(zip(EDGE_FIELDS, r, strict=True))
+        for r in EdgeKPI.objects.filter(cluster=cluster).values_list(*EDGE_FIELDS)
+    ]
     monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
 
     tolerances = settings.MESHBOARD_HEALTH

@@ -85,7 +85,6 @@
     try { state.positions = JSON.parse(localStorage.getItem(state.key) || "{}") || {}; }
     catch (e) { state.positions = {}; }
   }
-  var saveTimer = null;
   function savePositions() {
     if (!state.cy) return;
     state.cy.nodes().forEach(function (n) {
@@ -93,14 +92,15 @@
       var p = n.position();
       state.positions[n.id()] = [Math.round(p.x), Math.round(p.y)];
     });
-    clearTimeout(saveTimer);
-    saveTimer = setTimeout(function () {
-      try { localStorage.setItem(state.key, JSON.stringify(state.positions)); } catch (e) { /* quota: memory only */ }
-    }, 200);
+    try { localStorage.setItem(state.key, JSON.stringify(state.positions)); } catch (e) { /* quota: memory only */ }
   }
 
   function prepare(data) {
     var m = marks();
+    data.elements.nodes.forEach(function (n) {
+      var p = state.positions[n.data.id];
+      if (p) n.position = { x: p[0], y: p[1] }; // kept: drawn there from the start, nothing to move afterwards
+    });
     data.elements.edges.forEach(function (e) {
       var d = e.data;
       d.display = d.kind === "split" ? d.label : (m[d.lock] || "") + " " + d.label;
@@ -113,9 +113,7 @@
     var unplaced = [];
     cy.nodes().forEach(function (n) {
       if (n.isParent() || (added && !added[n.id()])) return; // nodes already drawn stay where they are
-      var p = state.positions[n.id()];
-      if (p) n.position({ x: p[0], y: p[1] });
-      else unplaced.push(n);
+      if (!state.positions[n.id()]) unplaced.push(n); // the others were created at their kept position
     });
     var stuck = [];
     unplaced.forEach(function (n) {
@@ -191,7 +189,8 @@
             ele.data(e.data);
             ele.classes(e.classes || "");
           } else {
-            cy.add({ group: e.data.group === "edges" ? "edges" : "nodes", data: e.data, classes: e.classes || "" });
+            cy.add({ group: e.data.group === "edges" ? "edges" : "nodes", data: e.data, classes: e.classes || "",
+              position: e.position });
             added[e.data.id] = true;
           }
         });
@@ -207,7 +206,7 @@
       return;
     }
     state.timings.layout_ms = performance.now() - t1;
-    if (state.renders === 0) state.cy.fit(undefined, 20);
+    if (state.renders === 0) state.cy.fit(state.cy.nodes(), 20); // nodes only: no need to measure 3,000 edge labels
     if (result.placed) savePositions();
     finished(result.placed ? "placed" : "preset", started);
   }

@@ -7,13 +7,12 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.clusters.models import Cluster
 from apps.graph.graph import build_graph
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
-from apps.metrics.models import EdgeKPI, ServiceKPI
+from lab.bench_graph import fill_kpis
 from lab.seeds.loader import load_seed
 from lab.synthetic import generate
 
@@ -180,60 +179,6 @@ def _synthetic(index: int, services: int, kubeapi_factory) -> Cluster:
     assert error is None, error
     fill_kpis(cluster, generate(services))
     return cluster
-
-
-def fill_kpis(cluster: Cluster, mesh) -> None:
-    """EdgeKPI/ServiceKPI rows as the collector would store them for the synthetic mesh (split traffic at backends)."""
-    now = timezone.now()
-    edges: dict[tuple[str, str, str, str], list[float]] = {}
-    for e in mesh.edges:
-        for backend, share in mesh.backend_shares(e):
-            key = (e.source_namespace, e.source_app, backend.namespace, backend.name)
-            acc = edges.setdefault(key, [0.0, 0.0, 0.0])
-            acc[0] += e.rps * share
-            acc[1] += e.rps * share * e.error_ratio
-            acc[2] = max(acc[2], e.latency.p99_ms)
-    EdgeKPI.objects.bulk_create(
-        [
-            EdgeKPI(
-                cluster=cluster,
-                source_namespace=sns,
-                source_service=ssvc,
-                destination_namespace=dns,
-                destination_service=dsvc,
-                collected_at=now,
-                request_rate=rps,
-                rate_5xx=r5,
-                success_rate=1 - r5 / rps if rps else None,
-                p99_ms=p99,
-                denied_rate=0.0,
-            )
-            for (sns, ssvc, dns, dsvc), (rps, r5, p99) in edges.items()
-        ],
-        batch_size=500,
-    )
-    inbound: dict[tuple[str, str], list[float]] = {}
-    for (_sns, _ssvc, dns, dsvc), (rps, r5, p99) in edges.items():
-        acc = inbound.setdefault((dns, dsvc), [0.0, 0.0, 0.0])
-        acc[0], acc[1], acc[2] = acc[0] + rps, acc[1] + r5, max(acc[2], p99)
-    ServiceKPI.objects.bulk_create(
-        [
-            ServiceKPI(
-                cluster=cluster,
-                namespace=ns,
-                service=svc,
-                collected_at=now,
-                request_rate=rps,
-                rate_5xx=r5,
-                rate_4xx=0.0,
-                rate_2xx=rps - r5,
-                success_rate=1 - r5 / rps if rps else None,
-                p99_ms=p99,
-            )
-            for (ns, svc), (rps, r5, p99) in inbound.items()
-        ],
-        batch_size=500,
-    )
 
 
 def test_it_makes_the_same_number_of_queries_whatever_the_mesh_size(client, viewer, kubeapi_factory):
