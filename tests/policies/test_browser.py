@@ -6,8 +6,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
-
-from .conftest import login, screenshot
+from tests.browser_fixtures import login, screenshot
 
 HOSTILE = "<img src=x onerror=\"document.body.dataset.pwned='1'\"><script>document.body.dataset.pwned='2'</script>"
 
