@@ -16,6 +16,7 @@ pytest_plugins = [
     "lab.prometheus_fixtures",
     "lab.mesh.pytest_plugin",
     "tests.browser_fixtures",
+    "tests.personas",
 ]
 
 

@@ -10,9 +10,6 @@ from kubernetes import config as k8s_config
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI
 
-# The personas and the collected bookstore demo are the pages' fixtures; reused as they are, not copied.
-from tests.pages.conftest import bookstore, nobody, operator, viewer  # noqa: F401
-
 # (source ns, source app label, destination ns, destination service): (rps, 5xx/s, p99 ms, tcp bytes/s, denied/s)
 BOOKSTORE_EDGES = {
     ("bookbuyer", "bookbuyer", "bookstore", "bookstore-v1"): (7.5, 0.0, 11.0, None, 0.0),
@@ -46,7 +43,7 @@ def add_edges(cluster, edges: dict) -> None:
 
 
 @pytest.fixture
-def mesh(bookstore, kubeapi):  # noqa: F811 (the imported fixture, requested by name)
+def mesh(bookstore, kubeapi):
     """The bookstore demo mid-canary (bookstore-v1 75, bookstore-v2 25) with its observed edges."""
     api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
     api.patch_namespaced_custom_object(

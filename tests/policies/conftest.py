@@ -8,7 +8,6 @@ import pytest
 from apps.clusters.models import Cluster
 from apps.mesh.services import collect_and_record
 from lab.seeds.loader import load_seed
-from tests.pages.conftest import bookstore, nobody, operator, viewer  # noqa: F401  (the pages' personas and data)
 
 Edit = Callable[[list[dict]], None]
 

@@ -1,3 +1,8 @@
+"""Fixtures every page test shares: the personas (viewer, operator, no role) and the collected bookstore demo.
+
+Registered as a plugin in tests/conftest.py, so each test folder uses them without importing them.
+"""
+
 from __future__ import annotations
 
 import pytest
