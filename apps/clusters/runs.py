@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.locks import exclusive
+
 from .models import Cluster, CollectionRun
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -63,3 +70,48 @@ def prune_runs(cluster: Cluster, kind: str) -> None:
     )
     if cutoff:
         CollectionRun.objects.filter(cluster=cluster, kind=kind, started_at__lte=cutoff[0]).delete()
+
+
+MAX_RETRIES = 3
+
+
+def retry_countdown(retries: int) -> float:
+    """Backoff between attempts of one run: 2 s, 4 s, 8 s (the next beat tick starts a fresh run anyway)."""
+    return float(2 ** (retries + 1))
+
+
+class CollectError(Protocol):
+    transient: bool
+    reason: str
+
+
+def run_collection(
+    task: Task,
+    cluster: Cluster,
+    kind: str,
+    collect: Callable[..., tuple[CollectionRun, CollectError | None]],
+) -> str:
+    """The body every collection task shares: a Redis lock so runs of one cluster never overlap, one recorded
+    run, a retry with backoff for transient errors only, and nothing raised into a crash loop."""
+    what = f"{CollectionRun.Kind(kind).label.lower()} of {cluster.name}"
+    retry_reason = None
+    with exclusive(f"collect-{kind}:{cluster.pk}", ttl_seconds=settings.MESHBOARD_COLLECT_TIME_LIMIT + 30) as held:
+        if not held:
+            record_skipped(cluster, kind, f"a collection of {what} was still running")
+            return "skipped"
+        try:
+            run, error = collect(cluster, attempt=task.request.retries + 1)
+        except SoftTimeLimitExceeded:
+            log.warning("collecting %s hit the time limit", what)
+            return "failed"
+        except Exception:
+            # A bug must not become a crash loop: the run is recorded as failed and the next tick tries again.
+            log.exception("collecting %s failed unexpectedly", what)
+            return "failed"
+        if error is not None:
+            log.warning("collecting %s failed: %s", what, error.reason)
+            if error.transient and task.request.retries < MAX_RETRIES:
+                retry_reason = error
+    if retry_reason is not None:
+        raise task.retry(exc=retry_reason, countdown=retry_countdown(task.request.retries))
+    return run.status
