@@ -99,3 +99,34 @@ def test_it_refreshes_the_table_in_place_and_can_pause(page, live_server, viewer
     expect(page.locator('tr[data-service="bookstore/bookstore-v1"]')).to_contain_text("777")
     page.select_option("#refresh", "off")
     assert page.evaluate("localStorage.getItem('mb-refresh')") == "off"
+
+
+def test_it_shows_live_shares_and_keeps_percent_mode_at_100(page, live_server, operator, bookstore, kubeapi):
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from apps.mesh.services import collect_and_record
+
+    k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig))).patch_namespaced_custom_object(
+        "split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split",
+        {"spec": {"backends": [
+            {"service": "bookstore-v1", "weight": 300}, {"service": "bookstore-v2", "weight": 100},
+            {"service": "bookstore", "weight": 0},
+        ]}},
+    )  # fmt: skip
+    collect_and_record(bookstore)
+    _login(page, live_server, "otto", "a-long-operator-pass")
+    page.goto(f"{live_server.url}/splits/bookstore/bookstore-split/")
+    shares = page.locator("td.pct")
+    expect(shares.nth(0)).to_have_text("75.0%")  # SMI weights are relative: 300 of 400
+    expect(shares.nth(1)).to_have_text("25.0%")
+
+    page.check("#percent-mode")
+    weights = page.locator(".weight-row input[type=number]")
+    expect(weights.nth(0)).to_have_value("75")
+    page.locator(".weight-row input.lock").nth(0).check()  # keep v1 at 75
+    weights.nth(1).fill("5")
+    weights.nth(1).dispatch_event("input")
+    expect(weights.nth(2)).to_have_value("20")  # the unlocked rest takes what is left: 100 - 75 - 5
+    expect(shares.nth(2)).to_have_text("20.0%")
+    screenshot(page, "editor")
