@@ -38,7 +38,13 @@ WASM_LATENCY = "osm_request_duration_ms_bucket"
 TLS_HANDSHAKE = "envoy_cluster_ssl_handshake"
 DENIALS = "envoy_http_downstream_rq_xx"
 
-TLS_ERROR_STATS = "ssl_(?:connection_error|fail_verify_san|fail_verify_no_cert|fail_verify_error|fail_verify_cert_hash)"
+TLS_ERROR_STATS = (
+    "ssl_connection_error",
+    "ssl_fail_verify_san",
+    "ssl_fail_verify_no_cert",
+    "ssl_fail_verify_error",
+    "ssl_fail_verify_cert_hash",
+)
 
 
 def cluster_metric(stat: str, extra: str = "") -> str:
@@ -127,8 +133,17 @@ def tls_handshakes(window: str) -> str:
 
 
 def tls_errors(window: str) -> str:
-    """TLS failures/s towards the destination: connection errors and failed certificate checks."""
-    return f"sum by ({EDGE}) (rate({cluster_metric(TLS_ERROR_STATS)}[{window}]))"
+    """TLS failures/s towards the destination: connection errors and failed certificate checks.
+
+    One rate() per stat, each tagged with its name: rate() drops `__name__`, so a single rate() over all five stats
+    would give series with the same labels, which Prometheus refuses ("vector cannot contain metrics with the same
+    labelset"); the tag keeps them apart until the sum.
+    """
+    terms = " or ".join(
+        f'label_replace(rate({cluster_metric(stat)}[{window}]), "tls_stat", "{stat}", "", "")'
+        for stat in TLS_ERROR_STATS
+    )
+    return f"sum by ({EDGE}) ({terms})"
 
 
 def cluster_certificate_expiry() -> str:

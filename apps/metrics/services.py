@@ -482,7 +482,7 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
     store(cluster, cycle, mapped, split_names)
     cycle.timings["write"] = time.perf_counter() - started
     warnings = list(cycle.warnings)
-    warnings += [f"{key}: {reason}" for key, reason in cycle.failures.items()]
+    warnings += list(cycle.failures.values())  # each reason starts with its query's name
     if resolver.unresolved:
         names = sorted(resolver.unresolved)
         warnings.append(
@@ -500,7 +500,7 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
     run.timings = {phase: round(seconds, 4) for phase, seconds in cycle.timings.items()}
     if cycle.failures:
         run.status = CollectionRun.Status.PARTIAL
-        run.error = "; ".join(f"{k}: {v}" for k, v in cycle.failures.items())[:2000]
+        run.error = "; ".join(cycle.failures.values())[:2000]
     return cycle
 
 

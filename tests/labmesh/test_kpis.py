@@ -75,9 +75,10 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
         with Recorder(lab_stack) as recorder:
             time.sleep(16)  # a full KPI window (10 s at 1 s scrapes) after the change, plus scrape lag
             at = time.time() - 1.0
-            _run, error = collect_metrics(cluster, at=at)
+            run, error = collect_metrics(cluster, at=at)
             time.sleep(0.3)
         assert error is None, error
+        assert run.status == "ok", (run.error, run.warnings)  # every query of the cycle answered
         state = MetricsState.objects.get(cluster=cluster)
         assert state.scrape_interval_seconds == 1.0
         window = 10.0  # apps.metrics.catalog.windows(1.0).short

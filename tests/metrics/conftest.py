@@ -2,7 +2,7 @@
 
 Namespace `shop-1` (a dash, so OSM's WASM mangling shows) and `data`:
 - frontend → cart: 10 rps 2xx, 1 rps 4xx, 0.5 rps 5xx; latency buckets with known quantiles; 4000/12000 B/s; 3
-  connections; TLS handshakes 0.2/s; certificates expiring at 2.0e9 (caller's cluster side) and 1.9e9 (cart's listener).
+  connections; TLS handshakes 0.2/s and failures 0.07/s (two kinds); certificates expiring at 2.0e9 (caller's cluster side) and 1.9e9 (cart's listener).
   0.3 rps of its outbound 5xx were answered by the caller's own sidecar (denied).
 - frontend → catalog: 5 rps, class 2 only (a 5xx class never seen).
 - frontend → idle: counters that do not move (zero traffic).
@@ -81,6 +81,9 @@ def envoy_series(om: OpenMetrics, *, latency: bool, tls: bool, denials: bool) ->
     envoy_edge(om, cart, f"{_cluster('cart')}|local", rps_by_class={"2": 11.5}, bytes_sent=1e6)
     envoy_edge(om, SOURCE, "osm-controller", rps_by_class={"2": 0.1}, bytes_sent=1e6)
     if tls:
+        # Two kinds of TLS failure on the same edge: they must add up, not collide once rate() drops their names.
+        for stat, rate in (("ssl_connection_error", 0.05), ("ssl_fail_verify_san", 0.02)):
+            om.counter(f"envoy_cluster_{stat}", {**SOURCE, "envoy_cluster_name": _cluster("cart")}, rate)
         om.gauge(
             "envoy_listener_ssl_certificate_expiration_unix_time_seconds",
             {**cart, "envoy_listener_address": "0.0.0.0_15003", "envoy_tls_certificate": "unnamed_cert"},

@@ -67,7 +67,7 @@ def test_it_computes_rates_success_and_latency_per_edge_and_service(byo):
 def test_it_reports_tls_evidence_and_the_earlier_certificate_expiry(byo):
     edge = _edge("cart")
     assert edge.tls_handshake_rate == approx(0.2)
-    assert edge.tls_error_rate is None  # no failure series at all: unknown, not zero
+    assert edge.tls_error_rate == approx(0.07)  # connection errors + failed SAN checks
     assert edge.certificate_expires_at == datetime.fromtimestamp(min(CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY), UTC)
     assert not MetricsState.objects.get().tls_unavailable_reason
 
