@@ -2,7 +2,8 @@
 
 Namespace `shop-1` (a dash, so OSM's WASM mangling shows) and `data`:
 - frontend → cart: 10 rps 2xx, 1 rps 4xx, 0.5 rps 5xx; latency buckets with known quantiles; 4000/12000 B/s; 3
-  connections; TLS handshakes 0.2/s and failures 0.07/s (two kinds); certificates expiring at 2.0e9 (caller's cluster side) and 1.9e9 (cart's listener).
+  connections; TLS handshakes 0.2/s and failures 0.07/s (two kinds); certificates expiring at 2.0e9 (caller's
+  cluster side) and 1.9e9 (cart's listener).
   0.3 rps of its outbound 5xx were answered by the caller's own sidecar (denied).
 - frontend → catalog: 5 rps, class 2 only (a 5xx class never seen).
 - frontend → idle: counters that do not move (zero traffic).
