@@ -186,11 +186,12 @@ def audit(request: HttpRequest) -> HttpResponse:
 @login_required
 def rollback(request: HttpRequest, pk: int) -> HttpResponse:
     """Put back the weights a recorded change found, through the same form validation and concurrency check."""
+    require_viewer(request)
+    if not can_change_weights(request.user):
+        raise PermissionDenied("Only operators may change TrafficSplit weights.")
     ctx = page_context(request)
     record = get_object_or_404(WeightChange, pk=pk, cluster=ctx.cluster)
     split = split_for(request, ctx.cluster, record.namespace, record.split)
-    if not can_change_weights(request.user):
-        raise PermissionDenied("Only operators may change TrafficSplit weights.")
     data = {"resource_version": split.resource_version, "action": "apply"}
     for i, backend in enumerate(record.weights_before):
         data[f"backend_{i}"] = str(backend.get("service", ""))

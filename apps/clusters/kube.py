@@ -83,15 +83,6 @@ class Resource:
     plural: str
     namespaced: bool = True
 
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def list_path(self) -> str:
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        return f"{prefix}/{self.plural}"
-
 
 def _describe_status(exc: ApiException) -> str:
     try:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
@@ -12,9 +12,11 @@ from .status import cluster_statuses
 
 @require_GET
 @login_required
-@permission_required("clusters.view_cluster", raise_exception=True)
 def status(request: HttpRequest) -> HttpResponse:
     """Every cluster with how fresh its snapshot is and what it holds; the section refreshes itself."""
+    from apps.services.access import require_viewer
+
+    require_viewer(request)
     return render_page(request, "clusters/status.html", "clusters", {"clusters": cluster_statuses()})
 
 

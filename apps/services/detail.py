@@ -20,6 +20,10 @@ class ServiceDetail:
     outbound: list[EdgeKPI]
     splits: list[TrafficSplit]
     metrics_state: MetricsState | None
+    # The `app` labels of this service's pods (OSM's source_service), and other services whose pods share them:
+    # Envoy's stats cannot tell their outbound calls apart.
+    source_apps: list[str]
+    sharing_services: list[str]
 
     @property
     def certificate_expires_at(self) -> datetime | None:
@@ -66,4 +70,10 @@ def service_detail(service: Service) -> ServiceDetail:
         ),
         splits=splits,
         metrics_state=MetricsState.objects.filter(cluster=cluster).first(),
+        source_apps=sorted(apps),
+        sharing_services=sorted(
+            s.name
+            for s in Service.objects.filter(cluster=cluster, namespace=namespace).exclude(pk=service.pk)
+            if s.selector.get("app") in apps and s.name != service.name
+        ),
     )

@@ -113,3 +113,13 @@ def test_it_makes_the_same_number_of_queries_whatever_the_mesh_size(client, view
 def test_it_accepts_any_sort_without_error(client, viewer, bookstore, sort):
     client.force_login(viewer)
     assert client.get(f"/?sort={sort}").status_code == 200
+
+
+def test_it_says_why_a_snapshot_is_partial(client, viewer, bookstore, kubeapi):
+    kubeapi.faults.add(r"^/api/v1/pods$", status=403, verb="list")
+    collect_and_record(bookstore)
+    client.force_login(viewer)
+
+    html = client.get("/").content.decode()
+    assert "(partial: 1 warning)" in html and 'href="/mesh/#warnings-cluster"' in html
+    assert "forbidden by RBAC" in client.get("/mesh/").content.decode()
