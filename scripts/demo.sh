@@ -17,8 +17,25 @@ export MESHBOARD_VAR_DIR="$PWD/$STATE"
 export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
 export ALLOWED_HOSTS="localhost,127.0.0.1"
 
+port_free() {
+  $PY - "$1" <<'PYCODE'
+import socket, sys
+with socket.socket() as s:
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+PYCODE
+}
+for pair in "web:$WEB_PORT:MESHBOARD_DEMO_PORT" "redis:$REDIS_PORT:MESHBOARD_DEMO_REDIS_PORT"; do
+  IFS=: read -r what port variable <<<"$pair"
+  port_free "$port" || { echo "demo: port $port ($what) is in use; pick another with $variable=<port> make demo"; exit 1; }
+done
+
 pids=()
+stopping=0
 cleanup() {
+  stopping=1
   trap - EXIT INT TERM
   echo
   echo "demo: stopping"
@@ -58,6 +75,11 @@ pids+=($!)
 
 $PY manage.py runserver "127.0.0.1:${WEB_PORT}" --noreload >"$STATE/web.log" 2>&1 &
 pids+=($!)
+for _ in $(seq 1 100); do
+  $PY -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+    "http://127.0.0.1:${WEB_PORT}/healthz" 2>/dev/null && break
+  sleep 0.2
+done
 
 cat <<MSG
 
@@ -70,4 +92,7 @@ Meshboard demo is running: http://127.0.0.1:${WEB_PORT}/
   logs: $STATE/*.log     stop: Ctrl-C
 MSG
 wait -n "${pids[@]}" || true
-echo "demo: a process stopped; see the logs in $STATE"
+if [ "$stopping" = 0 ]; then
+  echo "demo: a process stopped unexpectedly; the end of each log:"
+  for log in "$STATE"/*.log; do echo "--- $log"; tail -n 5 "$log"; done
+fi
