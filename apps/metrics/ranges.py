@@ -30,7 +30,6 @@ SERIES = (
     "tcp_bytes_sent_rate",
     "tcp_bytes_received_rate",
 )
-CHART_READ_TIMEOUT = 8.0  # seconds; a page waits at most this long per query
 
 
 def _service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[str], list[str]]:
@@ -150,7 +149,7 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
         else:
             unavailable[name] = (state.latency_unavailable_reason if state else "") or catalog.LATENCY_UNAVAILABLE
     failed = False
-    timeout = getattr(settings, "MESHBOARD_CHART_READ_TIMEOUT", CHART_READ_TIMEOUT)
+    timeout = settings.MESHBOARD_CHART_READ_TIMEOUT
     with PrometheusGateway(cluster.prometheus_url, read_timeout=timeout) as gateway:
         for name, expr in queries.items():
             try:
