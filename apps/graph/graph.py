@@ -400,6 +400,8 @@ def _edge_classes(e: dict[str, Any]) -> str:
         classes.append("errors")
     if e.get("denied_rps"):
         classes.append("denied")
+    if e["kind"] != "split" and not e.get("rps") and not e.get("tcp_bytes_rate") and not e.get("denied_rps"):
+        classes.append("idle")  # known to exist, nothing measured now: drawn faint, without a label
     if e.get("found"):
         classes.append("found")
     return " ".join(classes)

@@ -74,6 +74,7 @@
         "target-arrow-color": "#7a3db8" } },
       { selector: "edge.split", style: { "line-style": "dashed", "line-color": "#1e6fd9", "target-arrow-color": "#1e6fd9",
         "width": 2.5, "color": "#0b3d8c", "font-weight": "bold" } },
+      { selector: "edge.idle", style: { "opacity": 0.3, "label": "" } },
       { selector: ".found", style: { "overlay-color": "#1e6fd9", "overlay-opacity": 0.25, "overlay-padding": 6 } },
       { selector: "node.found", style: { "border-color": "#1e6fd9", "border-width": 4 } },
       { selector: ":selected", style: { "overlay-color": "#000", "overlay-opacity": 0.15, "overlay-padding": 5 } },
@@ -139,8 +140,10 @@
     var started = performance.now();
     var layout = cy.layout({
       name: "fcose", quality: leaves > LARGE ? "draft" : "default", randomize: randomize, animate: false,
-      nodeDimensionsIncludeLabels: false, packComponents: true, nodeSeparation: 60, idealEdgeLength: 70,
-      nodeRepulsion: 6000, tile: true, fit: true, padding: 20,
+      // Below LARGE, labels count in node sizes and repulsion is stronger, so namespace boxes do not overlap.
+      nodeDimensionsIncludeLabels: leaves <= LARGE, packComponents: true, nodeSeparation: 60,
+      idealEdgeLength: leaves > LARGE ? 70 : 110, nodeRepulsion: leaves > LARGE ? 6000 : 20000,
+      tile: true, fit: true, padding: 20,
     });
     layout.one("layoutstop", function () {
       state.timings.layout_ms = performance.now() - started;
