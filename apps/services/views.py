@@ -68,7 +68,6 @@ def detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         "d": service_detail(service),
         "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER),
         "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS),
-        "windows": ["15m", "1h", "6h", "24h", "7d"],
     }
     return render(request, "services/detail.html", context)
 

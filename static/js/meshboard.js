@@ -33,7 +33,7 @@
   function layout(title, yTitle) {
     return {
       title: { text: title, font: { size: 14 } },
-      margin: { l: 55, r: 15, t: 35, b: 35 },
+      margin: { l: 55, r: 30, t: 35, b: 55 },
       height: 260,
       xaxis: { type: "date" },
       yaxis: { title: { text: yTitle }, rangemode: "tozero" },
