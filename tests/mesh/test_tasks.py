@@ -12,18 +12,9 @@ from apps.clusters.tasks import tick
 from apps.core.locks import exclusive
 from apps.mesh.models import Service
 from apps.mesh.tasks import collect_cluster
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def _runs(cluster, **filters):
@@ -37,7 +28,7 @@ def test_it_collects_each_due_cluster_once_per_interval(kubeapi, cluster_for, ce
     Cluster.objects.filter(pk=later.pk).update(next_collect_at=timezone.now() + timezone.timedelta(minutes=5))
 
     tick.delay()
-    _wait_for(lambda: _runs(due, status="ok"))
+    wait_for(lambda: _runs(due, status="ok"))
 
     assert Service.objects.filter(cluster=due, name="bookstore").exists()
     assert not CollectionRun.objects.filter(cluster__name__in=["off", "later"]).exists()
@@ -53,12 +44,12 @@ def test_it_skips_a_run_while_another_holds_the_cluster_lock(kubeapi, cluster_fo
     with exclusive(f"collect-cluster:{cluster.pk}", ttl_seconds=30) as held:
         assert held
         collect_cluster.delay(cluster.pk)
-        skipped = _wait_for(lambda: _runs(cluster, status="skipped"))
+        skipped = wait_for(lambda: _runs(cluster, status="skipped"))
     assert "still running" in skipped[0].error
     assert not _runs(cluster, status="ok")
 
     collect_cluster.delay(cluster.pk)
-    _wait_for(lambda: _runs(cluster, status="ok"))
+    wait_for(lambda: _runs(cluster, status="ok"))
 
 
 def test_it_retries_transient_errors_with_backoff(kubeapi, cluster_for, celery_worker):
@@ -66,7 +57,7 @@ def test_it_retries_transient_errors_with_backoff(kubeapi, cluster_for, celery_w
     kubeapi.faults.add(r"^/api/v1/services$", status=503, times=1)
 
     collect_cluster.delay(cluster.pk)
-    ok = _wait_for(lambda: _runs(cluster, status="ok"))
+    ok = wait_for(lambda: _runs(cluster, status="ok"))
 
     failed = _runs(cluster, status="failed")
     assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
@@ -79,7 +70,7 @@ def test_it_does_not_retry_permanent_errors(kubeapi, cluster_for, celery_worker)
     kubeapi.faults.add(r".", status=403)
 
     collect_cluster.delay(cluster.pk)
-    failed = _wait_for(lambda: _runs(cluster, status="failed"))
+    failed = wait_for(lambda: _runs(cluster, status="failed"))
     time.sleep(3)
 
     assert len(_runs(cluster)) == 1

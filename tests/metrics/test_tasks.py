@@ -12,20 +12,11 @@ from apps.clusters.tasks import tick
 from apps.core.locks import exclusive
 from apps.metrics.models import ServiceKPI
 from apps.metrics.tasks import collect_metrics
+from tests.helpers import wait_for
 
 from .faultproxy import FaultProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 def _runs(cluster, **filters):
@@ -46,7 +37,7 @@ def test_it_collects_metrics_of_due_clusters_with_a_prometheus(proms, snapshot_c
     Cluster.objects.filter(pk=with_prom.pk).update(next_collect_at=timezone.now() + timezone.timedelta(minutes=5))
 
     tick.delay()
-    run = _wait_for(lambda: _runs(with_prom, status__in=["ok", "partial", "failed"]))[0]
+    run = wait_for(lambda: _runs(with_prom, status__in=["ok", "partial", "failed"]))[0]
     assert run.status == "ok", run.error
     assert run.api_requests and run.counts["services"] >= 10
     assert ServiceKPI.objects.filter(cluster=with_prom, service="cart").exists()
@@ -63,7 +54,7 @@ def test_it_skips_a_run_while_another_holds_the_metrics_lock(proms, snapshot_clu
     with exclusive(f"collect-metrics:{cluster.pk}", ttl_seconds=30) as held:
         assert held
         collect_metrics.delay(cluster.pk)
-        skipped = _wait_for(lambda: _runs(cluster, status="skipped"))
+        skipped = wait_for(lambda: _runs(cluster, status="skipped"))
     assert "still running" in skipped[0].error
 
 
@@ -71,7 +62,7 @@ def test_it_retries_transient_prometheus_errors_with_backoff(proxy, snapshot_clu
     cluster = snapshot_cluster(proxy.url)
     proxy.fail(r"/api/v1/status/buildinfo", status=503, times=1)
     collect_metrics.delay(cluster.pk)
-    ok = _wait_for(lambda: _runs(cluster, status="ok"))
+    ok = wait_for(lambda: _runs(cluster, status="ok"))
     failed = _runs(cluster, status="failed")
     assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
     assert "503" in failed[0].error
@@ -82,7 +73,7 @@ def test_it_does_not_retry_permanent_prometheus_errors(proxy, snapshot_cluster, 
     cluster = snapshot_cluster(proxy.url)
     proxy.fail(r".", status=401)
     collect_metrics.delay(cluster.pk)
-    failed = _wait_for(lambda: _runs(cluster, status="failed"))
+    failed = wait_for(lambda: _runs(cluster, status="failed"))
     time.sleep(2.5)
     assert len(_runs(cluster)) == 1
     assert "refused access (401)" in failed[0].error
