@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 
 from apps.mesh.models import Canary, MeshNamespace, Service, TrafficSplit
+from apps.policies.checks import flagger_canaries
 
 from .weights import MAX_TOTAL, MAX_WEIGHT, BackendWeight, WeightChangeRequest
 
@@ -13,15 +14,10 @@ MAX_BACKENDS = 20
 
 
 def flagger_canary_for(split: TrafficSplit) -> Canary | None:
-    """The Flagger Canary that drives this split: its owner, or a Canary whose target or service is the root."""
-    canaries = Canary.objects.filter(cluster=split.cluster, namespace=split.namespace)
-    owner_names = {o.get("name") for o in split.owners if o.get("kind") == "Canary"}
-    for canary in canaries:
-        names = {canary.name} & owner_names
-        names |= {canary.target_ref.get("name"), canary.service.get("name")} & {split.root_service_name}
-        if names:
-            return canary
-    return None
+    """The Flagger Canary that drives this split, by the same rule as the mesh check MB-SPLIT-008."""
+    canaries = list(Canary.objects.filter(cluster=split.cluster, namespace=split.namespace))
+    names = flagger_canaries(split, canaries)
+    return next((c for c in canaries if c.name in names), None)
 
 
 class WeightsForm(forms.Form):
@@ -93,13 +89,13 @@ class WeightsForm(forms.Form):
         root = Service.objects.filter(
             cluster=split.cluster, namespace=split.namespace, name=split.root_service_name
         ).first()
-        root_ports = {p.get("port") for p in root.ports} if root else set()
+        root_ports = root.port_numbers if root else set()
         for i, name in enumerate(names):
             service = services.get(name)
             if service is None:
                 self.add_error(f"weight_{i}", f"There is no Service {name!r} in namespace {split.namespace}.")
-            elif root_ports - {p.get("port") for p in service.ports}:
-                ports = ", ".join(str(p) for p in sorted(root_ports - {p.get("port") for p in service.ports}))
+            elif root_ports - service.port_numbers:
+                ports = ", ".join(str(p) for p in sorted(root_ports - service.port_numbers, key=str))
                 self.add_error(
                     f"weight_{i}", f"Service {name} lacks the root's port {ports}: OSM would ignore this backend."
                 )

@@ -10,7 +10,6 @@ from apps.metrics.models import SplitShare
 from apps.policies.checks import Finding, split_findings, weight_number, weight_problem, weight_total
 
 DISAGREEMENT_POINTS = 10.0
-_number = weight_number
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def split_views(cluster: Cluster) -> list[SplitView]:
     findings = split_findings(cluster)
     views = []
     for split in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name"):
-        weights = [_number(b.get("weight")) for b in split.backends]
+        weights = [weight_number(b.get("weight")) for b in split.backends]
         total = weight_total(split.backends)
         backends = []
         window = None

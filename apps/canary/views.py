@@ -73,14 +73,12 @@ def _backend_candidates(split: TrafficSplit, form: WeightsForm) -> list[str]:
     """Services of the split's namespace that carry the root's port and are not backends yet."""
     services = list(Service.objects.filter(cluster=split.cluster, namespace=split.namespace))
     root = next((s for s in services if s.name == split.root_service_name), None)
-    root_ports = {p.get("port") for p in root.ports} if root else set()
+    root_ports = root.port_numbers if root else set()
     current = {str(b.value()) for b, _ in form.row_fields()}
     return sorted(
         s.name
         for s in services
-        if s.name not in current
-        and s.name != split.root_service_name
-        and root_ports <= {p.get("port") for p in s.ports}
+        if s.name not in current and s.name != split.root_service_name and root_ports <= s.port_numbers
     )
 
 

@@ -58,9 +58,6 @@ class Cluster(models.Model):
     def poll_interval(self) -> timedelta:
         return timedelta(seconds=self.poll_interval_seconds)
 
-    def latest_run(self, kind: str) -> CollectionRun | None:
-        return self.runs.filter(kind=kind).order_by("-started_at").first()
-
 
 class CollectionRun(models.Model):
     """One collection attempt: what pages use to say how fresh the data is, and why it is stale."""

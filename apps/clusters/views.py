@@ -14,10 +14,13 @@ from .status import cluster_statuses
 @login_required
 def status(request: HttpRequest) -> HttpResponse:
     """Every cluster with how fresh its snapshot is and what it holds; the section refreshes itself."""
+    from apps.policies.meshinfo import mesh_report
     from apps.services.access import require_viewer
 
     require_viewer(request)
-    return render_page(request, "clusters/status.html", "clusters", {"clusters": cluster_statuses()})
+    # Each cluster's status with its mesh report (facts and checks), built here rather than in the template.
+    clusters = [(s, mesh_report(s.cluster) if s.state else None) for s in cluster_statuses()]
+    return render_page(request, "clusters/status.html", "clusters", {"clusters": clusters})
 
 
 @require_GET

@@ -13,6 +13,11 @@ from django.db import models
 from apps.clusters.models import Cluster
 
 
+def selects(selector: dict, labels: dict) -> bool:
+    """A Service selector picks a pod when every key=value of a non-empty selector is among the pod's labels."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def mtls_state(pods_total: int, pods_meshed: int) -> str:
     """OSM encrypts all in-mesh traffic, so a service is mTLS when every pod behind it has the sidecar."""
     if not pods_total:
@@ -86,6 +91,11 @@ class Service(SnapshotRow):
     @property
     def mtls(self) -> str:
         return mtls_state(self.pods_total, self.pods_meshed)
+
+    @property
+    def port_numbers(self) -> set[object]:
+        """The Service's port numbers: what a TrafficSplit backend must share with its root (OSM skips it else)."""
+        return {p.get("port") for p in self.ports if isinstance(p, dict)}
 
 
 class ServiceAccount(SnapshotRow):

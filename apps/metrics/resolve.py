@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from apps.mesh.models import Pod, Service, TrafficSplit, Workload
+from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
 
 from .catalog import mangle
-
-
-def _selects(selector: dict, labels: dict) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 @dataclass
@@ -75,7 +71,7 @@ class Resolver:
             svc
             for key, value in labels.items()
             for svc, sel in self.selectors.get((namespace, key, value), ())
-            if _selects(sel, labels)
+            if selects(sel, labels)
         ]
         return sorted(names, key=lambda s: ((namespace, s) not in self.headless, s))
 

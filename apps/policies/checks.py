@@ -30,6 +30,7 @@ from apps.mesh.models import (
     TCPRoute,
     TrafficSplit,
     TrafficTarget,
+    selects,
 )
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -267,15 +268,6 @@ class _Snapshot:
         return list(Canary.objects.filter(cluster=self.cluster))
 
 
-def selects(selector: dict, labels: dict) -> bool:
-    """A Service selector picks a pod when every key=value of a non-empty selector is among the pod's labels."""
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
-def _port_numbers(service: Service) -> set[object]:
-    return {p.get("port") for p in service.ports if isinstance(p, dict)}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # TrafficSplit checks
 
@@ -328,7 +320,7 @@ def _split_service_checks(snap: _Snapshot, split: TrafficSplit) -> Iterator[Find
             continue
         if root is None:
             continue
-        missing = sorted(map(str, _port_numbers(root) - _port_numbers(service)))
+        missing = sorted(map(str, root.port_numbers - service.port_numbers))
         if missing:
             yield Finding(
                 "MB-SPLIT-003",
@@ -352,13 +344,19 @@ def _split_service_checks(snap: _Snapshot, split: TrafficSplit) -> Iterator[Find
             )
 
 
-def _flagger_check(snap: _Snapshot, split: TrafficSplit) -> Iterator[Finding]:
-    owners = [o.get("name", "") for o in (getattr(split, "owners", None) or []) if o.get("kind") == "Canary"]
-    for canary in snap.canaries:
+def flagger_canaries(split: TrafficSplit, canaries: Iterable[Canary]) -> list[str]:
+    """Names of the Flagger Canaries that drive `split`: its owners, or a Canary of its namespace whose apex (its
+    service name, else its target's name) is the split's name (Flagger names the split after it) or its root."""
+    names = {o.get("name", "") for o in split.owners if o.get("kind") == "Canary"}
+    for canary in canaries:
         apex = (canary.service or {}).get("name") or (canary.target_ref or {}).get("name")
-        if canary.namespace == split.namespace and (apex == split.name or canary.name in owners):
-            owners.append(canary.name)
-    for name in sorted(set(owners)):
+        if canary.namespace == split.namespace and apex in (split.name, split.root_service_name):
+            names.add(canary.name)
+    return sorted(n for n in names if n)
+
+
+def _flagger_check(snap: _Snapshot, split: TrafficSplit) -> Iterator[Finding]:
+    for name in flagger_canaries(split, snap.canaries):
         yield Finding(
             "MB-SPLIT-008",
             f"TrafficSplit {split.namespace}/{split.name} is managed by Flagger Canary {split.namespace}/{name}",

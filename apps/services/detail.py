@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from apps.mesh.models import Pod, Service, TrafficSplit
+from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
 
 
@@ -40,13 +40,9 @@ class ServiceDetail:
         return state.get_latency_source_display()
 
 
-def _selected(pod: Pod, selector: dict[str, str]) -> bool:
-    return bool(selector) and all(pod.labels.get(k) == v for k, v in selector.items())
-
-
 def service_detail(service: Service) -> ServiceDetail:
     cluster, namespace = service.cluster, service.namespace
-    pods = [p for p in Pod.objects.filter(cluster=cluster, namespace=namespace) if _selected(p, service.selector)]
+    pods = [p for p in Pod.objects.filter(cluster=cluster, namespace=namespace) if selects(service.selector, p.labels)]
     # OSM's relabeling names a caller by its pod's `app` label (source_service), not by a Service name.
     apps = {p.labels["app"] for p in pods if "app" in p.labels}
     splits = [
