@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.utils import timezone
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI
+from tests.helpers import set_bookstore_backends
 
 # (source ns, source app label, destination ns, destination service): (rps, 5xx/s, p99 ms, tcp bytes/s, denied/s)
 BOOKSTORE_EDGES = {
@@ -45,14 +44,8 @@ def add_edges(cluster, edges: dict) -> None:
 @pytest.fixture
 def mesh(bookstore, kubeapi):
     """The bookstore demo mid-canary (bookstore-v1 75, bookstore-v2 25) with its observed edges."""
-    api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
-    api.patch_namespaced_custom_object(
-        "split.smi-spec.io",
-        "v1alpha2",
-        "bookstore",
-        "trafficsplits",
-        "bookstore-split",
-        {"spec": {"backends": [{"service": "bookstore-v1", "weight": 75}, {"service": "bookstore-v2", "weight": 25}]}},
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 75}, {"service": "bookstore-v2", "weight": 25}]
     )
     _run, error = collect_and_record(bookstore)
     assert error is None, error

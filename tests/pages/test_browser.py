@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser_fixtures import login, screenshot
+from tests.helpers import set_bookstore_backends
 
 
 def _login(page, live_server, username: str, password: str) -> None:
@@ -102,18 +103,13 @@ def test_it_refreshes_the_table_in_place_and_can_pause(page, live_server, viewer
 
 
 def test_it_shows_live_shares_and_keeps_percent_mode_at_100(page, live_server, operator, bookstore, kubeapi):
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
 
     from apps.mesh.services import collect_and_record
 
-    k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig))).patch_namespaced_custom_object(
-        "split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split",
-        {"spec": {"backends": [
+    set_bookstore_backends(kubeapi, [
             {"service": "bookstore-v1", "weight": 300}, {"service": "bookstore-v2", "weight": 100},
             {"service": "bookstore", "weight": 0},
-        ]}},
-    )  # fmt: skip
+        ])  # fmt: skip
     collect_and_record(bookstore)
     _login(page, live_server, "otto", "a-long-operator-pass")
     page.goto(f"{live_server.url}/splits/bookstore/bookstore-split/")

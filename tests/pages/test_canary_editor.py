@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from apps.canary.models import WeightChange
 from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
+from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, set_bookstore_backends
 
 URL = "/splits/bookstore/bookstore-split/"
-
-
-def _api(kubeapi):
-    return k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
-
-
-def _live(kubeapi):
-    return _api(kubeapi).get_namespaced_custom_object(
-        "split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split"
-    )
 
 
 @pytest.fixture
 def canary(bookstore, kubeapi):
     """The demo at the point where bookstore-v2 joins the split with weight 0."""
-    _api(kubeapi).patch_namespaced_custom_object(
-        "split.smi-spec.io",
-        "v1alpha2",
-        "bookstore",
-        "trafficsplits",
-        "bookstore-split",
-        {"spec": {"backends": [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]}},
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
     )
     collect_and_record(bookstore)
     return TrafficSplit.objects.get(cluster=bookstore, name="bookstore-split")
@@ -51,23 +35,23 @@ def test_it_shows_viewers_a_read_only_form_and_refuses_their_post(client, viewer
     html = client.get(URL).content.decode()
     assert "Read only: your role is viewer" in html and " disabled" in html and "Preview change" not in html
 
-    before = _live(kubeapi)["metadata"]["resourceVersion"]
+    before = bookstore_split(kubeapi)["metadata"]["resourceVersion"]
     response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
 
     assert response.status_code == 403
-    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
     assert not WeightChange.objects.exists()
 
 
 def test_it_previews_the_exact_change_without_writing(client, operator, canary, kubeapi):
     client.force_login(operator)
-    before = _live(kubeapi)["metadata"]["resourceVersion"]
+    before = bookstore_split(kubeapi)["metadata"]["resourceVersion"]
 
     html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")], action="preview").content.decode()
 
     assert "-    weight: 100" in html and "+    weight: 50" in html
     assert 'value="apply"' in html
-    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
     assert not WeightChange.objects.exists()
 
 
@@ -77,7 +61,7 @@ def test_it_applies_with_the_resource_version_and_records_it(client, operator, c
     response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
 
     assert response.status_code == 302 and response["Location"].startswith("/splits/#split-bookstore-bookstore-split")
-    live = _live(kubeapi)
+    live = bookstore_split(kubeapi)
     assert live["spec"]["backends"] == [
         {"service": "bookstore-v1", "weight": 50},
         {"service": "bookstore-v2", "weight": 50},
@@ -112,7 +96,7 @@ def test_it_applies_with_the_resource_version_and_records_it(client, operator, c
 )
 def test_it_keeps_bad_input_on_the_form_with_the_reason(client, operator, canary, kubeapi, weights, message):
     client.force_login(operator)
-    before = _live(kubeapi)["metadata"]["resourceVersion"]
+    before = bookstore_split(kubeapi)["metadata"]["resourceVersion"]
 
     services = ("bookstore-v1", "bookstore-v2", "bookstore")[: len(weights)]
     response = _post(client, canary, list(zip(services, weights, strict=True)))
@@ -121,7 +105,7 @@ def test_it_keeps_bad_input_on_the_form_with_the_reason(client, operator, canary
     assert response.status_code == 200
     assert message in html
     assert f'value="{weights[0]}"' in html  # the user's input is kept
-    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
     assert not WeightChange.objects.exists()
 
 
@@ -149,7 +133,7 @@ def test_it_shows_a_conflict_with_both_weights_and_keeps_the_first_write(client,
     html = second.content.decode()
     assert "This split changed since you opened it" in html
     assert '<td>bookstore-v2</td>\n        <td class="num">30</td>\n        <td class="num">90</td>' in html
-    assert _live(kubeapi)["spec"]["backends"][1]["weight"] == 30
+    assert bookstore_split(kubeapi)["spec"]["backends"][1]["weight"] == 30
     assert list(WeightChange.objects.order_by("id").values_list("result", flat=True)) == ["applied", "conflict"]
 
 
@@ -169,15 +153,13 @@ def test_it_says_why_a_write_failed_and_records_nothing_as_applied(client, opera
 
     assert expected in html
     kubeapi.faults.clear()
-    assert _live(kubeapi)["spec"]["backends"][0]["weight"] == 100
+    assert bookstore_split(kubeapi)["spec"]["backends"][0]["weight"] == 100
     assert WeightChange.objects.get().result in {"failed", "rejected"}
 
 
 def test_it_says_when_the_split_was_deleted_or_the_api_is_down(client, operator, canary, kubeapi):
     client.force_login(operator)
-    _api(kubeapi).delete_namespaced_custom_object(
-        "split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split"
-    )
+    custom_api(kubeapi).delete_namespaced_custom_object(*BOOKSTORE_SPLIT)
     response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
     assert "no longer exists in the cluster" in response.content.decode()
 
@@ -190,7 +172,7 @@ def test_it_says_when_the_split_was_deleted_or_the_api_is_down(client, operator,
 
 def test_it_fills_presets_without_writing(client, operator, canary, kubeapi):
     client.force_login(operator)
-    before = _live(kubeapi)["metadata"]["resourceVersion"]
+    before = bookstore_split(kubeapi)["metadata"]["resourceVersion"]
 
     html = _post(client, canary, [("bookstore-v1", "100"), ("bookstore-v2", "0")], preset="shift10").content.decode()
     assert 'name="weight_0" value="90"' in html and 'name="weight_1" value="10"' in html
@@ -198,7 +180,7 @@ def test_it_fills_presets_without_writing(client, operator, canary, kubeapi):
     assert 'name="weight_0" value="50"' in html and 'name="weight_1" value="50"' in html
     html = _post(client, canary, [("bookstore-v1", "7"), ("bookstore-v2", "3")], preset="promote").content.decode()
     assert 'name="weight_0" value="0"' in html and 'name="weight_1" value="100"' in html
-    assert _live(kubeapi)["metadata"]["resourceVersion"] == before
+    assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
 
 
 def test_it_rolls_back_from_the_audit_page_through_the_same_checks(client, operator, viewer, canary, kubeapi):
@@ -211,7 +193,7 @@ def test_it_rolls_back_from_the_audit_page_through_the_same_checks(client, opera
     response = client.post(f"/splits/audit/{change.pk}/rollback/")
 
     assert response.status_code == 302
-    assert _live(kubeapi)["spec"]["backends"][0]["weight"] == 100
+    assert bookstore_split(kubeapi)["spec"]["backends"][0]["weight"] == 100
     rollback = WeightChange.objects.latest("id")
     assert (rollback.result, rollback.rollback_of_id) == ("applied", change.pk)
     assert client.get("/splits/audit/?result=conflict").content.decode().count("data-change=") == 0
@@ -232,7 +214,7 @@ def test_it_adds_a_backend_with_weight_zero_then_applies(client, operator, books
 
     response = _post(client, split, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
     assert response.status_code == 302
-    assert _live(kubeapi)["spec"]["backends"] == [
+    assert bookstore_split(kubeapi)["spec"]["backends"] == [
         {"service": "bookstore-v1", "weight": 50},
         {"service": "bookstore-v2", "weight": 50},
     ]

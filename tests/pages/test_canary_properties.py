@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
 from lab.seeds.loader import load_seed
+from tests.helpers import bookstore_split
 
 URL = "/splits/bookstore/bookstore-split/"
 
@@ -49,9 +48,7 @@ def test_it_never_fails_and_never_writes_an_invalid_split(operator_client, books
     response = operator_client.post(URL, data)
 
     assert response.status_code in (200, 302)
-    live = k8s.CustomObjectsApi(
-        k8s_config.new_client_from_config(str(kubeapi.kubeconfig))
-    ).get_namespaced_custom_object("split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split")
+    live = bookstore_split(kubeapi)
     live_weights = [b["weight"] for b in live["spec"]["backends"]]
     assert all(isinstance(w, int) and 0 <= w <= 2_147_483_647 for w in live_weights)
     assert 1 <= sum(live_weights) <= 4_294_967_295

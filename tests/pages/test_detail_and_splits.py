@@ -7,6 +7,7 @@ from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI, MetricsState
+from tests.helpers import set_bookstore_backends
 
 HOSTILE = "<img src=x onerror=alert(1)>\"'&"
 
@@ -57,20 +58,10 @@ def test_it_shows_a_service_with_pods_edges_split_and_latency_source(client, vie
     assert "vendor/plotly/plotly-strict.min.js" in html
 
 
-def _set_backends(kubeapi, backends):
-    api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
-    api.patch_namespaced_custom_object(
-        "split.smi-spec.io",
-        "v1alpha2",
-        "bookstore",
-        "trafficsplits",
-        "bookstore-split",
-        {"spec": {"backends": backends}},
-    )
-
-
 def test_it_shows_weights_percentages_observed_share_and_disagreement(client, viewer, bookstore, kubeapi):
-    _set_backends(kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}])
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
+    )
     collect_and_record(bookstore)
     client.force_login(viewer)
 
@@ -87,7 +78,9 @@ def test_it_shows_weights_percentages_observed_share_and_disagreement(client, vi
 
 
 def test_it_flags_weights_osm_cannot_use(client, viewer, bookstore, kubeapi):
-    _set_backends(kubeapi, [{"service": "bookstore-v1", "weight": 0.5}, {"service": "bookstore-v2", "weight": 0}])
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 0.5}, {"service": "bookstore-v2", "weight": 0}]
+    )
     collect_and_record(bookstore)
     client.force_login(viewer)
 

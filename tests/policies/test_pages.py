@@ -8,6 +8,7 @@ from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI, MetricsState
+from tests.helpers import set_bookstore_backends
 
 HOSTILE = "<img src=x onerror=alert(1)>\"'&"
 
@@ -117,14 +118,8 @@ def test_it_lists_mesh_facts_namespaces_and_the_checks_on_the_mesh_page(client, 
 
 
 def test_it_shows_the_split_checks_with_codes_on_the_splits_page(client, viewer, bookstore, kubeapi):
-    api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
-    api.patch_namespaced_custom_object(
-        "split.smi-spec.io",
-        "v1alpha2",
-        "bookstore",
-        "trafficsplits",
-        "bookstore-split",
-        {"spec": {"backends": [{"service": "bookstore-v1", "weight": -1}, {"service": "bookstore-v9", "weight": 2}]}},
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": -1}, {"service": "bookstore-v9", "weight": 2}]
     )
     collect_and_record(bookstore)
     client.force_login(viewer)
