@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
-
 from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
 
@@ -60,9 +58,9 @@ def service_detail(service: Service) -> ServiceDetail:
             ).order_by("source_namespace", "source_service")
         ),
         outbound=list(
-            EdgeKPI.objects.filter(Q(source_namespace=namespace) & Q(source_service__in=apps))
-            .filter(cluster=cluster)
-            .order_by("destination_namespace", "destination_service")
+            EdgeKPI.objects.filter(cluster=cluster, source_namespace=namespace, source_service__in=apps).order_by(
+                "destination_namespace", "destination_service"
+            )
         ),
         splits=splits,
         metrics_state=MetricsState.objects.filter(cluster=cluster).first(),
