@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from lab.mesh.certs import CertFiles
-from lab.mesh.topology import MeshService, Policy, Workload, backing, mesh_services
+from lab.mesh.topology import InboundRule, MeshService, Policy, Workload, backing, mesh_services
 
 T = "type.googleapis.com/envoy."
 ROUTER = {
@@ -107,7 +107,7 @@ def _rbac_principals(sources: tuple[str, ...]) -> list[dict]:
     return [{"authenticated": {"principal_name": {"exact": s}}} for s in sources]
 
 
-def _rbac_http_permissions(rule) -> list[dict]:
+def _rbac_http_permissions(rule: InboundRule) -> list[dict]:
     if rule.http_matches is None:
         return [{"any": True}]
     perms = []
@@ -136,6 +136,51 @@ class SidecarConfig:
     files: dict[str, dict]
 
 
+@dataclass
+class _Render:
+    """One `render` call: its inputs, and the clusters and RDS documents made so far, in the order they were made."""
+
+    wl: Workload
+    workloads: list[Workload]
+    policy: Policy
+    ports: dict[str, SidecarPorts]
+    certs: dict[str, CertFiles]
+    ca: Path
+    services: dict[str, MeshService] = field(init=False)
+    clusters: dict[str, dict] = field(default_factory=dict)
+    routes: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.services = mesh_services(self.workloads)
+
+    @property
+    def mine(self) -> SidecarPorts:
+        return self.ports[self.wl.pod]
+
+    def tls_common(self, sans: list[str] | None) -> dict:
+        return _tls_common(self.certs[self.wl.pod], self.ca, sans, self.policy.tls_max_version)
+
+    def allowed(self, ms: MeshService) -> bool:
+        """May this sidecar's workload reach `ms` on at least one of the pods backing it?"""
+        return any(self.policy.allows(self.wl, dest, ms) for dest in backing(self.workloads, ms))
+
+    def outbound_cluster(self, ms: MeshService) -> str:
+        """The name of the mTLS cluster to the pods backing `ms`, created on first use (only allowed ones exist)."""
+        if ms.cluster not in self.clusters:
+            pods = backing(self.workloads, ms)
+            tls = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": ms.sni,
+                    "common_tls_context": self.tls_common([p.identity for p in pods]),
+                },
+            }
+            endpoints = [self.ports[p.pod].inbound for p in pods if self.ports[p.pod].inbound]
+            self.clusters[ms.cluster] = _static_cluster(ms.cluster, endpoints, tls)
+        return ms.cluster
+
+
 def render(
     wl: Workload,
     workloads: list[Workload],
@@ -145,203 +190,209 @@ def render(
     ca: Path,
 ) -> SidecarConfig:
     """LDS, CDS and one RDS document per outbound HTTP listener for the sidecar of `wl` (`ports`/`certs` by pod)."""
-    mine = ports[wl.pod]
-    tls_max = policy.tls_max_version
-    listeners: list[dict] = []
-    clusters: dict[str, dict] = {}
-    routes: dict[str, dict] = {}
-    services = mesh_services(workloads)
+    r = _Render(wl, workloads, policy, ports, certs, ca)
+    # outbound first: its clusters come first in CDS, before the inbound `|local` ones
+    listeners = _outbound_listeners(r)
+    inbound = _inbound_listener(r)
+    if inbound is not None:
+        listeners.append(inbound)
+    return SidecarConfig(_xds_files(listeners, r.clusters, r.routes))
 
-    def outbound_cluster(ms: MeshService) -> str:
-        if ms.cluster not in clusters:
-            pods = backing(workloads, ms)
-            tls = {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": {
-                    "@type": T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                    "sni": ms.sni,
-                    "common_tls_context": _tls_common(certs[wl.pod], ca, [p.identity for p in pods], tls_max),
-                },
-            }
-            endpoints = [ports[p.pod].inbound for p in pods if ports[p.pod].inbound]
-            clusters[ms.cluster] = _static_cluster(ms.cluster, endpoints, tls)
-        return ms.cluster
 
-    def allowed(ms: MeshService) -> bool:
-        return any(policy.allows(wl, dest, ms) for dest in backing(workloads, ms))
-
-    # ---- outbound: one listener per mesh service --------------------------------------------------------------
-    for key, ms in sorted(services.items()):
-        port = mine.outbound.get(key)
-        if port is None:
-            continue
-        prefix = f"outbound_{ms.stat_name}"
-        if ms.protocol == "tcp":
-            tcp = {
-                "@type": T + "extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": prefix,
-                "cluster": outbound_cluster(ms) if allowed(ms) else f"denied|{ms.cluster}",
-            }
-            filters = [{"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp}]
-        else:
-            route_name = f"rds-{prefix}"
-            routes[route_name] = _outbound_route(route_name, ms, services, allowed, outbound_cluster, policy)
-            hcm = {
-                "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": prefix,
-                "rds": {
-                    "route_config_name": route_name,
-                    "config_source": _file_source(f"{route_name}.yaml"),
-                },
-                "http_filters": [ROUTER],
-            }
-            filters = [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
-        listeners.append(
-            {
-                "@type": T + "config.listener.v3.Listener",
-                "name": prefix,
-                "address": _addr(port),
-                "filter_chains": [{"filters": filters}],
-            }
-        )
-
-    # ---- inbound: one mTLS listener, a filter chain per backed MeshService -------------------------------------
-    if mine.inbound and wl.services:
-        chains = []
-        rules = [] if policy.permissive else policy.inbound_rules(wl.namespace, wl.service_account)
-        for ms in wl.services:
-            clusters[ms.local_cluster] = _static_cluster(ms.local_cluster, [mine.app] if mine.app else [])
-            prefix = f"inbound_{ms.stat_name}"
-            if ms.protocol == "tcp":
-                filters = []
-                if not policy.permissive:
-                    policies = {
-                        f"tt-{i}": {"permissions": [{"any": True}], "principals": _rbac_principals(r.sources)}
-                        for i, r in enumerate(rules)
-                        if r.tcp and r.sources
-                    }
-                    filters.append(
-                        {
-                            "name": "envoy.filters.network.rbac",
-                            "typed_config": {
-                                "@type": T + "extensions.filters.network.rbac.v3.RBAC",
-                                "stat_prefix": prefix,
-                                "rules": {"action": "ALLOW", "policies": policies},
-                            },
-                        }
-                    )
-                filters.append(
-                    {
-                        "name": "envoy.filters.network.tcp_proxy",
-                        "typed_config": {
-                            "@type": T + "extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                            "stat_prefix": prefix,
-                            "cluster": ms.local_cluster,
-                        },
-                    }
-                )
-            else:
-                http_filters = []
-                if not policy.permissive:
-                    policies = {
-                        f"tt-{i}": {"permissions": _rbac_http_permissions(r), "principals": _rbac_principals(r.sources)}
-                        for i, r in enumerate(rules)
-                        if r.sources and (r.http_matches is None or r.http_matches)
-                    }
-                    http_filters.append(
-                        {
-                            "name": "envoy.filters.http.rbac",
-                            "typed_config": {
-                                "@type": T + "extensions.filters.http.rbac.v3.RBAC",
-                                "rules": {"action": "ALLOW", "policies": policies},
-                            },
-                        }
-                    )
-                http_filters.append(ROUTER)
-                filters = [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": prefix,
-                            "forward_client_cert_details": "SANITIZE_SET",
-                            "set_current_client_cert_details": {"dns": True},
-                            "route_config": {
-                                "name": f"rds-{prefix}",
-                                "virtual_hosts": [
-                                    {
-                                        "name": "local",
-                                        "domains": ["*"],
-                                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": ms.local_cluster}}],
-                                    }
-                                ],
-                            },
-                            "http_filters": http_filters,
-                        },
-                    }
-                ]
-            chains.append(
-                {
-                    "name": prefix,
-                    "filter_chain_match": {"server_names": [ms.sni]},
-                    "transport_socket": {
-                        "name": "envoy.transport_sockets.tls",
-                        "typed_config": {
-                            "@type": T + "extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                            "require_client_certificate": True,
-                            "common_tls_context": _tls_common(certs[wl.pod], ca, None, tls_max),
-                        },
-                    },
-                    "filters": filters,
-                }
-            )
-        listeners.append(
-            {
-                "@type": T + "config.listener.v3.Listener",
-                "name": "inbound-listener",
-                "address": _addr(mine.inbound),
-                "listener_filters": [
-                    {
-                        "name": "envoy.filters.listener.tls_inspector",
-                        "typed_config": {"@type": T + "extensions.filters.listener.tls_inspector.v3.TlsInspector"},
-                    }
-                ],
-                "filter_chains": chains,
-            }
-        )
-
+def _xds_files(listeners: list[dict], clusters: dict[str, dict], routes: dict[str, dict]) -> dict[str, dict]:
     files = {
         "cds.yaml": _discovery(list(clusters.values())),
         "lds.yaml": _discovery(listeners),
     }
     for name, rc in routes.items():
         files[f"{name}.yaml"] = _discovery([rc])
-    return SidecarConfig(files)
+    return files
 
 
-def _outbound_route(route_name, ms, services, allowed, outbound_cluster, policy) -> dict:
-    action: dict
-    split = policy.split_for(ms)
-    if split is not None:
-        weighted = []
-        for backend, weight in split:
-            target = services.get(f"{ms.namespace}/{backend}")
-            if target is None or weight <= 0 or not allowed(target):
-                continue
-            weighted.append({"name": outbound_cluster(target), "weight": weight})
-        if weighted:
-            action = {"route": {"weighted_clusters": {"clusters": weighted}, "timeout": "15s"}}
-        else:
-            action = {"direct_response": {"status": 503}}
-    elif allowed(ms):
-        action = {"route": {"cluster": outbound_cluster(ms), "timeout": "15s"}}
-    else:
-        action = {"direct_response": {"status": 503}}
+def _listener(name: str, port: int, filter_chains: list[dict], listener_filters: list[dict] | None = None) -> dict:
+    listener: dict = {"@type": T + "config.listener.v3.Listener", "name": name, "address": _addr(port)}
+    if listener_filters:
+        listener["listener_filters"] = listener_filters
+    listener["filter_chains"] = filter_chains
+    return listener
+
+
+def _tcp_proxy(prefix: str, cluster: str) -> dict:
+    return {
+        "name": "envoy.filters.network.tcp_proxy",
+        "typed_config": {
+            "@type": T + "extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": prefix,
+            "cluster": cluster,
+        },
+    }
+
+
+# ---- outbound: one listener per mesh service ------------------------------------------------------------------------
+def _outbound_listeners(r: _Render) -> list[dict]:
+    listeners = []
+    for key, ms in sorted(r.services.items()):
+        port = r.mine.outbound.get(key)
+        if port is None:
+            continue
+        prefix = f"outbound_{ms.stat_name}"
+        filters = (
+            _outbound_tcp_filters(r, ms, prefix) if ms.protocol == "tcp" else _outbound_http_filters(r, ms, prefix)
+        )
+        listeners.append(_listener(prefix, port, [{"filters": filters}]))
+    return listeners
+
+
+def _outbound_tcp_filters(r: _Render, ms: MeshService, prefix: str) -> list[dict]:
+    """tcp_proxy to the service's cluster; a denied destination gets a cluster name that does not exist."""
+    return [_tcp_proxy(prefix, r.outbound_cluster(ms) if r.allowed(ms) else f"denied|{ms.cluster}")]
+
+
+def _outbound_http_filters(r: _Render, ms: MeshService, prefix: str) -> list[dict]:
+    """A connection manager reading its routes from its own RDS file, so moving a split weight never drains it."""
+    route_name = f"rds-{prefix}"
+    r.routes[route_name] = _outbound_route(r, route_name, ms)
+    hcm = {
+        "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": prefix,
+        "rds": {
+            "route_config_name": route_name,
+            "config_source": _file_source(f"{route_name}.yaml"),
+        },
+        "http_filters": [ROUTER],
+    }
+    return [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+
+
+def _outbound_route(r: _Render, route_name: str, ms: MeshService) -> dict:
     return {
         "@type": T + "config.route.v3.RouteConfiguration",
         "name": route_name,
-        "virtual_hosts": [{"name": ms.key, "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **action}]}],
+        "virtual_hosts": [
+            {"name": ms.key, "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **_outbound_action(r, ms)}]}
+        ],
     }
+
+
+def _outbound_action(r: _Render, ms: MeshService) -> dict:
+    """The TrafficSplit's allowed backends by weight, else the service itself if allowed, else a local 503."""
+    split = r.policy.split_for(ms)
+    if split is not None:
+        weighted = []
+        for backend, weight in split:
+            target = r.services.get(f"{ms.namespace}/{backend}")
+            if target is None or weight <= 0 or not r.allowed(target):
+                continue
+            weighted.append({"name": r.outbound_cluster(target), "weight": weight})
+        if weighted:
+            return {"route": {"weighted_clusters": {"clusters": weighted}, "timeout": "15s"}}
+        return {"direct_response": {"status": 503}}
+    if r.allowed(ms):
+        return {"route": {"cluster": r.outbound_cluster(ms), "timeout": "15s"}}
+    return {"direct_response": {"status": 503}}
+
+
+# ---- inbound: one mTLS listener, a filter chain per backed MeshService ----------------------------------------------
+def _inbound_listener(r: _Render) -> dict | None:
+    if not (r.mine.inbound and r.wl.services):
+        return None
+    rules = [] if r.policy.permissive else r.policy.inbound_rules(r.wl.namespace, r.wl.service_account)
+    chains = []
+    for ms in r.wl.services:
+        r.clusters[ms.local_cluster] = _static_cluster(ms.local_cluster, [r.mine.app] if r.mine.app else [])
+        chains.append(_inbound_filter_chain(r, ms, rules))
+    tls_inspector = {
+        "name": "envoy.filters.listener.tls_inspector",
+        "typed_config": {"@type": T + "extensions.filters.listener.tls_inspector.v3.TlsInspector"},
+    }
+    return _listener("inbound-listener", r.mine.inbound, chains, listener_filters=[tls_inspector])
+
+
+def _inbound_filter_chain(r: _Render, ms: MeshService, rules: list[InboundRule]) -> dict:
+    """The chain for `ms`, chosen by SNI, behind TLS that requires a client certificate."""
+    prefix = f"inbound_{ms.stat_name}"
+    if ms.protocol == "tcp":
+        filters = _inbound_tcp_filters(r, ms, prefix, rules)
+    else:
+        filters = _inbound_http_filters(r, ms, prefix, rules)
+    return {
+        "name": prefix,
+        "filter_chain_match": {"server_names": [ms.sni]},
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": T + "extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": True,
+                "common_tls_context": r.tls_common(None),
+            },
+        },
+        "filters": filters,
+    }
+
+
+def _inbound_tcp_filters(r: _Render, ms: MeshService, prefix: str, rules: list[InboundRule]) -> list[dict]:
+    """In SMI mode a network RBAC filter admits the sources of TrafficTargets with a TCPRoute; then tcp_proxy."""
+    filters = []
+    if not r.policy.permissive:
+        policies = {
+            f"tt-{i}": {"permissions": [{"any": True}], "principals": _rbac_principals(rule.sources)}
+            for i, rule in enumerate(rules)
+            if rule.tcp and rule.sources
+        }
+        filters.append(
+            {
+                "name": "envoy.filters.network.rbac",
+                "typed_config": {
+                    "@type": T + "extensions.filters.network.rbac.v3.RBAC",
+                    "stat_prefix": prefix,
+                    "rules": {"action": "ALLOW", "policies": policies},
+                },
+            }
+        )
+    filters.append(_tcp_proxy(prefix, ms.local_cluster))
+    return filters
+
+
+def _inbound_http_filters(r: _Render, ms: MeshService, prefix: str, rules: list[InboundRule]) -> list[dict]:
+    """A connection manager to the local app, passing the client's DNS SAN on; in SMI mode behind an HTTP RBAC."""
+    hcm = {
+        "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": prefix,
+        "forward_client_cert_details": "SANITIZE_SET",
+        "set_current_client_cert_details": {"dns": True},
+        "route_config": {
+            "name": f"rds-{prefix}",
+            "virtual_hosts": [
+                {
+                    "name": "local",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": ms.local_cluster}}],
+                }
+            ],
+        },
+        "http_filters": [*_inbound_http_rbac(r, rules), ROUTER],
+    }
+    return [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+
+
+def _inbound_http_rbac(r: _Render, rules: list[InboundRule]) -> list[dict]:
+    """No filter in permissive mode; in SMI mode one policy per TrafficTarget with sources and at least one route."""
+    if r.policy.permissive:
+        return []
+    policies = {
+        f"tt-{i}": {"permissions": _rbac_http_permissions(rule), "principals": _rbac_principals(rule.sources)}
+        for i, rule in enumerate(rules)
+        if rule.sources and (rule.http_matches is None or rule.http_matches)
+    }
+    return [
+        {
+            "name": "envoy.filters.http.rbac",
+            "typed_config": {
+                "@type": T + "extensions.filters.http.rbac.v3.RBAC",
+                "rules": {"action": "ALLOW", "policies": policies},
+            },
+        }
+    ]
 
 
 _XDS_DIR_PLACEHOLDER = "@XDS@"
