@@ -9,13 +9,13 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.clusters.freshness import freshness
 from apps.clusters.models import Cluster, CollectionRun
-from apps.clusters.roles import can_change_weights
-from apps.clusters.status import freshness
-from apps.core.pages import page_context, render_page
+from apps.clusters.picker import page_context
+from apps.clusters.roles import can_change_weights, require_viewer
+from apps.core.pages import render_page
 from apps.mesh.models import Service, TrafficSplit
 from apps.metrics.models import ServiceKPI, SplitShare
-from apps.services.access import require_viewer
 
 from .forms import WeightsForm
 from .models import WeightChange

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 
 VIEWER = "viewer"
 OPERATOR = "operator"
 WEIGHTS_PERMISSION = "clusters.change_trafficsplit_weights"
+VIEW_PERMISSION = "mesh.view_service"  # every role holds it
 _READ_APPS = ("clusters", "mesh")
 
 
@@ -24,3 +27,9 @@ def ensure_roles() -> dict[str, Group]:
 
 def can_change_weights(user: object) -> bool:
     return bool(getattr(user, "is_authenticated", False) and user.has_perm(WEIGHTS_PERMISSION))
+
+
+def require_viewer(request: HttpRequest) -> None:
+    """Every page's first check: the user holds a Meshboard role (viewer or operator)."""
+    if not request.user.has_perm(VIEW_PERMISSION):
+        raise PermissionDenied("Your account has no Meshboard role; ask an administrator for viewer or operator.")

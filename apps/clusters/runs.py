@@ -6,13 +6,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.errors import GatewayError
 from apps.core.locks import exclusive
 
 from .models import Cluster, CollectionRun
@@ -80,16 +80,11 @@ def retry_countdown(retries: int) -> float:
     return float(2 ** (retries + 1))
 
 
-class CollectError(Protocol):
-    transient: bool
-    reason: str
-
-
 def run_collection(
     task: Task,
     cluster: Cluster,
     kind: str,
-    collect: Callable[..., tuple[CollectionRun, CollectError | None]],
+    collect: Callable[..., tuple[CollectionRun, GatewayError | None]],
 ) -> str:
     """The body every collection task shares: a Redis lock so runs of one cluster never overlap, one recorded
     run, a retry with backoff for transient errors only, and nothing raised into a crash loop."""

@@ -1,13 +1,34 @@
 from __future__ import annotations
 
-from celery import shared_task
-from django.db.models import Q
+from dataclasses import dataclass
+
+from celery import Task, shared_task
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .models import Cluster
 
 
-def _claim_due(clusters, field: str, now) -> list[Cluster]:
+@dataclass(frozen=True)
+class Collection:
+    """A kind of collection the tick schedules: its task (called with a cluster id), the Cluster field that says when
+    it is next due, and whether it needs the cluster's Prometheus URL."""
+
+    task: Task
+    due_field: str
+    needs_prometheus: bool = False
+
+
+# Filled by the collecting apps when Django starts (their AppConfig.ready), so this app imports none of them.
+COLLECTIONS: list[Collection] = []
+
+
+def register_collection(collection: Collection) -> None:
+    if collection not in COLLECTIONS:
+        COLLECTIONS.append(collection)
+
+
+def _claim_due(clusters: QuerySet[Cluster], field: str, now) -> list[Cluster]:
     """Clusters whose `field` is due, each claimed by moving `field` one poll interval ahead (compare-and-set)."""
     due = clusters.filter(Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": now}))
     claimed = []
@@ -21,19 +42,15 @@ def _claim_due(clusters, field: str, now) -> list[Cluster]:
 
 
 @shared_task(name="clusters.tick", ignore_result=True)
-def tick() -> list[int]:
-    """Enqueue a collection for every enabled cluster whose poll interval is due, and a metrics collection for those
-    with a Prometheus URL whose own due time has come. Returns the ids of the clusters whose collection was enqueued.
-    """
-    from apps.mesh.tasks import collect_cluster
-    from apps.metrics.tasks import collect_metrics
-
+def tick() -> list[tuple[str, int]]:
+    """Enqueue each registered collection for every enabled cluster whose due time for it has come (a metrics
+    collection only where the cluster has a Prometheus URL). Returns what it enqueued: (task name, cluster id)."""
     now = timezone.now()
     enabled = Cluster.objects.filter(enabled=True)
     enqueued = []
-    for cluster in _claim_due(enabled, "next_collect_at", now):
-        collect_cluster.delay_on_commit(cluster.pk)
-        enqueued.append(cluster.pk)
-    for cluster in _claim_due(enabled.exclude(prometheus_url=""), "next_metrics_at", now):
-        collect_metrics.delay_on_commit(cluster.pk)
+    for collection in COLLECTIONS:
+        candidates = enabled.exclude(prometheus_url="") if collection.needs_prometheus else enabled
+        for cluster in _claim_due(candidates, collection.due_field, now):
+            collection.task.delay_on_commit(cluster.pk)
+            enqueued.append((collection.task.name, cluster.pk))
     return enqueued

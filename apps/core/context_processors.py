@@ -3,32 +3,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
-WINDOW_CHOICES = [("15m", "15 min"), ("1h", "1 hour"), ("6h", "6 hours"), ("24h", "24 hours"), ("7d", "7 days")]
+from .windows import WINDOWS
 
-# Pages in the navigation, in order; an entry appears once its URL exists.
+# Pages in the navigation, in order.
 NAV = [
-    ("Overview", "services:overview"),
+    ("Overview", "overview:overview"),
     ("Graph", "graph:graph"),
     ("Splits", "canary:splits"),
     ("Policies", "policies:policies"),
-    ("Mesh", "clusters:status"),
+    ("Mesh", "policies:mesh"),
 ]
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
     items = []
     for label, name in NAV:
-        try:
-            url = reverse(name)
-        except NoReverseMatch:
-            continue
+        url = reverse(name)
         items.append({"label": label, "url": url, "active": request.path == url})
-    from apps.clusters.roles import can_change_weights
-
-    return {
-        "nav_items": items,
-        "window_choices": WINDOW_CHOICES,
-        "can_change_weights": can_change_weights(request.user),
-    }
+    return {"nav_items": items, "window_choices": [(w.key, w.label) for w in WINDOWS.values()]}

@@ -15,7 +15,7 @@ Edges
 - `lock`: "mtls" when every pod at both ends has the sidecar (OSM encrypts all in-mesh traffic, osm.md §3.3),
   "partial" when some lack it, "plain" when an end has none, "unknown" when an end is not in the snapshot.
 
-Health is the overview's (apps.services.overview / health): the same rule, with the same words, fires here.
+Health is the overview's (apps.overview.overview, apps.metrics.health): the same rule, with the same words, fires here.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from django.urls import reverse
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import MeshNamespace, Pod, TrafficSplit
+from apps.metrics.health import UNKNOWN, Health, assess
 from apps.metrics.models import EdgeKPI, SplitShare
-from apps.services.health import UNKNOWN, Health, assess
-from apps.services.overview import overview_rows
+from apps.overview.overview import overview_rows
 
 from .query import parse
 
@@ -186,7 +186,7 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
     monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
 
     tolerances = settings.MESHBOARD_HEALTH
-    detail = reverse("services:detail", args=["NS", "NAME"])
+    detail = reverse("overview:detail", args=["NS", "NAME"])
     nodes: dict[str, dict[str, Any]] = {}
 
     def add_node(data: dict[str, Any], health: Health) -> None:

@@ -8,12 +8,12 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from apps.clusters.kube import gc_paused
+from apps.clusters.freshness import freshness
 from apps.clusters.models import CollectionRun
-from apps.clusters.status import freshness
-from apps.core.pages import page_context
-from apps.services.access import require_viewer
-from apps.services.overview import namespaces
+from apps.clusters.picker import page_context
+from apps.clusters.roles import require_viewer
+from apps.core.gc import gc_paused
+from apps.overview.overview import namespaces
 
 from .graph import build_graph
 from .query import QueryError, parse

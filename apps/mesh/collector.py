@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.clusters.kube import KubeError, KubeGateway, PermanentKubeError, Resource, gc_paused
+from apps.clusters.kube import KubeError, KubeGateway, PermanentKubeError, Resource
+from apps.core.gc import gc_paused
 
 from . import decode
 from .decode import MalformedObject, Row

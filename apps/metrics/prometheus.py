@@ -23,21 +23,16 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from apps.core.errors import GatewayError
+
 DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_READ_TIMEOUT = 20.0
 # Prometheus's own default when a config sets no scrape_interval.
 PROMETHEUS_DEFAULT_SCRAPE_INTERVAL = 60.0
 
 
-class PrometheusError(Exception):
+class PrometheusError(GatewayError):
     """A call to Prometheus failed. `reason` is a sentence a person can act on."""
-
-    transient = False
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 class TransientPrometheusError(PrometheusError):

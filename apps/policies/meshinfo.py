@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q
 
-from apps.clusters.models import Cluster
+from apps.clusters.freshness import Freshness, freshness
+from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh.models import MeshNamespace, MeshState, Node, Pod
 
-from .access import policy_mode
 from .checks import Finding, aks_evidence, run_checks
+from .smi_access import PERMISSIVE, SMI, policy_mode
 
 # (label, path in MeshConfig spec): the settings that change what the mesh allows, intercepts or reports.
 KEY_SETTINGS = (
@@ -66,6 +67,34 @@ class MeshReport:
     namespaces: list[NamespaceRow]
     findings: list[Finding]
     aks: str  # why the cluster counts as AKS, "" if it does not
+
+    @property
+    def mode_text(self) -> str:
+        return {PERMISSIVE: "permissive", SMI: "SMI (deny by default)"}.get(self.mode, "unknown")
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """One cluster on the Mesh page: how fresh each collection is, and the mesh report once a snapshot exists."""
+
+    cluster: Cluster
+    objects: Freshness
+    metrics: Freshness
+    report: MeshReport | None
+
+
+def cluster_statuses() -> list[ClusterStatus]:
+    clusters = list(Cluster.objects.all())
+    with_state = set(MeshState.objects.filter(cluster__in=clusters).values_list("cluster_id", flat=True))
+    return [
+        ClusterStatus(
+            cluster=cluster,
+            objects=freshness(cluster, CollectionRun.Kind.CLUSTER),
+            metrics=freshness(cluster, CollectionRun.Kind.METRICS),
+            report=mesh_report(cluster) if cluster.pk in with_state else None,
+        )
+        for cluster in clusters
+    ]
 
 
 def mesh_report(cluster: Cluster) -> MeshReport:

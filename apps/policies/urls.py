@@ -5,4 +5,5 @@ from . import views
 app_name = "policies"
 urlpatterns = [
     path("policies/", views.policies, name="policies"),
+    path("mesh/", views.mesh, name="mesh"),
 ]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from apps.clusters.freshness import freshness
 from apps.clusters.models import CollectionRun
-from apps.clusters.status import freshness
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
 from apps.metrics.services import collect_and_record
 from lab.metrics_data import OpenMetrics

@@ -126,5 +126,7 @@ def test_it_says_why_a_snapshot_is_partial(client, viewer, bookstore, kubeapi):
     client.force_login(viewer)
 
     html = client.get("/").content.decode()
-    assert "(partial: 1 warning)" in html and 'href="/mesh/#warnings-cluster"' in html
-    assert "forbidden by RBAC" in client.get("/mesh/").content.decode()
+    anchor = f"warnings-{bookstore.pk}-cluster"
+    assert "(partial: 1 warning)" in html and f'href="/mesh/#{anchor}"' in html
+    mesh = client.get("/mesh/").content.decode()
+    assert "forbidden by RBAC" in mesh and mesh.count(f'id="{anchor}"') == 1

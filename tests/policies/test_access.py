@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.policies.access import UnknownEndpoint, access_matrix, can_talk, load_policy, parse_endpoint
+from apps.policies.smi_access import UnknownEndpoint, access_matrix, can_talk, load_policy, parse_endpoint
 
 from .conftest import find, of_kind
 

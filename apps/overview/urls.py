@@ -2,7 +2,7 @@ from django.urls import path
 
 from . import views
 
-app_name = "services"
+app_name = "overview"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("services/<str:namespace>/<str:name>/", views.detail, name="detail"),

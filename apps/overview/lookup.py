@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from apps.clusters.models import Cluster
+from apps.clusters.roles import require_viewer
 from apps.mesh.models import Service
-
-VIEW_PERMISSION = "mesh.view_service"
-
-
-def require_viewer(request: HttpRequest) -> None:
-    if not request.user.has_perm(VIEW_PERMISSION):
-        raise PermissionDenied("Your account has no Meshboard role; ask an administrator for viewer or operator.")
 
 
 def service_for(request: HttpRequest, cluster: Cluster | None, namespace: str, name: str) -> Service:

@@ -7,12 +7,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from apps.clusters.freshness import freshness
 from apps.clusters.models import CollectionRun
-from apps.clusters.status import freshness
-from apps.core.pages import page_context, render_page
+from apps.clusters.picker import page_context
+from apps.clusters.roles import require_viewer
+from apps.core.pages import render_page
 
-from .access import require_viewer, service_for
 from .detail import service_detail
+from .lookup import service_for
 from .overview import SORTS, namespaces, overview_rows
 
 COLUMNS = [
@@ -55,7 +57,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER) if ctx.cluster else None,
         "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS) if ctx.cluster else None,
     }
-    return render_page(request, "services/overview.html", "table", context)
+    return render_page(request, "overview/overview.html", "table", context)
 
 
 @require_GET
@@ -69,7 +71,7 @@ def detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER),
         "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS),
     }
-    return render(request, "services/detail.html", context)
+    return render(request, "overview/detail.html", context)
 
 
 @require_GET

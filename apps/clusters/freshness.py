@@ -7,8 +7,6 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from apps.mesh.models import MeshState
-
 from .models import Cluster, CollectionRun
 
 _GOOD = (CollectionRun.Status.OK, CollectionRun.Status.PARTIAL)
@@ -53,25 +51,3 @@ def freshness(cluster: Cluster, kind: str) -> Freshness:
         last_run=runs.order_by("-started_at").first(),
         last_good=runs.filter(status__in=_GOOD).order_by("-started_at").first(),
     )
-
-
-@dataclass(frozen=True)
-class ClusterStatus:
-    cluster: Cluster
-    objects: Freshness
-    metrics: Freshness
-    state: MeshState | None
-
-
-def cluster_statuses() -> list[ClusterStatus]:
-    clusters = list(Cluster.objects.all())
-    states = {s.cluster_id: s for s in MeshState.objects.filter(cluster__in=clusters)}
-    return [
-        ClusterStatus(
-            cluster=cluster,
-            objects=freshness(cluster, CollectionRun.Kind.CLUSTER),
-            metrics=freshness(cluster, CollectionRun.Kind.METRICS),
-            state=states.get(cluster.pk),
-        )
-        for cluster in clusters
-    ]

@@ -13,9 +13,8 @@ from django.conf import settings
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import Service, TrafficSplit, mtls_state
+from apps.metrics.health import Health, assess
 from apps.metrics.models import ServiceKPI
-
-from .health import Health, assess
 
 KPI_FIELDS = (
     "request_rate",
