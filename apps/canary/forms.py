@@ -89,15 +89,14 @@ class WeightsForm(forms.Form):
         root = Service.objects.filter(
             cluster=split.cluster, namespace=split.namespace, name=split.root_service_name
         ).first()
-        root_ports = root.port_numbers if root else set()
         for i, name in enumerate(names):
             service = services.get(name)
             if service is None:
                 self.add_error(f"weight_{i}", f"There is no Service {name!r} in namespace {split.namespace}.")
-            elif root_ports - service.port_numbers:
-                ports = ", ".join(str(p) for p in sorted(root_ports - service.port_numbers, key=str))
+            elif gap := service.port_gap(root):
                 self.add_error(
-                    f"weight_{i}", f"Service {name} lacks the root's port {ports}: OSM would ignore this backend."
+                    f"weight_{i}",
+                    f"Service {name} lacks the root's port {', '.join(gap)}: OSM would ignore this backend.",
                 )
 
     def _check_namespace(self) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from apps.clusters.models import Cluster
-from apps.mesh.models import TrafficSplit
+from apps.mesh.models import TrafficSplit, weight_problem
 from apps.metrics.models import SplitShare
-from apps.policies.checks import Finding, split_findings, weight_number, weight_problem, weight_total
+from apps.policies.checks import Finding, split_findings
 
 DISAGREEMENT_POINTS = 10.0
 
@@ -52,18 +52,16 @@ def split_views(cluster: Cluster) -> list[SplitView]:
     findings = split_findings(cluster)
     views = []
     for split in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name"):
-        weights = [weight_number(b.get("weight")) for b in split.backends]
-        total = weight_total(split.backends)
         backends = []
         window = None
-        for backend, weight in zip(split.backends, weights, strict=True):
+        for backend, percent in zip(split.backends, split.weight_percents(), strict=True):
             share = shares.get((split.namespace, split.name, backend.get("service", "")))
             window = window or (share.short_window_seconds if share else None)
             backends.append(
                 BackendView(
                     service=backend.get("service", ""),
                     weight=backend.get("weight"),
-                    percent=(weight / total * 100) if total and weight is not None else None,
+                    percent=percent,
                     observed_short=share.share_short * 100 if share and share.share_short is not None else None,
                     observed_5m=share.share_5m * 100 if share and share.share_5m is not None else None,
                     request_rate=share.request_rate if share else None,
@@ -73,7 +71,7 @@ def split_views(cluster: Cluster) -> list[SplitView]:
             SplitView(
                 split=split,
                 backends=backends,
-                total_weight=total,
+                total_weight=split.total_weight,
                 short_window_seconds=window,
                 findings=tuple(findings.get((split.namespace, split.name), ())),
             )

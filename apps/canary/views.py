@@ -9,8 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.clusters.freshness import freshness
-from apps.clusters.models import Cluster, CollectionRun
+from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
 from apps.clusters.roles import can_change_weights, require_viewer
 from apps.core.pages import render_page
@@ -41,8 +40,7 @@ def splits(request: HttpRequest) -> HttpResponse:
     context = {
         "page_ctx": ctx,
         "splits": split_views(ctx.cluster) if ctx.cluster else [],
-        "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER) if ctx.cluster else None,
-        "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS) if ctx.cluster else None,
+        **ctx.freshness(),
     }
     return render_page(request, "canary/splits.html", "splits", context)
 
@@ -73,12 +71,9 @@ def _backend_candidates(split: TrafficSplit, form: WeightsForm) -> list[str]:
     """Services of the split's namespace that carry the root's port and are not backends yet."""
     services = list(Service.objects.filter(cluster=split.cluster, namespace=split.namespace))
     root = next((s for s in services if s.name == split.root_service_name), None)
-    root_ports = root.port_numbers if root else set()
     current = {str(b.value()) for b, _ in form.row_fields()}
     return sorted(
-        s.name
-        for s in services
-        if s.name not in current and s.name != split.root_service_name and root_ports <= s.port_numbers
+        s.name for s in services if s.name not in current and s.name != split.root_service_name and not s.port_gap(root)
     )
 
 

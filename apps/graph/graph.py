@@ -15,12 +15,13 @@ Edges
 - `lock`: "mtls" when every pod at both ends has the sidecar (OSM encrypts all in-mesh traffic, osm.md §3.3),
   "partial" when some lack it, "plain" when an end has none, "unknown" when an end is not in the snapshot.
 
-Health is the overview's (apps.overview.overview, apps.metrics.health): the same rule, with the same words, fires here.
+Health is the overview's (apps.overview.overview, apps.metrics.health): the same rule, in the same words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -29,10 +30,18 @@ from django.db.models.fields.json import KT
 from django.urls import reverse
 
 from apps.clusters.models import Cluster
-from apps.mesh.models import MeshNamespace, Pod, TrafficSplit
+from apps.mesh.models import (
+    MeshNamespace,
+    Pod,
+    TrafficSplit,
+    edge_lock,
+    root_service_name,
+    sidecar_coverage,
+    weight_percents,
+)
 from apps.metrics.health import UNKNOWN, Health, assess
-from apps.metrics.models import EdgeKPI, SplitShare
-from apps.overview.overview import overview_rows
+from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
+from apps.overview.overview import ServiceRow, overview_rows
 
 from .query import parse
 
@@ -50,22 +59,6 @@ EDGE_FIELDS = (
     "tls_error_rate",
     "denied_rate",
 )
-
-
-def _sidecars(total: int, meshed: int) -> str:
-    if not total:
-        return "unknown"
-    if meshed == total:
-        return "all"
-    return "some" if meshed else "none"
-
-
-def _lock(a: str, b: str) -> str:
-    if "unknown" in (a, b):
-        return "unknown"
-    if a == "all" and b == "all":
-        return "mtls"
-    return "plain" if "none" in (a, b) else "partial"
 
 
 def _rate(value: float) -> str:
@@ -100,16 +93,6 @@ def traffic_label(rps: float | None, error: float | None, p99: float | None, tcp
     return " · ".join(parts) or "no traffic measured"
 
 
-def _weight(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float) and value >= 0:
-        return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return float(value)
-    return None
-
-
 class _Acc:
     """Traffic summed over the EdgeKPI rows folded into one drawn edge."""
 
@@ -139,10 +122,9 @@ class _Acc:
         self.tls_errors = self._sum(self.tls_errors, row["tls_error_rate"])
 
     def data(self) -> dict[str, Any]:
-        error = self.rate5 / self.rps if self.rps and self.rate5 is not None else (0.0 if self.rps == 0 else None)
         return {
             "rps": self.rps,
-            "error": error,
+            "error": error_ratio(self.rps, self.rate5),
             "p99_ms": self.p99,
             "tcp_bytes_rate": self.tcp,
             "denied_rps": self.denied,
@@ -150,64 +132,117 @@ class _Acc:
         }
 
 
-def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str = "", hide: str = "") -> dict[str, Any]:
-    """Nodes and edges for Cytoscape (`{"data": ..., "classes": ...}`), filtered and marked by find/hide.
+@dataclass
+class _Snapshot:
+    """What the graph reads, in a fixed number of queries: the overview's rows, splits, split shares, pods by `app`
+    label, edges, and the monitored namespaces."""
 
-    `namespaces` keeps the nodes of those namespaces and the peers they talk to. Raises QueryError for a bad find
-    or hide expression, before touching the database.
-    """
-    find_p, hide_p = parse(find), parse(hide)
-    wanted = {ns for ns in namespaces if ns}
+    rows: list[ServiceRow]
+    splits: list[dict[str, Any]]
+    shares: dict[tuple[str, str, str], dict[str, Any]]
+    groups: dict[tuple[str, str], dict[str, Any]]
+    edge_rows: list[dict[str, Any]]
+    monitored: dict[str, str]
 
-    rows = overview_rows(cluster)  # services + KPIs + split roots, with the overview's health
-    splits = list(TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends"))
-    shares = {
-        (s["namespace"], s["split"], s["backend"]): s
-        for s in SplitShare.objects.filter(cluster=cluster).values(
+    @classmethod
+    def load(cls, cluster: Cluster) -> _Snapshot:
+        shares = SplitShare.objects.filter(cluster=cluster).values(
             "namespace", "split", "backend", "share_short", "share_5m", "short_window_seconds"
         )
-    }
-    groups = {
-        (g["namespace"], g["app"]): g
-        for g in Pod.objects.filter(cluster=cluster)
-        .annotate(app=KT("labels__app"))
-        .values("namespace", "app")
-        .annotate(
-            total=Count("id"),
-            meshed=Count("id", filter=Q(has_sidecar=True)),
-            ready=Count("id", filter=Q(ready=True)),
+        groups = (
+            Pod.objects.filter(cluster=cluster)
+            .annotate(app=KT("labels__app"))
+            .values("namespace", "app")
+            .annotate(
+                total=Count("id"),
+                meshed=Count("id", filter=Q(has_sidecar=True)),
+                ready=Count("id", filter=Q(ready=True)),
+            )
         )
-        if g["app"] is not None
-    }
-    edge_rows = [
-        dict(zip(EDGE_FIELDS, r, strict=True))
-        for r in EdgeKPI.objects.filter(cluster=cluster).values_list(*EDGE_FIELDS)
-    ]
-    monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
+        return cls(
+            rows=overview_rows(cluster),  # services + KPIs + split roots, with the overview's health
+            splits=list(
+                TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends")
+            ),
+            shares={(s["namespace"], s["split"], s["backend"]): s for s in shares},
+            groups={(g["namespace"], g["app"]): g for g in groups if g["app"] is not None},
+            edge_rows=[
+                dict(zip(EDGE_FIELDS, r, strict=True))
+                for r in EdgeKPI.objects.filter(cluster=cluster).values_list(*EDGE_FIELDS)
+            ],
+            monitored=dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by")),
+        )
 
-    tolerances = settings.MESHBOARD_HEALTH
-    detail = reverse("overview:detail", args=["NS", "NAME"])
-    nodes: dict[str, dict[str, Any]] = {}
 
-    def add_node(data: dict[str, Any], health: Health) -> None:
+class _Nodes(dict):
+    """The graph's nodes by id; callers and unknown peers are created on first sight."""
+
+    def __init__(self, groups: dict[tuple[str, str], dict[str, Any]]) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def add(self, data: dict[str, Any], health: Health) -> None:
         data["health"] = health.status
         data["reasons"] = health.reasons
-        nodes[data["id"]] = data
+        self[data["id"]] = data
 
+    def coverage(self, node_id: str) -> str:
+        node = self.get(node_id)
+        return node["sidecars"] if node else "unknown"
+
+    def peer(self, ns: str, name: str, *, caller: bool) -> str:
+        """The node a metrics name stands for: a service, else (callers only) the workload of that `app` label,
+        else an unknown peer."""
+        service_id = f"svc:{ns}/{name}"
+        if service_id in self:
+            return service_id
+        group = self.groups.get((ns, name)) if caller else None
+        node_id = f"wl:{ns}/{name}" if group else service_id
+        if node_id not in self:
+            data, health = _workload_node(name, group) if group else _unknown_node()
+            data.update(id=node_id, namespace=ns, name=name, split="", rps=None, error=None, success=None, p99_ms=None)
+            data["url"] = ""
+            self.add(data, health)
+        return node_id
+
+
+def _workload_node(app: str, group: dict[str, Any]) -> tuple[dict[str, Any], Health]:
+    health = assess(
+        request_rate=None,
+        rate_4xx=None,
+        rate_5xx=None,
+        pods_total=group["total"],
+        pods_ready=group["ready"],
+        tolerances=settings.MESHBOARD_HEALTH,
+    )
+    data = {
+        "kind": "workload",
+        "sidecars": sidecar_coverage(group["total"], group["meshed"]),
+        "pods": f"{group['meshed']}/{group['total']} with sidecar, {group['ready']} ready (app={app})",
+    }
+    return data, health
+
+
+def _unknown_node() -> tuple[dict[str, Any], Health]:
+    health = Health(UNKNOWN, ["not in the latest snapshot: named only by the metrics"])
+    return {"kind": "unknown", "sidecars": "unknown", "pods": ""}, health
+
+
+def _service_nodes(rows: list[ServiceRow], nodes: _Nodes) -> None:
+    detail = reverse("overview:detail", args=["NS", "NAME"])
     for r in rows:
-        node_id = f"svc:{r.namespace}/{r.name}"
         rps, rate5 = r.kpi.get("request_rate"), r.kpi.get("rate_5xx")
-        add_node(
+        nodes.add(
             {
-                "id": node_id,
+                "id": f"svc:{r.namespace}/{r.name}",
                 "kind": "service",
                 "namespace": r.namespace,
                 "name": r.name,
                 "split": "root" if r.is_split_root else "",
-                "sidecars": _sidecars(r.pods_total, r.pods_meshed),
+                "sidecars": sidecar_coverage(r.pods_total, r.pods_meshed),
                 "pods": f"{r.pods_meshed}/{r.pods_total} with sidecar, {r.pods_ready} ready",
                 "rps": rps,
-                "error": (rate5 / rps if rps and rate5 is not None else (0.0 if rps == 0 else None)),
+                "error": error_ratio(rps, rate5),
                 "success": r.kpi.get("success_rate"),
                 "p99_ms": r.kpi.get("p99_ms"),
                 "url": detail.replace("NS", r.namespace, 1).replace("NAME", r.name, 1),
@@ -215,21 +250,22 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
             r.health,
         )
 
-    # Splits: backend → root, and what the split edges say.
+
+def _split_edges(snap: _Snapshot, nodes: _Nodes) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    """The root → backend edges with configured weight and observed share, by backend node id, and each backend's
+    root node id by (namespace, backend service). Marks backend nodes."""
     root_of: dict[tuple[str, str], str] = {}
     split_edges: dict[str, dict[str, Any]] = {}
-    for s in splits:
-        ns, root = s["namespace"], s["root_service"].split(".", 1)[0]
-        root_id = f"svc:{ns}/{root}"
+    for s in snap.splits:
+        ns = s["namespace"]
+        root_id = f"svc:{ns}/{root_service_name(s['root_service'])}"
         backends = [b for b in (s["backends"] or []) if isinstance(b, dict) and b.get("service")]
-        weights = [_weight(b.get("weight")) for b in backends]
-        total = sum(w for w in weights if w is not None)
-        for b, w in zip(backends, weights, strict=True):
+        for b, pct in zip(backends, weight_percents(backends), strict=True):
             backend_id = f"svc:{ns}/{b['service']}"
             if backend_id in nodes and nodes[backend_id]["split"] != "root":
                 nodes[backend_id]["split"] = "backend"
             root_of.setdefault((ns, b["service"]), root_id)
-            share = shares.get((ns, s["name"], b["service"]), {})
+            share = snap.shares.get((ns, s["name"], b["service"]), {})
             split_edges[backend_id] = {
                 "id": f"split:{ns}/{s['name']}>{b['service']}",
                 "source": root_id,
@@ -237,58 +273,38 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
                 "kind": "split",
                 "split": s["name"],
                 "weight": b.get("weight"),
-                "weight_pct": (w / total * 100) if total and w is not None else None,
+                "weight_pct": pct,
                 "observed_pct": share["share_short"] * 100 if share.get("share_short") is not None else None,
                 "observed_5m_pct": share["share_5m"] * 100 if share.get("share_5m") is not None else None,
                 "observed_window_s": share.get("short_window_seconds"),
             }
+    return split_edges, root_of
 
-    def peer(ns: str, name: str, *, caller: bool) -> str:
-        """The node a metrics name stands for, created on first sight for callers and unknown peers."""
-        service_id = f"svc:{ns}/{name}"
-        if service_id in nodes:
-            return service_id
-        group = groups.get((ns, name)) if caller else None
-        node_id = f"wl:{ns}/{name}" if group else service_id
-        if node_id not in nodes:
-            if group:
-                health = assess(
-                    request_rate=None,
-                    rate_4xx=None,
-                    rate_5xx=None,
-                    pods_total=group["total"],
-                    pods_ready=group["ready"],
-                    tolerances=tolerances,
-                )
-                data = {
-                    "kind": "workload",
-                    "sidecars": _sidecars(group["total"], group["meshed"]),
-                    "pods": f"{group['meshed']}/{group['total']} with sidecar, {group['ready']} ready (app={name})",
-                }
-            else:
-                health = Health(UNKNOWN, ["not in the latest snapshot: named only by the metrics"])
-                data = {"kind": "unknown", "sidecars": "unknown", "pods": ""}
-            data.update(id=node_id, namespace=ns, name=name, split="", rps=None, error=None, success=None, p99_ms=None)
-            data["url"] = ""
-            add_node(data, health)
-        return node_id
 
+def _fold_traffic(
+    snap: _Snapshot, nodes: _Nodes, root_of: dict[tuple[str, str], str]
+) -> tuple[dict[tuple[str, str], _Acc], dict[str, _Acc]]:
+    """EdgeKPI rows summed per drawn edge (caller → backend drawn caller → root), and each backend's own traffic."""
     traffic: dict[tuple[str, str], _Acc] = {}
     backend_traffic: dict[str, _Acc] = {}
-    for e in edge_rows:
-        source = peer(e["source_namespace"], e["source_service"], caller=True)
+    for e in snap.edge_rows:
+        source = nodes.peer(e["source_namespace"], e["source_service"], caller=True)
         dest_key = (e["destination_namespace"], e["destination_service"])
-        target = peer(*dest_key, caller=False)
+        target = nodes.peer(*dest_key, caller=False)
         root = root_of.get(dest_key)
         if root is not None and root != source:
             backend_traffic.setdefault(target, _Acc()).add(e)
             target = root
         traffic.setdefault((source, target), _Acc()).add(e)
+    return traffic, backend_traffic
 
-    def sidecars_of(node_id: str) -> str:
-        node = nodes.get(node_id)
-        return node["sidecars"] if node else "unknown"
 
+def _edges(
+    nodes: _Nodes,
+    traffic: dict[tuple[str, str], _Acc],
+    split_edges: dict[str, dict[str, Any]],
+    backend_traffic: dict[str, _Acc],
+) -> dict[str, dict[str, Any]]:
     edges: dict[str, dict[str, Any]] = {}
     for (source, target), acc in traffic.items():
         data = acc.data()
@@ -297,31 +313,37 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
             source=source,
             target=target,
             kind="traffic",
-            lock=_lock(sidecars_of(source), sidecars_of(target)),
+            lock=edge_lock(nodes.coverage(source), nodes.coverage(target)),
             label=traffic_label(data["rps"], data["error"], data["p99_ms"], data["tcp_bytes_rate"]),
         )
         edges[data["id"]] = data
     for backend_id, data in split_edges.items():
         if data["source"] not in nodes or backend_id not in nodes:
             continue
-        acc = backend_traffic.get(backend_id, _Acc())
-        data.update(acc.data())
-        data["lock"] = _lock(sidecars_of(data["source"]), sidecars_of(backend_id))
+        data.update(backend_traffic.get(backend_id, _Acc()).data())
+        data["lock"] = edge_lock(nodes.coverage(data["source"]), nodes.coverage(backend_id))
         weight = f"{data['weight_pct']:.0f}%" if data["weight_pct"] is not None else f"{data['weight']!r} (invalid)"
         observed = f"{data['observed_pct']:.0f}%" if data["observed_pct"] is not None else "unknown"
         data["label"] = f"weight {weight} · observed {observed}"
         edges[data["id"]] = data
+    return edges
 
-    # Namespace filter: the chosen namespaces' nodes and the peers they talk to.
-    if wanted:
-        inside = {i for i, n in nodes.items() if n["namespace"] in wanted}
-        keep = set(inside)
-        for e in edges.values():
-            if e["source"] in inside or e["target"] in inside:
-                keep.update((e["source"], e["target"]))
-        nodes = {i: n for i, n in nodes.items() if i in keep}
-        edges = {i: e for i, e in edges.items() if e["source"] in nodes and e["target"] in nodes}
 
+def _in_namespaces(nodes: dict, edges: dict, wanted: set[str]) -> tuple[dict, dict]:
+    """The chosen namespaces' nodes and the peers they talk to (everything when none is chosen)."""
+    if not wanted:
+        return nodes, edges
+    inside = {i for i, n in nodes.items() if n["namespace"] in wanted}
+    keep = set(inside)
+    for e in edges.values():
+        if e["source"] in inside or e["target"] in inside:
+            keep.update((e["source"], e["target"]))
+    nodes = {i: n for i, n in nodes.items() if i in keep}
+    return nodes, {i: e for i, e in edges.items() if e["source"] in nodes and e["target"] in nodes}
+
+
+def _name_ends(nodes: dict, edges: dict) -> None:
+    """Give each edge its ends' names and kinds, so find/hide expressions can match on them."""
     for e in edges.values():
         s, t = nodes[e["source"]], nodes[e["target"]]
         e.update(
@@ -336,22 +358,11 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
     for n in nodes.values():
         n["group"] = "nodes"
 
-    hidden = 0
-    if hide_p is not None:
-        before = len(nodes) + len(edges)
-        nodes = {i: n for i, n in nodes.items() if not hide_p(n)}
-        edges = {i: e for i, e in edges.items() if not hide_p(e) and e["source"] in nodes and e["target"] in nodes}
-        hidden = before - len(nodes) - len(edges)
-    found = 0
-    if find_p is not None:
-        for element in (*nodes.values(), *edges.values()):
-            element["found"] = find_p(element)
-            found += element["found"]
 
-    boxes = sorted({n["namespace"] for n in nodes.values()})
+def _namespace_boxes(nodes: dict, monitored: dict[str, str]) -> list[dict[str, Any]]:
     for n in nodes.values():
         n["parent"] = f"ns:{n['namespace']}"
-    box_nodes = [
+    return [
         {
             "data": {
                 "id": f"ns:{ns}",
@@ -364,11 +375,44 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
             },
             "classes": "namespace" + ("" if monitored.get(ns) else " unmonitored"),
         }
-        for ns in boxes
+        for ns in sorted({n["namespace"] for n in nodes.values()})
     ]
+
+
+def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str = "", hide: str = "") -> dict[str, Any]:
+    """Nodes and edges for Cytoscape (`{"data": ..., "classes": ...}`), filtered and marked by find/hide.
+
+    `namespaces` keeps the nodes of those namespaces and the peers they talk to. Raises QueryError for a bad find
+    or hide expression, before touching the database.
+    """
+    find_p, hide_p = parse(find), parse(hide)
+    wanted = {ns for ns in namespaces if ns}
+    snap = _Snapshot.load(cluster)
+
+    all_nodes = _Nodes(snap.groups)
+    _service_nodes(snap.rows, all_nodes)
+    split_edges, root_of = _split_edges(snap, all_nodes)
+    traffic, backend_traffic = _fold_traffic(snap, all_nodes, root_of)
+    all_edges = _edges(all_nodes, traffic, split_edges, backend_traffic)
+
+    nodes, edges = _in_namespaces(dict(all_nodes), all_edges, wanted)
+    _name_ends(nodes, edges)
+    hidden = 0
+    if hide_p is not None:
+        before = len(nodes) + len(edges)
+        nodes = {i: n for i, n in nodes.items() if not hide_p(n)}
+        edges = {i: e for i, e in edges.items() if not hide_p(e) and e["source"] in nodes and e["target"] in nodes}
+        hidden = before - len(nodes) - len(edges)
+    found = 0
+    if find_p is not None:
+        for element in (*nodes.values(), *edges.values()):
+            element["found"] = find_p(element)
+            found += element["found"]
+
+    boxes = _namespace_boxes(nodes, snap.monitored)
     return {
         "cluster": cluster.name,
-        "namespaces": sorted({r.namespace for r in rows} | set(monitored)),
+        "namespaces": sorted({r.namespace for r in snap.rows} | set(snap.monitored)),
         "selected": sorted(wanted),
         "find": find,
         "hide": hide,
@@ -379,7 +423,7 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
             "found": found if find_p is not None else None,
         },
         "elements": {
-            "nodes": box_nodes + [{"data": n, "classes": _node_classes(n)} for n in nodes.values()],
+            "nodes": boxes + [{"data": n, "classes": _node_classes(n)} for n in nodes.values()],
             "edges": [{"data": e, "classes": _edge_classes(e)} for e in edges.values()],
         },
     }

@@ -8,8 +8,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from apps.clusters.freshness import freshness
-from apps.clusters.models import CollectionRun
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.core.gc import gc_paused
@@ -43,8 +41,7 @@ def graph(request: HttpRequest) -> HttpResponse:
         "chosen": chosen,
         "find": find,
         "hide": hide,
-        "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER) if ctx.cluster else None,
-        "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS) if ctx.cluster else None,
+        **ctx.freshness(),
     }
     return render(request, "graph/graph.html", context)
 

@@ -18,13 +18,68 @@ def selects(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def mtls_state(pods_total: int, pods_meshed: int) -> str:
-    """OSM encrypts all in-mesh traffic, so a service is mTLS when every pod behind it has the sidecar."""
+def sidecar_coverage(pods_total: int, pods_meshed: int) -> str:
+    """How many of a group's pods carry the sidecar: "all", "some", "none", or "unknown" (no pods)."""
     if not pods_total:
         return "unknown"
     if pods_meshed == pods_total:
+        return "all"
+    return "some" if pods_meshed else "none"
+
+
+def mtls_state(pods_total: int, pods_meshed: int) -> str:
+    """OSM encrypts all in-mesh traffic, so a service is mTLS when every pod behind it has the sidecar."""
+    return {"all": "mtls", "some": "partial", "none": "off"}.get(sidecar_coverage(pods_total, pods_meshed), "unknown")
+
+
+def edge_lock(source_coverage: str, destination_coverage: str) -> str:
+    """An edge's encryption from both ends' sidecar coverage: "mtls" when every pod at both ends is meshed, "plain"
+    when an end has none, "partial" between, "unknown" when an end is not in the snapshot."""
+    ends = (source_coverage, destination_coverage)
+    if "unknown" in ends:
+        return "unknown"
+    if ends == ("all", "all"):
         return "mtls"
-    return "partial" if pods_meshed else "off"
+    return "plain" if "none" in ends else "partial"
+
+
+# TrafficSplit weights. The CRD types a weight as a number, so negatives and fractions are what clusters really hold;
+# a string ("50") is not a weight. Every page and check reads weights through these functions.
+
+
+def weight_number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def weight_problem(weight: object) -> str:
+    """Why OSM cannot use this backend weight, or "" when it can."""
+    w = weight_number(weight)
+    if w is None:
+        return "not a number"
+    if w < 0:
+        return "negative: OSM casts it to uint32 and it wraps around"
+    if w != int(w):
+        return "not a whole number: OSM cannot decode it"
+    return ""
+
+
+def weight_total(backends: list[dict]) -> float | None:
+    """The sum of the weights when every one is a number >= 0, else None (no meaningful total)."""
+    weights = [weight_number(b.get("weight")) for b in backends]
+    if any(w is None or w < 0 for w in weights):
+        return None
+    return sum(weights)  # type: ignore[arg-type]
+
+
+def weight_percents(backends: list[dict]) -> list[float | None]:
+    """Each backend's share of the total weight, 0..100; all None when the weights have no meaningful total."""
+    total = weight_total(backends)
+    return [weight_number(b.get("weight")) / total * 100 if total else None for b in backends]  # type: ignore[operator]
+
+
+def root_service_name(spec_service: str) -> str:
+    """The apex's Service name: OSM accepts `svc`, `svc.ns`, `svc.ns.svc` ... `svc.ns.svc.cluster.local`."""
+    return spec_service.split(".", 1)[0]
 
 
 class SnapshotRow(models.Model):
@@ -94,8 +149,12 @@ class Service(SnapshotRow):
 
     @property
     def port_numbers(self) -> set[object]:
-        """The Service's port numbers: what a TrafficSplit backend must share with its root (OSM skips it else)."""
         return {p.get("port") for p in self.ports if isinstance(p, dict)}
+
+    def port_gap(self, root: Service | None) -> list[str]:
+        """The port numbers of a TrafficSplit's root that this backend Service lacks (OSM skips such a backend);
+        none when the root is unknown."""
+        return sorted(map(str, root.port_numbers - self.port_numbers)) if root is not None else []
 
 
 class ServiceAccount(SnapshotRow):
@@ -158,8 +217,14 @@ class TrafficSplit(SnapshotRow):
 
     @property
     def root_service_name(self) -> str:
-        """The apex's Service name: OSM accepts `svc`, `svc.ns`, `svc.ns.svc` ... `svc.ns.svc.cluster.local`."""
-        return self.root_service.split(".", 1)[0]
+        return root_service_name(self.root_service)
+
+    @property
+    def total_weight(self) -> float | None:
+        return weight_total(self.backends)
+
+    def weight_percents(self) -> list[float | None]:
+        return weight_percents(self.backends)
 
 
 class TrafficTarget(SnapshotRow):

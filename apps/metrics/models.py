@@ -10,6 +10,34 @@ from django.db import models
 
 from apps.clusters.models import Cluster
 
+# The per-service KPIs pages list and charts draw, in that order (a subset of Traffic's fields).
+KPI_FIELDS = (
+    "request_rate",
+    "rate_2xx",
+    "rate_4xx",
+    "rate_5xx",
+    "success_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "tcp_bytes_sent_rate",
+    "tcp_bytes_received_rate",
+)
+
+
+def success_ratio(requests: float | None, errors_5xx: float | None) -> float | None:
+    """Non-5xx / all, 0..1; None when there was no request (unknown, not 100 %)."""
+    if requests is None or requests <= 0:
+        return None
+    return min(1.0, max(0.0, (requests - (errors_5xx or 0.0)) / requests))
+
+
+def error_ratio(requests: float | None, errors_5xx: float | None) -> float | None:
+    """5xx / all; 0 for a measured zero rate, None when either is unknown."""
+    if requests == 0:
+        return 0.0
+    return errors_5xx / requests if requests and errors_5xx is not None else None
+
 
 class Traffic(models.Model):
     """The KPIs shared by a service and an edge."""

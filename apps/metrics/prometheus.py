@@ -235,12 +235,13 @@ class PrometheusGateway:
         return {str(n) for n in names or []}
 
 
-def gateway_for(cluster: Any) -> PrometheusGateway:
-    """The gateway to `cluster`'s Prometheus, with the timeouts from settings (MESHBOARD_PROMETHEUS_*_TIMEOUT)."""
+def gateway_for(cluster: Any, *, read_timeout: float | None = None) -> PrometheusGateway:
+    """The gateway to `cluster`'s Prometheus, with the timeouts from settings (MESHBOARD_PROMETHEUS_*_TIMEOUT);
+    `read_timeout` overrides the read timeout (the charts use MESHBOARD_CHART_READ_TIMEOUT)."""
     from django.conf import settings
 
     return PrometheusGateway(
         cluster.prometheus_url,
         connect_timeout=settings.MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT,
-        read_timeout=settings.MESHBOARD_PROMETHEUS_READ_TIMEOUT,
+        read_timeout=read_timeout if read_timeout is not None else settings.MESHBOARD_PROMETHEUS_READ_TIMEOUT,
     )

@@ -6,30 +6,43 @@ import contextlib
 import json
 import math
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from apps.clusters.models import Cluster
 from apps.core.locks import redis_client
-from apps.mesh.models import Pod, Service, Workload
+from apps.core.windows import window_seconds
+from apps.mesh.models import Pod, Service, Workload, selects
 
 from . import catalog
-from .models import MetricsState
-from .prometheus import PrometheusError, PrometheusGateway
+from .models import KPI_FIELDS, MetricsState, success_ratio
+from .prometheus import PrometheusError, RangeSeries, gateway_for
 
-WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
-SERIES = (
-    "request_rate",
-    "rate_2xx",
-    "rate_4xx",
-    "rate_5xx",
-    "success_rate",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "tcp_bytes_sent_rate",
-    "tcp_bytes_received_rate",
-)
+SERIES = KPI_FIELDS
+REQUEST_SERIES = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_rate")  # all from one query
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Where a chart's points fall: the scrape interval, the step between points, the rate() window, and the ends."""
+
+    scrape: float
+    step: float
+    rate_window: str
+    start: float
+    end: float
+    span: int
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [self.start + i * self.step for i in range(round(self.span / self.step) + 1)]
+
+
+def _frame(span: int, scrape: float, now: float) -> _Frame:
+    step = catalog.range_step(span, scrape)
+    end = math.floor(now / step) * step
+    return _Frame(scrape, step, catalog.duration(catalog.range_window(step, scrape)), end - span, end, span)
 
 
 def _service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[str], list[str]]:
@@ -38,19 +51,12 @@ def _service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[
     selector = (svc.selector if svc else None) or {}
     if not selector:
         return [], []
-    pods = [
-        name
-        for name, labels in Pod.objects.filter(cluster=cluster, namespace=namespace).values_list("name", "labels")
-        if all((labels or {}).get(k) == v for k, v in selector.items())
-    ]
-    workloads = [
-        name
-        for name, labels in Workload.objects.filter(cluster=cluster, namespace=namespace).values_list(
-            "name", "template_labels"
-        )
-        if all((labels or {}).get(k) == v for k, v in selector.items())
-    ]
-    return pods, workloads
+    pods = Pod.objects.filter(cluster=cluster, namespace=namespace).values_list("name", "labels")
+    workloads = Workload.objects.filter(cluster=cluster, namespace=namespace).values_list("name", "template_labels")
+    return (
+        [name for name, labels in pods if selects(selector, labels or {})],
+        [name for name, labels in workloads if selects(selector, labels or {})],
+    )
 
 
 def _align(points: list[tuple[float, float | None]], timestamps: list[float]) -> list[float | None]:
@@ -64,6 +70,82 @@ def _sum(*columns: list[float | None]) -> list[float | None]:
         present = [v for v in values if v is not None]
         out.append(sum(present) if present else None)
     return out
+
+
+def _queries(
+    cluster: Cluster, namespace: str, service: str, frame: _Frame, state: MetricsState | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The range queries behind the charts, by series (or "requests" for the five request series), and the series
+    that cannot be drawn with why."""
+    latency_source = state.latency_source if state else "envoy"
+    pods, workloads = _service_pods(cluster, namespace, service)
+    selector = catalog.service_selector(namespace, service, pods)
+    queries = {
+        "requests": catalog.series_requests(selector, frame.rate_window),
+        "tcp_bytes_sent_rate": catalog.series_bytes("upstream_cx_tx_bytes_total", selector, frame.rate_window),
+        "tcp_bytes_received_rate": catalog.series_bytes("upstream_cx_rx_bytes_total", selector, frame.rate_window),
+    }
+    unavailable = {}
+    for name, q in catalog.QUANTILES.items():
+        if latency_source == "envoy":
+            queries[name] = catalog.series_envoy_quantile(q, selector, frame.rate_window)
+        elif latency_source == "osm-wasm":
+            queries[name] = catalog.series_wasm_quantile(q, namespace, workloads, frame.rate_window)
+        else:
+            unavailable[name] = (state.latency_unavailable_reason if state else "") or catalog.LATENCY_UNAVAILABLE
+    return queries, unavailable
+
+
+def _request_series(result: list[RangeSeries], timestamps: list[float]) -> dict[str, list[float | None]]:
+    """The request series from one query's per-class results; a class never seen is 0 where any request was."""
+    by_class = {r.labels.get("envoy_response_code_class", ""): _align(r.points, timestamps) for r in result}
+    if not by_class:
+        return {}
+    total = _sum(*by_class.values())
+    out = {"request_rate": total}
+    for cls in ("2", "4", "5"):
+        out[f"rate_{cls}xx"] = by_class.get(cls) or [0.0 if t is not None else None for t in total]
+    out["success_rate"] = [success_ratio(t, e) for t, e in zip(total, out["rate_5xx"], strict=True)]
+    return out
+
+
+def _fetch(cluster: Cluster, queries: dict[str, str], frame: _Frame, data: dict) -> bool:
+    """Run the queries into `data["series"]`; failures go to `data["unavailable"]`. True when every query answered."""
+    series, unavailable, timestamps = data["series"], data["unavailable"], data["timestamps"]
+    failed = False
+    with gateway_for(cluster, read_timeout=settings.MESHBOARD_CHART_READ_TIMEOUT) as gateway:
+        for name, expr in queries.items():
+            try:
+                result = gateway.range(expr, frame.start, frame.end, frame.step, what=f"chart {name}")
+            except PrometheusError as exc:
+                failed = True
+                if gateway.requests == 1 and exc.transient:
+                    unavailable["*"] = f"metrics unavailable: {exc.reason}"
+                    break
+                for target in REQUEST_SERIES if name == "requests" else (name,):
+                    unavailable[target] = exc.reason
+                continue
+            if name == "requests":
+                series.update(_request_series(result, timestamps))
+            elif result:
+                series[name] = _align(result[0].points, timestamps)
+    return not failed
+
+
+def _cache_key(cluster: Cluster, namespace: str, service: str, window: str, frame: _Frame) -> str:
+    return f"meshboard:series:{cluster.pk}:{namespace}:{service}:{window}:{frame.end:.0f}"
+
+
+def _cached(key: str) -> dict | None:
+    try:
+        cached = redis_client().get(key)
+    except Exception:  # a cache that is down must not take the chart with it
+        return None
+    if not cached:
+        return None
+    data = json.loads(cached)
+    data["cached"] = True
+    return data
 
 
 def service_series(cluster: Cluster, namespace: str, service: str, window: str, *, now: float | None = None) -> dict:
@@ -93,92 +175,33 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
     Never raises for Prometheus trouble: a failed query leaves its series all None with a reason in `unavailable`
     (and such answers are not cached). Raises ValueError for an unknown `window`.
     """
-    if window not in WINDOWS:
-        raise ValueError(f"unknown window {window!r}; choose one of {', '.join(WINDOWS)}")
+    span = window_seconds(window)
     state = MetricsState.objects.filter(cluster=cluster).first()
     scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
-    latency_source = state.latency_source if state else "envoy"
-    span = WINDOWS[window]
-    step = catalog.range_step(span, scrape)
-    rate_window = catalog.duration(catalog.range_window(step, scrape))
-    now = float(now if now is not None else time.time())
-    end = math.floor(now / step) * step
-    start = end - span
-    key = f"meshboard:series:{cluster.pk}:{namespace}:{service}:{window}:{end:.0f}"
-    try:
-        cached = redis_client().get(key)
-    except Exception:  # a cache that is down must not take the chart with it
-        cached = None
-    if cached:
-        data = json.loads(cached)
-        data["cached"] = True
-        return data
+    frame = _frame(span, scrape, float(now if now is not None else time.time()))
+    key = _cache_key(cluster, namespace, service, window, frame)
+    if (cached := _cached(key)) is not None:
+        return cached
 
-    timestamps = [start + i * step for i in range(round(span / step) + 1)]
-    empty = [None] * len(timestamps)
-    series: dict[str, list[float | None]] = {name: list(empty) for name in SERIES}
-    unavailable: dict[str, str] = {}
+    timestamps = frame.timestamps
     data = {
         "window": window,
-        "start": start,
-        "end": end,
-        "step": step,
-        "rate_window": rate_window,
+        "start": frame.start,
+        "end": frame.end,
+        "step": frame.step,
+        "rate_window": frame.rate_window,
         "scrape_interval": scrape,
-        "latency_source": latency_source,
+        "latency_source": state.latency_source if state else "envoy",
         "timestamps": timestamps,
-        "series": series,
-        "unavailable": unavailable,
+        "series": {name: [None] * len(timestamps) for name in SERIES},
+        "unavailable": {},
         "cached": False,
     }
     if not cluster.prometheus_url:
-        unavailable["*"] = "this cluster has no Prometheus URL"
+        data["unavailable"]["*"] = "this cluster has no Prometheus URL"
         return data
-    pods, workloads = _service_pods(cluster, namespace, service)
-    selector = catalog.service_selector(namespace, service, pods)
-    queries = {
-        "requests": catalog.series_requests(selector, rate_window),
-        "tcp_bytes_sent_rate": catalog.series_bytes("upstream_cx_tx_bytes_total", selector, rate_window),
-        "tcp_bytes_received_rate": catalog.series_bytes("upstream_cx_rx_bytes_total", selector, rate_window),
-    }
-    for name, q in catalog.QUANTILES.items():
-        if latency_source == "envoy":
-            queries[name] = catalog.series_envoy_quantile(q, selector, rate_window)
-        elif latency_source == "osm-wasm":
-            queries[name] = catalog.series_wasm_quantile(q, namespace, workloads, rate_window)
-        else:
-            unavailable[name] = (state.latency_unavailable_reason if state else "") or catalog.LATENCY_UNAVAILABLE
-    failed = False
-    timeout = settings.MESHBOARD_CHART_READ_TIMEOUT
-    with PrometheusGateway(cluster.prometheus_url, read_timeout=timeout) as gateway:
-        for name, expr in queries.items():
-            try:
-                result = gateway.range(expr, start, end, step, what=f"chart {name}")
-            except PrometheusError as exc:
-                failed = True
-                if gateway.requests == 1 and exc.transient:
-                    unavailable["*"] = f"metrics unavailable: {exc.reason}"
-                    break
-                targets = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_rate")
-                for target in targets if name == "requests" else (name,):
-                    unavailable[target] = exc.reason
-                continue
-            if name == "requests":
-                by_class = {r.labels.get("envoy_response_code_class", ""): _align(r.points, timestamps) for r in result}
-                if by_class:
-                    series["request_rate"] = _sum(*by_class.values())
-                    for cls in ("2", "4", "5"):
-                        column = by_class.get(cls)
-                        series[f"rate_{cls}xx"] = (
-                            column if column else [0.0 if t is not None else None for t in series["request_rate"]]
-                        )
-                    series["success_rate"] = [
-                        None if (total is None or total <= 0) else max(0.0, min(1.0, (total - (err or 0.0)) / total))
-                        for total, err in zip(series["request_rate"], series["rate_5xx"], strict=True)
-                    ]
-            elif result:
-                series[name] = _align(result[0].points, timestamps)
-    if not failed:
+    queries, data["unavailable"] = _queries(cluster, namespace, service, frame, state)
+    if _fetch(cluster, queries, frame, data):
         with contextlib.suppress(Exception):  # caching is best effort
-            redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(step)))
+            redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))
     return data

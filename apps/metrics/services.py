@@ -16,10 +16,11 @@ from django.utils import timezone
 
 from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.runs import recorded_run
+from apps.mesh.models import TrafficSplit, root_service_name
 
 from . import catalog
 from .catalog import QUANTILES, Available, Windows
-from .models import EdgeKPI, MetricsState, ServiceKPI, SplitShare
+from .models import EdgeKPI, MetricsState, ServiceKPI, SplitShare, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
 from .resolve import Resolver
 
@@ -110,12 +111,6 @@ def _min(row: dict, name: str, value: float | None) -> None:
         row[name] = value if row.get(name) is None else min(row[name], value)
 
 
-def _success(total: float | None, errors: float | None) -> float | None:
-    if total is None or total <= 0:
-        return None
-    return min(1.0, max(0.0, (total - (errors or 0.0)) / total))
-
-
 def _timestamp(value: float | None) -> datetime | None:
     try:
         return datetime.fromtimestamp(value, UTC) if value is not None else None
@@ -132,48 +127,48 @@ class Mapped:
     edge_fields: set[str] = field(default_factory=set)
 
 
-def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
-    """Turn query results into rows (plain dicts of model fields). Pure: no database, no network."""
-    out = Mapped()
-    edges = out.edges
-    service_q: dict[ServiceKey, dict] = {}
+def _edge_row(out: Mapped, resolver: Resolver, labels: dict) -> dict | None:
+    """The edge row a series with Envoy's cluster name belongs to (created on first sight); None when the cluster
+    name resolves to no service of the snapshot."""
+    dest = resolver.destination(labels.get("envoy_cluster_name", ""))
+    if dest is None:
+        return None
+    key = (labels.get("source_namespace", ""), labels.get("source_service", ""), *dest)
+    return out.edges.setdefault(key, {})
 
-    def edge_of(labels: dict) -> dict | None:
-        dest = resolver.destination(labels.get("envoy_cluster_name", ""))
-        if dest is None:
-            return None
-        key = (labels.get("source_namespace", ""), labels.get("source_service", ""), *dest)
-        return edges.setdefault(key, {})
 
-    # Requests by class; a class never seen is 0 once the edge has any request series.
-    if cycle.ok("requests"):
-        out.edge_fields.update(REQUEST_FIELDS)
-        for s in cycle.results["requests"]:
-            row = edge_of(s.labels)
-            if row is None:
-                continue
-            cls = s.labels.get("envoy_response_code_class", "")
-            for name in ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx"):
-                row.setdefault(name, 0.0)
-            _add(row, "request_rate", s.value)
-            if cls in ("2", "4", "5"):
-                _add(row, f"rate_{cls}xx", s.value)
-    for key, name in TCP_FIELDS.items():
+def _map_requests(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
+    """Requests by class; a class never seen is 0 once the edge has any request series."""
+    if not cycle.ok("requests"):
+        return
+    out.edge_fields.update(REQUEST_FIELDS)
+    for s in cycle.results["requests"]:
+        row = _edge_row(out, resolver, s.labels)
+        if row is None:
+            continue
+        cls = s.labels.get("envoy_response_code_class", "")
+        for name in ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx"):
+            row.setdefault(name, 0.0)
+        _add(row, "request_rate", s.value)
+        if cls in ("2", "4", "5"):
+            _add(row, f"rate_{cls}xx", s.value)
+
+
+def _map_tcp(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
+    for key, name in (*TCP_FIELDS.items(), ("connections", "tcp_active_connections")):
         if cycle.ok(key):
             out.edge_fields.add(name)
             for s in cycle.results[key]:
-                if (row := edge_of(s.labels)) is not None:
+                if (row := _edge_row(out, resolver, s.labels)) is not None:
                     _add(row, name, s.value)
-    if cycle.ok("connections"):
-        out.edge_fields.add("tcp_active_connections")
-        for s in cycle.results["connections"]:
-            if (row := edge_of(s.labels)) is not None:
-                _add(row, "tcp_active_connections", s.value)
 
-    # Latency: per edge and per service, the quantiles Prometheus computed (several cluster names of one service,
-    # e.g. the truncated names of a StatefulSet's pods, give the largest).
+
+def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceKey, dict]:
+    """Per edge and per service, the quantiles Prometheus computed (several cluster names of one service, e.g. the
+    truncated names of a StatefulSet's pods, give the largest). Returns the services' quantiles."""
+    service_q: dict[ServiceKey, dict] = {}
     source = cycle.available.latency_source
-    for name, _q in QUANTILES.items():
+    for name in QUANTILES:
         if source == "none":
             out.edge_fields.add(name)
             out.service_fields.add(name)
@@ -182,14 +177,10 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
             out.edge_fields.add(name)
             for s in cycle.results[f"edge_{name}"]:
                 if source == "envoy":
-                    row = edge_of(s.labels)
+                    rows = [r] if (r := _edge_row(out, resolver, s.labels)) is not None else []
                 else:
-                    row = None
-                    for key in _wasm_edges(s.labels, resolver):
-                        row = edges.setdefault(key, {})
-                        _max(row, name, s.value)
-                    continue
-                if row is not None:
+                    rows = [out.edges.setdefault(key, {}) for key in _wasm_edges(s.labels, resolver)]
+                for row in rows:
                     _max(row, name, s.value)
         if cycle.ok(f"service_{name}"):
             out.service_fields.add(name)
@@ -201,18 +192,16 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
                     dests = _wasm_destinations(s.labels, resolver)
                 for dest in dests:
                     _max(service_q.setdefault(dest, {}), name, s.value)
+    return service_q
 
-    _map_tls(cycle, resolver, out)
-    _map_denials(cycle, resolver, out)
 
-    # Finish edges: success from the class sums.
-    for row in edges.values():
+def _sum_services(out: Mapped, resolver: Resolver, service_q: dict[ServiceKey, dict]) -> None:
+    """Services: sums over their callers, quantiles from their own queries; quiet meshed services read 0."""
+    for row in out.edges.values():
         if "request_rate" in row:
-            row["success_rate"] = _success(row["request_rate"], row.get("rate_5xx"))
-
-    # Services: sums over their callers, quantiles from their own queries; quiet meshed services read 0.
+            row["success_rate"] = success_ratio(row["request_rate"], row.get("rate_5xx"))
     services = out.services
-    for (_sns, _ssvc, dns, dsvc), row in edges.items():
+    for (_sns, _ssvc, dns, dsvc), row in out.edges.items():
         srow = services.setdefault((dns, dsvc), {})
         for name in SUMMED:
             if name in row:
@@ -224,9 +213,20 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     for key, q in service_q.items():
         services.setdefault(key, {}).update(q)
     for row in services.values():
-        row["success_rate"] = _success(row.get("request_rate"), row.get("rate_5xx"))
+        row["success_rate"] = success_ratio(row.get("request_rate"), row.get("rate_5xx"))
     out.service_fields.update(f for f in out.edge_fields if f in (*SUMMED, "success_rate"))
-    out.splits = _map_splits(cycle, resolver, edges)
+
+
+def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
+    """Turn query results into rows (plain dicts of model fields). Pure: no database, no network."""
+    out = Mapped()
+    _map_requests(cycle, resolver, out)
+    _map_tcp(cycle, resolver, out)
+    service_q = _map_latency(cycle, resolver, out)
+    _map_tls(cycle, resolver, out)
+    _map_denials(cycle, resolver, out)
+    _sum_services(out, resolver, service_q)
+    out.splits = _map_splits(cycle, resolver, out.edges)
     return out
 
 
@@ -258,14 +258,8 @@ def _map_tls(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
 
     def rows(key: str):
         for s in cycle.results.get(key, []):
-            dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
-            if dest is not None:
-                yield (
-                    out.edges.setdefault(
-                        (s.labels.get("source_namespace", ""), s.labels.get("source_service", ""), *dest), {}
-                    ),
-                    s.value,
-                )
+            if (row := _edge_row(out, resolver, s.labels)) is not None:
+                yield row, s.value
 
     for key, name in (("tls_handshakes", "tls_handshake_rate"), ("tls_errors", "tls_error_rate")):
         if cycle.ok(key):
@@ -349,108 +343,113 @@ def _map_splits(cycle: Cycle, resolver: Resolver, edges: dict[EdgeKey, dict]) ->
 # -- writing -----------------------------------------------------------------------------------------------------
 
 
+def _store_services(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) -> None:
+    history = {
+        (ns, svc): h
+        for ns, svc, h in ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service", "history")
+    }
+    fields = sorted(mapped.service_fields)
+    rows = []
+    for (ns, svc), row in mapped.services.items():
+        points = list(history.get((ns, svc)) or [])
+        points.append([round(cycle.at, 3), row.get("request_rate"), row.get("success_rate"), row.get("p99_ms")])
+        rows.append(
+            ServiceKPI(
+                cluster=cluster,
+                namespace=ns,
+                service=svc,
+                collected_at=now,
+                history=points[-HISTORY_POINTS:],
+                **{f: row.get(f) for f in fields},
+            )
+        )
+    ServiceKPI.objects.bulk_create(
+        rows,
+        batch_size=500,
+        update_conflicts=True,
+        unique_fields=["cluster", "namespace", "service"],
+        update_fields=[*fields, "collected_at", "history"],
+    )
+
+
+EDGE_KEY = ("source_namespace", "source_service", "destination_namespace", "destination_service")
+
+
+def _store_edges(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
+    fields = sorted(mapped.edge_fields)
+    EdgeKPI.objects.bulk_create(
+        [
+            EdgeKPI(
+                cluster=cluster,
+                **dict(zip(EDGE_KEY, key, strict=True)),
+                collected_at=now,
+                **{f: row.get(f) for f in fields},
+            )
+            for key, row in mapped.edges.items()
+        ],
+        batch_size=500,
+        update_conflicts=True,
+        unique_fields=["cluster", *EDGE_KEY],
+        update_fields=[*fields, "collected_at"],
+    )
+
+
+def _store_splits(
+    cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tuple[str, str], str], now: datetime
+) -> None:
+    rows = [
+        SplitShare(
+            cluster=cluster,
+            namespace=r["namespace"],
+            split=split_names[(r["namespace"], r["root"])],
+            backend=r["backend"],
+            collected_at=now,
+            **{k: r[k] for k in ("share_short", "share_5m", "request_rate", "short_window_seconds") if k in r},
+        )
+        for r in mapped.splits
+    ]
+    fields = ["share_short", "request_rate", "short_window_seconds", "collected_at"]
+    if cycle.ok("requests_long"):
+        fields.append("share_5m")
+    SplitShare.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["cluster", "namespace", "split", "backend"], update_fields=fields
+    )
+    _delete_missing(
+        SplitShare.objects.filter(cluster=cluster),
+        ("namespace", "split", "backend"),
+        {(r.namespace, r.split, r.backend) for r in rows},
+    )
+
+
+def _store_state(cluster: Cluster, cycle: Cycle, now: datetime) -> None:
+    available = cycle.available
+    MetricsState.objects.update_or_create(
+        cluster=cluster,
+        defaults={
+            "collected_at": now,
+            "prometheus_version": cycle.version,
+            "scrape_interval_seconds": cycle.windows.scrape_interval,
+            "latency_source": available.latency_source,
+            "latency_unavailable_reason": catalog.LATENCY_UNAVAILABLE if available.latency_source == "none" else "",
+            "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
+            "denials_unavailable_reason": "" if available.denials else catalog.DENIALS_UNAVAILABLE,
+            "queries": cycle.queries,
+        },
+    )
+
+
 def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tuple[str, str], str]) -> None:
     """Upsert the rows in one transaction; fields whose query failed keep their stored values."""
     now = timezone.now()
     with transaction.atomic():
-        history = {
-            (ns, svc): h
-            for ns, svc, h in ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service", "history")
-        }
-        sfields = sorted(mapped.service_fields)
-        service_rows = []
-        for (ns, svc), row in mapped.services.items():
-            points = list(history.get((ns, svc)) or [])
-            points.append([round(cycle.at, 3), row.get("request_rate"), row.get("success_rate"), row.get("p99_ms")])
-            service_rows.append(
-                ServiceKPI(
-                    cluster=cluster,
-                    namespace=ns,
-                    service=svc,
-                    collected_at=now,
-                    history=points[-HISTORY_POINTS:],
-                    **{f: row.get(f) for f in sfields},
-                )
-            )
-        ServiceKPI.objects.bulk_create(
-            service_rows,
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=["cluster", "namespace", "service"],
-            update_fields=[*sfields, "collected_at", "history"],
-        )
-        efields = sorted(mapped.edge_fields)
-        EdgeKPI.objects.bulk_create(
-            [
-                EdgeKPI(
-                    cluster=cluster,
-                    source_namespace=sns,
-                    source_service=ssvc,
-                    destination_namespace=dns,
-                    destination_service=dsvc,
-                    collected_at=now,
-                    **{f: row.get(f) for f in efields},
-                )
-                for (sns, ssvc, dns, dsvc), row in mapped.edges.items()
-            ],
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=[
-                "cluster",
-                "source_namespace",
-                "source_service",
-                "destination_namespace",
-                "destination_service",
-            ],
-            update_fields=[*efields, "collected_at"],
-        )
+        _store_services(cluster, cycle, mapped, now)
+        _store_edges(cluster, mapped, now)
         if cycle.ok("requests"):
             # Rows nobody reported this time are gone (a deleted service, an edge that stopped).
             _delete_missing(ServiceKPI.objects.filter(cluster=cluster), ("namespace", "service"), set(mapped.services))
-            _delete_missing(
-                EdgeKPI.objects.filter(cluster=cluster),
-                ("source_namespace", "source_service", "destination_namespace", "destination_service"),
-                set(mapped.edges),
-            )
-            split_rows = [
-                SplitShare(
-                    cluster=cluster,
-                    namespace=r["namespace"],
-                    split=split_names[(r["namespace"], r["root"])],
-                    backend=r["backend"],
-                    collected_at=now,
-                    **{k: r[k] for k in ("share_short", "share_5m", "request_rate", "short_window_seconds") if k in r},
-                )
-                for r in mapped.splits
-            ]
-            split_fields = ["share_short", "request_rate", "short_window_seconds", "collected_at"]
-            if cycle.ok("requests_long"):
-                split_fields.append("share_5m")
-            SplitShare.objects.bulk_create(
-                split_rows,
-                update_conflicts=True,
-                unique_fields=["cluster", "namespace", "split", "backend"],
-                update_fields=split_fields,
-            )
-            _delete_missing(
-                SplitShare.objects.filter(cluster=cluster),
-                ("namespace", "split", "backend"),
-                {(r.namespace, r.split, r.backend) for r in split_rows},
-            )
-        available = cycle.available
-        MetricsState.objects.update_or_create(
-            cluster=cluster,
-            defaults={
-                "collected_at": now,
-                "prometheus_version": cycle.version,
-                "scrape_interval_seconds": cycle.windows.scrape_interval,
-                "latency_source": available.latency_source,
-                "latency_unavailable_reason": catalog.LATENCY_UNAVAILABLE if available.latency_source == "none" else "",
-                "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
-                "denials_unavailable_reason": "" if available.denials else catalog.DENIALS_UNAVAILABLE,
-                "queries": cycle.queries,
-            },
-        )
+            _delete_missing(EdgeKPI.objects.filter(cluster=cluster), EDGE_KEY, set(mapped.edges))
+            _store_splits(cluster, cycle, mapped, split_names, now)
+        _store_state(cluster, cycle, now)
 
 
 def _delete_missing(queryset, key_fields: tuple[str, ...], keep: set[tuple]) -> None:
@@ -471,10 +470,8 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
     mapped = map_cycle(cycle, resolver)
     cycle.timings["map"] = time.perf_counter() - started
     started = time.perf_counter()
-    from apps.mesh.models import TrafficSplit
-
     split_names = {
-        (ns, root.split(".", 1)[0]): name
+        (ns, root_service_name(root)): name
         for ns, name, root in TrafficSplit.objects.filter(cluster=cluster).values_list(
             "namespace", "name", "root_service"
         )

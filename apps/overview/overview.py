@@ -12,21 +12,10 @@ from typing import Any
 from django.conf import settings
 
 from apps.clusters.models import Cluster
-from apps.mesh.models import Service, TrafficSplit, mtls_state
+from apps.mesh.models import Service, TrafficSplit, mtls_state, root_service_name
 from apps.metrics.health import Health, assess
-from apps.metrics.models import ServiceKPI
+from apps.metrics.models import KPI_FIELDS, ServiceKPI
 
-KPI_FIELDS = (
-    "request_rate",
-    "rate_4xx",
-    "rate_5xx",
-    "success_rate",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "tcp_bytes_sent_rate",
-    "tcp_bytes_received_rate",
-)
 SORTS = {
     "name": lambda r: (r.name, r.namespace),
     "namespace": lambda r: (r.namespace, r.name),
@@ -71,7 +60,7 @@ class ServiceRow:
 def split_roots(cluster: Cluster) -> set[tuple[str, str]]:
     """(namespace, service) of every TrafficSplit apex; spec.service may be an FQDN-ish `svc.ns...`."""
     return {
-        (namespace, root.split(".", 1)[0])
+        (namespace, root_service_name(root))
         for namespace, root in TrafficSplit.objects.filter(cluster=cluster).values_list("namespace", "root_service")
     }
 

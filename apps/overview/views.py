@@ -7,8 +7,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from apps.clusters.freshness import freshness
-from apps.clusters.models import CollectionRun
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.core.pages import render_page
@@ -54,8 +52,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "search": search,
         "sort": sort,
         "columns": COLUMNS,
-        "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER) if ctx.cluster else None,
-        "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS) if ctx.cluster else None,
+        **ctx.freshness(),
     }
     return render_page(request, "overview/overview.html", "table", context)
 
@@ -68,8 +65,7 @@ def detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     context = {
         "page_ctx": ctx,
         "d": service_detail(service),
-        "objects": freshness(ctx.cluster, CollectionRun.Kind.CLUSTER),
-        "metrics": freshness(ctx.cluster, CollectionRun.Kind.METRICS),
+        **ctx.freshness(),
     }
     return render(request, "overview/detail.html", context)
 

@@ -2,8 +2,8 @@
 
 Each check has a stable code (`MB-<AREA>-<NNN>`), a severity, and yields `Finding`s naming the objects involved and
 a one-line fix. `run_checks(cluster)` reads the snapshot tables only (a constant number of queries, whatever the
-mesh's size) and returns every finding, worst first. The weight rules live here and nowhere else: the splits page
-calls `weight_problem` / `split_weight_findings`.
+mesh's size) and returns every finding, worst first. The weight rules themselves are the model's
+(`apps.mesh.models.weight_*`); the splits page shows the findings of `split_findings`.
 
 Facts behind each check (OSM 1.0-1.2 and the AKS add-on) are cited in the catalog below.
 """
@@ -31,6 +31,8 @@ from apps.mesh.models import (
     TrafficSplit,
     TrafficTarget,
     selects,
+    weight_number,
+    weight_problem,
 )
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -139,31 +141,7 @@ def _names(items: Iterable[object]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# TrafficSplit weights: the one implementation (the splits page and the canary pages use it too)
-
-
-def weight_number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def weight_problem(weight: object) -> str:
-    """Why OSM cannot use this backend weight, or "" when it can."""
-    w = weight_number(weight)
-    if w is None:
-        return "not a number"
-    if w < 0:
-        return "negative: OSM casts it to uint32 and it wraps around"
-    if w != int(w):
-        return "not a whole number: OSM cannot decode it"
-    return ""
-
-
-def weight_total(backends: list[dict]) -> float | None:
-    """The sum of the weights when every one is a number >= 0, else None (no meaningful total)."""
-    weights = [weight_number(b.get("weight")) for b in backends]
-    if any(w is None or w < 0 for w in weights):
-        return None
-    return sum(weights)  # type: ignore[arg-type]
+# TrafficSplit weights (the rules themselves live with the model: apps.mesh.models.weight_*)
 
 
 def split_weight_findings(split: TrafficSplit) -> list[Finding]:
@@ -185,7 +163,7 @@ def split_weight_findings(split: TrafficSplit) -> list[Finding]:
                 ref,
             )
         )
-    total = weight_total(split.backends)
+    total = split.total_weight
     if total is not None and total < 1:
         found.append(
             Finding(
@@ -320,7 +298,7 @@ def _split_service_checks(snap: _Snapshot, split: TrafficSplit) -> Iterator[Find
             continue
         if root is None:
             continue
-        missing = sorted(map(str, root.port_numbers - service.port_numbers))
+        missing = service.port_gap(root)
         if missing:
             yield Finding(
                 "MB-SPLIT-003",

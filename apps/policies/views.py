@@ -4,8 +4,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from apps.clusters.freshness import freshness
-from apps.clusters.models import CollectionRun
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.core.pages import render_page
@@ -42,8 +40,7 @@ def policies(request: HttpRequest) -> HttpResponse:
             verdict=verdict,
             verdict_error=error,
             choices=smi_access.endpoint_choices(cluster),
-            objects=freshness(cluster, CollectionRun.Kind.CLUSTER),
-            metrics=freshness(cluster, CollectionRun.Kind.METRICS),
+            **ctx.freshness(),
         )
     htmx = getattr(request, "htmx", None)
     partial = "verdict" if htmx and htmx.target == "verdict" else "policies"

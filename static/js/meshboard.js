@@ -41,7 +41,7 @@
     };
   }
   var NAMES = {
-    rate_2xx: "2xx", rate_3xx: "3xx", rate_4xx: "4xx", rate_5xx: "5xx", success_rate: "success",
+    rate_2xx: "2xx", rate_4xx: "4xx", rate_5xx: "5xx", success_rate: "success",
     p50_ms: "p50", p95_ms: "p95", p99_ms: "p99",
     tcp_bytes_sent_rate: "sent", tcp_bytes_received_rate: "received",
   };
@@ -51,7 +51,7 @@
   function draw(el, data) {
     var kind = el.dataset.chart, traces = [], x = times(data), s = data.series || {};
     var spec = {
-      requests: { title: "Request rate by response class", y: "req/s", keys: ["rate_2xx", "rate_3xx", "rate_4xx", "rate_5xx"] },
+      requests: { title: "Request rate by response class", y: "req/s", keys: ["rate_2xx", "rate_4xx", "rate_5xx"] },
       success: { title: "Success rate (non-5xx)", y: "%", keys: ["success_rate"], percent: true },
       latency: { title: "Latency", y: "ms", keys: ["p50_ms", "p95_ms", "p99_ms"] },
       tcp: { title: "TCP traffic", y: "bytes/s", keys: ["tcp_bytes_sent_rate", "tcp_bytes_received_rate"] },

@@ -87,6 +87,28 @@ def test_it_says_unknown_when_the_observed_share_is_not_measured(mesh):
     assert edges["split:bookstore/bookstore-split>bookstore-v2"]["data"]["label"] == "weight 25% · observed unknown"
 
 
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        (["50", 50], [None, None]),  # a string is not a weight: no meaningful total
+        ([-10, 50], [None, None]),  # a negative weight wraps around in OSM: no meaningful total
+        ([33.5, 66.5], [33.5, 66.5]),  # fractions are flagged, but still add up
+        ([0, 3], [0.0, 100.0]),
+    ],
+)
+def test_it_shows_the_same_weight_shares_as_the_splits_page(mesh, weights, expected):
+    from apps.canary.splits import split_views
+    from apps.mesh.models import TrafficSplit
+
+    split = TrafficSplit.objects.get(cluster=mesh, name="bookstore-split")
+    split.backends = [{"service": b["service"], "weight": w} for b, w in zip(split.backends, weights, strict=True)]
+    split.save()
+    _, edges = _index(build_graph(mesh))
+    graph = [edges[f"split:bookstore/bookstore-split>{b['service']}"]["data"]["weight_pct"] for b in split.backends]
+    (page,) = [v for v in split_views(mesh) if v.split.name == "bookstore-split"]
+    assert graph == [b.percent for b in page.backends] == expected
+
+
 def test_it_draws_unmeshed_callers_and_unknown_peers_distinctly_with_a_broken_lock(mesh):
     Pod.objects.filter(cluster=mesh, namespace="bookthief").update(has_sidecar=False)
     add_edges(
