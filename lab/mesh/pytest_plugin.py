@@ -8,7 +8,6 @@ back, since the lab is shared by the module.
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -44,17 +43,6 @@ class LabStack:
             body = json.loads(response.read())
         assert body["status"] == "success", body
         return body["data"]["result"]
-
-    def wait_for(self, predicate: Any, timeout: float, interval: float = 0.5) -> Any:
-        """Call `predicate()` until it returns something truthy (returned) or `timeout` passes (AssertionError)."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"not within {timeout} s; last: {last!r}")
 
     def custom_api(self) -> Any:
         from kubernetes import client, config

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from kubernetes import client, config
 
 from lab.kubeapi import KubeAPIServer
 from lab.mesh.controller import LabController
 from lab.mesh.topology import Policy
+from lab.waiting import wait_for
 
 SPLIT = ("split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split")
 TT = ("access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets", "bookstore")
-
-
-def wait_for(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from lab.mesh.pytest_plugin import LabStack
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 
@@ -55,23 +56,21 @@ def route_of(stack: LabStack, workload: str, route_name: str) -> dict:
 def wait_for_route(stack: LabStack, workload: str, route_name: str, key: str, timeout: float) -> float:
     """Seconds until the sidecar's route has `key` ("route" or "direct_response")."""
     start = time.monotonic()
-    stack.wait_for(lambda: key in route_of(stack, workload, route_name), timeout=timeout, interval=0.02)
+    wait_for(lambda: key in route_of(stack, workload, route_name), timeout=timeout, interval=0.02)
     return time.monotonic() - start
 
 
 def test_it_moves_real_traffic_when_the_split_is_patched(lab_stack: LabStack) -> None:
     try:
         set_split(lab_stack, 50, 50)
-        share = lab_stack.wait_for(
+        share = wait_for(
             lambda: (s := observed_split(lab_stack, "10s")) and all(40 <= s.get(c, 0) <= 60 for c in (V1, V2)) and s,
             timeout=30,
         )
         assert share[V1] + share[V2] == pytest.approx(100)
 
         set_split(lab_stack, 0, 100)
-        share = lab_stack.wait_for(
-            lambda: (s := observed_split(lab_stack, "5s")) and s.get(V1, 0) < 2 and s, timeout=30
-        )
+        share = wait_for(lambda: (s := observed_split(lab_stack, "5s")) and s.get(V1, 0) < 2 and s, timeout=30)
         assert share[V2] > 98
         # the generator agrees: v2 (the canary, 5 % errors by default) answered, the sidecar did not refuse
         assert "bookstore-v2" in lab_stack.lab.traffic()["bookbuyer -> bookstore/bookstore"]["by_backend"]
@@ -84,7 +83,7 @@ def test_it_denies_bookthief_at_its_own_sidecar_and_byo_prometheus_sees_it(lab_s
         'sum(increase(envoy_http_downstream_rq_xx{source_workload_name="bookthief",'
         'envoy_http_conn_manager_prefix="outbound_bookstore_bookstore_14001",envoy_response_code_class="5"}[10s]))'
     )
-    denied = lab_stack.wait_for(lambda: (r := lab_stack.query(expr)) and float(r[0]["value"][1]) > 0 and r, 20)
+    denied = wait_for(lambda: (r := lab_stack.query(expr)) and float(r[0]["value"][1]) > 0 and r, 20)
     assert float(denied[0]["value"][1]) > 0
     thief = lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]
     assert set(thief["by_backend"]) == {"-"}, "only bookthief's own sidecar answered"
@@ -155,7 +154,7 @@ def test_it_applies_a_traffic_target_change_within_a_second(lab_stack: LabStack)
             },
         )
         assert wait_for_route(lab_stack, "bookthief", route, "route", timeout=5) < 1.0
-        lab_stack.wait_for(
+        wait_for(
             lambda: (
                 lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]["by_backend"]
                 .get("bookstore", {})
@@ -178,9 +177,7 @@ def test_it_admits_every_meshed_identity_in_permissive_mode(lab_stack: LabStack)
     try:
         api.patch_namespaced_custom_object(*mc, {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": True}}})
         assert wait_for_route(lab_stack, "bookstore-v2", route, "route", timeout=5) < 1.0
-        lab_stack.wait_for(
-            lambda: lab_stack.lab.traffic()[client]["by_backend"].get("bookwarehouse", {}).get("200", 0) > 0, 10
-        )
+        wait_for(lambda: lab_stack.lab.traffic()[client]["by_backend"].get("bookwarehouse", {}).get("200", 0) > 0, 10)
         assert lab_stack.lab.policy.permissive
     finally:
         api.patch_namespaced_custom_object(*mc, {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": False}}})
@@ -189,15 +186,15 @@ def test_it_admits_every_meshed_identity_in_permissive_mode(lab_stack: LabStack)
 
 def test_it_keeps_latency_histograms_in_byo_mode_and_drops_them_in_osm_mode(lab_stack: LabStack) -> None:
     histogram = 'count(envoy_cluster_upstream_rq_time_bucket{source_workload_name="bookbuyer"})'
-    assert lab_stack.wait_for(lambda: lab_stack.query(histogram), timeout=10)
+    assert wait_for(lambda: lab_stack.query(histogram), timeout=10)
     try:
         lab_stack.lab.set_prometheus_mode("osm")
         dropped = "count(envoy_cluster_upstream_rq_time_bucket) or count(envoy_http_downstream_rq_xx)"
-        lab_stack.wait_for(lambda: not lab_stack.query(dropped), timeout=15)
+        wait_for(lambda: not lab_stack.query(dropped), timeout=15)
         assert lab_stack.query('count(envoy_cluster_upstream_rq_total{source_workload_name="bookbuyer"})')
     finally:
         lab_stack.lab.set_prometheus_mode("byo")
-    assert lab_stack.wait_for(lambda: lab_stack.query(histogram), timeout=15)
+    assert wait_for(lambda: lab_stack.query(histogram), timeout=15)
 
 
 def test_it_labels_targets_as_osm_relabeling_does(lab_stack: LabStack) -> None:
@@ -215,7 +212,7 @@ def test_it_labels_targets_as_osm_relabeling_does(lab_stack: LabStack) -> None:
     )
     assert not any((k.startswith("__") and k != "__name__") or k == "version" for m in labels.values() for k in m)
     # the headless StatefulSet's dotted cluster name comes out truncated, as on a real OSM sidecar
-    tcp = lab_stack.wait_for(
+    tcp = wait_for(
         lambda: lab_stack.query('envoy_cluster_mysql_3306_upstream_cx_total{source_workload_name="bookwarehouse"}'), 10
     )
     assert tcp[0]["metric"]["envoy_cluster_name"] == "bookwarehouse/mysql-0"

@@ -12,7 +12,7 @@ from apps.clusters.tasks import tick
 from apps.core.locks import exclusive
 from apps.mesh.models import Service
 from apps.mesh.tasks import collect_cluster
-from tests.helpers import wait_for
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,7 @@ from apps.clusters.tasks import tick
 from apps.core.locks import exclusive
 from apps.metrics.models import ServiceKPI
 from apps.metrics.tasks import collect_metrics
-from tests.helpers import wait_for
+from lab.waiting import wait_for
 
 from .faultproxy import FaultProxy
 
