@@ -6,74 +6,14 @@ Each benchmark prints a Markdown table row block. Run one with `python -m lab.be
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-
-def _machine() -> str:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {os.cpu_count()} cores, {cpu or 'unknown CPU'}, Python {platform.python_version()}"
-
-
-@contextmanager
-def _standin(services: int, workdir: Path, seed: str = "synthetic") -> Iterator[Path]:
-    """The stand-in in its own process, as a real API server is: its serialising does not share our GIL."""
-    kubeconfig = workdir / "kubeconfig"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab.kubeapi",
-            "--seed",
-            seed,
-            "--services",
-            str(services),
-            "--port",
-            "0",
-            "--kubeconfig-out",
-            str(kubeconfig),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (kubeconfig.exists() and kubeconfig.stat().st_size):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit("the stand-in did not start")
-            time.sleep(0.1)
-        yield kubeconfig
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _timed(fn: Callable[[], object], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def _fmt(times: list[float]) -> str:
-    return f"median {statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})"
+from lab.benchkit import fmt, machine, p95, setup_django, standin, timed, user
 
 
 def bench_kubeapi(services: int, runs: int) -> None:
@@ -81,24 +21,24 @@ def bench_kubeapi(services: int, runs: int) -> None:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    with tempfile.TemporaryDirectory() as tmp, _standin(services, Path(tmp)) as kubeconfig:
+    with tempfile.TemporaryDirectory() as tmp, standin(services, Path(tmp)) as kubeconfig:
         api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
         pods = len(api.list_pod_for_all_namespaces().items)
-        typed = _timed(lambda: api.list_pod_for_all_namespaces(), runs)
-        raw = _timed(lambda: api.list_pod_for_all_namespaces(_preload_content=False).data, runs)
+        typed = timed(lambda: api.list_pod_for_all_namespaces(), runs)
+        raw = timed(lambda: api.list_pod_for_all_namespaces(_preload_content=False).data, runs)
     print(f"## kubeapi: list {pods} pods (synthetic --services {services}), {runs} runs")
-    print(f"- typed models (`list_pod_for_all_namespaces()`): {_fmt(typed)}")
-    print(f"- raw JSON (`_preload_content=False`, HTTP + transfer only): {_fmt(raw)}")
+    print(f"- typed models (`list_pod_for_all_namespaces()`): {fmt(typed)}")
+    print(f"- raw JSON (`_preload_content=False`, HTTP + transfer only): {fmt(raw)}")
 
 
 def bench_collect(services: int, runs: int) -> None:
     """One collection cycle against the stand-in (in its own process): fetch, decode, DB write (SQLite), calls."""
     with tempfile.TemporaryDirectory() as tmp:
-        _django(tmp)
+        setup_django(tmp)
         from apps.clusters.models import Cluster
         from apps.mesh.services import collect_and_record
 
-        with _standin(services, Path(tmp)) as kubeconfig:
+        with standin(services, Path(tmp)) as kubeconfig:
             cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
             results = []
             for _ in range(runs + 1):
@@ -128,21 +68,10 @@ def bench_collect(services: int, runs: int) -> None:
     )
 
 
-def _django(tmp: str) -> None:
-    os.environ.update(DEBUG="1", MESHBOARD_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="meshboard.settings")
-    os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 def bench_overview(services: int, runs: int) -> None:
     """Server time of the overview page (first page, default sort, and sorted by p99) on a collected synthetic mesh."""
     with tempfile.TemporaryDirectory() as tmp:
-        _django(tmp)
+        setup_django(tmp)
         from django.conf import settings
         from django.db import connection
         from django.test import Client
@@ -156,7 +85,7 @@ def bench_overview(services: int, runs: int) -> None:
         from lab.synthetic import generate
 
         settings.ALLOWED_HOSTS = ["testserver"]
-        with _standin(services, Path(tmp)) as kubeconfig:
+        with standin(services, Path(tmp)) as kubeconfig:
             cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
             collect_and_record(cluster)
         # KPIs as the metrics collector stores them, from the same generator the seed came from.
@@ -191,26 +120,24 @@ def bench_overview(services: int, runs: int) -> None:
             )
         ServiceKPI.objects.bulk_create(kpis)
         client = Client()
-        client.force_login(_user("bench", "viewer"))
+        client.force_login(user("bench", "viewer"))
         results = {}
         for label, path in (("default sort", "/"), ("sorted by p99, descending", "/?sort=-p99")):
             client.get(path)
-            times = _timed(lambda path=path: client.get(path), runs)
+            times = timed(lambda path=path: client.get(path), runs)
             with CaptureQueriesContext(connection) as queries:
                 client.get(path)
             results[label] = (times, len(queries))
     print(f"## overview page: server time, synthetic --services {services} ({len(kpis)} rows, 50 a page), {runs} runs")
     for label, (times, queries) in results.items():
-        ordered = sorted(times)
-        p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
-        print(f"- {label}: {_fmt(times)}, p95 {p95 * 1000:.0f} ms, {queries} DB queries")
+        print(f"- {label}: {fmt(times)}, p95 {p95(times) * 1000:.0f} ms, {queries} DB queries")
 
 
 def bench_canary(runs: int) -> None:
     """A weight change's round trip against the stand-in (bookstore, own process): the operator's POST (read, dry
     run, conditional merge patch, audit, snapshot update) and the splits page showing the new weights."""
     with tempfile.TemporaryDirectory() as tmp:
-        _django(tmp)
+        setup_django(tmp)
         from django.conf import settings
         from django.test import Client
 
@@ -219,11 +146,11 @@ def bench_canary(runs: int) -> None:
         from apps.mesh.services import collect_and_record
 
         settings.ALLOWED_HOSTS = ["testserver"]
-        with _standin(0, Path(tmp), seed="bookstore") as kubeconfig:
+        with standin(0, Path(tmp), seed="bookstore") as kubeconfig:
             cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
             collect_and_record(cluster)
             client = Client()
-            client.force_login(_user("bench-operator", "operator"))
+            client.force_login(user("bench-operator", "operator"))
             url = "/splits/bookstore/bookstore-split/"
             posts, pages = [], []
             for i in range(runs + 1):
@@ -248,18 +175,8 @@ def bench_canary(runs: int) -> None:
                     posts.append(posted - started)
                     pages.append(done - started)
     print(f"## canary write round trip against the stand-in (bookstore), {runs} runs")
-    print(f"- POST apply (GET, dry run, merge patch, audit, snapshot): {_fmt(posts)}")
-    print(f"- submit → applied → splits page shows the new weights: {_fmt(pages)}")
-
-
-def _user(username: str, role: str) -> object:
-    from django.contrib.auth import get_user_model
-
-    from apps.clusters.roles import ensure_roles
-
-    user = get_user_model().objects.create_user(username, password=None)
-    user.groups.set([ensure_roles()[role]])
-    return user
+    print(f"- POST apply (GET, dry run, merge patch, audit, snapshot): {fmt(posts)}")
+    print(f"- submit → applied → splits page shows the new weights: {fmt(pages)}")
 
 
 def _bench_metrics(args: argparse.Namespace) -> None:
@@ -291,7 +208,7 @@ def main() -> None:
         parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
     if len(which) > 1:
         # One process per benchmark: each sets up Django on its own throwaway database.
-        print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n", flush=True)
+        print(f"machine: {machine()}; date: {time.strftime('%Y-%m-%d')}\n", flush=True)
         options = ["--services", str(args.services), "--runs", str(args.runs), "--quiet"]
         failed = [
             name for name in which if subprocess.run([sys.executable, "-m", "lab.bench", name, *options]).returncode
@@ -300,7 +217,7 @@ def main() -> None:
             sys.exit(f"benchmarks failed: {', '.join(failed)}")
         return
     if not args.quiet:
-        print(f"machine: {_machine()}; date: {time.strftime('%Y-%m-%d')}\n")
+        print(f"machine: {machine()}; date: {time.strftime('%Y-%m-%d')}\n")
     BENCHMARKS[which[0]](args)
 
 

@@ -17,86 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.benchkit import fmt, p95, setup_django, standin, timed, user
+from lab.synthetic_kpis import fill_kpis
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def fill_kpis(cluster: Any, mesh: Any) -> tuple[int, int]:
-    """EdgeKPI and ServiceKPI rows as the metrics collector stores them for the synthetic mesh.
-
-    Envoy reports a split root's traffic under its backends' clusters, so an edge to a root becomes one row per
-    backend (by weight); the caller is named by its pods' `app` label (OSM's `source_service`).
-    """
-    from django.utils import timezone
-
-    from apps.metrics.models import EdgeKPI, ServiceKPI
-
-    now = timezone.now()
-    edges: dict[tuple[str, str, str, str], list[float]] = {}
-    for e in mesh.edges:
-        for backend, share in mesh.backend_shares(e):
-            acc = edges.setdefault((e.source_namespace, e.source_app, backend.namespace, backend.name), [0.0, 0.0, 0.0])
-            acc[0] += e.rps * share
-            acc[1] += e.rps * share * e.error_ratio
-            acc[2] = max(acc[2], e.latency.p99_ms)
-    EdgeKPI.objects.bulk_create(
-        [
-            EdgeKPI(
-                cluster=cluster,
-                source_namespace=sns,
-                source_service=ssvc,
-                destination_namespace=dns,
-                destination_service=dsvc,
-                collected_at=now,
-                request_rate=rps,
-                rate_2xx=rps - r5,
-                rate_4xx=0.0,
-                rate_5xx=r5,
-                success_rate=1 - r5 / rps if rps else None,
-                p99_ms=p99,
-                denied_rate=0.0,
-            )
-            for (sns, ssvc, dns, dsvc), (rps, r5, p99) in edges.items()
-        ],
-        batch_size=500,
-    )
-    inbound: dict[tuple[str, str], list[float]] = {}
-    for (_sns, _ssvc, dns, dsvc), (rps, r5, p99) in edges.items():
-        acc = inbound.setdefault((dns, dsvc), [0.0, 0.0, 0.0])
-        acc[0], acc[1], acc[2] = acc[0] + rps, acc[1] + r5, max(acc[2], p99)
-    ServiceKPI.objects.bulk_create(
-        [
-            ServiceKPI(
-                cluster=cluster,
-                namespace=ns,
-                service=svc,
-                collected_at=now,
-                request_rate=rps,
-                rate_2xx=rps - r5,
-                rate_4xx=0.0,
-                rate_5xx=r5,
-                success_rate=1 - r5 / rps if rps else None,
-                p99_ms=p99,
-            )
-            for (ns, svc), (rps, r5, p99) in inbound.items()
-        ],
-        batch_size=500,
-    )
-    return len(edges), len(inbound)
-
-
-def _viewer(username: str) -> Any:
-    from django.contrib.auth import get_user_model
-
-    from apps.clusters.roles import VIEWER, ensure_roles
-
-    user = get_user_model().objects.create_user(username, password=None)
-    user.groups.set([ensure_roles()[VIEWER]])
-    return user
-
-
-def _p95(times: list[float]) -> float:
-    ordered = sorted(times)
-    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def _serve() -> tuple[str, Any]:
@@ -160,10 +84,9 @@ def _browser_runs(base: str, session: str, cluster: str, runs: int) -> dict[str,
 
 
 def bench_graph(services: int, runs: int) -> None:
-    from lab.bench import _django, _fmt, _standin, _timed
 
     with tempfile.TemporaryDirectory() as tmp:
-        _django(tmp)
+        setup_django(tmp)
         from django.conf import settings
         from django.db import connection, reset_queries
         from django.test import Client
@@ -174,7 +97,7 @@ def bench_graph(services: int, runs: int) -> None:
         from lab.synthetic import generate
 
         settings.ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
-        with _standin(services, Path(tmp)) as kubeconfig:
+        with standin(services, Path(tmp)) as kubeconfig:
             cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig))
             _run, error = collect_and_record(cluster)
             if error is not None:
@@ -182,17 +105,17 @@ def bench_graph(services: int, runs: int) -> None:
         edge_rows, kpi_rows = fill_kpis(cluster, generate(services))
 
         client = Client()
-        client.force_login(_viewer("bench"))
+        client.force_login(user("bench", "viewer"))
         url = "/graph/data"
         body = client.get(url).json()
-        times = _timed(lambda: client.get(url), max(runs, 20))
+        times = timed(lambda: client.get(url), max(runs, 20))
         reset_queries()  # each request start clears the log, which would hide this request's queries
         with CaptureQueriesContext(connection) as queries:
             status = client.get(url).status_code
         if status != 200:
             sys.exit(f"/graph/data answered {status}")
         size = len(client.get(url).content)
-        filtered = _timed(lambda: client.get(url, {"hide": "rps<1 or ns=legacy", "find": "error>1% !mtls"}), 10)
+        filtered = timed(lambda: client.get(url, {"hide": "rps<1 or ns=legacy", "find": "error>1% !mtls"}), 10)
 
         base, httpd = _serve()
         try:
@@ -206,10 +129,10 @@ def bench_graph(services: int, runs: int) -> None:
         f"{counts['nodes']} nodes, {counts['edges']} edges, {len(body['namespaces'])} namespaces)"
     )
     print(
-        f"- `/graph/data` server time: {_fmt(times)}, p95 {_p95(times) * 1000:.0f} ms, "
+        f"- `/graph/data` server time: {fmt(times)}, p95 {p95(times) * 1000:.0f} ms, "
         f"{len(queries)} DB queries, {size / 1e6:.2f} MB JSON"
     )
-    print(f"- with find and hide (`hide=rps<1 or ns=legacy`, `find=error>1% !mtls`): {_fmt(filtered)}")
+    print(f"- with find and hide (`hide=rps<1 or ns=legacy`, `find=error>1% !mtls`): {fmt(filtered)}")
 
     def line(label: str, rows: list[dict], keys: tuple[str, ...]) -> None:
         parts = [f"{k} median {statistics.median(r[k] for r in rows if k in r):.0f} ms" for k in keys]

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.benchkit import fmt, setup_django, standin, timed
+
 HOUR = 3600
 STEP = 15.0
 
@@ -48,29 +50,21 @@ def _tsdb(services: int, seed: int) -> tuple[Path, float, int]:
 def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int = 50) -> None:
     import requests
 
-    from lab.bench import _fmt, _standin, _timed
     from lab.prometheus import PrometheusServer
 
     tsdb, end, series = _tsdb(services, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(DEBUG="1", MESHBOARD_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="meshboard.settings")
-        os.environ.pop("DATABASE_URL", None)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+        setup_django(tmp)
         from apps.clusters.models import Cluster
         from apps.mesh.models import Service
         from apps.mesh.services import collect_and_record as collect_cluster
         from apps.metrics import catalog
         from apps.metrics.services import collect_and_record
 
-        call_command("migrate", verbosity=0)
         config = {"global": {"scrape_interval": "15s"}}
         prom = PrometheusServer(Path(tmp) / "prom", config, tsdb_dir=tsdb, retention="3650d").start(timeout=120)
         try:
-            with _standin(services, Path(tmp)) as kubeconfig:
+            with standin(services, Path(tmp)) as kubeconfig:
                 cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig), prometheus_url=prom.url)
                 _, error = collect_cluster(cluster)
                 if error is not None:
@@ -104,7 +98,7 @@ def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int 
                     params = {"query": expr, "time": end}
                     sink += len(session.get(prom.url + "/api/v1/query", params=params, timeout=60).content)
 
-            floor_times = _timed(floor, runs)
+            floor_times = timed(floor, runs)
             slowest = []
             for key, expr in queries.items():
                 started = time.perf_counter()
@@ -145,8 +139,8 @@ def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int 
     ratio = statistics.median(walls) / statistics.median(floor_times)
     print(f"## metrics: one KPI cycle, synthetic --services {services} ({series} series, 1 h of 15 s samples)")
     print(f"- counts: {run.counts}; latency source {state.latency_source}; window {w.short_promql}")
-    print(f"- (a) cycle wall (queries + mapping + SQLite write): {_fmt(walls)}; phases of the last: {run.timings}")
-    print(f"- (b) floor, the same {len(exprs) + 3} requests over raw HTTP, no parsing: {_fmt(floor_times)}")
+    print(f"- (a) cycle wall (queries + mapping + SQLite write): {fmt(walls)}; phases of the last: {run.timings}")
+    print(f"- (b) floor, the same {len(exprs) + 3} requests over raw HTTP, no parsing: {fmt(floor_times)}")
     print(f"- (a)/(b) = {ratio:.2f}; slowest queries: {', '.join(f'{k} {t * 1000:.0f} ms' for t, k in slowest[:4])}")
     print(
         f"- (c) naive, one query per service per KPI: {naive_queries} queries for {len(sample)} services took "
