@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +97,45 @@ def celery_worker(redis: object, transactional_db: None) -> Iterator[object]:
 
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING") as worker:
         yield worker
+
+
+class TaskOutcomes:
+    """What the worker did with each task id, as Celery's own signals say: the state each execution ended in
+    (SUCCESS, FAILURE, or RETRY when the task asked to run again) and the retries it asked for, in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.states: dict[str, list[str]] = defaultdict(list)
+        self.retries: dict[str, list[str]] = defaultdict(list)
+
+    def ended(self, task_id: str | None = None, state: str | None = None, **_kwargs: object) -> None:
+        with self._lock:
+            self.states[task_id].append(state)
+
+    def retried(self, request: object = None, reason: object = None, **_kwargs: object) -> None:
+        with self._lock:
+            self.retries[request.id].append(str(reason))
+
+    def first_end(self, task_id: str, timeout: float = 20.0) -> str:
+        """The state the task's first execution ended in (waiting for it)."""
+        from lab.waiting import wait_for
+
+        return wait_for(lambda: list(self.states.get(task_id, ())), timeout)[0]
+
+    def assert_ended_without_retry(self, task_id: str) -> None:
+        """The task's first execution returned, without asking Celery to run it again."""
+        assert self.first_end(task_id) == "SUCCESS"
+        assert task_id not in self.retries
+
+
+@pytest.fixture
+def task_outcomes() -> Iterator[TaskOutcomes]:
+    """Records, through `task_postrun` and `task_retry`, how each task run by the in-process worker ended."""
+    from celery.signals import task_postrun, task_retry
+
+    outcomes = TaskOutcomes()
+    task_postrun.connect(outcomes.ended, weak=False)
+    task_retry.connect(outcomes.retried, weak=False)
+    yield outcomes
+    task_postrun.disconnect(outcomes.ended)
+    task_retry.disconnect(outcomes.retried)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.utils import timezone
 
@@ -52,26 +50,27 @@ def test_it_skips_a_run_while_another_holds_the_cluster_lock(kubeapi, cluster_fo
     wait_for(lambda: _runs(cluster, status="ok"))
 
 
-def test_it_retries_transient_errors_with_backoff(kubeapi, cluster_for, celery_worker):
+def test_it_retries_transient_errors_with_backoff(kubeapi, cluster_for, celery_worker, task_outcomes):
     cluster = cluster_for(kubeapi)
     kubeapi.faults.add(r"^/api/v1/services$", status=503, times=1)
 
-    collect_cluster.delay(cluster.pk)
+    task = collect_cluster.delay(cluster.pk)
     ok = wait_for(lambda: _runs(cluster, status="ok"))
 
     failed = _runs(cluster, status="failed")
     assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
     assert "503" in failed[0].error
     assert (ok[0].started_at - failed[0].finished_at).total_seconds() >= 1.5
+    assert task_outcomes.first_end(task.id) == "RETRY" and len(task_outcomes.retries[task.id]) == 1
 
 
-def test_it_does_not_retry_permanent_errors(kubeapi, cluster_for, celery_worker):
+def test_it_does_not_retry_permanent_errors(kubeapi, cluster_for, celery_worker, task_outcomes):
     cluster = cluster_for(kubeapi)
     kubeapi.faults.add(r".", status=403)
 
-    collect_cluster.delay(cluster.pk)
-    failed = wait_for(lambda: _runs(cluster, status="failed"))
-    time.sleep(3)
+    task = collect_cluster.delay(cluster.pk)
 
-    assert len(_runs(cluster)) == 1
-    assert "403" in failed[0].error
+    task_outcomes.assert_ended_without_retry(task.id)
+    [run] = _runs(cluster)  # one attempt, recorded as failed
+    assert (run.status, run.attempt) == ("failed", 1)
+    assert "403" in run.error

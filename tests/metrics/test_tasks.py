@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.utils import timezone
 
@@ -44,8 +42,7 @@ def test_it_collects_metrics_of_due_clusters_with_a_prometheus(proms, snapshot_c
     assert not _runs(without)
     with_prom.refresh_from_db()
     assert with_prom.next_metrics_at > timezone.now() + timezone.timedelta(seconds=50)
-    tick()  # not due again: nothing more is enqueued
-    time.sleep(0.5)
+    assert tick() == []  # not due again: nothing more is enqueued
     assert len(_runs(with_prom)) == 1
 
 
@@ -58,22 +55,24 @@ def test_it_skips_a_run_while_another_holds_the_metrics_lock(proms, snapshot_clu
     assert "still running" in skipped[0].error
 
 
-def test_it_retries_transient_prometheus_errors_with_backoff(proxy, snapshot_cluster, celery_worker):
+def test_it_retries_transient_prometheus_errors_with_backoff(proxy, snapshot_cluster, celery_worker, task_outcomes):
     cluster = snapshot_cluster(proxy.url)
     proxy.fail(r"/api/v1/status/buildinfo", status=503, times=1)
-    collect_metrics.delay(cluster.pk)
+    task = collect_metrics.delay(cluster.pk)
     ok = wait_for(lambda: _runs(cluster, status="ok"))
     failed = _runs(cluster, status="failed")
     assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
     assert "503" in failed[0].error
     assert (ok[0].started_at - failed[0].finished_at).total_seconds() >= 1.5
+    assert task_outcomes.first_end(task.id) == "RETRY" and len(task_outcomes.retries[task.id]) == 1
 
 
-def test_it_does_not_retry_permanent_prometheus_errors(proxy, snapshot_cluster, celery_worker):
+def test_it_does_not_retry_permanent_prometheus_errors(proxy, snapshot_cluster, celery_worker, task_outcomes):
     cluster = snapshot_cluster(proxy.url)
     proxy.fail(r".", status=401)
-    collect_metrics.delay(cluster.pk)
-    failed = wait_for(lambda: _runs(cluster, status="failed"))
-    time.sleep(2.5)
-    assert len(_runs(cluster)) == 1
-    assert "refused access (401)" in failed[0].error
+    task = collect_metrics.delay(cluster.pk)
+
+    task_outcomes.assert_ended_without_retry(task.id)
+    [run] = _runs(cluster)  # one attempt, recorded as failed
+    assert (run.status, run.attempt) == ("failed", 1)
+    assert "refused access (401)" in run.error
