@@ -21,3 +21,14 @@ def bookstore_split(server: object) -> dict:
 def set_bookstore_backends(server: object, backends: list[dict]) -> dict:
     """Merge-patch the bookstore TrafficSplit's backends, as `kubectl patch --type merge` would."""
     return custom_api(server).patch_namespaced_custom_object(*BOOKSTORE_SPLIT, {"spec": {"backends": backends}})
+
+
+# A string from the cluster that would run script if a page put it out as markup; and how a page must show it.
+HOSTILE = "<img src=x onerror=alert(1)>\"'&"
+HOSTILE_AS_TEXT = "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;"
+
+
+def assert_shown_as_text(html: str) -> None:
+    """`html` shows HOSTILE, escaped, and nowhere as markup."""
+    assert HOSTILE_AS_TEXT in html
+    assert HOSTILE not in html and "<img src=x" not in html

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI, MetricsState
-from tests.helpers import set_bookstore_backends
-
-HOSTILE = "<img src=x onerror=alert(1)>\"'&"
+from tests.helpers import HOSTILE, assert_shown_as_text, set_bookstore_backends
 
 
 def test_it_shows_a_service_with_pods_edges_split_and_latency_source(client, viewer, bookstore):
@@ -90,16 +89,34 @@ def test_it_flags_weights_osm_cannot_use(client, viewer, bookstore, kubeapi):
     assert "weights sum to less than 1" in html
 
 
-def test_it_escapes_hostile_strings_on_every_page(client, viewer, bookstore, kubeapi):
+@pytest.fixture
+def hostile(bookstore, kubeapi):
+    """The bookstore demo with HOSTILE where the cluster lets anyone write it: a Service annotation on bookstore-v1
+    and the name of a backend of the bookstore TrafficSplit."""
     core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
-    core.patch_namespaced_service(
-        "bookstore-v1", "bookstore", {"metadata": {"annotations": {"note": HOSTILE}, "labels": {"team": "x"}}}
-    )
-    collect_and_record(bookstore)
+    core.patch_namespaced_service("bookstore-v1", "bookstore", {"metadata": {"annotations": {"note": HOSTILE}}})
+    set_bookstore_backends(kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": HOSTILE, "weight": 0}])
+    _run, error = collect_and_record(bookstore)
+    assert error is None, error
+    return bookstore
+
+
+@pytest.mark.parametrize(
+    ("path", "section_start", "section_end"),
+    [
+        # bookstore-v1's annotations, in their own section of its page
+        ("/services/bookstore/bookstore-v1/", 'aria-label="Labels and annotations"', "</section>"),
+        # the split's backends on its root's page, and as rows and a check on the splits page
+        ("/services/bookstore/bookstore/", 'aria-label="Traffic splits"', "</section>"),
+        ("/splits/", 'data-split="bookstore/bookstore-split"', "</section>"),
+    ],
+    ids=["service-annotations", "root-service-split", "splits-page"],
+)
+def test_it_shows_hostile_strings_from_the_cluster_as_text(client, viewer, hostile, path, section_start, section_end):
     client.force_login(viewer)
 
-    for path in ("/", "/services/bookstore/bookstore-v1/", "/splits/", "/mesh/"):
-        html = client.get(path).content.decode()
-        assert "<img src=x" not in html, path
-    detail = client.get("/services/bookstore/bookstore-v1/").content.decode()
-    assert "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;" in detail
+    html = client.get(path).content.decode()
+
+    section = html[html.index(section_start) :]
+    assert_shown_as_text(section[: section.index(section_end)])
+    assert_shown_as_text(html)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from django.utils import timezone
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI, MetricsState
-from tests.helpers import set_bookstore_backends
-
-HOSTILE = "<img src=x onerror=alert(1)>\"'&"
+from tests.helpers import HOSTILE, assert_shown_as_text, set_bookstore_backends
 
 
 def test_it_sends_anonymous_users_to_the_login_page(client, db):
@@ -130,7 +129,17 @@ def test_it_shows_the_split_checks_with_codes_on_the_splits_page(client, viewer,
     assert "MB-SPLIT-002 backend service bookstore/bookstore-v9 does not exist" in html
 
 
-def test_it_escapes_hostile_route_matches(client, viewer, bookstore, kubeapi):
+@pytest.mark.parametrize(
+    ("path", "section_start"),
+    [
+        # the matches of the route group a TrafficTarget grants, in the policies' list of grants
+        ("/policies/", 'data-route="bookstore-service-routes"'),
+        # the same matches in the answer to "can bookbuyer talk to bookstore?"
+        ("/policies/?from=bookbuyer/bookbuyer&to=bookstore/bookstore", 'id="verdict"'),
+    ],
+    ids=["grants", "verdict"],
+)
+def test_it_shows_hostile_route_matches_as_text(client, viewer, bookstore, kubeapi, path, section_start):
     api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
     api.patch_namespaced_custom_object(
         "specs.smi-spec.io",
@@ -143,8 +152,22 @@ def test_it_escapes_hostile_route_matches(client, viewer, bookstore, kubeapi):
     collect_and_record(bookstore)
     client.force_login(viewer)
 
-    for path in ("/policies/", "/policies/?from=bookbuyer/bookbuyer&to=bookstore/bookstore", "/mesh/"):
-        html = client.get(path).content.decode()
-        assert "<img src=x" not in html, path
-        if path.startswith("/policies/"):
-            assert "&lt;img src=x onerror=alert(1)&gt;" in html, path
+    html = client.get(path).content.decode()
+
+    section = html[html.index(section_start) :]
+    assert_shown_as_text(section[: section.index("</ul>")])
+    assert_shown_as_text(html)
+
+
+def test_it_shows_a_hostile_injection_annotation_on_the_mesh_page_as_text(client, viewer, bookstore, kubeapi):
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
+    core.patch_namespace("bookstore", {"metadata": {"annotations": {"openservicemesh.io/sidecar-injection": HOSTILE}}})
+    _run, error = collect_and_record(bookstore)
+    assert error is None, error
+    client.force_login(viewer)
+
+    html = client.get("/mesh/").content.decode()
+
+    row = html[html.index('data-namespace="bookstore"') :]
+    assert_shown_as_text(row[: row.index("</tr>")])
+    assert_shown_as_text(html)
