@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from apps.canary.models import WeightChange
 from apps.mesh.models import TrafficSplit
@@ -109,13 +111,46 @@ def test_it_keeps_bad_input_on_the_form_with_the_reason(client, operator, canary
     assert not WeightChange.objects.exists()
 
 
-def test_it_refuses_backends_that_are_not_services_with_the_root_port(client, operator, canary, kubeapi):
+def test_it_refuses_backends_that_are_not_services_or_are_listed_twice(client, operator, canary, kubeapi):
     client.force_login(operator)
     html = _post(client, canary, [("bookstore-v1", "50"), ("ghost", "50")]).content.decode()
     assert "There is no Service &#x27;ghost&#x27; in namespace bookstore" in html
     html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v1", "50")]).content.decode()
     assert "A backend is listed twice" in html
     assert not WeightChange.objects.exists()
+
+
+def _service(kubeapi, name: str, port: int) -> None:
+    """A Service in the bookstore namespace, created through the official client as `kubectl apply` would."""
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeapi.kubeconfig)))
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "bookstore", "labels": {"app": "bookstore"}},
+        "spec": {"selector": {"app": "bookstore", "version": name}, "ports": [{"name": "http", "port": port}]},
+    }
+    core.create_namespaced_service("bookstore", body)
+
+
+def test_it_refuses_a_backend_without_the_roots_port_and_leaves_the_split_alone(client, operator, canary, kubeapi):
+    _service(kubeapi, "bookstore-v3", 8080)  # the root, bookstore, serves 14001
+    _service(kubeapi, "bookstore-v4", 14001)
+    collect_and_record(canary.cluster)
+    before = bookstore_split(kubeapi)
+    client.force_login(operator)
+
+    editor = client.get(URL).content.decode()
+    assert '<option value="bookstore-v4">' in editor and '<option value="bookstore-v3">' not in editor
+    response = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v3", "50")])
+
+    assert response.status_code == 200
+    assert (
+        "Service bookstore-v3 lacks the root&#x27;s port 14001: OSM would ignore this backend."
+        in response.content.decode()
+    )
+    after = bookstore_split(kubeapi)
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
 def test_it_shows_a_conflict_with_both_weights_and_keeps_the_first_write(client, operator, canary, kubeapi):
