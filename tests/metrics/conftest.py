@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.metrics_data import OpenMetrics, envoy_edge, piecewise_cdf, sample_times
+from lab.metrics_data import OpenMetrics, envoy_edge, piecewise_cdf, sample_times, synthetic_openmetrics
 
 NS = "shop-1"
 STEP = 15.0
@@ -136,6 +136,21 @@ def proms(prometheus_factory) -> Proms:
         osm=prometheus_factory(osm.text(), name="osm"),
         bare=prometheus_factory(bare.text(), name="bare"),
     )
+
+
+# Sizes of the synthetic mesh (`lab.synthetic.generate`, seed 7) held by `synthetic_proms`.
+SYNTHETIC_SIZES = (5, 50)
+
+
+@pytest.fixture(scope="session")
+def synthetic_proms(prometheus_factory) -> dict[int, object]:
+    """Per size in SYNTHETIC_SIZES, a real Prometheus holding the synthetic mesh's Envoy series over TIMES (the
+    stand-in's `synthetic` seed of the same size has the matching objects)."""
+    servers = {}
+    for services in SYNTHETIC_SIZES:
+        [(text, _series)] = synthetic_openmetrics(services, 7, TIMES)
+        servers[services] = prometheus_factory(text, name=f"synthetic-{services}")
+    return servers
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A tiny HTTP proxy in front of a real Prometheus that can delay answers or fail chosen requests (no client mocks)."""
+"""A tiny HTTP proxy in front of a real Prometheus that can delay answers or fail chosen requests (no client mocks),
+and logs every request it received."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class FaultProxy:
         self.fail_pattern: re.Pattern[str] | None = None  # requests whose URL matches get `fail_status`
         self.fail_status = 503
         self.fail_times: int | None = None  # None: always
-        self.requests = 0
+        self.requests: list[str] = []  # the path and query of each request received, in order
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,10 +27,10 @@ class FaultProxy:
                 pass
 
             def do_GET(self) -> None:
-                proxy.requests += 1
+                url = urllib.parse.unquote_plus(self.path)
+                proxy.requests.append(url)
                 if proxy.delay:
                     time.sleep(proxy.delay)
-                url = urllib.parse.unquote_plus(self.path)
                 if proxy.fail_pattern is not None and proxy.fail_pattern.search(url) and proxy.fail_times != 0:
                     if proxy.fail_times is not None:
                         proxy.fail_times -= 1
