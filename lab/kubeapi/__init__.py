@@ -8,17 +8,18 @@ installs exist; the others 404 everywhere, discovery included). It answers disco
 answers 409 on stale writes and 422 on schema violations of custom resources (pruning unknown fields, applying
 schema defaults, validating type/required/enum/pattern/bounds/items/oneOf/anyOf/not as a structural schema would),
 applies merge patches (RFC 7386) and JSON patches (RFC 6902), filters by label and field selectors, streams
-watches with bookmarks and 410 Expired, honours dryRun=All, refuses bodies over 3 MiB with 413, and answers bytes
-that are not HTTP with a plain-text 400 and a closed connection, as Go's server does.
+watches with bookmarks and 410 Expired, honours dryRun=All, keeps metadata.managedFields for creates, updates and
+patches (see managedfields.py), refuses bodies over 3 MiB with 413, and answers bytes that are not HTTP with a
+plain-text 400 and a closed connection, as Go's server does.
 Seeds are loaded through the same create path as HTTP requests, except that status is kept as the seed gives it.
 
 What it does not do: no controllers (no Deployment → ReplicaSet → Pod, no Endpoints from Services: a seed must
 hold what controllers would have made), no garbage collection (ownerReferences are ignored; deleting a namespace
 empties it at once instead of leaving it Terminating), no admission webhooks, no authentication or RBAC (401/403
 come only from injected faults), no CEL rules (`x-kubernetes-validations`), no validation of built-in kinds beyond
-names, namespaces and label types, no protobuf, no server-side apply, no managedFields, strategic merge patch only
-for metadata.labels and metadata.annotations of built-ins (anything else gets 415), list pagination without a
-consistent snapshot, and no /openapi, so kubectl cannot use it.
+names, namespaces and label types, no protobuf, no server-side apply (managedFields treat every list as atomic),
+strategic merge patch only for metadata.labels and metadata.annotations of built-ins (anything else gets 415), list
+pagination without a consistent snapshot, and no /openapi, so kubectl cannot use it.
 
 Test controls live on the server object, never behind HTTP: `server.faults` (status or delay per path regex and
 verb) and `server.requests` (the request log).

@@ -11,15 +11,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import discovery, routes, watch
+from . import discovery, managedfields, routes, watch
 from .faults import Fault, RequestRecord
-from .patching import BUILTIN_PATCH_TYPES, CR_PATCH_TYPES
+from .managedfields import Writer
+from .patching import APPLY, BUILTIN_PATCH_TYPES, CR_PATCH_TYPES
 from .registry import ResourceType
 from .routes import DiscoveryRoute, ResourceRoute
 from .selectors import parse_field_selector, parse_label_selector
 from .status import (
     APIError,
     bad_request,
+    cause,
+    format_value,
+    invalid,
     method_not_allowed,
     resource_not_found,
     status,
@@ -36,6 +40,7 @@ MAX_BODY = 3 * 1024 * 1024  # the apiserver's request body limit
 _DRAIN_LIMIT = 64 * 1024 * 1024  # past this we close the connection rather than read on
 _BUILTIN_BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
 _CR_BODY_TYPES = ["application/json", "application/yaml"]
+_OPTIONS_KINDS = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
 
 
 class _Close(Exception):
@@ -186,6 +191,30 @@ class KubeHandler(BaseHTTPRequestHandler):
     def _content_type(self) -> str:
         return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
+    def _writer(self, route: ResourceRoute) -> Writer:
+        """Who this write is recorded under in managedFields: `fieldManager`, else the User-Agent's product name.
+
+        Checks the options as the apiserver does before it looks at the body: 422 naming Create/Update/PatchOptions."""
+        manager = self._param("fieldManager") or ""
+        causes = self._patch_option_causes(manager) if self.command == "PATCH" else []
+        for reason, message in managedfields.field_manager_problems(manager):
+            if reason == "FieldValueInvalid":
+                message = f"Invalid value: {format_value(manager)}: {message}"
+            causes.append(cause(reason, "fieldManager", message))
+        if causes:
+            raise invalid(_OPTIONS_KINDS[self.command], "meta.k8s.io", "", causes)
+        if not manager:
+            manager = managedfields.manager_from_user_agent(self.headers.get("User-Agent") or "")
+        return Writer(manager, route.rt.api_version(route.version), route.subresource)
+
+    def _patch_option_causes(self, manager: str) -> list[dict]:
+        if self._content_type() == APPLY:
+            if not manager:
+                return [cause("FieldValueRequired", "fieldManager", "Required value: is required for apply patch")]
+        elif "force" in self._query:
+            return [cause("FieldValueForbidden", "force", "Forbidden: may not be specified for non-apply patch")]
+        return []
+
     def _decode(self, body: bytes, rt: ResourceType, patch_types: list[str] | None = None) -> tuple[str, Any]:
         ctype = self._content_type()
         if patch_types is not None:
@@ -227,8 +256,9 @@ class KubeHandler(BaseHTTPRequestHandler):
             if method == "POST":
                 if rt.namespaced and ns is None:
                     raise method_not_allowed()
+                writer = self._writer(route)
                 _, obj = self._decode(body, rt)
-                result = store.create(rt, version, ns, obj, self._dry_run())
+                result = store.create(rt, version, ns, obj, self._dry_run(), writer=writer)
                 self._warnings = result.warnings
                 self._send_json(result.code, result.obj)
                 return
@@ -240,13 +270,16 @@ class KubeHandler(BaseHTTPRequestHandler):
             obj = store.get(rt, ns or "", name)
             self._send_json(200, render(obj, rt, version))
         elif method == "PUT":
+            writer = self._writer(route)
             _, obj = self._decode(body, rt)
-            result = store.update(rt, version, ns, name, obj, self._dry_run(), route.subresource)
+            result = store.update(rt, version, ns, name, obj, self._dry_run(), route.subresource, writer=writer)
             self._warnings = result.warnings
             self._send_json(200, result.obj)
         elif method == "PATCH":
+            writer = self._writer(route)
             ctype, patch = self._decode(body, rt, patch_types=BUILTIN_PATCH_TYPES + CR_PATCH_TYPES)
-            result = store.patch(rt, version, ns, name, ctype, patch, self._dry_run(), route.subresource)
+            dry_run = self._dry_run()
+            result = store.patch(rt, version, ns, name, ctype, patch, dry_run, route.subresource, writer=writer)
             self._warnings = result.warnings
             self._send_json(200, result.obj)
         elif method == "DELETE" and route.subresource is None:

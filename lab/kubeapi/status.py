@@ -114,7 +114,7 @@ def invalid(kind: str, group: str, name: str, causes: list[dict]) -> APIError:
     """422 the way field.ErrorList.ToAggregate() words it: one cause bare, several in brackets."""
     lines = [f"{c['field']}: {c['message']}" for c in causes]
     joined = lines[0] if len(lines) == 1 else "[" + ", ".join(lines) + "]"
-    details: dict = {"name": name}
+    details: dict = {"name": name} if name else {}  # Go's StatusDetails.Name is omitempty
     if group:
         details["group"] = group
     details["kind"] = kind

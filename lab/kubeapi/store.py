@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
+from .managedfields import Writer, record_write
 from .patching import apply_patch
 from .registry import Registry, ResourceType
 from .status import (
@@ -63,6 +64,16 @@ def render(obj: dict, rt: ResourceType, version: str) -> dict:
     if obj.get("apiVersion") == api_version:
         return obj
     return {**obj, "apiVersion": api_version}
+
+
+# Built-in kinds whose Go type has a `spec` struct. A create is compared with the type's zero value, where that struct
+# exists already: so their managedFields say `"f:spec": {...}` where a custom resource's say `"f:spec": {".": {}, ...}`.
+_SPEC_STRUCT_KINDS = frozenset({"Namespace", "Node", "Service", "Pod", "Deployment", "ReplicaSet", "StatefulSet"})
+
+
+def _zero_value(rt: ResourceType) -> dict:
+    """What the field manager compares a create with: `Creater.New(kind)` for built-ins, an empty object for CRs."""
+    return {"spec": {}} if rt.builtin and rt.kind in _SPEC_STRUCT_KINDS else {}
 
 
 def _spec_part(obj: dict) -> dict:
@@ -212,7 +223,9 @@ class Store:
         body: Any,
         dry_run: bool = False,
         from_seed: bool = False,
+        writer: Writer | None = None,
     ) -> WriteResult:
+        """`writer` (the request's field manager) gets a managedFields entry; seeds keep the ones they bring."""
         obj = copy.deepcopy(self._check_body_type(rt, version, body))
         meta = obj.setdefault("metadata", {})
         ns = self._check_namespace(rt, namespace, obj)
@@ -259,6 +272,7 @@ class Store:
             meta["creationTimestamp"] = now()
             if rt.tracks_generation:
                 meta["generation"] = 1
+            record_write(_zero_value(rt), obj, writer, meta["creationTimestamp"], rt.has_status_subresource)
             if dry_run:
                 return WriteResult(render(obj, rt, version), 201, warnings)
             meta["resourceVersion"] = str(self._bump())
@@ -276,6 +290,7 @@ class Store:
         dry_run: bool = False,
         subresource: str | None = None,
         require_rv: bool = True,
+        writer: Writer | None = None,
     ) -> WriteResult:
         obj = copy.deepcopy(self._check_body_type(rt, version, body))
         meta = obj.setdefault("metadata", {})
@@ -289,7 +304,7 @@ class Store:
             if old is None:
                 if rt.allow_create_on_update and subresource is None:
                     meta.pop("resourceVersion", None)
-                    return self.create(rt, version, namespace, obj, dry_run)
+                    return self.create(rt, version, namespace, obj, dry_run, writer=writer)
                 raise not_found(rt.plural, rt.group, name)
             rv = meta.get("resourceVersion")
             if not rv and require_rv and not rt.builtin:
@@ -344,6 +359,8 @@ class Store:
             new_meta["resourceVersion"] = old_meta["resourceVersion"]
             if rt.tracks_generation and _spec_part(new) != _spec_part(old):
                 new_meta["generation"] = old_meta.get("generation", 1) + 1
+            ignore_status = rt.has_status_subresource and subresource is None
+            record_write(old, new, writer, now(), ignore_status)
             if new == old:
                 return WriteResult(render(old, rt, version), 200, warnings)
             if dry_run:
@@ -366,6 +383,7 @@ class Store:
         patch: Any,
         dry_run: bool = False,
         subresource: str | None = None,
+        writer: Writer | None = None,
     ) -> WriteResult:
         # The lock is re-entrant, so read-patch-write is one atomic step: no write can slip in between.
         with self.cond:
@@ -377,7 +395,9 @@ class Store:
             if isinstance(meta, dict) and meta.get("resourceVersion") in (None, ""):
                 # A patch without an rv is unconditional; it never needs one.
                 meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-            return self.update(rt, version, namespace, name, patched, dry_run, subresource, require_rv=False)
+            return self.update(
+                rt, version, namespace, name, patched, dry_run, subresource, require_rv=False, writer=writer
+            )
 
     def _remove(self, rt: ResourceType, ns: str, name: str, last: dict) -> dict:
         bucket = self.objects.get((rt.group, rt.plural), {})

@@ -139,13 +139,14 @@ def raw(
     body: Any = None,
     content_type: str = "application/json",
     conn: http.client.HTTPConnection | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     """One request on `conn` (kept alive) or a fresh connection; JSON bodies are decoded when they parse."""
     own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
-    headers = {"Content-Type": content_type} if data is not None else {}
-    conn.request(method, path, body=data, headers=headers)
+    sent = {"Content-Type": content_type} if data is not None else {}
+    conn.request(method, path, body=data, headers={**sent, **(headers or {})})
     response = conn.getresponse()
     payload = response.read()
     try:
