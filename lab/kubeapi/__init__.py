@@ -21,8 +21,9 @@ names, namespaces and label types, no protobuf, no server-side apply (managedFie
 strategic merge patch only for metadata.labels and metadata.annotations of built-ins (anything else gets 415), list
 pagination without a consistent snapshot, and no /openapi, so kubectl cannot use it.
 
-Test controls live on the server object, never behind HTTP: `server.faults` (status or delay per path regex and
-verb) and `server.requests` (the request log).
+Test controls live on the server object: `server.faults` (a status, delay or dropped connection per path regex and
+verb, before or after the request is handled) and `server.requests` (the request log). Only a server started with
+`fault_control=True` (`--fault-control`) also serves the faults over HTTP, on `/_lab/faults`. README.md has it all.
 """
 
 from .faults import Fault, Faults, RequestLog, RequestRecord

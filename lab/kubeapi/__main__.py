@@ -1,9 +1,11 @@
-"""`python -m lab.kubeapi --seed bookstore|synthetic|PATH.yaml`: serve a seeded stand-in until SIGTERM/SIGINT."""
+"""`python -m lab.kubeapi --seed bookstore|synthetic|PATH.yaml [--fault-control]`: serve a seeded stand-in until
+SIGTERM/SIGINT. With --fault-control, faults can be added over HTTP on /_lab/faults (see lab/kubeapi/README.md)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import tempfile
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from .server import KubeAPIServer, SeedError
 
+FAULT_CONTROL_ENV = "KUBEAPI_FAULT_CONTROL"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab.kubeapi", description=__doc__)
@@ -21,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--kubeconfig-out", type=Path, default=None, help="where to write the kubeconfig")
+    parser.add_argument(
+        "--fault-control",
+        action="store_true",
+        default=os.environ.get(FAULT_CONTROL_ENV, "").lower() in ("1", "true", "yes"),
+        help="serve POST/GET/DELETE /_lab/faults to inject delays, error statuses and dropped connections "
+        f"(also turned on by {FAULT_CONTROL_ENV}=1, e.g. `{FAULT_CONTROL_ENV}=1 make demo`)",
+    )
     parser.add_argument(
         "--no-crd", action="append", default=[], metavar="GROUP", help="simulate a cluster without this CRD group"
     )
@@ -39,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_crd:
         seed = replace(seed, crd_groups=seed.crd_groups - frozenset(args.no_crd))
     try:
-        server = KubeAPIServer(seed, host=args.host, port=args.port)
+        server = KubeAPIServer(seed, host=args.host, port=args.port, fault_control=args.fault_control)
     except SeedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -48,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     server.write_kubeconfig(kubeconfig)
     print(f"serving {seed.name} at {server.url}", flush=True)
     print(f"kubeconfig: {kubeconfig}", flush=True)
+    if server.fault_control_url:
+        print(f"fault control: {server.fault_control_url}", flush=True)
 
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

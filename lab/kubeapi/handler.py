@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import discovery, managedfields, routes, watch
+from . import discovery, faultcontrol, managedfields, routes, watch
 from .faults import Fault, RequestRecord
 from .managedfields import Writer
 from .patching import APPLY, BUILTIN_PATCH_TYPES, CR_PATCH_TYPES
@@ -45,6 +45,10 @@ _OPTIONS_KINDS = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "Pat
 
 class _Close(Exception):
     """The connection cannot be reused (body too large to drain, or broken framing)."""
+
+
+class _Drop(Exception):
+    """A fault cuts the connection: no answer at all."""
 
 
 class KubeHandler(BaseHTTPRequestHandler):
@@ -92,21 +96,21 @@ class KubeHandler(BaseHTTPRequestHandler):
         self._query = {k: v for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         self._status_sent = 0
         self._warnings: tuple[str, ...] = ()
+        self._held: list[tuple[int, dict]] | None = None  # answers kept back while an "after" fault waits
         route: ResourceRoute | DiscoveryRoute | None = None
         verb = ""
+        after: Fault | None = None
         try:
             body = self._drain_body()
+            if self.kube.fault_control and faultcontrol.is_control_path(url.path):
+                self._send_json(*faultcontrol.answer(self.kube.faults, self.command, url.path, body))
+                return
             try:
                 route = routes.parse(url.path, self.kube.registry)
             except APIError:
                 route = None
             verb = routes.kube_verb(self.command, route, self._flag("watch"))
-            fault = self.kube.faults.match(self.command, verb, url.path)
-            if fault is not None:
-                if fault.delay:
-                    time.sleep(fault.delay)
-                if fault.status is not None:
-                    raise _fault_error(fault, route, verb, url.path)
+            after = self._fault_before(route, verb, url.path)
             if body is None:
                 raise too_large(MAX_BODY)
             if route is None:
@@ -117,6 +121,8 @@ class KubeHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self._send_json(err.code, err.body)
+        except _Drop:
+            self.close_connection = True
         except _Close:
             self.close_connection = True
             if not self._status_sent:
@@ -129,7 +135,36 @@ class KubeHandler(BaseHTTPRequestHandler):
             else:
                 self._send_json(500, status(500, f"Internal error occurred: {type(exc).__name__}: {exc}"))
         finally:
+            if after is not None:
+                self._fault_after(after, route, verb, url.path)
             self.kube.requests.add(RequestRecord(self.command, url.path, url.query, self._status_sent, verb))
+
+    # ---- faults ---------------------------------------------------------------------------------------------
+    def _fault_before(self, route: ResourceRoute | DiscoveryRoute | None, verb: str, path: str) -> Fault | None:
+        """Strikes a matching "before" fault now; returns an "after" one, holding the answers back until it strikes.
+
+        A watch streams as it goes, so nothing can be held back: an "after" fault strikes it before, too."""
+        fault = self.kube.faults.match(self.command, verb, path)
+        if fault is None:
+            return None
+        if fault.when == "after" and verb != "watch":
+            self._held = []
+            return fault
+        _strike(fault, route, verb, path)
+        return None
+
+    def _fault_after(self, fault: Fault, route: ResourceRoute | DiscoveryRoute | None, verb: str, path: str) -> None:
+        held, self._held = self._held or [], None
+        try:
+            _strike(fault, route, verb, path)
+            for code, body in held:  # a delay alone: the real answer, late
+                self._send_json(code, body)
+        except _Drop:
+            self.close_connection = True
+        except APIError as err:
+            self._send_json(err.code, err.body)
+        except OSError:  # the client gave up waiting
+            self.close_connection = True
 
     def _drain_body(self) -> bytes | None:
         """Reads the whole body even when we will answer an error, so keep-alive framing stays right.
@@ -423,6 +458,9 @@ class KubeHandler(BaseHTTPRequestHandler):
 
     # ---- output -----------------------------------------------------------------------------------------------
     def _send_json(self, code: int, body: dict) -> None:
+        if self._held is not None:
+            self._held.append((code, body))
+            return
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -433,6 +471,15 @@ class KubeHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
         self._status_sent = code
+
+
+def _strike(fault: Fault, route: ResourceRoute | DiscoveryRoute | None, verb: str, path: str) -> None:
+    if fault.delay:
+        time.sleep(fault.delay)
+    if fault.drop:
+        raise _Drop
+    if fault.status is not None:
+        raise _fault_error(fault, route, verb, path)
 
 
 def _fault_error(fault: Fault, route: ResourceRoute | DiscoveryRoute | None, verb: str, path: str) -> APIError:

@@ -1,7 +1,9 @@
 """pytest fixtures for the stand-in: `kubeapi_factory` and `kubeapi`.
 
 Enable with `pytest_plugins = ["lab.kubeapi.pytest_plugin"]` in the top conftest. Each server gets a kubeconfig in
-the test's tmp_path (`server.kubeconfig`) and is stopped at teardown.
+the test's tmp_path (`server.kubeconfig`) and is stopped at teardown. Server options (`fault_control=True` for the
+HTTP fault control on /_lab/faults, `history_size`, ...) go to `kubeapi_factory(seed, **options)`, or to the
+`kubeapi` fixture with `@pytest.mark.kubeapi_options(fault_control=True)`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "kubeapi_seed(name_or_seed, **options): seed of the `kubeapi` fixture: a seed name or path for "
         "lab.seeds.loader.load_seed, or a Seed object",
+    )
+    config.addinivalue_line(
+        "markers",
+        "kubeapi_options(**server_options): KubeAPIServer options of the `kubeapi` fixture, e.g. fault_control=True",
     )
 
 
@@ -111,5 +117,8 @@ def kubeapi_factory(tmp_path: Path) -> Iterator[Callable[..., KubeAPIServer]]:
 
 @pytest.fixture
 def kubeapi(request: pytest.FixtureRequest, kubeapi_factory: Callable[..., KubeAPIServer]) -> KubeAPIServer:
-    """A running stand-in: `load_seed("bookstore")`, or the seed named by `@pytest.mark.kubeapi_seed`."""
-    return kubeapi_factory(_seed_from_marker(request.node.get_closest_marker("kubeapi_seed")))
+    """A running stand-in: `load_seed("bookstore")`, or the seed named by `@pytest.mark.kubeapi_seed`, with the
+    server options of `@pytest.mark.kubeapi_options`."""
+    options = request.node.get_closest_marker("kubeapi_options")
+    seed = _seed_from_marker(request.node.get_closest_marker("kubeapi_seed"))
+    return kubeapi_factory(seed, **(options.kwargs if options else {}))

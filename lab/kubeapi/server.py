@@ -61,8 +61,11 @@ class KubeAPIServer:
         *,
         history_size: int = 1000,
         bookmark_interval: float = 60.0,
+        fault_control: bool = False,
     ):
+        """`fault_control=True` serves `server.faults` over HTTP on `/_lab/faults` (see faultcontrol.py)."""
         self.seed = seed
+        self.fault_control = fault_control
         self.host = host
         self._requested_port = port
         self.bookmark_interval = bookmark_interval
@@ -134,6 +137,11 @@ class KubeAPIServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def fault_control_url(self) -> str | None:
+        """Where faults are added over HTTP, when the server was started with fault control."""
+        return f"{self.url}/_lab/faults" if self.fault_control else None
 
     # ---- test controls -----------------------------------------------------------------------------------------
     def set_crd_groups(self, groups: frozenset[str] | set[str]) -> None:

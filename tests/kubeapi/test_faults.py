@@ -71,3 +71,50 @@ def test_it_logs_and_counts_requests(server, core, custom):
     assert entries[3].status == 404 and entries[3].verb == "get"
     server.requests.reset()
     assert len(server.requests) == 0
+
+
+def test_an_after_fault_answers_its_status_once_the_write_is_stored(server, custom):
+    fault = server.faults.add(r"/trafficsplits/web-split$", 500, verb="patch", when="after", times=1)
+    assert (fault.when, fault.drop, fault.remaining) == ("after", False, 1)
+    with pytest.raises(client.ApiException) as caught:
+        custom.patch_namespaced_custom_object(
+            "split.smi-spec.io", "v1alpha2", "demo", "trafficsplits", "web-split", {"metadata": {"labels": {"a": "b"}}}
+        )
+    assert caught.value.status == 500
+    split = custom.get_namespaced_custom_object("split.smi-spec.io", "v1alpha2", "demo", "trafficsplits", "web-split")
+    assert split["metadata"]["labels"] == {"a": "b"}
+
+
+def test_an_after_fault_replaces_an_error_answer_too(server, core):
+    server.faults.add(r"/services/nope$", 503, when="after")
+    with pytest.raises(client.ApiException) as caught:
+        core.read_namespaced_service("nope", "demo")
+    assert caught.value.status == 503
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "complaint"),
+    [
+        ({}, "needs a status, a delay"),
+        ({"status": 500, "drop": True}, "not both"),
+        ({"status": 500, "when": "later"}, "when must be"),
+        ({"delay": -1}, "delay must be"),
+        ({"status": 99}, "not an HTTP status"),
+        ({"status": 500, "skip": -1}, "skip must be"),
+    ],
+)
+def test_a_fault_that_cannot_be_is_refused(server, kwargs, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        server.faults.add(r"/services", **kwargs)
+
+
+def test_a_skipping_rule_lets_its_first_matches_reach_older_rules(server, core):
+    server.faults.add(r"/services$", 503, verb="list")
+    newest = server.faults.add(r"/services$", 500, verb="list", skip=2)
+    codes = []
+    for _ in range(3):
+        with pytest.raises(client.ApiException) as caught:
+            core.list_namespaced_service("demo")
+        codes.append(caught.value.status)
+    assert codes == [503, 503, 500]
+    assert (newest.skip, newest.skip_remaining) == (2, 0)
