@@ -22,6 +22,9 @@ from kubernetes.config.config_exception import ConfigException
 
 from apps.core.errors import GatewayError
 
+# The name Meshboard's writes carry in managedFields, so a read-back can tell them from other writers'.
+FIELD_MANAGER = "meshboard"
+
 
 class KubeError(GatewayError):
     """A Kubernetes API call failed. `reason` is a sentence a person can act on."""
@@ -218,11 +221,19 @@ class KubeGateway:
         )
 
     def merge_patch_custom(
-        self, resource: Resource, namespace: str, name: str, body: dict[str, Any], *, dry_run: bool = False
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        field_manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
         """A JSON merge patch (RFC 7386) of one custom object; with dry_run the server validates and persists nothing.
 
         Put `metadata.resourceVersion` in `body` to make the write conditional: a stale one gives ConflictKubeError.
+        The server records the write in `metadata.managedFields` under `field_manager`.
         """
         return self._raw_json(
             f"{'checking' if dry_run else 'writing'} {resource.plural}.{resource.group} {namespace}/{name}",
@@ -234,6 +245,7 @@ class KubeGateway:
             name,
             body,
             dry_run="All" if dry_run else None,
+            field_manager=field_manager,
         )
 
     def get_core_endpoints(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -255,8 +267,8 @@ _CORE_LIST_NAMES = {
 }
 
 
-def gateway_for(cluster: object) -> KubeGateway:
-    """The gateway for a Cluster row, with the timeouts from settings."""
+def gateway_for(cluster: object, *, read_timeout: float | None = None) -> KubeGateway:
+    """The gateway for a Cluster row, with the timeouts from settings (`read_timeout` overrides the read timeout)."""
     from django.conf import settings
 
     target = KubeTarget(
@@ -267,5 +279,5 @@ def gateway_for(cluster: object) -> KubeGateway:
     return KubeGateway(
         target,
         connect_timeout=settings.MESHBOARD_KUBE_CONNECT_TIMEOUT,
-        read_timeout=settings.MESHBOARD_KUBE_READ_TIMEOUT,
+        read_timeout=read_timeout if read_timeout is not None else settings.MESHBOARD_KUBE_READ_TIMEOUT,
     )

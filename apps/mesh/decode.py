@@ -236,8 +236,22 @@ def traffic_split_row(obj: dict) -> Row:
         resource_version=_str(_dict(obj.get("metadata")).get("resourceVersion"), 64),
         api_version=_str(obj.get("apiVersion"), 64),
         owners=owner_refs(obj),
+        managers=field_managers(obj),
     )
     return row
+
+
+def field_managers(obj: dict) -> list[dict[str, str]]:
+    """[{manager, operation, time}] of the object's managedFields, oldest first: who wrote it, and when."""
+    entries = [
+        {
+            "manager": _str(entry.get("manager"), 128),
+            "operation": _str(entry.get("operation"), 16),
+            "time": _str(entry.get("time"), 32),
+        }
+        for entry in map(_dict, _list(_dict(obj.get("metadata")).get("managedFields")))
+    ]
+    return sorted(entries, key=lambda e: e["time"])
 
 
 def owner_refs(obj: dict) -> list[dict[str, str]]:

@@ -211,9 +211,32 @@ class TrafficSplit(SnapshotRow):
     resource_version = models.CharField(max_length=64, blank=True)
     api_version = models.CharField(max_length=64, blank=True)
     owners = models.JSONField(default=list, blank=True)  # [{kind, name, apiVersion}] from ownerReferences
+    # [{manager, operation, time}] from metadata.managedFields, oldest first: who wrote the split, and when.
+    managers = models.JSONField(default=list, blank=True)
 
     class Meta(SnapshotRow.Meta):
         constraints = _unique("trafficsplit")
+
+    def gitops_managers(self) -> list[str]:
+        """The GitOps controllers whose markers the split carries: they put the weights in Git back on their next sync.
+        Argo CD tracks by the `argocd.argoproj.io/tracking-id` annotation (or its instance label); Flux's
+        kustomize- and helm-controllers label what they apply."""
+        labels, annotations = self.labels or {}, self.annotations or {}
+        found = []
+        argo = annotations.get(ARGO_TRACKING_ANNOTATION) or labels.get(ARGO_INSTANCE_LABEL)
+        if argo:
+            found.append(f"Argo CD (application {argo.split(':', 1)[0]})")
+        for controller, prefix in FLUX_LABEL_PREFIXES.items():
+            if any(key.startswith(f"{prefix}/") for key in labels):
+                name = labels.get(f"{prefix}/name")
+                where = f" ({labels.get(f'{prefix}/namespace', '')}/{name})" if name else ""
+                found.append(f"Flux {controller}{where}")
+        return found
+
+    @property
+    def last_writer(self) -> dict[str, str] | None:
+        """The managedFields entry written last (manager, operation, RFC 3339 time), if the server keeps them."""
+        return self.managers[-1] if self.managers else None
 
     @property
     def root_service_name(self) -> str:
@@ -225,6 +248,11 @@ class TrafficSplit(SnapshotRow):
 
     def weight_percents(self) -> list[float | None]:
         return weight_percents(self.backends)
+
+
+ARGO_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+ARGO_INSTANCE_LABEL = "argocd.argoproj.io/instance"
+FLUX_LABEL_PREFIXES = {"Kustomization": "kustomize.toolkit.fluxcd.io", "HelmRelease": "helm.toolkit.fluxcd.io"}
 
 
 class TrafficTarget(SnapshotRow):

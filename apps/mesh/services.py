@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 
 from django.db import models, transaction
@@ -30,6 +31,9 @@ from .models import (
     TrafficTarget,
     Workload,
 )
+from .signals import snapshot_stored
+
+log = logging.getLogger(__name__)
 
 # Snapshot key -> (model, the fields besides `cluster` that identify a row).
 TABLES: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
@@ -97,6 +101,9 @@ def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapsh
     started = time.perf_counter()
     store_snapshot(cluster, snapshot)
     snapshot.timings["write"] = time.perf_counter() - started
+    for receiver, result in snapshot_stored.send_robust(sender=Cluster, cluster=cluster):
+        if isinstance(result, Exception):  # a follow-up's bug must not fail the collection that fed it
+            log.error("after the snapshot of %s: %s failed", cluster.name, receiver, exc_info=result)
     run.counts = snapshot.counts
     run.warnings = snapshot.warnings
     run.timings = {phase: round(seconds, 4) for phase, seconds in snapshot.timings.items()}

@@ -73,6 +73,11 @@ CATALOG: dict[str, Check] = {
               "OSM 1.2 release notes: the root service must select the pods backing the leaf services"),
         Check("MB-SPLIT-008", INFO, "The TrafficSplit is managed by a Flagger Canary",
               "Flagger rewrites the weights at every analysis step"),
+        Check("MB-SPLIT-009", ERROR, "A backend's pods have no sidecar",
+              "OSM sends the backend's share over mTLS; a pod without the sidecar (opted out or never injected) "
+              "cannot answer it"),
+        Check("MB-SPLIT-010", WARNING, "A backend has no ready pod",
+              "the share weighted to it fails until a pod is ready"),
         Check("MB-ACCESS-001", WARNING, "A TrafficTarget names a service account that does not exist",
               "identities are <serviceaccount>.<namespace>; nothing runs as a missing one"),
         Check("MB-ACCESS-002", ERROR, "A TrafficTarget names a route OSM cannot use",
@@ -180,7 +185,7 @@ def split_weight_findings(split: TrafficSplit) -> list[Finding]:
 # The snapshot, read once
 
 
-_POD_FIELDS = ("namespace", "name", "labels", "annotations", "has_sidecar", "node_name", "phase")
+_POD_FIELDS = ("namespace", "name", "labels", "annotations", "has_sidecar", "node_name", "phase", "ready")
 
 
 class _Snapshot:
@@ -307,6 +312,7 @@ def _split_service_checks(snap: _Snapshot, split: TrafficSplit) -> Iterator[Find
                 (ref, backend_ref, ObjectRef("Service", ns, root.name)),
             )
         backing = [p for p in pods if selects(service.selector, p.labels)]
+        yield from _backend_pod_checks(ref, backend_ref, name, backing)
         if backing:
             uncovered = [p.name for p in backing if not selects(root.selector, p.labels)]
         else:  # no pods yet: compare the selectors themselves
@@ -320,6 +326,29 @@ def _split_service_checks(snap: _Snapshot, split: TrafficSplit) -> Iterator[Find
                 f"Make Service {root.name}'s selector a subset of the labels of {name}'s pods (e.g. only `app`).",
                 (ref, ObjectRef("Service", ns, root.name), backend_ref),
             )
+
+
+def _backend_pod_checks(ref: ObjectRef, backend_ref: ObjectRef, name: str, backing: list[Pod]) -> Iterator[Finding]:
+    """MB-SPLIT-009 and -010: a backend whose pods cannot take its share. Pods that opted out of injection count:
+    backing a split puts them on the mesh's path whatever their annotation says."""
+    running = [p for p in backing if p.phase not in ("Succeeded", "Failed")]
+    unmeshed = [p.name for p in running if not p.has_sidecar]
+    if unmeshed:
+        yield Finding(
+            "MB-SPLIT-009",
+            f"backend {backend_ref.namespace}/{name}: {len(unmeshed)} of {len(running)} pod(s) have no sidecar:"
+            f" {_names(unmeshed)}",
+            f"Inject the sidecar into {name}'s pods (remove an opt-out annotation, restart them), or give the backend"
+            " weight 0.",
+            (ref, backend_ref, *(ObjectRef("Pod", backend_ref.namespace, p) for p in unmeshed)),
+        )
+    if running and not any(p.ready for p in running):
+        yield Finding(
+            "MB-SPLIT-010",
+            f"backend {backend_ref.namespace}/{name} has no ready pod (0/{len(running)})",
+            f"Fix {name}'s pods before sending it traffic, or give it weight 0.",
+            (ref, backend_ref),
+        )
 
 
 def flagger_canaries(split: TrafficSplit, canaries: Iterable[Canary]) -> list[str]:

@@ -88,10 +88,33 @@ def _permissive(objects):
 
 
 def _pod_without_sidecar(objects):
-    pod = next(p for p in of_kind(objects, "Pod") if p["metadata"]["namespace"] == "bookthief")
+    _pod_without_sidecar_edit(next(p for p in of_kind(objects, "Pod") if p["metadata"]["namespace"] == "bookthief"))
+
+
+def _pod_without_sidecar_edit(pod):
     pod["metadata"]["labels"].pop("osm-proxy-uuid", None)
     pod["spec"]["containers"] = [c for c in pod["spec"]["containers"] if c["name"] != "envoy"]
     pod["spec"]["initContainers"] = [c for c in pod["spec"].get("initContainers", []) if c["name"] != "osm-init"]
+
+
+def _backend_pods(objects, version):
+    return [
+        p
+        for p in of_kind(objects, "Pod")
+        if p["metadata"]["namespace"] == "bookstore" and p["metadata"]["labels"].get("version") == version
+    ]
+
+
+def _backend_opted_out(objects):
+    """bookstore-v1's pods opted out of injection: MB-MESH-001 skips them, but they back the split."""
+    for pod in _backend_pods(objects, "v1"):
+        pod["metadata"].setdefault("annotations", {})["openservicemesh.io/sidecar-injection"] = "disabled"
+        _pod_without_sidecar_edit(pod)
+
+
+def _backend_not_ready(objects):
+    for pod in _backend_pods(objects, "v1"):
+        pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
 
 
 def _osm_version(version):
@@ -139,6 +162,8 @@ CASES = {
     ),
     "MB-SPLIT-007": (_root_selector_misses_backend, None),
     "MB-SPLIT-008": (_flagger_canary, None),
+    "MB-SPLIT-009": (_backend_opted_out, None),
+    "MB-SPLIT-010": (_backend_not_ready, None),
     "MB-ACCESS-001": (_missing_source_account, None),
     "MB-ACCESS-002": (_missing_route_group, None),
     "MB-ACCESS-003": (_namespace_mismatch, None),
