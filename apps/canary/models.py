@@ -6,14 +6,27 @@ from django.db import models
 from apps.clusters.models import Cluster
 
 
+def weights_text(backends: list[dict]) -> str:
+    """Weights as operators say them: "100/0"."""
+    return "/".join(str(b.get("weight")) for b in backends) or "(none)"
+
+
 class WeightChange(models.Model):
-    """Every attempt to change a TrafficSplit's weights, whatever came of it: the audit trail and rollback source."""
+    """Every authenticated attempt to change a TrafficSplit's weights, whatever came of it: the audit trail and the
+    rollback source. The result says what is known of the cluster afterwards (see apps/canary/services.py)."""
 
     class Result(models.TextChoices):
         APPLIED = "applied", "Applied"
-        CONFLICT = "conflict", "Conflict (the split changed since it was opened)"
-        REJECTED = "rejected", "Rejected by the API server"
-        FAILED = "failed", "Failed"
+        CONFIRMED = "confirmed", "Applied (confirmed by reading back)"
+        CONFLICT = "conflict", "Conflict: nothing written"
+        REJECTED = "rejected", "Rejected by the API server: nothing changed"
+        NOT_CHANGED = "not_changed", "Nothing changed (confirmed)"
+        FAILED = "failed", "Failed: nothing changed"
+        UNKNOWN = "unknown", "Outcome unknown: check the cluster"
+        INVALID = "invalid", "Refused by the form: nothing sent"
+        FORBIDDEN = "forbidden", "Forbidden: nothing sent"
+
+    CHANGED = (Result.APPLIED, Result.CONFIRMED)  # results after which the cluster holds the new weights
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="weight_changes")
     namespace = models.CharField(max_length=253)
@@ -29,6 +42,13 @@ class WeightChange(models.Model):
     reason = models.TextField(blank=True)
     flagger_confirmed = models.BooleanField(default=False)
     rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # For an unknown outcome: what the next collection found in the cluster, and when.
+    resolution = models.TextField(blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # For a change that another writer (Flagger, a GitOps controller, a person) undid soon after.
+    undone_by = models.CharField(max_length=128, blank=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_weights = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -36,3 +56,19 @@ class WeightChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.namespace}/{self.split} {self.result} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def changed_cluster(self) -> bool:
+        return self.result in self.CHANGED
+
+    @property
+    def undone_notice(self) -> str:
+        """ "bookstore-split was set back to 100/0 by flagger 12 s after the change by alice"."""
+        if not self.undone_by:
+            return ""
+        verb = "set back to" if self.undone_weights == self.weights_before else "changed to"
+        after = ""
+        if self.undone_at:
+            seconds = max(0, round((self.undone_at - self.created_at).total_seconds()))
+            after = f" {seconds} s after the change by {self.username}"
+        return f"{self.split} was {verb} {weights_text(self.undone_weights)} by {self.undone_by}{after}"

@@ -1,28 +1,47 @@
-"""The one place Meshboard writes to a cluster: changing a TrafficSplit's weights, safely.
+"""The one place Meshboard writes to a cluster: changing a TrafficSplit's weights, and recording what came of it.
 
 Each attempt: read the live split (its resourceVersion must be the one the form was opened with), a server-side
-dry run, then a JSON merge patch of the whole `spec.backends` list carrying `metadata.resourceVersion`, so a
-concurrent change gives 409 instead of a lost update. Every attempt leaves a WeightChange record; a success updates
-the split's snapshot row at once.
+dry run, then a JSON merge patch of the whole `spec.backends` list carrying `metadata.resourceVersion` (so a
+concurrent change gives 409 instead of a lost update) and `fieldManager=meshboard` (so the server's managedFields
+say who wrote it).
+
+The audit record says only what is known:
+- refused before anything was sent (form, permission, stale form, dry-run 4xx, an unreadable split): nothing changed;
+- the PATCH answered 2xx: applied, with the new resourceVersion;
+- the PATCH answered 409, 422 or another 4xx: nothing changed, the server said so;
+- the PATCH timed out, lost its connection or answered 5xx: the write may or may not have been stored, so the split
+  is read again (a consistent GET, retried within a short deadline) and judged by its resourceVersion and
+  managedFields; when it cannot be read the outcome is "unknown", which the next collection resolves
+  (`apps/canary/followup.py`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from apps.clusters.kube import ConflictKubeError, KubeError, NotFoundKubeError, gateway_for
+from apps.clusters.kube import FIELD_MANAGER, ConflictKubeError, KubeError, NotFoundKubeError, gateway_for
 from apps.clusters.models import Cluster
 from apps.clusters.roles import can_change_weights
 from apps.mesh.collector import TRAFFIC_SPLITS
-from apps.mesh.decode import traffic_split_row
+from apps.mesh.decode import field_managers, traffic_split_row
 from apps.mesh.models import TrafficSplit
+from apps.mesh.tasks import collect_cluster
+from apps.metrics.tasks import collect_metrics
 
 from .models import WeightChange
 from .weights import WeightChangeRequest
+
+log = logging.getLogger(__name__)
+Result = WeightChange.Result
+READ_BACK_SECONDS = 6.0  # how long a read-back after an uncertain write keeps trying
+READ_BACK_TIMEOUT = 3.0  # read timeout of each read-back GET
 
 
 @dataclass(frozen=True)
@@ -34,7 +53,36 @@ class ChangeOutcome:
 
     @property
     def applied(self) -> bool:
-        return self.record.result == WeightChange.Result.APPLIED
+        return self.record.changed_cluster
+
+
+class _Attempt:
+    """One attempt's facts, as they become known, and the audit row they end in."""
+
+    def __init__(
+        self, cluster: Cluster, user: AbstractBaseUser, change: WeightChangeRequest, rollback_of: WeightChange | None
+    ) -> None:
+        self.cluster, self.user, self.change, self.rollback_of = cluster, user, change, rollback_of
+        self.before: list[dict[str, object]] = []
+        # managedFields times have second precision: a write of ours made during this attempt is stamped >= this.
+        self.started = datetime.now(UTC).replace(microsecond=0)
+
+    def record(self, result: str, reason: str = "", **fields: object) -> WeightChange:
+        return WeightChange.objects.create(
+            cluster=self.cluster,
+            namespace=self.change.namespace,
+            split=self.change.split,
+            user=self.user,
+            username=self.user.get_username(),
+            weights_before=self.before,
+            weights_after=self.change.as_spec(),
+            resource_version_sent=self.change.resource_version,
+            flagger_confirmed=self.change.confirm_flagger,
+            rollback_of=self.rollback_of,
+            result=result,
+            reason=reason,
+            **fields,
+        )
 
 
 def _backends(obj: dict) -> list[dict[str, object]]:
@@ -42,28 +90,68 @@ def _backends(obj: dict) -> list[dict[str, object]]:
     return [b for b in spec.get("backends") or [] if isinstance(b, dict)]
 
 
-def _record(
-    cluster: Cluster, user: AbstractBaseUser, change: WeightChangeRequest, rollback_of: WeightChange | None, **fields
-) -> WeightChange:
-    return WeightChange.objects.create(
-        cluster=cluster,
-        namespace=change.namespace,
-        split=change.split,
-        user=user,
-        username=user.get_username(),
-        weights_after=change.as_spec(),
-        resource_version_sent=change.resource_version,
-        flagger_confirmed=change.confirm_flagger,
-        rollback_of=rollback_of,
-        **fields,
-    )
+def _resource_version(obj: dict) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _last_writer(obj: dict) -> dict[str, str]:
+    managers = field_managers(obj)
+    return managers[-1] if managers else {"manager": "", "operation": "", "time": ""}
+
+
+def _written_by_us_since(obj: dict, since: datetime) -> bool:
+    for entry in field_managers(obj):
+        if entry["manager"] == FIELD_MANAGER and entry["time"]:
+            try:
+                stamped = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if stamped >= since:
+                return True
+    return False
 
 
 def _refresh_snapshot(cluster: Cluster, obj: dict) -> None:
     """Write the split as the API server returned it, so pages show the new weights before the next poll."""
     row = traffic_split_row(obj)
     TrafficSplit.objects.filter(cluster=cluster, namespace=row["namespace"], name=row["name"]).update(
-        backends=row["backends"], resource_version=row["resource_version"], owners=row["owners"]
+        backends=row["backends"],
+        resource_version=row["resource_version"],
+        owners=row["owners"],
+        managers=row["managers"],
+    )
+
+
+def _collect_soon(cluster: Cluster) -> None:
+    """Fresh data right after a write: both collections now, not at the next poll. The write is done whatever
+    happens here: a broker that is down costs the early refresh (logged), never the operator's answer."""
+    tasks = [collect_cluster, collect_metrics] if cluster.prometheus_url else [collect_cluster]
+
+    def enqueue() -> None:
+        for task in tasks:
+            try:
+                task.apply_async((cluster.pk,), retry=False)
+            except Exception as exc:
+                log.warning("no early %s after the write to %s: %s", task.name, cluster.name, exc)
+
+    transaction.on_commit(enqueue)
+
+
+def record_refusal(
+    cluster: Cluster, user: AbstractBaseUser, split: TrafficSplit, result: str, reason: str, weights: list[dict]
+) -> WeightChange:
+    """Audit an attempt refused before anything was sent: by the form (with its errors) or by permissions."""
+    return WeightChange.objects.create(
+        cluster=cluster,
+        namespace=split.namespace,
+        split=split.name,
+        user=user,
+        username=user.get_username(),
+        weights_before=split.backends,
+        weights_after=weights,
+        resource_version_sent=split.resource_version,
+        result=result,
+        reason=reason,
     )
 
 
@@ -76,81 +164,138 @@ def change_weights(
 ) -> ChangeOutcome:
     if not can_change_weights(user):
         raise PermissionDenied("Only operators may change TrafficSplit weights.")
-    before: list[dict[str, object]] = []
-    try:
-        with gateway_for(cluster) as gateway:
+    attempt = _Attempt(cluster, user, change, rollback_of)
+    body = {"metadata": {"resourceVersion": change.resource_version}, "spec": {"backends": change.as_spec()}}
+    with gateway_for(cluster) as gateway:
+        try:
             live = gateway.get_custom(TRAFFIC_SPLITS, change.namespace, change.split)
-            before = _backends(live)
-            live_rv = str((live.get("metadata") or {}).get("resourceVersion") or "")
-            if live_rv != change.resource_version:
-                raise ConflictKubeError("the split changed since the form was opened", status=409)
-            body = {"metadata": {"resourceVersion": change.resource_version}, "spec": {"backends": change.as_spec()}}
+            attempt.before = _backends(live)
+            if _resource_version(live) != change.resource_version:
+                return _conflict(attempt, live, "the split changed since the form was opened")
             gateway.merge_patch_custom(TRAFFIC_SPLITS, change.namespace, change.split, body, dry_run=True)
+        except KubeError as exc:
+            return _refused_before_write(attempt, exc)
+        try:
             written = gateway.merge_patch_custom(TRAFFIC_SPLITS, change.namespace, change.split, body)
-    except ConflictKubeError:
-        return _conflict(cluster, user, change, rollback_of, before)
-    except NotFoundKubeError:
-        record = _record(
-            cluster,
-            user,
-            change,
-            rollback_of,
-            weights_before=before,
-            result=WeightChange.Result.FAILED,
-            reason=f"TrafficSplit {change.namespace}/{change.split} no longer exists in the cluster (deleted?)",
-        )
-        TrafficSplit.objects.filter(cluster=cluster, namespace=change.namespace, name=change.split).delete()
-        return ChangeOutcome(record)
-    except KubeError as exc:
-        rejected = exc.status in (400, 422)
-        record = _record(
-            cluster,
-            user,
-            change,
-            rollback_of,
-            weights_before=before,
-            result=WeightChange.Result.REJECTED if rejected else WeightChange.Result.FAILED,
-            reason=f"Nothing was changed: {exc.reason}",
-        )
-        return ChangeOutcome(record)
+        except KubeError as exc:
+            if exc.transient:
+                return _read_back(attempt, exc)
+            return _refused_by_write(attempt, exc)
     with transaction.atomic():
-        record = _record(
-            cluster,
-            user,
-            change,
-            rollback_of,
-            weights_before=before,
-            result=WeightChange.Result.APPLIED,
-            resource_version_after=str((written.get("metadata") or {}).get("resourceVersion") or ""),
-        )
+        record = attempt.record(Result.APPLIED, resource_version_after=_resource_version(written))
         _refresh_snapshot(cluster, written)
+        _collect_soon(cluster)
     return ChangeOutcome(record)
 
 
-def _conflict(
-    cluster: Cluster,
-    user: AbstractBaseUser,
-    change: WeightChangeRequest,
-    rollback_of: WeightChange | None,
-    before: list[dict[str, object]],
-) -> ChangeOutcome:
-    """Record the conflict and fetch the split as it is now (the first read may predate the competing write)."""
-    live_rv = ""
-    try:
-        with gateway_for(cluster) as gateway:
-            live = gateway.get_custom(TRAFFIC_SPLITS, change.namespace, change.split)
-        before = _backends(live)
-        live_rv = str((live.get("metadata") or {}).get("resourceVersion") or "")
-        _refresh_snapshot(cluster, live)
-    except KubeError:
-        pass
-    record = _record(
-        cluster,
-        user,
-        change,
-        rollback_of,
-        weights_before=before,
-        result=WeightChange.Result.CONFLICT,
-        reason="The split changed since you opened the form; nothing was written.",
+def _refused_before_write(attempt: _Attempt, exc: KubeError) -> ChangeOutcome:
+    """The read or the dry run failed: nothing that writes was sent."""
+    change = attempt.change
+    if isinstance(exc, ConflictKubeError):
+        return _conflict(attempt, None, "the split changed since the form was opened")
+    if isinstance(exc, NotFoundKubeError):
+        return _gone(attempt)
+    if exc.transient:
+        reason = f"Nothing was sent, so nothing changed: {exc.reason}"
+        return ChangeOutcome(attempt.record(Result.FAILED, reason))
+    reason = f"The API server refused the dry run of {change.namespace}/{change.split}; nothing changed: {exc.reason}"
+    return ChangeOutcome(attempt.record(Result.REJECTED, reason))
+
+
+def _refused_by_write(attempt: _Attempt, exc: KubeError) -> ChangeOutcome:
+    """The PATCH got a definite 4xx: the server says it stored nothing."""
+    if isinstance(exc, ConflictKubeError):
+        return _conflict(attempt, None, "another write landed between the dry run and the write")
+    if isinstance(exc, NotFoundKubeError):
+        return _gone(attempt)
+    return ChangeOutcome(
+        attempt.record(Result.REJECTED, f"The API server refused the write; nothing changed: {exc.reason}")
     )
-    return ChangeOutcome(record, live_backends=before, live_resource_version=live_rv)
+
+
+def _gone(attempt: _Attempt) -> ChangeOutcome:
+    change = attempt.change
+    reason = f"TrafficSplit {change.namespace}/{change.split} no longer exists in the cluster (deleted?)"
+    record = attempt.record(Result.FAILED, reason)
+    TrafficSplit.objects.filter(cluster=attempt.cluster, namespace=change.namespace, name=change.split).delete()
+    return ChangeOutcome(record)
+
+
+def _read_live(cluster: Cluster, change: WeightChangeRequest) -> dict | None:
+    """The split as the API server holds it now (a consistent GET), retried until READ_BACK_SECONDS have passed."""
+    deadline = time.monotonic() + READ_BACK_SECONDS
+    pause = 0.25
+    while True:
+        try:
+            with gateway_for(cluster, read_timeout=READ_BACK_TIMEOUT) as gateway:
+                return gateway.get_custom(TRAFFIC_SPLITS, change.namespace, change.split)
+        except KubeError as exc:
+            if not exc.transient or time.monotonic() + pause > deadline:
+                return None
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+def _read_back(attempt: _Attempt, exc: KubeError) -> ChangeOutcome:
+    """The PATCH may or may not have been stored: decide from what the cluster holds now."""
+    change, cluster = attempt.change, attempt.cluster
+    live = _read_live(cluster, change)
+    if live is None:
+        reason = (
+            f"The write got no clear answer ({exc.reason}) and the split could not be read back. It may or may not "
+            f"hold your weights: check {change.namespace}/{change.split} in the cluster. The next collection will "
+            "record what it holds."
+        )
+        return ChangeOutcome(attempt.record(Result.UNKNOWN, reason))
+    rv = _resource_version(live)
+    if rv == change.resource_version:
+        reason = f"The write got no clear answer ({exc.reason}); reading the split back shows it unchanged."
+        return ChangeOutcome(attempt.record(Result.NOT_CHANGED, reason))
+    if _written_by_us_since(live, attempt.started) and _backends(live) == change.as_spec():
+        with transaction.atomic():
+            reason = f"The write got no clear answer ({exc.reason}); reading the split back shows your weights."
+            record = attempt.record(Result.CONFIRMED, reason, resource_version_after=rv)
+            _refresh_snapshot(cluster, live)
+            _collect_soon(cluster)
+        return ChangeOutcome(record)
+    writer = _last_writer(live)["manager"] or "another writer"
+    return _conflict(attempt, live, f"the write got no clear answer ({exc.reason}) and the split now holds {writer}'s")
+
+
+def _conflict(attempt: _Attempt, live: dict | None, why: str) -> ChangeOutcome:
+    """Record the conflict with the split as it is now and who wrote it last (the first read may predate that)."""
+    if live is None:
+        live = _read_live(attempt.cluster, attempt.change)
+    writer = _last_writer(live) if live is not None else {"manager": "", "time": ""}
+    if live is not None:
+        attempt.before = _backends(live)
+        _refresh_snapshot(attempt.cluster, live)
+    who = writer["manager"] or "another writer"
+    if writer["manager"] == FIELD_MANAGER:
+        who = _meshboard_user(attempt, live) or "Meshboard"
+    when = f" at {writer['time']}" if writer["time"] else ""
+    reason = f"This split was changed by {who}{when}; nothing was written ({why})."
+    record = attempt.record(Result.CONFLICT, reason)
+    return ChangeOutcome(
+        record,
+        live_backends=attempt.before if live is not None else None,
+        live_resource_version=_resource_version(live) if live is not None else "",
+    )
+
+
+def _meshboard_user(attempt: _Attempt, live: dict | None) -> str:
+    """Our own audit names the person behind a write whose manager is Meshboard."""
+    rv = _resource_version(live) if live is not None else ""
+    change = attempt.change
+    record = (
+        WeightChange.objects.filter(
+            cluster=attempt.cluster,
+            namespace=change.namespace,
+            split=change.split,
+            result__in=WeightChange.CHANGED,
+            resource_version_after=rv,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    return f"{record.username} (through Meshboard)" if record else ""

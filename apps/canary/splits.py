@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import TrafficSplit, weight_problem
 from apps.metrics.models import SplitShare
 from apps.policies.checks import Finding, split_findings
+
+from .followup import SET_BACK_WINDOW, parse_time
+from .models import WeightChange
 
 DISAGREEMENT_POINTS = 10.0
 
@@ -20,6 +26,7 @@ class BackendView:
     observed_short: float | None  # 0..100
     observed_5m: float | None
     request_rate: float | None
+    waiting: bool = False  # no short window lies wholly after the last weight change yet
 
     @property
     def weight_problem(self) -> str:
@@ -27,8 +34,8 @@ class BackendView:
 
     @property
     def disagrees(self) -> bool:
-        """Configured and observed (short window) differ by more than 10 points."""
-        if self.percent is None or self.observed_short is None:
+        """Configured and observed (short window) differ by more than 10 points, in a window after the change."""
+        if self.waiting or self.percent is None or self.observed_short is None:
             return False
         return abs(self.percent - self.observed_short) > DISAGREEMENT_POINTS
 
@@ -41,17 +48,48 @@ class SplitView:
     short_window_seconds: int | None
     # The mesh checks (apps.policies.checks) that concern this split: weights, duplicate roots, backends, Flagger.
     findings: tuple[Finding, ...] = field(default=())
+    waiting: bool = False  # "waiting for the first sample after the change"
+    changed_at: datetime | None = None
+    undone_notice: str = ""  # a recent Meshboard write another manager replaced
 
     @property
     def problems(self) -> list[str]:
         return [f"{f.code} {f.message}. Fix: {f.fix}" for f in self.findings if f.severity != "info"]
 
 
+def _last_changes(cluster: Cluster) -> dict[tuple[str, str], WeightChange]:
+    """The latest Meshboard write of each split within the set-back window."""
+    recent = WeightChange.objects.filter(
+        cluster=cluster, result__in=WeightChange.CHANGED, created_at__gte=timezone.now() - SET_BACK_WINDOW
+    ).order_by("created_at")
+    return {(c.namespace, c.split): c for c in recent}
+
+
+def _changed_at(split: TrafficSplit, ours: WeightChange | None) -> datetime | None:
+    """When the weights last changed, by anyone: the latest managedFields time, or our own record of a write."""
+    times = [t for t in (parse_time((split.last_writer or {}).get("time", "")), ours and ours.created_at) if t]
+    return max(times) if times else None
+
+
+def _waiting(changed_at: datetime | None, shares: list[SplitShare]) -> bool:
+    if changed_at is None:
+        return False
+    windows = [s.collected_at - timedelta(seconds=s.short_window_seconds or 0) for s in shares]
+    return not windows or min(windows) < changed_at
+
+
 def split_views(cluster: Cluster) -> list[SplitView]:
     shares = {(s.namespace, s.split, s.backend): s for s in SplitShare.objects.filter(cluster=cluster)}
     findings = split_findings(cluster)
+    changes = _last_changes(cluster)
     views = []
     for split in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name"):
+        mine = [
+            shares[k] for b in split.backends if (k := (split.namespace, split.name, b.get("service", ""))) in shares
+        ]
+        ours = changes.get((split.namespace, split.name))
+        changed_at = _changed_at(split, ours)
+        waiting = _waiting(changed_at, mine)
         backends = []
         window = None
         for backend, percent in zip(split.backends, split.weight_percents(), strict=True):
@@ -65,6 +103,7 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                     observed_short=share.share_short * 100 if share and share.share_short is not None else None,
                     observed_5m=share.share_5m * 100 if share and share.share_5m is not None else None,
                     request_rate=share.request_rate if share else None,
+                    waiting=waiting,
                 )
             )
         views.append(
@@ -74,6 +113,9 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                 total_weight=split.total_weight,
                 short_window_seconds=window,
                 findings=tuple(findings.get((split.namespace, split.name), ())),
+                waiting=waiting,
+                changed_at=changed_at,
+                undone_notice=ours.undone_notice if ours else "",
             )
         )
     return views

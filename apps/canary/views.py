@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -7,20 +12,22 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
-from apps.clusters.roles import can_change_weights, require_viewer
+from apps.clusters.roles import VIEW_PERMISSION, can_change_weights, require_viewer
 from apps.core.pages import render_page
-from apps.mesh.models import Service, TrafficSplit
-from apps.metrics.models import ServiceKPI, SplitShare
+from apps.mesh.models import TrafficSplit
 
+from .editor import editor_facts
 from .forms import WeightsForm
 from .models import WeightChange
-from .services import change_weights
+from .services import READ_BACK_SECONDS, ChangeOutcome, change_weights, record_refusal
 from .splits import split_views
-from .weights import PRESETS, apply_preset, percentages, yaml_diff
+from .weights import PRESETS, apply_preset, percentages, preset_problem, yaml_diff
+
+log = logging.getLogger(__name__)
 
 
 def split_for(request: HttpRequest, cluster: Cluster | None, namespace: str, name: str) -> TrafficSplit:
@@ -45,109 +52,148 @@ def splits(request: HttpRequest) -> HttpResponse:
     return render_page(request, "canary/splits.html", "splits", context)
 
 
-def _observed(split: TrafficSplit) -> dict[str, dict[str, object]]:
-    """Per backend: observed share (short window), success rate and p99, to decide with."""
-    shares = {
-        s.backend: s.share_short
-        for s in SplitShare.objects.filter(cluster=split.cluster, namespace=split.namespace, split=split.name)
-    }
-    kpis = {
-        k.service: k
-        for k in ServiceKPI.objects.filter(
-            cluster=split.cluster, namespace=split.namespace, service__in=[b.get("service") for b in split.backends]
-        )
-    }
-    return {
-        name: {
-            "observed_short": shares[name] * 100 if shares.get(name) is not None else None,
-            "success_rate": kpis[name].success_rate if name in kpis else None,
-            "p99_ms": kpis[name].p99_ms if name in kpis else None,
-        }
-        for name in {*shares, *kpis}
-    }
-
-
-def _backend_candidates(split: TrafficSplit, form: WeightsForm) -> list[str]:
-    """Services of the split's namespace that carry the root's port and are not backends yet."""
-    services = list(Service.objects.filter(cluster=split.cluster, namespace=split.namespace))
-    root = next((s for s in services if s.name == split.root_service_name), None)
-    current = {str(b.value()) for b, _ in form.row_fields()}
-    return sorted(
-        s.name for s in services if s.name not in current and s.name != split.root_service_name and not s.port_gap(root)
-    )
-
-
-def _editor_context(request: HttpRequest, split: TrafficSplit, form: WeightsForm, **extra: object) -> dict:
-    observed = _observed(split)
-    return {
-        "candidates": _backend_candidates(split, form),
+def _editor(request: HttpRequest, split: TrafficSplit, form: WeightsForm, **extra: object) -> HttpResponse:
+    names = [str(b.value()) for b, _ in form.row_fields()]
+    canary, weights = form.canary_index(), form.posted_weights()
+    context = {
         "page_ctx": page_context(request),
         "split": split,
         "form": form,
-        "observed": observed,
-        "presets": PRESETS,
+        "facts": editor_facts(split, names),
+        "presets": [(key, label, preset_problem(key, weights, canary)) for key, label in PRESETS.items()],
         "can_edit": can_change_weights(request.user),
+        "kube_timeout": round(settings.MESHBOARD_KUBE_READ_TIMEOUT + READ_BACK_SECONDS),
         **extra,
     }
+    return render_page(request, "canary/edit.html", "editor", context)
+
+
+def _refuse(request: HttpRequest, split: TrafficSplit, result: str, reason: str, weights: list[dict]) -> WeightChange:
+    return record_refusal(split.cluster, request.user, split, result, reason, weights)
+
+
+def _require_operator(request: HttpRequest, cluster: Cluster | None, namespace: str, name: str, posted: dict) -> None:
+    """Refuse a write by a user without the operator role, and audit it (who, what) when the split exists."""
+    if can_change_weights(request.user):
+        return
+    split = TrafficSplit.objects.filter(cluster=cluster, namespace=namespace, name=name).first() if cluster else None
+    if split is not None:
+        weights = WeightsForm(split, posted).posted_backends()
+        role = "viewer" if request.user.has_perm(VIEW_PERMISSION) else "no Meshboard role"
+        reason = f"{request.user.get_username()} ({role}) may not change weights: only operators may."
+        _refuse(request, split, WeightChange.Result.FORBIDDEN, reason, weights)
+    raise PermissionDenied("Only operators may change TrafficSplit weights.")
+
+
+def _log_anonymous_posts(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous writes are refused (the login redirect) and logged, never stored: there is no one to name."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if request.method == "POST" and not request.user.is_authenticated:
+            log.warning("anonymous POST to %s from %s refused", request.path, request.META.get("REMOTE_ADDR", "?"))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _form_errors(form: WeightsForm) -> str:
+    return "; ".join(
+        f"{'' if field == '__all__' else field + ': '}{' '.join(errors)}" for field, errors in form.errors.items()
+    )
+
+
+def _rebuilt(split: TrafficSplit, form: WeightsForm, backends: list[dict]) -> WeightsForm:
+    """An unbound form showing `backends`, keeping what the operator had: the resourceVersion and the canary mark."""
+    return WeightsForm(
+        split,
+        backends=backends,
+        resource_version=str(form.data.get("resource_version", "")),
+        canary_backend=str(form.data.get("canary_backend", "")),
+    )
 
 
 @require_http_methods(["GET", "POST"])
+@_log_anonymous_posts
 @login_required
 def edit(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """GET: the form. POST: `preset`, `add`, `remove_<i>` and `mark` (the canary) refill the form; `preview`
+    validates and shows the diff; `apply` validates and writes."""
     ctx = page_context(request)
+    if request.method == "POST":
+        _require_operator(request, ctx.cluster, namespace, name, request.POST)
     split = split_for(request, ctx.cluster, namespace, name)
     if request.method == "GET":
-        return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, WeightsForm(split)))
-    if not can_change_weights(request.user):
-        raise PermissionDenied("Only operators may change TrafficSplit weights.")
-    preset = request.POST.get("preset")
+        return _editor(request, split, WeightsForm(split))
     form = WeightsForm(split, request.POST)
-    if request.POST.get("action") == "add" and request.POST.get("add_backend"):
+    action = request.POST.get("action", "preview")
+    if preset := request.POST.get("preset"):
+        weights = apply_preset(preset, form.posted_weights(), form.canary_index())
+        backends = [
+            {"service": b["service"], "weight": w} for b, w in zip(form.posted_backends(), weights, strict=True)
+        ]
+        return _editor(request, split, _rebuilt(split, form, backends))
+    if action == "add" and request.POST.get("add_backend"):
         # A new backend joins with weight 0, as in OSM's demo before traffic moves; validated when previewed.
-        data = request.POST.copy()
-        data[f"backend_{form.rows}"] = request.POST["add_backend"]
-        data[f"weight_{form.rows}"] = "0"
-        form = WeightsForm(split, data)
-        form.errors.clear()
-        return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, form))
-    if preset in PRESETS:
-        weights = [w or 0 for w in form.submitted_weights()]
-        data = request.POST.copy()
-        for i, weight in enumerate(apply_preset(preset, weights)):
-            data[f"weight_{i}"] = str(weight)
-        form = WeightsForm(split, data)
-        form.errors.clear()  # a preset only fills the form; nothing is judged until preview or apply
-        return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, form))
+        backends = [*form.posted_backends(), {"service": request.POST["add_backend"][:253], "weight": 0}]
+        return _editor(request, split, _rebuilt(split, form, backends))
+    if action == "mark":  # the operator marked another backend as the canary: the presets follow
+        return _editor(request, split, _rebuilt(split, form, form.posted_backends()))
+    if action.startswith("remove_"):
+        return _remove(request, split, form, action.removeprefix("remove_"))
     if not form.is_valid():
-        return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, form))
+        if action == "apply":
+            _refuse(request, split, WeightChange.Result.INVALID, _form_errors(form), form.posted_backends())
+        return _editor(request, split, form)
     change = form.change()
-    if request.POST.get("action") != "apply":
+    if action != "apply":
         diff = yaml_diff(split.backends, change.as_spec(), f"{split.namespace}/{split.name}")
-        return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, form, diff=diff))
-    outcome = change_weights(split.cluster, request.user, change)
+        return _editor(request, split, form, diff=diff)
+    return _applied_or_explained(request, split, form, change_weights(split.cluster, request.user, change))
+
+
+def _remove(request: HttpRequest, split: TrafficSplit, form: WeightsForm, index: str) -> HttpResponse:
+    """Take a backend out of the form: only once its weight is 0, so traffic has left it before it goes."""
+    backends = form.posted_backends()
+    i = int(index) if index.isdigit() else -1
+    if not 0 <= i < len(backends):
+        return _editor(request, split, _rebuilt(split, form, backends))
+    if str(backends[i]["weight"]) != "0":
+        rebuilt = _rebuilt(split, form, backends)
+        rebuilt.removal_error = (i, "Set its weight to 0 and apply first, so no traffic is lost, then remove it.")
+        return _editor(request, split, rebuilt)
+    return _editor(request, split, _rebuilt(split, form, backends[:i] + backends[i + 1 :]))
+
+
+def _applied_or_explained(
+    request: HttpRequest, split: TrafficSplit, form: WeightsForm, outcome: ChangeOutcome
+) -> HttpResponse:
+    change = outcome.record
     if outcome.applied:
+        weights = [b["weight"] for b in change.weights_after]
         messages.success(
             request,
-            f"Applied to {split.namespace}/{split.name}: "
+            f"{change.get_result_display()} to {split.namespace}/{split.name}: "
             + ", ".join(
-                f"{b.service} {b.weight} ({p:.0f}%)"
-                for b, p in zip(change.backends, percentages([b.weight for b in change.backends]), strict=True)
+                f"{b['service']} {b['weight']} ({p:.0f}%)"
+                for b, p in zip(change.weights_after, percentages(weights), strict=True)
             ),
         )
-        response = redirect(f"{reverse('canary:splits')}#split-{split.namespace}-{split.name}")
+        target = f"{reverse('canary:splits')}#split-{split.namespace}-{split.name}"
+        response = redirect(target)
         if getattr(request, "htmx", None):
             response = HttpResponse(status=204)
-            response["HX-Redirect"] = f"{reverse('canary:splits')}#split-{split.namespace}-{split.name}"
+            response["HX-Redirect"] = target
         return response
     # Re-read the row the service may have refreshed; a split deleted meanwhile is shown as it was, with the reason.
     split = TrafficSplit.objects.filter(pk=split.pk).first() or split
-    if outcome.record.result == WeightChange.Result.CONFLICT and outcome.live_resource_version:
+    if change.result == WeightChange.Result.CONFLICT and outcome.live_resource_version:
         # Re-offer the user's weights against the split as it is now; applying again is a decision they now see.
         data = request.POST.copy()
         data["resource_version"] = outcome.live_resource_version
         form = WeightsForm(split, data)
         form.is_valid()
-    return render_page(request, "canary/edit.html", "editor", _editor_context(request, split, form, outcome=outcome))
+    return _editor(request, split, form, outcome=outcome)
 
 
 @require_GET
@@ -175,34 +221,40 @@ def audit(request: HttpRequest) -> HttpResponse:
     return render_page(request, "canary/audit.html", "changes", context)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
+@_log_anonymous_posts
 @login_required
 def rollback(request: HttpRequest, pk: int) -> HttpResponse:
-    """Put back the weights a recorded change found, through the same form validation and concurrency check."""
-    require_viewer(request)
-    if not can_change_weights(request.user):
-        raise PermissionDenied("Only operators may change TrafficSplit weights.")
+    """Put back the weights a recorded change found: GET shows the change (from -> to) and asks for confirmation;
+    POST writes it through the same form validation and concurrency check, then lands on the splits page."""
+    if request.method == "GET":
+        require_viewer(request)
     ctx = page_context(request)
     record = get_object_or_404(WeightChange, pk=pk, cluster=ctx.cluster)
+    if request.method == "POST":
+        posted = {f"backend_{i}": b.get("service", "") for i, b in enumerate(record.weights_before)}
+        posted.update({f"weight_{i}": b.get("weight", "") for i, b in enumerate(record.weights_before)})
+        _require_operator(request, ctx.cluster, record.namespace, record.split, posted)
     split = split_for(request, ctx.cluster, record.namespace, record.split)
+    if not record.changed_cluster:
+        raise Http404("Only a change that was applied can be rolled back.")
     data = {"resource_version": split.resource_version, "action": "apply"}
     for i, backend in enumerate(record.weights_before):
         data[f"backend_{i}"] = str(backend.get("service", ""))
         data[f"weight_{i}"] = str(backend.get("weight", ""))
-    if request.POST.get("confirm_flagger"):
-        data["confirm_flagger"] = "on"
+    for confirmation in ("confirm_flagger", "confirm_gitops"):
+        if request.POST.get(confirmation):
+            data[confirmation] = "on"
     form = WeightsForm(split, data)
-    if not form.is_valid():
-        # E.g. Flagger needs a confirmation, or a backend is gone: show the form, filled in, to finish by hand.
-        return render_page(
-            request, "canary/edit.html", "editor", _editor_context(request, split, form, rollback=record)
-        )
+    if not can_change_weights(request.user):
+        raise PermissionDenied("Only operators may change TrafficSplit weights.")
+    if request.method == "GET" or not form.is_valid():
+        # The confirmation (with the diff), or the reason it cannot be applied as it is (Flagger needs a
+        # confirmation, a backend is gone): the form is filled in, to finish by hand.
+        form.is_valid()
+        diff = yaml_diff(split.backends, record.weights_before, f"{split.namespace}/{split.name}")
+        if request.method == "POST":
+            _refuse(request, split, WeightChange.Result.INVALID, _form_errors(form), record.weights_before)
+        return _editor(request, split, form, rollback=record, diff=diff)
     outcome = change_weights(split.cluster, request.user, form.change(), rollback_of=record)
-    level = messages.SUCCESS if outcome.applied else messages.ERROR
-    messages.add_message(
-        request,
-        level,
-        f"Rollback of {split.namespace}/{split.name}: {outcome.record.get_result_display()}. "
-        f"{outcome.record.reason}".strip(),
-    )
-    return redirect(reverse("canary:audit"))
+    return _applied_or_explained(request, split, form, outcome)

@@ -54,30 +54,54 @@ PRESETS = {
     "shift10": "Shift 10% more to the canary",
     "even": "50/50",
     "promote": "Promote the canary to 100%",
-    "rollback": "Roll back to stable 100%",
+    "rollback": "Roll back the canary to 0%",
 }
 
 
-def apply_preset(preset: str, weights: list[int]) -> list[int]:
-    """New weights (as percentages summing to 100) for a preset. The first backend is the stable one, the last the
-    canary, as in OSM's demo (bookstore-v1 then bookstore-v2)."""
-    n = len(weights)
-    if n < 2 or preset not in PRESETS:
+def _give(percent: list[float], canary: int, target: float) -> list[int]:
+    """Whole percentages with the canary at `target` and the others sharing the rest in proportion to what they
+    have now (evenly when none has any), so a three-way split keeps its shape."""
+    others = [i for i in range(len(percent)) if i != canary]
+    held = sum(percent[i] for i in others)
+    out = [0.0] * len(percent)
+    out[canary] = target
+    for i in others:
+        out[i] = (100.0 - target) * (percent[i] / held if held else 1 / len(others))
+    return _from_percent(out)
+
+
+def preset_problem(preset: str, weights: list[int], canary: int | None) -> str:
+    """Why `preset` cannot apply to these weights, or "" when it can."""
+    if preset not in PRESETS:
+        return "unknown preset"
+    if len(weights) < 2:
+        return "needs at least two backends"
+    if canary is None or not 0 <= canary < len(weights):
+        return "mark which backend is the canary first"
+    total = sum(weights)
+    share = weights[canary] / total * 100 if total else None
+    if preset in ("shift10", "promote") and share == 100:
+        return "the canary already has all the traffic"
+    if preset == "rollback" and share == 0:
+        return "the canary already has no traffic"
+    if preset == "shift10" and share is None:
+        return "the weights add up to 0: set them first"
+    return ""
+
+
+def apply_preset(preset: str, weights: list[int], canary: int | None) -> list[int]:
+    """New weights (whole percentages summing to 100) for a preset, or the weights unchanged when it cannot apply.
+    `canary` is the index of the backend the operator marked as the canary; every other backend is stable."""
+    if preset_problem(preset, weights, canary) or canary is None:
         return list(weights)
+    percent = percentages(weights)
     if preset == "even":
-        return _from_percent([100 / n] * n)
+        return _give(percent, canary, 50.0)
     if preset == "promote":
-        return [0] * (n - 1) + [100]
+        return _give(percent, canary, 100.0)
     if preset == "rollback":
-        return [100] + [0] * (n - 1)
-    percent = percentages(weights) if sum(weights) else [100.0] + [0.0] * (n - 1)
-    moved = min(10.0, 100.0 - percent[-1])
-    percent[-1] += moved
-    # Taken from the others in proportion to what they have, so a three-way split keeps its shape.
-    others = sum(percent[:-1])
-    for i in range(n - 1):
-        percent[i] -= moved * (percent[i] / others) if others else 0
-    return _from_percent(percent)
+        return _give(percent, canary, 0.0)
+    return _give(percent, canary, min(100.0, percent[canary] + 10.0))
 
 
 def yaml_diff(before: list[dict[str, object]], after: list[dict[str, object]], name: str) -> str:

@@ -73,6 +73,8 @@ def test_it_moves_real_traffic_from_the_browser_and_rolls_it_back(page, live_ser
     page.select_option("select[name=add_backend]", "bookstore-v2")
     page.click("button[value=add]")
     expect(page.locator("input[name=weight_1]")).to_have_value("0")
+    page.check('input[name="canary_backend"][value="bookstore-v2"]')  # presets move traffic to the marked canary
+    expect(page.locator("button[value=even]")).to_be_enabled()
     page.click("button[value=even]")
     expect(page.locator("input[name=weight_1]")).to_have_value("50")
     page.click("button[value=preview]")
@@ -87,8 +89,10 @@ def test_it_moves_real_traffic_from_the_browser_and_rolls_it_back(page, live_ser
     screenshot(page, "splits-50-50")
 
     page.goto(f"{live_server.url}/splits/audit/")
-    page.locator("tr.result-applied").first.locator("button", has_text="Roll back").click()
-    page.wait_for_url(re.compile(r".*/splits/audit/$"))
+    page.locator("tr.result-applied").first.locator("a", has_text="Roll back").click()
+    expect(page.locator(".rollback pre.diff")).to_contain_text("-    weight: 50")  # what it will do, before it does
+    page.click("text=Confirm the rollback")
+    page.wait_for_url(re.compile(r".*/splits/#split-bookstore-bookstore-split$"))
     expect(page.locator(".messages")).to_contain_text("Applied")
     _wait_for_share(page, f"{live_server.url}/splits/", "bookstore-v1", 90, 100)
     print(f"observed 50/50 after {moved_after:.1f} s (v2 at {share:.1f}%)")

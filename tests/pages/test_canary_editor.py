@@ -42,7 +42,13 @@ def test_it_shows_viewers_a_read_only_form_and_refuses_their_post(client, viewer
 
     assert response.status_code == 403
     assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
-    assert not WeightChange.objects.exists()
+    refused = WeightChange.objects.get()  # audited: who tried what
+    assert (refused.result, refused.username) == ("forbidden", "vera")
+    assert refused.weights_after == [
+        {"service": "bookstore-v1", "weight": "50"},
+        {"service": "bookstore-v2", "weight": "50"},
+    ]
+    assert "vera (viewer) may not change weights" in refused.reason
 
 
 def test_it_previews_the_exact_change_without_writing(client, operator, canary, kubeapi):
@@ -108,7 +114,8 @@ def test_it_keeps_bad_input_on_the_form_with_the_reason(client, operator, canary
     assert message in html
     assert f'value="{weights[0]}"' in html  # the user's input is kept
     assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
-    assert not WeightChange.objects.exists()
+    refused = WeightChange.objects.get()  # audited with the form's errors
+    assert refused.result == "invalid" and refused.reason
 
 
 def test_it_refuses_backends_that_are_not_services_or_are_listed_twice(client, operator, canary, kubeapi):
@@ -117,7 +124,8 @@ def test_it_refuses_backends_that_are_not_services_or_are_listed_twice(client, o
     assert "There is no Service &#x27;ghost&#x27; in namespace bookstore" in html
     html = _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v1", "50")]).content.decode()
     assert "A backend is listed twice" in html
-    assert not WeightChange.objects.exists()
+    assert list(WeightChange.objects.values_list("result", flat=True)) == ["invalid", "invalid"]
+    assert "A backend is listed twice" in WeightChange.objects.latest("id").reason
 
 
 def _service(kubeapi, name: str, port: int) -> None:
@@ -151,6 +159,7 @@ def test_it_refuses_a_backend_without_the_roots_port_and_leaves_the_split_alone(
     after = bookstore_split(kubeapi)
     assert after["spec"] == before["spec"]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert "lacks the root's port 14001" in WeightChange.objects.get(result="invalid").reason
 
 
 def test_it_shows_a_conflict_with_both_weights_and_keeps_the_first_write(client, operator, canary, kubeapi):
@@ -166,7 +175,7 @@ def test_it_shows_a_conflict_with_both_weights_and_keeps_the_first_write(client,
 
     assert first.status_code == 302
     html = second.content.decode()
-    assert "This split changed since you opened it" in html
+    assert "This split was changed by otto (through Meshboard)" in html
     assert '<td>bookstore-v2</td>\n        <td class="num">30</td>\n        <td class="num">90</td>' in html
     assert bookstore_split(kubeapi)["spec"]["backends"][1]["weight"] == 30
     assert list(WeightChange.objects.order_by("id").values_list("result", flat=True)) == ["applied", "conflict"]
@@ -177,7 +186,7 @@ def test_it_shows_a_conflict_with_both_weights_and_keeps_the_first_write(client,
     [
         ({"status": 403, "verb": "patch"}, "forbidden by RBAC"),
         ({"status": 503}, "answered 503"),
-        ({"status": 422, "verb": "patch"}, "Nothing was changed"),
+        ({"status": 422, "verb": "patch"}, "nothing changed"),
     ],
 )
 def test_it_says_why_a_write_failed_and_records_nothing_as_applied(client, operator, canary, kubeapi, fault, expected):
@@ -205,37 +214,99 @@ def test_it_says_when_the_split_was_deleted_or_the_api_is_down(client, operator,
     assert not WeightChange.objects.filter(result="applied").exists()
 
 
-def test_it_fills_presets_without_writing(client, operator, canary, kubeapi):
+def test_it_fills_presets_for_the_marked_canary_without_writing(client, operator, canary, kubeapi):
     client.force_login(operator)
     before = bookstore_split(kubeapi)["metadata"]["resourceVersion"]
+    v1, v2 = "bookstore-v1", "bookstore-v2"
 
-    html = _post(client, canary, [("bookstore-v1", "100"), ("bookstore-v2", "0")], preset="shift10").content.decode()
+    def preset(weights, name, canary_backend=v2):
+        return _post(client, canary, weights, preset=name, canary_backend=canary_backend).content.decode()
+
+    html = preset([(v1, "100"), (v2, "0")], "shift10")
     assert 'name="weight_0" value="90"' in html and 'name="weight_1" value="10"' in html
-    html = _post(client, canary, [("bookstore-v1", "7"), ("bookstore-v2", "3")], preset="even").content.decode()
+    assert f'value="{v2}" checked' in html  # the canary mark is kept
+    html = preset([(v1, "7"), (v2, "3")], "even")
     assert 'name="weight_0" value="50"' in html and 'name="weight_1" value="50"' in html
-    html = _post(client, canary, [("bookstore-v1", "7"), ("bookstore-v2", "3")], preset="promote").content.decode()
+    html = preset([(v1, "7"), (v2, "3")], "promote")
     assert 'name="weight_0" value="0"' in html and 'name="weight_1" value="100"' in html
+    html = preset([(v1, "0"), (v2, "100")], "rollback")
+    assert 'name="weight_0" value="100"' in html and 'name="weight_1" value="0"' in html
+    # The canary is whichever backend the operator marks, not the last row.
+    html = preset([(v1, "100"), (v2, "0")], "shift10", canary_backend=v1)
+    assert 'name="weight_0" value="100"' in html and 'name="weight_1" value="0"' in html
+    assert 'value="shift10" disabled title="the canary already has all the traffic"' in html
     assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
+    assert not WeightChange.objects.exists()  # filling the form is not an attempt to write
 
 
-def test_it_rolls_back_from_the_audit_page_through_the_same_checks(client, operator, viewer, canary, kubeapi):
+def test_it_disables_presets_until_the_canary_is_marked(client, operator, canary):
+    client.force_login(operator)
+    html = client.get(URL).content.decode()
+    for key in ("shift10", "even", "promote", "rollback"):
+        assert f'value="{key}" disabled title="mark which backend is the canary first"' in html
+    # Posted anyway (a stale page): the weights stay as typed.
+    html = _post(client, canary, [("bookstore-v1", "100"), ("bookstore-v2", "0")], preset="even").content.decode()
+    assert 'name="weight_0" value="100"' in html and 'name="weight_1" value="0"' in html
+
+
+def test_it_shifts_a_three_way_split_keeping_the_stable_backends_shape(client, operator, canary, kubeapi):
+    _service(kubeapi, "bookstore-v3", 14001)
+    collect_and_record(canary.cluster)
+    client.force_login(operator)
+    rows = [("bookstore-v1", "60"), ("bookstore-v2", "30"), ("bookstore-v3", "10")]
+    html = _post(client, canary, rows, preset="even", canary_backend="bookstore-v3").content.decode()
+    # The canary gets 50; v1 and v2 share the other 50 as 2:1, as they did.
+    assert 'name="weight_0" value="33"' in html and 'name="weight_1" value="17"' in html
+    assert 'name="weight_2" value="50"' in html
+
+
+def test_it_removes_a_backend_only_once_its_weight_is_zero(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    rows = [("bookstore-v1", "100"), ("bookstore-v2", "5")]
+    html = _post(client, canary, rows, action="remove_1").content.decode()
+    assert "Set its weight to 0 and apply first" in html and 'name="backend_1" value="bookstore-v2"' in html
+
+    html = _post(client, canary, [("bookstore-v1", "100"), ("bookstore-v2", "0")], action="remove_1").content.decode()
+    assert 'name="backend_1"' not in html and 'name="backend_0" value="bookstore-v1"' in html
+    response = _post(client, canary, [("bookstore-v1", "100")])
+    assert response.status_code == 302
+    assert bookstore_split(kubeapi)["spec"]["backends"] == [{"service": "bookstore-v1", "weight": 100}]
+
+
+def test_it_rolls_back_from_the_audit_page_after_showing_the_change(client, operator, viewer, canary, kubeapi):
     client.force_login(operator)
     _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
     change = WeightChange.objects.get()
 
     audit = client.get("/splits/audit/?split=bookstore/bookstore-split").content.decode()
-    assert f'data-change="{change.pk}"' in audit and "Roll back" in audit
-    response = client.post(f"/splits/audit/{change.pk}/rollback/")
+    assert f'data-change="{change.pk}"' in audit and f'href="/splits/audit/{change.pk}/rollback/"' in audit
+    confirm = client.get(f"/splits/audit/{change.pk}/rollback/").content.decode()
+    assert "-    weight: 50" in confirm and "+    weight: 100" in confirm and "Confirm the rollback" in confirm
+    assert bookstore_split(kubeapi)["spec"]["backends"][0]["weight"] == 50  # showing it wrote nothing
 
-    assert response.status_code == 302
+    response = client.post(f"/splits/audit/{change.pk}/rollback/")
+    assert response.status_code == 302 and response["Location"].startswith("/splits/#split-bookstore-bookstore-split")
     assert bookstore_split(kubeapi)["spec"]["backends"][0]["weight"] == 100
     rollback = WeightChange.objects.latest("id")
     assert (rollback.result, rollback.rollback_of_id) == ("applied", change.pk)
-    assert client.get("/splits/audit/?result=conflict").content.decode().count("data-change=") == 0
 
     client.force_login(viewer)
     assert "Roll back" not in client.get("/splits/audit/").content.decode()
     assert client.post(f"/splits/audit/{change.pk}/rollback/").status_code == 403
+    assert WeightChange.objects.latest("id").result == "forbidden"
+
+
+def test_it_offers_no_rollback_of_attempts_that_changed_nothing(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    kubeapi.faults.add(r"/trafficsplits/bookstore-split$", status=422, verb="patch")
+    _post(client, canary, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+    _post(client, canary, [("bookstore-v1", "x"), ("bookstore-v2", "50")])
+    rejected, invalid = WeightChange.objects.order_by("id")
+    assert (rejected.result, invalid.result) == ("rejected", "invalid")
+
+    audit = client.get("/splits/audit/").content.decode()
+    assert "Roll back" not in audit
+    assert client.get(f"/splits/audit/{rejected.pk}/rollback/").status_code == 404
 
 
 def test_it_adds_a_backend_with_weight_zero_then_applies(client, operator, bookstore, kubeapi):

@@ -1,5 +1,5 @@
-"""Whatever is posted, the editor answers without a 500 and never leaves an invalid split in the cluster; and a
-split Flagger drives needs an explicit confirmation."""
+"""Whatever is posted, the editor answers without a 500, never leaves an invalid split in the cluster, and leaves
+exactly one audit record per attempt to write; and a split Flagger drives needs an explicit confirmation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apps.canary.models import WeightChange
 from apps.clusters.models import Cluster
 from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
@@ -45,9 +46,13 @@ def test_it_never_fails_and_never_writes_an_invalid_split(operator_client, books
         data[f"backend_{i}"] = name
         data[f"weight_{i}"] = weight
 
+    records = WeightChange.objects.count()
     response = operator_client.post(URL, data)
 
     assert response.status_code in (200, 302)
+    assert WeightChange.objects.count() == records + 1
+    record = WeightChange.objects.latest("id")
+    assert record.result == ("applied" if response.status_code == 302 else "invalid"), record.reason
     live = bookstore_split(kubeapi)
     live_weights = [b["weight"] for b in live["spec"]["backends"]]
     assert all(isinstance(w, int) and 0 <= w <= 2_147_483_647 for w in live_weights)

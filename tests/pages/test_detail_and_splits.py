@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI, MetricsState
 from tests.helpers import HOSTILE, assert_shown_as_text, set_bookstore_backends
@@ -62,10 +66,16 @@ def test_it_shows_weights_percentages_observed_share_and_disagreement(client, vi
         kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
     )
     collect_and_record(bookstore)
+    # The weights changed a minute before the shares were measured, so the short window lies wholly after it.
+    a_minute_ago = (timezone.now() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    TrafficSplit.objects.filter(cluster=bookstore, name="bookstore-split").update(
+        managers=[{"manager": "kubectl", "operation": "Update", "time": a_minute_ago}]
+    )
     client.force_login(viewer)
 
     html = client.get("/splits/").content.decode()
 
+    assert "waiting for the first sample" not in html
     v1 = html[html.index('data-backend="bookstore-v1"') :]
     v1 = v1[: v1.index("</tr>")]
     assert "100.0%" in v1 and "62.0%" in v1 and "95.0%" in v1

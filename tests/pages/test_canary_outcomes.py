@@ -1,0 +1,172 @@
+"""What the audit says after a write the network or the API server made uncertain: each fault gives exactly one
+record of the right class, the page says so, and the cluster (read through the API) agrees."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.canary.models import WeightChange
+from apps.mesh.models import TrafficSplit
+from apps.mesh.services import collect_and_record
+from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, set_bookstore_backends
+
+URL = "/splits/bookstore/bookstore-split/"
+SPLIT_PATH = r"/trafficsplits/bookstore-split$"
+OURS = [{"service": "bookstore-v1", "weight": 50}, {"service": "bookstore-v2", "weight": 50}]
+BEFORE = [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
+
+
+@pytest.fixture
+def canary(bookstore, kubeapi, settings):
+    settings.MESHBOARD_KUBE_READ_TIMEOUT = 1.0  # so a stalled write times out quickly
+    set_bookstore_backends(kubeapi, BEFORE)
+    collect_and_record(bookstore)
+    return TrafficSplit.objects.get(cluster=bookstore, name="bookstore-split")
+
+
+def _apply(client, split):
+    data = {"resource_version": split.resource_version, "action": "apply"}
+    for i, b in enumerate(OURS):
+        data[f"backend_{i}"], data[f"weight_{i}"] = b["service"], str(b["weight"])
+    return client.post(URL, data, follow=True)
+
+
+# (fault on the real PATCH (the dry run, also a PATCH, is let through), result, page text, cluster holds ours)
+CASES = {
+    "delay then store beyond the client timeout": (
+        {"delay": 2.5, "when": "after"},
+        "confirmed",
+        "Applied (confirmed by reading back) to bookstore/bookstore-split",
+        True,
+    ),
+    "500 after store": ({"status": 500, "when": "after"}, "confirmed", "Applied (confirmed by reading back)", True),
+    "500 before store": ({"status": 500}, "not_changed", "Nothing changed (confirmed)", False),
+    "connection dropped after store": (
+        {"drop": True, "when": "after"},
+        "confirmed",
+        "Applied (confirmed by reading back)",
+        True,
+    ),
+    "409": ({"status": 409}, "conflict", "Conflict: nothing written", False),
+    "422": ({"status": 422}, "rejected", "Rejected by the API server: nothing changed", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_it_records_each_uncertain_write_by_what_the_cluster_holds(client, operator, canary, kubeapi, case):
+    fault, result, text, applied = CASES[case]
+    kubeapi.faults.add(SPLIT_PATH, verb="patch", skip=1, times=1, **fault)
+    client.force_login(operator)
+
+    html = _apply(client, canary).content.decode()
+
+    record = WeightChange.objects.get()
+    assert record.result == result, record.reason
+    assert text in html
+    live = bookstore_split(kubeapi)
+    assert live["spec"]["backends"] == (OURS if applied else BEFORE)
+    if applied:
+        assert record.resource_version_after == live["metadata"]["resourceVersion"]
+        assert "Roll back" in client.get("/splits/audit/").content.decode()
+    else:
+        assert "Roll back" not in client.get("/splits/audit/").content.decode()
+
+
+def test_it_says_the_outcome_is_unknown_when_the_split_cannot_be_read_back(client, operator, canary, kubeapi):
+    kubeapi.faults.add(SPLIT_PATH, verb="patch", skip=1, status=500, when="after")
+    kubeapi.faults.add(SPLIT_PATH, verb="get", skip=1, status=503)  # the first read (before the write) works
+    client.force_login(operator)
+
+    html = _apply(client, canary).content.decode()
+
+    record = WeightChange.objects.get()
+    assert record.result == "unknown"
+    assert "Outcome unknown: check the cluster." in html and 'data-result="unknown"' in html
+    assert bookstore_split_after_faults(kubeapi)["spec"]["backends"] == OURS  # it was stored after all
+
+    # The next collection resolves it: the row then says what the cluster holds.
+    collect_and_record(canary.cluster)
+    record.refresh_from_db()
+    assert record.resolved_at is not None
+    assert "found these weights in the cluster (50/50" in record.resolution
+    assert record.resolution in client.get("/splits/audit/").content.decode()
+
+
+def bookstore_split_after_faults(kubeapi):
+    kubeapi.faults.clear()
+    return bookstore_split(kubeapi)
+
+
+def test_it_names_who_changed_the_split_when_the_form_is_stale(client, operator, canary, kubeapi):
+    # kubectl edits the split after the operator opened the form.
+    api = custom_api(kubeapi)
+    api.api_client.user_agent = "kubectl/v1.31.0 (linux/amd64) kubernetes/abc1234"
+    api.patch_namespaced_custom_object(
+        *BOOKSTORE_SPLIT, {"spec": {"backends": [BEFORE[0], {**BEFORE[1], "weight": 5}]}}
+    )
+    client.force_login(operator)
+
+    html = _apply(client, canary).content.decode()
+
+    record = WeightChange.objects.get()
+    assert record.result == "conflict"
+    assert "This split was changed by kubectl at " in html
+    assert "changed by kubectl" in record.reason
+    assert bookstore_split(kubeapi)["spec"]["backends"][1]["weight"] == 5
+
+
+def test_it_tells_when_another_manager_sets_the_weights_back(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    _apply(client, canary)
+    assert WeightChange.objects.get().result == "applied"
+
+    # Flagger (or a GitOps controller) writes its own weights back shortly after.
+    api = custom_api(kubeapi)
+    api.api_client.user_agent = "flagger/1.37.0"
+    api.patch_namespaced_custom_object(*BOOKSTORE_SPLIT, {"spec": {"backends": BEFORE}})
+    collect_and_record(canary.cluster)
+
+    record = WeightChange.objects.get()
+    assert record.undone_by == "flagger"
+    notice = record.undone_notice
+    assert (
+        notice.startswith("bookstore-split was set back to 100/0 by flagger ") and "after the change by otto" in notice
+    )
+    assert notice in client.get("/splits/").content.decode()
+    assert notice in client.get("/splits/audit/").content.decode()
+
+
+def test_it_asks_for_confirmation_before_writing_a_split_argo_cd_tracks(client, operator, canary, kubeapi):
+    api = custom_api(kubeapi)
+    marker = {
+        "metadata": {
+            "annotations": {
+                "argocd.argoproj.io/tracking-id": "bookstore:split.smi-spec.io/TrafficSplit:bookstore/bookstore-split"
+            }
+        }
+    }
+    api.patch_namespaced_custom_object(*BOOKSTORE_SPLIT, marker)
+    collect_and_record(canary.cluster)
+    canary.refresh_from_db()
+    client.force_login(operator)
+
+    editor = client.get(URL).content.decode()
+    assert "Managed by GitOps: <strong>Argo CD (application bookstore)</strong>" in editor
+    html = _apply(client, canary).content.decode()
+    assert "Change them in Git, or confirm to apply anyway." in html
+    assert bookstore_split(kubeapi)["spec"]["backends"] == BEFORE
+
+    data = {"resource_version": canary.resource_version, "action": "apply", "confirm_gitops": "on"}
+    for i, b in enumerate(OURS):
+        data[f"backend_{i}"], data[f"weight_{i}"] = b["service"], str(b["weight"])
+    assert client.post(URL, data).status_code == 302
+    assert bookstore_split(kubeapi)["spec"]["backends"] == OURS
+    assert list(WeightChange.objects.order_by("id").values_list("result", flat=True)) == ["invalid", "applied"]
+
+
+def test_it_waits_for_a_sample_after_the_change_before_comparing_shares(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    _apply(client, canary)
+    page = client.get("/splits/").content.decode()
+    assert "waiting for the first sample after the change" in page
+    assert "differs by more than 10 points" not in page
