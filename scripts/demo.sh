@@ -49,10 +49,17 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --d
 pids+=($!)
 
 rm -f "$STATE/kubeconfig"
-$PY -m lab.kubeapi --seed bookstore --port 0 --kubeconfig-out "$STATE/kubeconfig" >"$STATE/kubeapi.log" 2>&1 &
+# MESHBOARD_DEMO_FAULT_CONTROL=1 lets you stall or fail the stand-in's answers over HTTP (lab/kubeapi/README.md).
+fault_flag=()
+[ "${MESHBOARD_DEMO_FAULT_CONTROL:-0}" = "1" ] && fault_flag=(--fault-control)
+$PY -m lab.kubeapi --seed bookstore --port 0 --kubeconfig-out "$STATE/kubeconfig" "${fault_flag[@]}" \
+  >"$STATE/kubeapi.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$STATE/kubeconfig" ] && break; sleep 0.1; done
 [ -s "$STATE/kubeconfig" ] || { echo "demo: the Kubernetes API stand-in did not start; see $STATE/kubeapi.log"; exit 1; }
+if [ ${#fault_flag[@]} -gt 0 ]; then
+  echo "demo: fault control on: POST faults to $(sed -n 's/^ *server: //p' "$STATE/kubeconfig" | head -n 1)/_lab/faults"
+fi
 
 # The lab mesh: one Envoy per bookstore pod, its apps and traffic, the controller that applies the stand-in's
 # TrafficSplits and policies, and Prometheus (every port chosen at run time; see $STATE/lab-mesh/lab.json).

@@ -28,7 +28,7 @@ class EditorFacts:
     findings: list[Finding]  # the mesh checks on the split as stored (another split on the root, ...)
 
 
-def _backend_warnings(name: str, service: Service | None, kpi: ServiceKPI | None) -> list[str]:
+def backend_warnings(name: str, service: Service | None, kpi: ServiceKPI | None) -> list[str]:
     """Why traffic weighted to this backend would fail or suffer now."""
     if service is None:
         return [f"There is no Service {name}: OSM skips this backend."]
@@ -71,7 +71,7 @@ def editor_facts(split: TrafficSplit, names: list[str]) -> EditorFacts:
             observed_short=shares[name] * 100 if shares.get(name) is not None else None,
             success_rate=kpis[name].success_rate if name in kpis else None,
             p99_ms=kpis[name].p99_ms if name in kpis else None,
-            warnings=_backend_warnings(name, services.get(name), kpis.get(name)),
+            warnings=backend_warnings(name, services.get(name), kpis.get(name)),
         )
         for name in names
     }

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from apps.clusters.models import Cluster
-from apps.mesh.models import TrafficSplit, weight_problem
-from apps.metrics.models import SplitShare
+from apps.mesh.models import Service, TrafficSplit, weight_problem
+from apps.metrics.models import ServiceKPI, SplitShare
 from apps.policies.checks import Finding, split_findings
 
+from .editor import backend_warnings
 from .followup import SET_BACK_WINDOW, parse_time
 from .models import WeightChange
 
@@ -27,6 +28,7 @@ class BackendView:
     observed_5m: float | None
     request_rate: float | None
     waiting: bool = False  # no short window lies wholly after the last weight change yet
+    warnings: tuple[str, ...] = ()  # why its share would fail or suffer now (no sidecar, no ready pod, degraded)
 
     @property
     def weight_problem(self) -> str:
@@ -80,6 +82,8 @@ def _waiting(changed_at: datetime | None, shares: list[SplitShare]) -> bool:
 
 def split_views(cluster: Cluster) -> list[SplitView]:
     shares = {(s.namespace, s.split, s.backend): s for s in SplitShare.objects.filter(cluster=cluster)}
+    services = {(s.namespace, s.name): s for s in Service.objects.filter(cluster=cluster)}
+    kpis = {(k.namespace, k.service): k for k in ServiceKPI.objects.filter(cluster=cluster)}
     findings = split_findings(cluster)
     changes = _last_changes(cluster)
     views = []
@@ -93,7 +97,8 @@ def split_views(cluster: Cluster) -> list[SplitView]:
         backends = []
         window = None
         for backend, percent in zip(split.backends, split.weight_percents(), strict=True):
-            share = shares.get((split.namespace, split.name, backend.get("service", "")))
+            name = str(backend.get("service", ""))
+            share = shares.get((split.namespace, split.name, name))
             window = window or (share.short_window_seconds if share else None)
             backends.append(
                 BackendView(
@@ -104,6 +109,9 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                     observed_5m=share.share_5m * 100 if share and share.share_5m is not None else None,
                     request_rate=share.request_rate if share else None,
                     waiting=waiting,
+                    warnings=tuple(
+                        backend_warnings(name, services.get((split.namespace, name)), kpis.get((split.namespace, name)))
+                    ),
                 )
             )
         views.append(

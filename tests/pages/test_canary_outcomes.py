@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.canary.models import WeightChange
-from apps.mesh.models import TrafficSplit
+from apps.mesh.models import Service, TrafficSplit
 from apps.mesh.services import collect_and_record
 from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, set_bookstore_backends
 
@@ -170,3 +170,18 @@ def test_it_waits_for_a_sample_after_the_change_before_comparing_shares(client, 
     page = client.get("/splits/").content.decode()
     assert "waiting for the first sample after the change" in page
     assert "differs by more than 10 points" not in page
+
+
+def test_it_warns_on_the_splits_page_and_the_editor_about_backends_that_cannot_take_traffic(
+    client, operator, canary, kubeapi
+):
+    # bookstore-v2 answers 20 % 5xx in the fixture's KPIs; then its only pod opts out of the sidecar.
+    client.force_login(operator)
+    page = client.get("/splits/").content.decode()
+    v2 = page[page.index('data-backend="bookstore-v2"') :]
+    assert "Failing now: 5xx 20%" in v2[: v2.index("</tr>")]
+
+    Service.objects.filter(cluster=canary.cluster, name="bookstore-v2").update(pods_meshed=0)
+    editor = client.get(URL).content.decode()
+    row = editor[editor.index('data-backend="bookstore-v2"') :]
+    assert "have no sidecar: they cannot answer mesh traffic" in row[: row.index("</tr>")]
