@@ -13,4 +13,4 @@ COPY manage.py ./
 RUN pip install . && DEBUG=1 python manage.py collectstatic --noinput
 USER meshboard
 EXPOSE 8000
-CMD ["gunicorn", "meshboard.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "meshboard/gunicorn.conf.py", "meshboard.wsgi:application"]

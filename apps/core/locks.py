@@ -10,13 +10,19 @@ import redis
 from django.conf import settings
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+@lru_cache(maxsize=8)
+def _client(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def redis_client() -> redis.Redis:
-    return _client(settings.REDIS_URL)
+    """Redis for workers: locks and anything that may wait a few seconds."""
+    return _client(settings.REDIS_URL, 5.0)
+
+
+def page_redis_client() -> redis.Redis:
+    """Redis on the page path (caches, banners): a short deadline, so a Redis that stalls cannot stall a page."""
+    return _client(settings.REDIS_URL, settings.MESHBOARD_PAGE_REDIS_TIMEOUT)
 
 
 @contextmanager

@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from apps.clusters.models import Cluster
-from apps.core.locks import redis_client
+from apps.core.breaker import CircuitBreaker
+from apps.core.locks import page_redis_client
 from apps.core.windows import window_seconds
 from apps.mesh.models import Pod, Service, Workload, selects
 
 from . import catalog
 from .models import KPI_FIELDS, MetricsState, success_ratio
 from .prometheus import PrometheusError, RangeSeries, gateway_for
+
+# Per cluster: a Prometheus that timed out is not asked again by chart requests for a while (one per web process).
+BREAKER = CircuitBreaker()
 
 SERIES = KPI_FIELDS
 REQUEST_SERIES = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_rate")  # all from one query
@@ -121,6 +125,9 @@ def _fetch(cluster: Cluster, queries: dict[str, str], frame: _Frame, data: dict)
                 failed = True
                 if gateway.requests == 1 and exc.transient:
                     unavailable["*"] = f"metrics unavailable: {exc.reason}"
+                    if exc.status is None:  # timed out or unreachable: spare the next pages the same wait
+                        until = BREAKER.trip(_breaker_key(cluster), settings.MESHBOARD_CHART_BREAKER_SECONDS)
+                        unavailable["*"] = f"Prometheus is not answering ({exc.reason}); retrying at {_clock(until)}"
                     break
                 for target in REQUEST_SERIES if name == "requests" else (name,):
                     unavailable[target] = exc.reason
@@ -132,13 +139,21 @@ def _fetch(cluster: Cluster, queries: dict[str, str], frame: _Frame, data: dict)
     return not failed
 
 
+def _breaker_key(cluster: Cluster) -> tuple[int, str]:
+    return (cluster.pk, cluster.prometheus_url)  # a new URL is a new Prometheus: not held back by the old one
+
+
+def _clock(unix: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(unix))
+
+
 def _cache_key(cluster: Cluster, namespace: str, service: str, window: str, frame: _Frame) -> str:
     return f"meshboard:series:{cluster.pk}:{namespace}:{service}:{window}:{frame.end:.0f}"
 
 
 def _cached(key: str) -> dict | None:
     try:
-        cached = redis_client().get(key)
+        cached = page_redis_client().get(key)
     except Exception:  # a cache that is down must not take the chart with it
         return None
     if not cached:
@@ -173,7 +188,9 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
         }
 
     Never raises for Prometheus trouble: a failed query leaves its series all None with a reason in `unavailable`
-    (and such answers are not cached). Raises ValueError for an unknown `window`.
+    (and such answers are not cached). When Prometheus times out or cannot be reached, chart requests for that
+    cluster fail at once for MESHBOARD_CHART_BREAKER_SECONDS, saying when they will try again. Raises ValueError
+    for an unknown `window`.
     """
     span = window_seconds(window)
     state = MetricsState.objects.filter(cluster=cluster).first()
@@ -200,8 +217,12 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
     if not cluster.prometheus_url:
         data["unavailable"]["*"] = "this cluster has no Prometheus URL"
         return data
+    if (until := BREAKER.open_until(_breaker_key(cluster))) is not None:
+        data["unavailable"]["*"] = f"Prometheus is not answering; retrying at {_clock(until)}"
+        return data
     queries, data["unavailable"] = _queries(cluster, namespace, service, frame, state)
     if _fetch(cluster, queries, frame, data):
+        BREAKER.reset(_breaker_key(cluster))
         with contextlib.suppress(Exception):  # caching is best effort
-            redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))
+            page_redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))
     return data

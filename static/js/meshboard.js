@@ -62,7 +62,9 @@
       var y = spec.percent ? s[key].map(function (v) { return v === null ? null : v * 100; }) : s[key];
       traces.push({ x: x, y: y, name: NAMES[key] || key, mode: "lines", connectgaps: false });
     });
-    var reason = (data.unavailable || {})[kind];
+    var missing = data.unavailable || {};
+    // "*": nothing could be drawn (Prometheus failed); else the first series of this chart that cannot be.
+    var reason = missing["*"] || spec.keys.map(function (key) { return missing[key]; }).filter(Boolean)[0];
     var note = el.parentElement.querySelector(".chart-note");
     if (note) note.textContent = reason ? "Not available: " + reason : "";
     window.Plotly.react(el, traces, layout(spec.title, spec.y), { displaylogo: false, responsive: true });

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from apps.metrics.ranges import service_series
@@ -67,3 +69,38 @@ def test_it_answers_unavailable_when_prometheus_fails(proms, snapshot_cluster, r
         proxy.close()
     with pytest.raises(ValueError, match="unknown window"):
         service_series(cluster, NS, "cart", "2h")
+
+
+def test_it_fails_fast_and_then_at_once_while_prometheus_stalls_and_recovers_by_itself(
+    proms, snapshot_cluster, redis, settings
+):
+    settings.MESHBOARD_CHART_READ_TIMEOUT = 0.5
+    settings.MESHBOARD_CHART_BREAKER_SECONDS = 2.0
+    proxy = FaultProxy(proms.byo.url)
+    try:
+        cluster = snapshot_cluster(proxy.url)
+        proxy.delay = 5.0  # a stalled Prometheus: connections are accepted, answers never come in time
+
+        started = time.monotonic()
+        data = service_series(cluster, NS, "cart", "15m", now=AT)
+        first = time.monotonic() - started
+        assert (
+            data["unavailable"]["*"].startswith("Prometheus is not answering")
+            and "retrying at" in data["unavailable"]["*"]
+        )
+        assert first < 2.0  # the chart deadline, not the stall
+
+        asked = len(proxy.requests)
+        started = time.monotonic()
+        again = service_series(cluster, NS, "cart", "15m", now=AT)
+        assert time.monotonic() - started < 0.5 and len(proxy.requests) == asked  # the breaker answers, not Prometheus
+        assert again["unavailable"]["*"].startswith("Prometheus is not answering; retrying at")
+
+        proxy.delay = 0.0
+        deadline = time.monotonic() + 5
+        while service_series(cluster, NS, "cart", "15m", now=AT)["unavailable"].get("*"):
+            assert time.monotonic() < deadline, "charts did not recover after the breaker's cooldown"
+            time.sleep(0.2)
+        assert len(proxy.requests) > asked  # recovered by asking Prometheus again, without a restart
+    finally:
+        proxy.close()
