@@ -126,7 +126,10 @@ MESHBOARD_KUBE_READ_TIMEOUT = env_float("MESHBOARD_KUBE_READ_TIMEOUT", 20.0, min
 MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT = env_float("MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT", 3.0, minimum=0.1, maximum=60)
 MESHBOARD_PROMETHEUS_READ_TIMEOUT = env_float("MESHBOARD_PROMETHEUS_READ_TIMEOUT", 20.0, minimum=0.1, maximum=300)
 # Read timeout of a chart's range queries (on the request path, so shorter than the collectors').
-MESHBOARD_CHART_READ_TIMEOUT = env_float("MESHBOARD_CHART_READ_TIMEOUT", 8.0, minimum=0.1, maximum=120)
+MESHBOARD_CHART_READ_TIMEOUT = env_float("MESHBOARD_CHART_READ_TIMEOUT", 2.0, minimum=0.1, maximum=120)
+# After a chart query times out, chart requests to that Prometheus fail at once for this long.
+MESHBOARD_CHART_BREAKER_SECONDS = env_float("MESHBOARD_CHART_BREAKER_SECONDS", 30.0, minimum=1, maximum=3600)
+MESHBOARD_PAGE_REDIS_TIMEOUT = env_float("MESHBOARD_PAGE_REDIS_TIMEOUT", 0.3, minimum=0.05, maximum=10)
 # A collection run is stopped past this many seconds (the lock expires a little later).
 MESHBOARD_COLLECT_TIME_LIMIT = env_int("MESHBOARD_COLLECT_TIME_LIMIT", 120, minimum=5, maximum=3600)
 # Run records kept per cluster and kind; older ones are pruned after each run.
