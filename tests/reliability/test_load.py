@@ -1,0 +1,28 @@
+"""The load test, CI-sized: viewers keep getting pages while Prometheus stalls, Prometheus's query rate does not grow
+with the number of viewers, and no collection run is lost or doubled. Generous bounds only: the figures for 20 viewers
+over 60 s are in RELIABILITY.md (`python -m lab.loadtest`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.loadtest import main
+
+pytestmark = pytest.mark.load
+
+
+def test_it_keeps_serving_pages_while_prometheus_stalls():
+    result = main(["--viewers", "6", "--seconds", "6"])
+    quarter, healthy, stalled = result["phases"]
+
+    for phase in result["phases"]:
+        for endpoint, row in phase["endpoints"].items():
+            assert set(row["statuses"]) == {200}, (phase["name"], endpoint, row["statuses"])  # no 5xx, no hang
+    overview_healthy, overview_stalled = healthy["endpoints"]["overview"], stalled["endpoints"]["overview"]
+    assert overview_stalled["p95_ms"] <= max(2 * overview_healthy["p95_ms"], 500)
+    assert stalled["endpoints"]["chart series"]["p95_ms"] < 2500  # the chart deadline, then the breaker
+    # Cached for one step: four times the viewers do not ask Prometheus four times as often.
+    assert healthy["range_queries_per_s"] <= 2 * quarter["range_queries_per_s"] + 5
+    for kind, report in result["collections"].items():
+        assert report["runs"] >= 2 and report["overlapping"] == 0, (kind, report)
+    assert result["collections"]["cluster"]["gaps"] == 0  # a Prometheus stall never delays Kubernetes data
