@@ -185,28 +185,46 @@ class KubeGateway:
             groups[group.get("name", "")] = versions
         return groups
 
-    def list(self, resource: Resource) -> list[dict[str, Any]]:
-        """Every object of one resource type across all namespaces, in one call."""
-        what = f"listing {resource.plural}.{resource.group or 'core'}/{resource.version}"
-        body = (
-            self._raw_json(
+    def list(self, resource: Resource, namespace: str = "") -> list[dict[str, Any]]:
+        """Every object of one resource type in one call: across all namespaces, or in `namespace` only."""
+        if namespace and not resource.namespaced:
+            raise ValueError(f"{resource.plural} are cluster-scoped: they cannot be listed in a namespace")
+        where = f" in namespace {namespace}" if namespace else ""
+        what = f"listing {resource.plural}.{resource.group or 'core'}/{resource.version}{where}"
+        if resource.group and namespace:
+            body = self._raw_json(
                 what,
-                self._custom.list_cluster_custom_object,
+                self._custom.list_namespaced_custom_object,
                 resource.group,
                 resource.version,
+                namespace,
                 resource.plural,
             )
-            if resource.group
-            else self._list_core(what, resource)
-        )
+        elif resource.group:
+            body = self._raw_json(
+                what, self._custom.list_cluster_custom_object, resource.group, resource.version, resource.plural
+            )
+        else:
+            body = self._list_core(what, resource, namespace)
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise TransientKubeError(f"{what}: the answer is not a List object")
         return body["items"]
 
-    def _list_core(self, what: str, resource: Resource) -> Any:
+    def _list_core(self, what: str, resource: Resource, namespace: str) -> Any:
         # CustomObjectsApi builds /apis/{group}/... paths, so core lists go through CoreV1Api's typed calls.
+        if namespace:
+            fn = getattr(self._core, f"list_namespaced_{_CORE_NAMESPACED_NAMES[resource.plural]}")
+            return self._raw_json(what, fn, namespace)
         fn = getattr(self._core, f"list_{_CORE_LIST_NAMES[resource.plural]}")
         return self._raw_json(what, fn)
+
+    def get_namespace(self, name: str) -> dict[str, Any] | None:
+        """One Namespace object; None when it does not exist. A Role in that namespace can grant this `get`:
+        the API server authorizes a request for namespace N's own object as a request in namespace N."""
+        try:
+            return self._raw_json(f"reading namespace {name}", self._core.read_namespace, name)
+        except NotFoundKubeError:
+            return None
 
     def get_custom(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         """One namespaced custom object; NotFoundKubeError when it (or its CRD) does not exist."""
@@ -264,6 +282,12 @@ _CORE_LIST_NAMES = {
     "serviceaccounts": "service_account_for_all_namespaces",
     "pods": "pod_for_all_namespaces",
     "endpoints": "endpoints_for_all_namespaces",
+}
+_CORE_NAMESPACED_NAMES = {
+    "services": "service",
+    "serviceaccounts": "service_account",
+    "pods": "pod",
+    "endpoints": "endpoints",
 }
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -11,6 +12,19 @@ from django.utils import timezone
 
 def _default_poll_seconds() -> int:
     return settings.MESHBOARD_DEFAULT_POLL_SECONDS
+
+
+_NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # an RFC 1123 label, as Kubernetes requires
+
+
+def validate_namespace_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("Give the watched namespaces as a list of names.")
+    bad = [name for name in value if not _NAMESPACE_NAME.match(name)]
+    if bad:
+        raise ValidationError(f"Not a namespace name: {', '.join(repr(name) for name in bad)}.")
+    if len(set(value)) != len(value):
+        raise ValidationError("A namespace is listed twice.")
 
 
 class Cluster(models.Model):
@@ -25,6 +39,14 @@ class Cluster(models.Model):
     prometheus_url = models.URLField(blank=True, help_text="Prometheus that scrapes this mesh's sidecars.")
     control_plane_namespace = models.CharField(
         max_length=63, blank=True, help_text="Blank: detected from the osm-controller Deployment."
+    )
+    # Namespace-scoped mode, for an identity with Roles in some namespaces only: the collector reads these
+    # namespaces one by one and nothing cluster-wide. Empty: the whole cluster (needs the ClusterRole).
+    watched_namespaces = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_namespace_list],
+        help_text="Namespaces to read, for an identity without cluster-wide rights; empty: every namespace.",
     )
     poll_interval_seconds = models.PositiveIntegerField(
         default=_default_poll_seconds, validators=[MinValueValidator(5), MaxValueValidator(3600)]
@@ -53,6 +75,10 @@ class Cluster(models.Model):
             raise ValidationError("Choose either in-cluster or a kubeconfig path, not both.")
         if not self.in_cluster and not self.kubeconfig_path:
             raise ValidationError("Give a kubeconfig path, or tick in-cluster.")
+
+    @property
+    def namespace_scoped(self) -> bool:
+        return bool(self.watched_namespaces)
 
     @property
     def poll_interval(self) -> timedelta:

@@ -1,14 +1,20 @@
 """One collection cycle: read a cluster through the gateway, decode it into snapshot rows.
 
-The number of API calls is fixed: /version, /apis, one list per kind across all namespaces, and one get of
-default/kubernetes Endpoints, whatever the size of the mesh. Custom resources are listed only when discovery says
-their group and version are served, so a cluster without SMI costs no 404s and is reported plainly.
+The number of API calls does not grow with the mesh: /version, /apis, one list per kind, and one get of
+default/kubernetes Endpoints. In namespace-scoped mode (a Cluster with watched namespaces, for a team whose
+identity has Roles in those namespaces only) it is /version, /apis, then per watched namespace one get of the
+Namespace and one list per namespaced kind; cluster-scoped facts (nodes, other namespaces, the API server's
+Endpoints in `default`) are not read, and the run's warnings say so. Custom resources are listed only when
+discovery says their group and version are served, so a cluster without SMI costs no 404s and is reported plainly.
+Discovery (/version, /apis) needs no grant: every authenticated identity may read it (the API server's
+`system:discovery` and `system:public-info-viewer` ClusterRoles).
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,15 +88,34 @@ class _Fetched:
     apiserver_endpoints: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # Namespace-scoped mode: the only namespaces read (empty: the whole cluster).
+    namespaces: tuple[str, ...] = ()
 
 
-def _fetch(gateway: KubeGateway) -> _Fetched:
+def scope_warnings(namespaces: tuple[str, ...]) -> list[str]:
+    """What a namespace-scoped collection cannot see, as sentences for the run's warnings (the Mesh page shows them)."""
+    return [
+        f"Namespace-scoped mode: Meshboard reads only the namespaces {', '.join(namespaces)}; services, pods and "
+        "policies in any other namespace are not collected and not shown.",
+        "Nodes are cluster-wide and are not read in namespace-scoped mode, so the checks that need them (AKS node "
+        "labels, mesh pods on Windows nodes) do not run.",
+        "The API server's address (Endpoints default/kubernetes) is not read in namespace-scoped mode, so the check "
+        "that the MeshConfig excludes it from sidecar interception does not run.",
+    ]
+
+
+def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
     """Transient errors propagate (the whole run is retried); a permanent error on one kind only loses that kind."""
-    out = _Fetched()
+    out = _Fetched(namespaces=namespaces)
     out.version = gateway.version()
     out.groups = gateway.served_groups()
 
-    wanted = list(BUILTIN)
+    if namespaces:
+        wanted = [r for r in BUILTIN if r.namespaced]
+        out.absent.append(NODES.key)  # unknown, not kept from an earlier cluster-wide run
+        out.warnings += scope_warnings(namespaces)
+    else:
+        wanted = list(BUILTIN)
     smi_missing = [r for r in SMI if r.version not in out.groups.get(r.group, [])]
     out.smi_missing = bool(smi_missing)
     if len(smi_missing) == len(SMI):
@@ -103,7 +128,7 @@ def _fetch(gateway: KubeGateway) -> _Fetched:
             served = ", ".join(out.groups.get(r.group, [])) or "none"
             out.warnings.append(f"{r.plural}.{r.group} {r.version} is not served (served versions: {served})")
     wanted += [r for r in SMI if r not in smi_missing]
-    out.absent = [r.key for r in smi_missing]
+    out.absent += [r.key for r in smi_missing]
     if CANARIES.version in out.groups.get(CANARIES.group, []):
         wanted.append(CANARIES)
     else:
@@ -116,16 +141,22 @@ def _fetch(gateway: KubeGateway) -> _Fetched:
         out.warnings.append("MeshConfig CRD (config.openservicemesh.io) is not served: is OSM installed?")
 
     # A few lists in flight at once, so the server's serialising of one overlaps our decoding of another.
+    scopes = namespaces or ("",)
     with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY, thread_name_prefix="kube-list") as pool:
-        futures = {resource: pool.submit(gateway.list, resource) for resource in wanted}
-    for resource, future in futures.items():
-        try:
-            out.lists[resource.key] = future.result()
-        except KubeError as exc:
-            if exc.transient:
-                raise
+        futures = {r: [pool.submit(gateway.list, r, ns) for ns in scopes] for r in wanted}
+        own = {ns: pool.submit(gateway.get_namespace, ns) for ns in namespaces}
+    for resource, parts in futures.items():
+        # A kind missing in one watched namespace is missing as a whole: its table keeps the previous rows rather
+        # than losing that namespace's.
+        items, reasons = _gather(parts)
+        if reasons:
             out.failed.append(resource.key)
-            out.warnings.append(exc.reason)
+            out.warnings += reasons
+        else:
+            out.lists[resource.key] = items
+    if namespaces:
+        _gather_namespaces(own, out)
+        return out
     try:
         out.apiserver_endpoints = gateway.get_core_endpoints("default", "kubernetes")
     except KubeError as exc:
@@ -133,6 +164,42 @@ def _fetch(gateway: KubeGateway) -> _Fetched:
             raise
         out.warnings.append(exc.reason)
     return out
+
+
+def _gather(parts: list[Future]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The items of every part, and the reasons of the parts that failed permanently (a transient error raises)."""
+    items: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    for future in parts:
+        try:
+            items += future.result()
+        except KubeError as exc:
+            if exc.transient:
+                raise
+            reasons.append(exc.reason)
+    return items, reasons
+
+
+def _gather_namespaces(own: dict[str, Future], out: _Fetched) -> None:
+    """The watched namespaces' own objects (their labels say which mesh monitors them and whether it injects)."""
+    found, reasons = [], []
+    for name, future in own.items():
+        try:
+            obj = future.result()
+        except KubeError as exc:
+            if exc.transient:
+                raise
+            reasons.append(exc.reason)
+            continue
+        if obj is None:
+            out.warnings.append(f"The watched namespace {name} does not exist in the cluster.")
+        else:
+            found.append(obj)
+    if reasons:
+        out.failed.append(NAMESPACES.key)
+        out.warnings += reasons
+    else:
+        out.lists[NAMESPACES.key] = found
 
 
 _DECODERS = {
@@ -268,6 +335,12 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
             osm_version=str(labels.get("app.kubernetes.io/version") or decode.image_tag(controller))[:64],
             certificate_provider=flags.get("certificate-manager", "")[:64],
         )
+    elif "deployments" in fetched.lists and fetched.namespaces:
+        snap.warnings.append(
+            f"No OSM controller in the watched namespaces ({', '.join(fetched.namespaces)}), so the mesh's name, "
+            "version and certificate provider are unknown; add the control-plane namespace (osm-system, or "
+            "kube-system on the AKS add-on) to the watched namespaces to see them."
+        )
     elif "deployments" in fetched.lists:
         snap.warnings.append("no OSM controller found (no Deployment labelled app=osm-controller)")
 
@@ -284,6 +357,11 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
         state["meshconfig"] = spec if isinstance(spec, dict) else {}
         if not state["control_plane_namespace"]:
             state["control_plane_namespace"] = chosen[0]["metadata"].get("namespace", "")
+    elif "meshconfigs" in fetched.lists and fetched.namespaces:
+        snap.warnings.append(
+            f"MeshConfig {MESH_CONFIG_NAME} is not in the watched namespaces, so the mesh's configuration (policy "
+            "mode, exclusions) is unknown; add the control-plane namespace to the watched namespaces to see it."
+        )
     elif "meshconfigs" in fetched.lists:
         snap.warnings.append(f"MeshConfig {MESH_CONFIG_NAME} not found in {namespace or 'any namespace'}")
 
@@ -305,11 +383,14 @@ def _endpoint_addresses(endpoints: dict[str, Any] | None) -> list[str]:
     return addresses
 
 
-def collect(gateway: KubeGateway, *, control_plane_namespace: str = "") -> ClusterSnapshot:
-    """Read the whole cluster once. Raises KubeError (transient or permanent) when nothing useful could be read."""
+def collect(
+    gateway: KubeGateway, *, control_plane_namespace: str = "", namespaces: Iterable[str] = ()
+) -> ClusterSnapshot:
+    """Read the whole cluster once, or only `namespaces` (namespace-scoped mode). Raises KubeError (transient or
+    permanent) when nothing useful could be read."""
     started = time.perf_counter()
     with gc_paused():
-        fetched = _fetch(gateway)
+        fetched = _fetch(gateway, tuple(namespaces))
         fetched_at = time.perf_counter()
         essential = {"namespaces", "pods", "services"}
         if essential <= set(fetched.failed):

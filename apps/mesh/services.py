@@ -95,7 +95,11 @@ def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapsh
     """Read the cluster, write the snapshot, and fill in the run record. KubeError propagates."""
     with gateway_for(cluster) as gateway:
         try:
-            snapshot = collect(gateway, control_plane_namespace=cluster.control_plane_namespace)
+            snapshot = collect(
+                gateway,
+                control_plane_namespace=cluster.control_plane_namespace,
+                namespaces=cluster.watched_namespaces,
+            )
         finally:
             run.api_requests = gateway.requests
     started = time.perf_counter()

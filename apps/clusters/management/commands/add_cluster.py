@@ -20,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--prometheus-url", default="")
         parser.add_argument("--control-plane-namespace", default="", help="default: detected")
         parser.add_argument("--poll-interval", type=int, default=None, help="seconds between collections")
+        parser.add_argument(
+            "--namespaces",
+            default="",
+            help="comma-separated namespaces to watch (namespace-scoped mode, for an identity with Roles in those "
+            "namespaces only); default: the whole cluster",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         cluster = Cluster.objects.filter(name=opts["name"]).first() or Cluster(name=opts["name"])
@@ -28,6 +34,7 @@ class Command(BaseCommand):
         cluster.kube_context = opts["context"]
         cluster.prometheus_url = opts["prometheus_url"]
         cluster.control_plane_namespace = opts["control_plane_namespace"]
+        cluster.watched_namespaces = [name.strip() for name in opts["namespaces"].split(",") if name.strip()]
         if opts["poll_interval"] is not None:
             cluster.poll_interval_seconds = opts["poll_interval"]
         try:
@@ -36,4 +43,10 @@ class Command(BaseCommand):
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         created = cluster.pk is None
         cluster.save()
-        self.stdout.write(f"{'added' if created else 'updated'} cluster {cluster.name} (id {cluster.pk})")
+        scope = (
+            f"namespaces {', '.join(cluster.watched_namespaces)} only"
+            if cluster.namespace_scoped
+            else "the whole cluster"
+        )
+        verb = "added" if created else "updated"
+        self.stdout.write(f"{verb} cluster {cluster.name} (id {cluster.pk}), watching {scope}")
