@@ -71,6 +71,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.navigation",
                 "apps.clusters.context_processors.roles",
+                "apps.clusters.status.machinery",
             ],
         },
     },
@@ -114,9 +115,25 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+# Each kind of collection has its own queue (and, in production, its own worker), so a Prometheus outage that holds
+# the metrics worker never delays Kubernetes data, and the reverse. The tick has a queue of its own that every worker
+# also consumes, so either worker alone keeps the schedule going.
+MESHBOARD_QUEUES = {"cluster": "cluster", "metrics": "metrics", "tick": "tick"}
+CELERY_TASK_ROUTES = {
+    "mesh.collect_cluster": {"queue": MESHBOARD_QUEUES["cluster"]},
+    "metrics.collect_metrics": {"queue": MESHBOARD_QUEUES["metrics"]},
+    "clusters.tick": {"queue": MESHBOARD_QUEUES["tick"]},
+}
+# Beat's scheduler writes beat's heartbeat from inside beat's own loop.
+CELERY_BEAT_SCHEDULER = "apps.core.heartbeats:HeartbeatScheduler"
 
 # How often beat looks for clusters that are due; each cluster has its own poll interval on top of this.
 MESHBOARD_TICK_SECONDS = env_float("MESHBOARD_TICK_SECONDS", 5.0, minimum=0.5, maximum=300)
+# After n consecutive failed collections of a cluster (per kind), the next attempt waits 2^(n-1) x this many seconds,
+# capped at the cluster's poll interval (permanent errors wait the full poll interval).
+MESHBOARD_RETRY_BASE_SECONDS = env_float("MESHBOARD_RETRY_BASE_SECONDS", 2.0, minimum=0.5, maximum=300)
+# Beat and every worker write a heartbeat to Redis this often; one missing for 3 periods counts as not running.
+MESHBOARD_HEARTBEAT_SECONDS = env_float("MESHBOARD_HEARTBEAT_SECONDS", 10.0, minimum=1, maximum=300)
 # Poll interval given to clusters created without one.
 MESHBOARD_DEFAULT_POLL_SECONDS = env_int("MESHBOARD_DEFAULT_POLL_SECONDS", 15, minimum=5, maximum=3600)
 # Timeouts for one Kubernetes API call: connect, then read.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: Meshboard on the embedded default: SQLite, a private local Redis, the Kubernetes API stand-in
 # seeded with OSM's bookstore demo, the lab mesh (real Envoy sidecars carrying the demo's traffic, scraped by a real
-# Prometheus; TrafficSplit changes move real traffic), a Celery worker with beat, and the web server.
+# Prometheus; TrafficSplit changes move real traffic), two Celery workers (one per collection queue; beat runs in
+# the cluster-data one), and the web server.
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,8 +77,13 @@ $PY manage.py create_user operator --role operator --password "move-the-canary" 
 $PY manage.py add_cluster demo --kubeconfig "$PWD/$STATE/kubeconfig" --prometheus-url "$PROMETHEUS_URL" \
   --poll-interval 15 >/dev/null
 
-.venv/bin/celery -A meshboard worker --beat --pool solo --loglevel WARNING \
-  --schedule "$STATE/celerybeat-schedule" >"$STATE/worker.log" 2>&1 &
+# Both collection queues, one small solo worker each (so a stalled Prometheus never holds Kubernetes data back, as
+# in production); beat runs inside the cluster-data worker to keep the demo light. Both also take the tick queue.
+.venv/bin/celery -A meshboard worker -Q cluster,tick -n cluster@%h --beat --pool solo --loglevel WARNING \
+  --schedule "$STATE/celerybeat-schedule" >"$STATE/worker-cluster.log" 2>&1 &
+pids+=($!)
+.venv/bin/celery -A meshboard worker -Q metrics,tick -n metrics@%h --pool solo --loglevel WARNING \
+  >"$STATE/worker-metrics.log" 2>&1 &
 pids+=($!)
 
 $PY manage.py runserver "127.0.0.1:${WEB_PORT}" --noreload >"$STATE/web.log" 2>&1 &
@@ -96,6 +102,7 @@ Meshboard demo is running: http://127.0.0.1:${WEB_PORT}/
   cluster "demo" is the Kubernetes API stand-in seeded with OSM's bookstore demo, collected every 15 s,
   with real Envoy sidecars carrying its traffic; their Prometheus: ${PROMETHEUS_URL}
   make the canary worse:  $PY -m lab.mesh set --state-dir $STATE/lab-mesh --workload bookstore-v2 --error-rate 0.3
+  workers: one per queue (cluster, metrics), beat inside the cluster one; readiness: http://127.0.0.1:${WEB_PORT}/readyz
   logs: $STATE/*.log     stop: Ctrl-C
 MSG
 wait -n "${pids[@]}" || true

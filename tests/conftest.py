@@ -90,12 +90,16 @@ def redis(redis_url: str, settings: object) -> Iterator[object]:
 
 @pytest.fixture
 def celery_worker(redis: object, transactional_db: None) -> Iterator[object]:
-    """A real Celery worker, in this process, consuming from the real Redis (not eager mode)."""
+    """A real Celery worker, in this process, consuming every queue a task is routed to from the real Redis (not
+    eager mode); it writes its heartbeats as a deployed worker does."""
     from celery.contrib.testing.worker import start_worker
 
+    from apps.clusters.status import routed_queues
     from meshboard.celery import app
 
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING") as worker:
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", queues=routed_queues()
+    ) as worker:
         yield worker
 
 

@@ -1,15 +1,104 @@
-"""How fresh a cluster's data is, read from run records (never from the cluster)."""
+"""How fresh a cluster's data is, read from run records (never from the cluster), and what to tell people about it.
+
+A run record keeps the gateway's raw reason (`CollectionRun.error`: the internal URL, the HTTP status, the client's
+exception). Pages show everyone a short sentence naming the component and what to do (`summary`); operators also
+see the raw reason (`detail`).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from .models import Cluster, CollectionRun
+from .runs import DUE_FIELDS
 
 _GOOD = (CollectionRun.Status.OK, CollectionRun.Status.PARTIAL)
+
+# What the source of each kind of collection is called on a banner.
+SOURCE = {CollectionRun.Kind.CLUSTER: "Kubernetes API", CollectionRun.Kind.METRICS: "Prometheus"}
+# The worker that runs each kind of collection, as a banner names it.
+WORKER = {CollectionRun.Kind.CLUSTER: "the worker for cluster data", CollectionRun.Kind.METRICS: "the metrics worker"}
+
+# The gateways' reasons (apps/clusters/kube.py, apps/metrics/prometheus.py), first match wins.
+_PROBLEMS = [
+    ("time_limit", re.compile(r"^stopped: the run took longer than its limit")),
+    ("config", re.compile(r"cannot load the |has no Prometheus URL")),
+    ("timeout", re.compile(r"did not answer (in time|within)")),
+    ("unreachable", re.compile(r"cannot reach |request to Prometheus at \S+ failed")),
+    ("unauthorized", re.compile(r"\(401\b|refused our credentials")),
+    ("forbidden", re.compile(r"forbidden by RBAC|\(403\)|refused access \(403\)")),
+    ("not_found", re.compile(r"not found \(404\)|no Prometheus API at|\(404\)")),
+    ("rejected", re.compile(r"rejected the query|answered 4\d\d\b")),
+    ("server_error", re.compile(r"answered (429|5\d\d|no status)\b")),
+    ("bad_answer", re.compile(r"not JSON|not a List object|unexpected shape|not the Prometheus API")),
+]
+
+_SENTENCES = {
+    (CollectionRun.Kind.CLUSTER, "unreachable"): "cannot reach the API server. Check that the cluster is up and that "
+    "the workers can reach the address in its kubeconfig.",
+    (CollectionRun.Kind.CLUSTER, "timeout"): "the API server did not answer in time. It may be overloaded; Meshboard "
+    "tries again with growing pauses.",
+    (CollectionRun.Kind.CLUSTER, "unauthorized"): "the API server refused Meshboard's credentials. Renew the "
+    "kubeconfig or token.",
+    (CollectionRun.Kind.CLUSTER, "forbidden"): "Meshboard's identity may not read what it needs (RBAC). Grant it "
+    "get, list and watch (see the README).",
+    (CollectionRun.Kind.CLUSTER, "not_found"): "the API server does not serve a resource Meshboard reads. Check that "
+    "OSM's and SMI's custom resources are installed.",
+    (CollectionRun.Kind.CLUSTER, "rejected"): "the API server rejected a request. An operator can see the details.",
+    (CollectionRun.Kind.CLUSTER, "server_error"): "the API server answered with an error. Meshboard tries again with "
+    "growing pauses.",
+    (CollectionRun.Kind.CLUSTER, "bad_answer"): "the API server sent an answer Meshboard cannot read. Check that the "
+    "kubeconfig points at a Kubernetes API server.",
+    (CollectionRun.Kind.CLUSTER, "config"): "the cluster's kubeconfig cannot be loaded. Fix the kubeconfig path or "
+    "context of this cluster.",
+    (CollectionRun.Kind.METRICS, "unreachable"): "cannot reach Prometheus. Check that it is running and that the "
+    "cluster's Prometheus URL is right.",
+    (CollectionRun.Kind.METRICS, "timeout"): "Prometheus did not answer in time. It may be overloaded; Meshboard "
+    "tries again with growing pauses.",
+    (CollectionRun.Kind.METRICS, "unauthorized"): "Prometheus refused access. Check the credentials or proxy in the "
+    "cluster's Prometheus URL.",
+    (CollectionRun.Kind.METRICS, "forbidden"): "Prometheus refused access. Check the credentials or proxy in the "
+    "cluster's Prometheus URL.",
+    (
+        CollectionRun.Kind.METRICS,
+        "not_found",
+    ): "there is no Prometheus API at the cluster's Prometheus URL. Fix the URL.",
+    (CollectionRun.Kind.METRICS, "rejected"): "Prometheus rejected a query. An operator can see the details.",
+    (CollectionRun.Kind.METRICS, "server_error"): "Prometheus answered with an error. Meshboard tries again with "
+    "growing pauses.",
+    (CollectionRun.Kind.METRICS, "bad_answer"): "the cluster's Prometheus URL answers, but not as Prometheus does. "
+    "Fix the URL.",
+    (CollectionRun.Kind.METRICS, "config"): "the cluster has no Prometheus URL. Set one to collect metrics.",
+}
+
+
+def problem_of(error: str) -> str:
+    """The kind of failure a run's raw reason describes ("" when none of the gateways' reasons match)."""
+    for problem, pattern in _PROBLEMS:
+        if pattern.search(error):
+            return problem
+    return ""
+
+
+def summarize(kind: str, error: str) -> str:
+    """A sentence for everyone: the component that failed and what to do; never the internal URL."""
+    problem = problem_of(error)
+    if problem == "time_limit":
+        return (
+            f"{SOURCE[kind]}: the collection took longer than its limit of {settings.MESHBOARD_COLLECT_TIME_LIMIT} s. "
+            "The source may be very slow; an operator can raise MESHBOARD_COLLECT_TIME_LIMIT."
+        )
+    sentence = _SENTENCES.get((kind, problem))
+    if sentence is None:
+        return (
+            f"{SOURCE[kind]}: the last collection failed. An operator can see why here or in the log of {WORKER[kind]}."
+        )
+    return f"{SOURCE[kind]}: {sentence}"
 
 
 @dataclass(frozen=True)
@@ -19,6 +108,7 @@ class Freshness:
     kind: str
     last_run: CollectionRun | None
     last_good: CollectionRun | None
+    next_attempt_at: datetime | None = None
 
     @property
     def age_seconds(self) -> int | None:
@@ -27,15 +117,38 @@ class Freshness:
         return max(0, int((timezone.now() - self.last_good.finished_at).total_seconds()))
 
     @property
+    def failing(self) -> bool:
+        """The latest attempt failed."""
+        return bool(self.last_run and self.last_run.status == CollectionRun.Status.FAILED)
+
+    @property
+    def never_collected(self) -> bool:
+        return self.last_good is None
+
+    @property
     def stale_since(self) -> datetime | None:
-        """When the data stopped being refreshed, if the latest attempt failed."""
-        if self.last_run and self.last_run.status == CollectionRun.Status.FAILED:
-            return self.last_good.finished_at if self.last_good else self.last_run.started_at
+        """When the data stopped being refreshed, if there is data and the latest attempt failed (data never
+        collected is not stale: see `never_collected`)."""
+        if self.failing and self.last_good:
+            return self.last_good.finished_at
         return None
 
     @property
     def error(self) -> str:
-        return self.last_run.error if self.stale_since else ""
+        """The latest attempt's raw reason, when it failed (internal URLs included: for operators)."""
+        return self.last_run.error if self.failing else ""
+
+    @property
+    def summary(self) -> str:
+        """Why the latest attempt failed, as a sentence anyone may read."""
+        return summarize(self.kind, self.last_run.error) if self.failing else ""
+
+    @property
+    def next_attempt(self) -> datetime | None:
+        """When the next attempt is due, if that is still to come (a failing collection backs off)."""
+        if self.next_attempt_at and self.next_attempt_at > timezone.now():
+            return self.next_attempt_at
+        return None
 
     @property
     def label(self) -> str:
@@ -50,4 +163,5 @@ def freshness(cluster: Cluster, kind: str) -> Freshness:
         kind=kind,
         last_run=runs.order_by("-started_at").first(),
         last_good=runs.filter(status__in=_GOOD).order_by("-started_at").first(),
+        next_attempt_at=getattr(cluster, DUE_FIELDS[kind], None),
     )

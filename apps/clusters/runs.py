@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -72,12 +73,49 @@ def prune_runs(cluster: Cluster, kind: str) -> None:
         CollectionRun.objects.filter(cluster=cluster, kind=kind, started_at__lte=cutoff[0]).delete()
 
 
+# Celery-level retries are not used any more (the tick starts the next attempt at the backed-off due time); the
+# collection tasks still pass this as their max_retries.
 MAX_RETRIES = 3
 
+# The Cluster field that says when each kind of collection is next due: the tick claims it (moving it one poll
+# interval ahead), and a failed run moves it to the backed-off time of the next attempt.
+DUE_FIELDS = {CollectionRun.Kind.CLUSTER: "next_collect_at", CollectionRun.Kind.METRICS: "next_metrics_at"}
 
-def retry_countdown(retries: int) -> float:
-    """Backoff between attempts of one run: 2 s, 4 s, 8 s (the next beat tick starts a fresh run anyway)."""
-    return float(2 ** (retries + 1))
+# Enough history to reach any cap: 2^(n-1) x 0.5 s passes 3600 s before n = 15.
+_STREAK_LOOKBACK = 16
+
+
+def backoff_seconds(failures: int, poll_seconds: float, *, transient: bool = True) -> float:
+    """How long to wait after `failures` (>= 1) consecutive failed attempts: 2^(failures-1) x the base retry (2 s,
+    4 s, 8 s, ...), capped at the poll interval. A permanent error waits the full poll interval: retrying sooner
+    cannot help until a person acts."""
+    if not transient:
+        return float(poll_seconds)
+    exponent = min(max(failures, 1) - 1, _STREAK_LOOKBACK)
+    return float(min(settings.MESHBOARD_RETRY_BASE_SECONDS * 2**exponent, poll_seconds))
+
+
+def consecutive_failures(cluster: Cluster, kind: str) -> int:
+    """Finished attempts of `kind` that failed since the last one that produced data (skipped runs do not count)."""
+    statuses = (
+        CollectionRun.objects.filter(cluster=cluster, kind=kind)
+        .exclude(status__in=[CollectionRun.Status.RUNNING, CollectionRun.Status.SKIPPED])
+        .order_by("-started_at")
+        .values_list("status", flat=True)[:_STREAK_LOOKBACK]
+    )
+    streak = 0
+    for status in statuses:
+        if status != CollectionRun.Status.FAILED:
+            break
+        streak += 1
+    return streak
+
+
+def schedule_after_failure(cluster: Cluster, kind: str, failures: int, *, transient: bool) -> None:
+    """Record when the next attempt is due (pages say "next attempt at HH:MM:SS"; the tick starts it then)."""
+    delay = backoff_seconds(failures, cluster.poll_interval_seconds, transient=transient)
+    due = timezone.now() + timedelta(seconds=delay)
+    Cluster.objects.filter(pk=cluster.pk).update(**{DUE_FIELDS[kind]: due})
 
 
 def run_collection(
@@ -87,26 +125,28 @@ def run_collection(
     collect: Callable[..., tuple[CollectionRun, GatewayError | None]],
 ) -> str:
     """The body every collection task shares: a Redis lock so runs of one cluster never overlap, one recorded
-    run, a retry with backoff for transient errors only, and nothing raised into a crash loop."""
+    run, and nothing raised into a crash loop. A failed run does not retry inside the task: it moves the cluster's
+    due time for this kind to the backed-off time of the next attempt (transient errors: 2 s, 4 s, 8 s, ... capped
+    at the poll interval, counted across runs; permanent errors: one poll interval), and the tick starts it then.
+    `task` is the calling Celery task (bound), kept so every collection calls this the same way."""
     what = f"{CollectionRun.Kind(kind).label.lower()} of {cluster.name}"
-    retry_reason = None
     with exclusive(f"collect-{kind}:{cluster.pk}", ttl_seconds=settings.MESHBOARD_COLLECT_TIME_LIMIT + 30) as held:
         if not held:
             record_skipped(cluster, kind, f"a collection of {what} was still running")
             return "skipped"
+        attempt = consecutive_failures(cluster, kind) + 1
         try:
-            run, error = collect(cluster, attempt=task.request.retries + 1)
+            run, error = collect(cluster, attempt=attempt)
         except SoftTimeLimitExceeded:
             log.warning("collecting %s hit the time limit", what)
+            schedule_after_failure(cluster, kind, attempt, transient=False)
             return "failed"
         except Exception:
             # A bug must not become a crash loop: the run is recorded as failed and the next tick tries again.
             log.exception("collecting %s failed unexpectedly", what)
+            schedule_after_failure(cluster, kind, attempt, transient=False)
             return "failed"
         if error is not None:
-            log.warning("collecting %s failed: %s", what, error.reason)
-            if error.transient and task.request.retries < MAX_RETRIES:
-                retry_reason = error
-    if retry_reason is not None:
-        raise task.retry(exc=retry_reason, countdown=retry_countdown(task.request.retries))
+            log.warning("collecting %s failed (attempt %d): %s", what, attempt, error.reason)
+            schedule_after_failure(cluster, kind, attempt, transient=error.transient)
     return run.status

@@ -3,10 +3,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .models import Cluster
+from .runs import DUE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,16 @@ class Collection:
     task: Task
     due_field: str
     needs_prometheus: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The CollectionRun kind this collection records."""
+        return next(kind for kind, field in DUE_FIELDS.items() if field == self.due_field)
+
+    @property
+    def queue(self) -> str:
+        """The queue its task is routed to (settings.CELERY_TASK_ROUTES); a worker must consume it."""
+        return settings.CELERY_TASK_ROUTES.get(self.task.name, {}).get("queue", "celery")
 
 
 # Filled by the collecting apps when Django starts (their AppConfig.ready), so this app imports none of them.
@@ -44,13 +56,16 @@ def _claim_due(clusters: QuerySet[Cluster], field: str, now) -> list[Cluster]:
 @shared_task(name="clusters.tick", ignore_result=True)
 def tick() -> list[tuple[str, int]]:
     """Enqueue each registered collection for every enabled cluster whose due time for it has come (a metrics
-    collection only where the cluster has a Prometheus URL). Returns what it enqueued: (task name, cluster id)."""
+    collection only where the cluster has a Prometheus URL), on its task's queue (settings.CELERY_TASK_ROUTES).
+    Returns what it enqueued: (task name, cluster id)."""
     now = timezone.now()
     enabled = Cluster.objects.filter(enabled=True)
     enqueued = []
     for collection in COLLECTIONS:
         candidates = enabled.exclude(prometheus_url="") if collection.needs_prometheus else enabled
         for cluster in _claim_due(candidates, collection.due_field, now):
-            collection.task.delay_on_commit(cluster.pk)
+            # A message nobody took within a poll interval is dropped: the next claim sends a fresh one, so a worker
+            # that was down does not come back to a pile of stale collections.
+            collection.task.apply_async_on_commit((cluster.pk,), expires=cluster.poll_interval_seconds)
             enqueued.append((collection.task.name, cluster.pk))
     return enqueued

@@ -14,17 +14,44 @@ def _compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_it_defines_the_five_services_with_healthchecks() -> None:
+APP_SERVICES = ("web", "worker-cluster", "worker-metrics", "beat")
+
+
+def test_it_defines_the_services_with_healthchecks() -> None:
     services = _compose()["services"]
-    assert set(services) == {"web", "worker", "beat", "redis", "postgres"}
+    assert set(services) == {*APP_SERVICES, "redis", "postgres"}
     for name, service in services.items():
         check = service.get("healthcheck", {}).get("test")
         assert check and check[0] in {"CMD", "CMD-SHELL"}, f"{name} has no usable healthcheck"
 
 
+def test_its_healthchecks_ask_readiness_and_heartbeats() -> None:
+    services = _compose()["services"]
+    check = {name: " ".join(services[name]["healthcheck"]["test"][1:]) for name in APP_SERVICES}
+    assert "/readyz" in check["web"]
+    assert check["beat"] == "python manage.py check_heartbeat beat"  # not `test -f`, true after beat died
+    assert check["worker-cluster"] == "python manage.py check_heartbeat worker cluster@$$HOSTNAME cluster"
+    assert check["worker-metrics"] == "python manage.py check_heartbeat worker metrics@$$HOSTNAME metrics"
+
+
+def test_it_runs_one_worker_per_collection_queue() -> None:
+    from django.conf import settings
+
+    services = _compose()["services"]
+    consumed = {}
+    for name in ("worker-cluster", "worker-metrics"):
+        match = re.search(r" -Q (\S+) -n (\w+)@%h", services[name]["command"])
+        assert match, services[name]["command"]
+        consumed[name] = set(match.group(1).split(","))
+        assert match.group(2) == name.removeprefix("worker-")  # the name the healthcheck asks about
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert consumed == {"worker-cluster": {"cluster", "tick"}, "worker-metrics": {"metrics", "tick"}}
+    assert set().union(*consumed.values()) == routed  # every routed queue has a consumer
+
+
 def test_it_reuses_one_image_for_web_worker_and_beat() -> None:
     services = _compose()["services"]
-    app_services = [services[name] for name in ("web", "worker", "beat")]
+    app_services = [services[name] for name in APP_SERVICES]
     assert {s["image"] for s in app_services} == {"meshboard:latest"}
     assert all(s["build"] == "." for s in app_services)
     for s in app_services:
@@ -38,7 +65,8 @@ def test_it_runs_the_commands_the_project_has() -> None:
     services = _compose()["services"]
     assert "meshboard.wsgi:application" in services["web"]["command"]
     assert "migrate" in services["web"]["command"]
-    assert re.match(r"celery -A meshboard worker\b", services["worker"]["command"])
+    assert re.match(r"celery -A meshboard worker\b", services["worker-cluster"]["command"])
+    assert re.match(r"celery -A meshboard worker\b", services["worker-metrics"]["command"])
     assert re.match(r"celery -A meshboard beat\b", services["beat"]["command"])
     assert (ROOT / "meshboard" / "wsgi.py").exists()
 

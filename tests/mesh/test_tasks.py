@@ -1,4 +1,4 @@
-"""The schedule, the lock and the retries, with a real Redis and a real Celery worker in this process."""
+"""The schedule, the lock and the backoff, with a real Redis and a real Celery worker in this process."""
 
 from __future__ import annotations
 
@@ -50,27 +50,64 @@ def test_it_skips_a_run_while_another_holds_the_cluster_lock(kubeapi, cluster_fo
     wait_for(lambda: _runs(cluster, status="ok"))
 
 
-def test_it_retries_transient_errors_with_backoff(kubeapi, cluster_for, celery_worker, task_outcomes):
-    cluster = cluster_for(kubeapi)
+def _after_failure(cluster, task_outcomes, task) -> tuple[CollectionRun, float]:
+    """The run one task recorded and how long after it ended the next attempt is due (the cluster's due time)."""
+    task_outcomes.assert_ended_without_retry(task.id)  # the backoff is the schedule's, not a Celery retry
+    run = _runs(cluster)[-1]
+    cluster.refresh_from_db()
+    return run, (cluster.next_collect_at - run.finished_at).total_seconds()
+
+
+def test_it_backs_off_after_consecutive_transient_failures_up_to_the_poll_interval(
+    kubeapi, cluster_for, celery_worker, task_outcomes, settings
+):
+    settings.MESHBOARD_RETRY_BASE_SECONDS = 2
+    cluster = cluster_for(kubeapi, poll_interval_seconds=20)
+    kubeapi.faults.add(r"^/api/v1/services$", status=503)  # until removed
+
+    waits = []
+    for expected_attempt in range(1, 8):
+        run, wait = _after_failure(cluster, task_outcomes, collect_cluster.delay(cluster.pk))
+        assert (run.status, run.attempt) == ("failed", expected_attempt) and "503" in run.error
+        waits.append(round(wait))
+    assert waits == [2, 4, 8, 16, 20, 20, 20]  # 2^(n-1) x 2 s, capped at the poll interval
+    assert tick() == []  # not due yet: the tick does not start a fresh run early
+
+    kubeapi.faults.clear()
+    task = collect_cluster.delay(cluster.pk)
+    task_outcomes.assert_ended_without_retry(task.id)
+    assert _runs(cluster)[-1].status == "ok"
+
+    # The streak ended with the success: the next failure starts over at the base.
+    kubeapi.faults.add(r"^/api/v1/services$", status=503)
+    run, wait = _after_failure(cluster, task_outcomes, collect_cluster.delay(cluster.pk))
+    assert run.attempt == 1 and round(wait) == 2
+
+
+def test_the_tick_starts_the_next_attempt_when_it_is_due(kubeapi, cluster_for, celery_worker, task_outcomes, settings):
+    settings.MESHBOARD_RETRY_BASE_SECONDS = 2
+    cluster = cluster_for(kubeapi, poll_interval_seconds=60)
     kubeapi.faults.add(r"^/api/v1/services$", status=503, times=1)
 
-    task = collect_cluster.delay(cluster.pk)
-    ok = wait_for(lambda: _runs(cluster, status="ok"))
+    assert tick() == [("mesh.collect_cluster", cluster.pk)]
+    failed = wait_for(lambda: _runs(cluster, status="failed"))[0]
+    cluster.refresh_from_db()
+    due = cluster.next_collect_at
+    assert round((due - failed.finished_at).total_seconds()) == 2
+    assert tick() == []
 
-    failed = _runs(cluster, status="failed")
-    assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
-    assert "503" in failed[0].error
-    assert (ok[0].started_at - failed[0].finished_at).total_seconds() >= 1.5
-    assert task_outcomes.first_end(task.id) == "RETRY" and len(task_outcomes.retries[task.id]) == 1
+    assert wait_for(tick, timeout=10) == [("mesh.collect_cluster", cluster.pk)]
+    assert timezone.now() >= due
+    ok = wait_for(lambda: _runs(cluster, status="ok"))[0]
+    assert ok.attempt == 2 and ok.started_at >= due
 
 
-def test_it_does_not_retry_permanent_errors(kubeapi, cluster_for, celery_worker, task_outcomes):
-    cluster = cluster_for(kubeapi)
+def test_a_permanent_error_waits_a_full_poll_interval(kubeapi, cluster_for, celery_worker, task_outcomes):
+    cluster = cluster_for(kubeapi, poll_interval_seconds=45)
     kubeapi.faults.add(r".", status=403)
 
-    task = collect_cluster.delay(cluster.pk)
-
-    task_outcomes.assert_ended_without_retry(task.id)
-    [run] = _runs(cluster)  # one attempt, recorded as failed
-    assert (run.status, run.attempt) == ("failed", 1)
-    assert "403" in run.error
+    for expected_attempt in (1, 2):
+        run, wait = _after_failure(cluster, task_outcomes, collect_cluster.delay(cluster.pk))
+        assert (run.status, run.attempt) == ("failed", expected_attempt)
+        assert "403" in run.error
+        assert round(wait) == 45

@@ -1,4 +1,4 @@
-"""The metrics task with a real Redis and a real Celery worker in this process: schedule, lock, retries."""
+"""The metrics task with a real Redis and a real Celery worker in this process: schedule, lock, backoff."""
 
 from __future__ import annotations
 
@@ -55,24 +55,44 @@ def test_it_skips_a_run_while_another_holds_the_metrics_lock(proms, snapshot_clu
     assert "still running" in skipped[0].error
 
 
-def test_it_retries_transient_prometheus_errors_with_backoff(proxy, snapshot_cluster, celery_worker, task_outcomes):
-    cluster = snapshot_cluster(proxy.url)
-    proxy.fail(r"/api/v1/status/buildinfo", status=503, times=1)
+def _after_failure(cluster, task_outcomes, task) -> tuple[CollectionRun, float]:
+    """The run one task recorded and how long after it ended the next attempt is due (the cluster's due time)."""
+    task_outcomes.assert_ended_without_retry(task.id)  # the backoff is the schedule's, not a Celery retry
+    run = _runs(cluster)[-1]
+    cluster.refresh_from_db()
+    return run, (cluster.next_metrics_at - run.finished_at).total_seconds()
+
+
+def test_it_backs_off_during_a_prometheus_outage_up_to_the_poll_interval(
+    proxy, snapshot_cluster, celery_worker, task_outcomes, settings
+):
+    settings.MESHBOARD_RETRY_BASE_SECONDS = 2
+    cluster = snapshot_cluster(proxy.url, poll_interval_seconds=10)
+    proxy.fail(r"/api/v1/status/buildinfo", status=503)
+
+    waits = []
+    for expected_attempt in range(1, 6):
+        run, wait = _after_failure(cluster, task_outcomes, collect_metrics.delay(cluster.pk))
+        assert (run.status, run.attempt) == ("failed", expected_attempt) and "503" in run.error
+        waits.append(round(wait))
+    assert waits == [2, 4, 8, 10, 10]
+    # The metrics backoff is the metrics collection's own: the cluster collection stays due on its own schedule.
+    cluster.refresh_from_db()
+    assert cluster.next_collect_at is None
+
+    proxy.fail(r"^$", status=503, times=0)  # Prometheus is back
     task = collect_metrics.delay(cluster.pk)
-    ok = wait_for(lambda: _runs(cluster, status="ok"))
-    failed = _runs(cluster, status="failed")
-    assert [r.attempt for r in failed] == [1] and ok[0].attempt == 2
-    assert "503" in failed[0].error
-    assert (ok[0].started_at - failed[0].finished_at).total_seconds() >= 1.5
-    assert task_outcomes.first_end(task.id) == "RETRY" and len(task_outcomes.retries[task.id]) == 1
-
-
-def test_it_does_not_retry_permanent_prometheus_errors(proxy, snapshot_cluster, celery_worker, task_outcomes):
-    cluster = snapshot_cluster(proxy.url)
-    proxy.fail(r".", status=401)
-    task = collect_metrics.delay(cluster.pk)
-
     task_outcomes.assert_ended_without_retry(task.id)
-    [run] = _runs(cluster)  # one attempt, recorded as failed
+    assert _runs(cluster)[-1].status == "ok" and _runs(cluster)[-1].attempt == 6
+
+
+def test_it_does_not_retry_permanent_prometheus_errors_before_the_poll_interval(
+    proxy, snapshot_cluster, celery_worker, task_outcomes
+):
+    cluster = snapshot_cluster(proxy.url, poll_interval_seconds=30)
+    proxy.fail(r".", status=401)
+
+    run, wait = _after_failure(cluster, task_outcomes, collect_metrics.delay(cluster.pk))
     assert (run.status, run.attempt) == ("failed", 1)
     assert "refused access (401)" in run.error
+    assert round(wait) == 30

@@ -1,0 +1,48 @@
+"""What pages say when a metrics collection fails: a sentence naming Prometheus and the action, from real failures
+against a real Prometheus behind a fault proxy; the run record keeps the raw reason with the internal address."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.clusters.freshness import freshness
+from apps.metrics.services import collect_and_record
+
+from .faultproxy import FaultProxy
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def proxy(proms):
+    p = FaultProxy(proms.byo.url)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "sentence"),
+    [
+        (401, "Prometheus: Prometheus refused access. Check the credentials or proxy in the cluster's Prometheus URL."),
+        (404, "Prometheus: there is no Prometheus API at the cluster's Prometheus URL. Fix the URL."),
+        (503, "Prometheus: Prometheus answered with an error. Meshboard tries again with growing pauses."),
+    ],
+)
+def test_each_prometheus_failure_becomes_a_sentence_with_the_action(proxy, snapshot_cluster, status, sentence):
+    cluster = snapshot_cluster(proxy.url)
+    proxy.fail(r".", status=status)
+    _run, error = collect_and_record(cluster)
+    assert error is not None
+
+    f = freshness(cluster, "metrics")
+    assert f.summary == sentence
+    assert proxy.url.split("//")[1] in f.error and proxy.url.split("//")[1] not in f.summary
+
+
+def test_an_unreachable_prometheus_is_named_with_the_action(snapshot_cluster):
+    cluster = snapshot_cluster("http://127.0.0.1:9")
+    collect_and_record(cluster)
+
+    f = freshness(cluster, "metrics")
+    assert f.summary.startswith("Prometheus: cannot reach Prometheus. Check that it is running")
+    assert "127.0.0.1:9" in f.error and "127.0.0.1" not in f.summary
