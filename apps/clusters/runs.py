@@ -73,10 +73,6 @@ def prune_runs(cluster: Cluster, kind: str) -> None:
         CollectionRun.objects.filter(cluster=cluster, kind=kind, started_at__lte=cutoff[0]).delete()
 
 
-# Celery-level retries are not used any more (the tick starts the next attempt at the backed-off due time); the
-# collection tasks still pass this as their max_retries.
-MAX_RETRIES = 3
-
 # The Cluster field that says when each kind of collection is next due: the tick claims it (moving it one poll
 # interval ahead), and a failed run moves it to the backed-off time of the next attempt.
 DUE_FIELDS = {CollectionRun.Kind.CLUSTER: "next_collect_at", CollectionRun.Kind.METRICS: "next_metrics_at"}

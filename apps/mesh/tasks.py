@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.clusters.models import Cluster, CollectionRun
-from apps.clusters.runs import MAX_RETRIES, run_collection
+from apps.clusters.runs import run_collection
 
 from .services import collect_and_record
 
@@ -12,7 +12,7 @@ from .services import collect_and_record
 @shared_task(
     name="mesh.collect_cluster",
     bind=True,
-    max_retries=MAX_RETRIES,
+    max_retries=0,  # a failed run is not retried here: the tick starts the next attempt after a backoff
     soft_time_limit=settings.MESHBOARD_COLLECT_TIME_LIMIT,
     time_limit=settings.MESHBOARD_COLLECT_TIME_LIMIT + 15,
 )
