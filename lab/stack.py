@@ -67,7 +67,7 @@ def _celery(*args: str) -> list[str]:
 class Stack:
     """Redis, the stand-in, Prometheus, Celery workers + beat and gunicorn, each its own process group."""
 
-    def __init__(self, workdir: Path, *, fault_control: bool = False) -> None:
+    def __init__(self, workdir: Path, *, fault_control: bool = False, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.fault_control = fault_control
         self.procs: dict[str, subprocess.Popen] = {}
@@ -85,6 +85,7 @@ class Stack:
             "MESHBOARD_BIND": f"127.0.0.1:{self.web_port}",
             "MESHBOARD_TICK_SECONDS": "1",
             "DJANGO_SETTINGS_MODULE": "meshboard.settings",
+            **(env or {}),
         }
 
     @property
