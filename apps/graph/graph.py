@@ -39,6 +39,7 @@ from apps.mesh.models import (
     sidecar_coverage,
     weight_percents,
 )
+from apps.mesh.names import SERVICE, name_problem
 from apps.metrics.health import UNKNOWN, Health, assess
 from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
 from apps.overview.overview import ServiceRow, overview_rows
@@ -245,10 +246,19 @@ def _service_nodes(rows: list[ServiceRow], nodes: _Nodes) -> None:
                 "error": error_ratio(rps, rate5),
                 "success": r.kpi.get("success_rate"),
                 "p99_ms": r.kpi.get("p99_ms"),
-                "url": detail.replace("NS", r.namespace, 1).replace("NAME", r.name, 1),
+                "url": _service_url(detail, r.namespace, r.name),
             },
             r.health,
         )
+
+
+def _service_url(detail: str, namespace: str, name: str) -> str:
+    """The service page's URL, from the pattern reversed once with the placeholders NS and NAME (one reverse() per
+    node would cost more than the rest of a node); valid names are lowercase, so they never hold a placeholder.
+    "" for names no Service can have (apps.mesh.names)."""
+    if name_problem(SERVICE, namespace, name):
+        return ""
+    return detail.replace("NS", namespace, 1).replace("NAME", name, 1)
 
 
 def _split_edges(snap: _Snapshot, nodes: _Nodes) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
