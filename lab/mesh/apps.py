@@ -211,7 +211,8 @@ class _Paced:
 
 
 class HttpClient(_Paced):
-    """Keep-alive HTTP requests to 127.0.0.1:`port` (a sidecar's outbound listener), cycling through `requests`.
+    """Keep-alive HTTP requests to 127.0.0.1:`port` (a sidecar's outbound listener) with Host `host`, cycling through
+    `requests`.
 
     `counts[(served_by, status)]`: answers by the app that served them (`-` when the sidecar answered itself) and
     status; `errors`: requests that got no HTTP answer at all.
@@ -226,9 +227,11 @@ class HttpClient(_Paced):
         rate: float,
         threads: int = 2,
         duration: float = 3600.0,
+        host: str | None = None,
     ) -> None:
         super().__init__(name, rate, threads, duration)
         self.port = port
+        self.host = host  # the Host header (the sidecar routes by it); default 127.0.0.1:<port>
         self.requests = requests
         self.counts: Counter[tuple[str, int]] = Counter()
         self.errors = 0
@@ -242,7 +245,8 @@ class HttpClient(_Paced):
             req = self.requests[self._i % len(self.requests)]
             self._i += 1
         try:
-            conn.request(req.method, req.path, body=b"" if req.method != "GET" else None, headers=dict(req.headers))
+            headers = {"host": self.host, **dict(req.headers)} if self.host else dict(req.headers)
+            conn.request(req.method, req.path, body=b"" if req.method != "GET" else None, headers=headers)
             resp = conn.getresponse()
             resp.read()
             served_by = resp.getheader("x-lab-served-by") or "-"

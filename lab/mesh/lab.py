@@ -194,13 +194,14 @@ class LabMesh:
         services = mesh_services(self.workloads)
         for wl in self.workloads:
             keys = sorted(services)
-            ports = free_ports(2 + len(keys))
+            ports = free_ports(3 + len(keys))
             server = self.servers.get(wl.name)
             self.ports[wl.pod] = SidecarPorts(
                 admin=ports[0],
                 inbound=ports[1] if wl.services else None,
                 app=server.port if server else None,
-                outbound=dict(zip(keys, ports[2:], strict=True)),
+                outbound=dict(zip(keys, ports[3:], strict=True)),
+                prometheus=ports[2],
             )
 
     def _apply(self, policy: Policy) -> None:
@@ -211,6 +212,7 @@ class LabMesh:
                 self.sidecars[wl.pod].write(config)
 
     def _start_clients(self) -> None:
+        services = mesh_services(self.workloads)
         for wl in self.workloads:
             for dest, requests, rate in TRAFFIC.get(wl.app, []):
                 port = self.ports[wl.pod].outbound.get(dest)
@@ -220,14 +222,21 @@ class LabMesh:
                 if requests == "tcp":
                     client = TcpClient(name, port, rate=rate * self.rate_scale, duration=self.duration)
                 else:
+                    ms = services[dest]
                     threads = 4 if rate * self.rate_scale >= 10 else 1
                     client = HttpClient(
-                        name, port, requests, rate=rate * self.rate_scale, threads=threads, duration=self.duration
+                        name,
+                        port,
+                        requests,
+                        rate=rate * self.rate_scale,
+                        threads=threads,
+                        duration=self.duration,
+                        host=f"{ms.name}.{ms.namespace}:{ms.port}",  # as an app calls a service: by its name
                     )
                 self.clients[name] = client.start()
 
     def _prometheus_config(self) -> dict:
-        targets = [(wl, self.ports[wl.pod].admin) for wl in self.workloads]
+        targets = [(wl, self.ports[wl.pod].prometheus) for wl in self.workloads]
         return prometheus_config(targets, mode=self.prometheus_mode, scrape_interval=self.scrape_interval)
 
     # ---- controls ----------------------------------------------------------------------------------------------
@@ -304,6 +313,7 @@ class LabMesh:
                     "identity": s.wl.identity,
                     "admin": s.ports.admin,
                     "inbound": s.ports.inbound,
+                    "prometheus": s.ports.prometheus,
                     "app": s.ports.app,
                     "outbound": s.ports.outbound,
                     "base_id": s.base_id,

@@ -1,8 +1,9 @@
 """The lab's Prometheus config: OSM's `kubernetes-pods` job (osm@v1.2.4 charts/osm/templates/prometheus-configmap.yaml)
 fed by static targets that carry the `__meta_kubernetes_*` labels Kubernetes service discovery would have given each
 sidecar, so OSM's own relabel rules produce `source_namespace`, `source_pod_name`, `source_service`,
-`source_workload_kind` and `source_workload_name`. Only the `__address__` rewrite to port 15010 is left out: the lab
-scrapes each Envoy's admin port, which serves the same `/stats/prometheus`.
+`source_workload_kind` and `source_workload_name`. Only the `__address__` rewrite to port 15010 is left out: each
+target is already the sidecar's `inbound-prometheus-listener` (OSM's 15010, on a run-time port), which serves only
+`/stats/prometheus` from the admin port through `envoy-metrics-cluster`, as on a pod.
 
 Modes: "byo" keeps everything (a user's own Prometheus, Envoy's latency histograms included); "osm" adds OSM's
 metric_relabel keep-list, which drops them (and the HTTP connection-manager stats).
@@ -97,7 +98,7 @@ def discovery_labels(wl: Workload, annotations: dict[str, str] | None = None) ->
 
 
 def prometheus_config(targets: list[tuple[Workload, int]], *, mode: str = "byo", scrape_interval: str = "1s") -> dict:
-    """prometheus.yml (as a dict) scraping each `(workload, envoy admin port)`."""
+    """prometheus.yml (as a dict) scraping each `(workload, port of its sidecar's prometheus listener)`."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     job: dict = {

@@ -3,8 +3,9 @@
 `read_workloads` turns the meshed pods (label `osm-proxy-uuid`) and their Services into `Workload`s, each with the
 OSM `MeshService`s it backs. A headless Service gives one MeshService per pod, named `<hostname>.<service>` as OSM
 does, so the mysql StatefulSet's cluster is `bookwarehouse/mysql-0.mysql|3306`. `Policy` holds the SMI objects and the
-MeshConfig the controller watches, and answers the two questions a sidecar's config needs: may this identity call that
-service (outbound), and which identities and routes does this service admit (inbound).
+MeshConfig the controller watches, and answers the two questions a sidecar's config needs, as OSM does: which services
+may this identity call (outbound: those of the identities whose TrafficTargets list it), and which identities and
+routes does this identity admit (inbound).
 """
 
 from __future__ import annotations
@@ -41,13 +42,32 @@ class MeshService:
         return f"{self.cluster}|local"
 
     @property
-    def sni(self) -> str:
+    def fqdn(self) -> str:
+        """OSM's `MeshService.FQDN()`: `<svc>.<ns>.svc.cluster.local` (`<pod>.<svc>.<ns>...` for a headless entry);
+        the SNI a caller sends and the inbound filter chain matches."""
         return f"{self.name}.{self.namespace}.svc.cluster.local"
 
+    sni = fqdn
+
     @property
-    def stat_name(self) -> str:
-        """`<ns>_<svc>_<port>` with dots made underscores, for listener and connection-manager stat prefixes."""
-        return f"{self.namespace}_{self.name}_{self.port}".replace(".", "_").replace("/", "_")
+    def outbound_match_name(self) -> str:
+        """OSM's outbound traffic match (filter chain) name, `outbound_<ns>/<svc>_<port>_<protocol>`."""
+        return f"outbound_{self.key}_{self.port}_{self.protocol}"
+
+    @property
+    def inbound_match_name(self) -> str:
+        """OSM's inbound traffic match (filter chain) name, `inbound_<ns>/<svc>_<targetPort>_<protocol>`."""
+        return f"inbound_{self.key}_{self.target_port}_{self.protocol}"
+
+    def hostnames(self, local_namespace: bool) -> list[str]:
+        """OSM's `k8s.GetHostnamesForService`: the virtual host's domains, short forms only from the same namespace."""
+        names = [self.name] if local_namespace else []
+        for suffix in ("", ".svc", ".svc.cluster", ".svc.cluster.local"):
+            names.append(f"{self.name}.{self.namespace}{suffix}")
+        out = []
+        for name in names:
+            out += [name, f"{name}:{self.port}"]
+        return out
 
 
 @dataclass
@@ -172,11 +192,14 @@ class HttpMatch:
 
 @dataclass(frozen=True)
 class InboundRule:
-    """Who may call a destination identity, and on which HTTP routes (None: any route; TCP has no routes)."""
+    """One TrafficTarget to a destination identity: who (`sources`), on which HTTP routes (None: any route), and on
+    which TCPRoute ports (`tcp_ports`; `tcp` when it names a TCPRoute at all). `name` is `<ns>/<name>`."""
 
     sources: tuple[str, ...]
     http_matches: tuple[HttpMatch, ...] | None
     tcp: bool
+    name: str = ""
+    tcp_ports: tuple[int, ...] = ()
 
 
 @dataclass
@@ -189,18 +212,31 @@ class Policy:
     tcp_routes: dict[str, dict] = field(default_factory=dict)
     mesh_configs: dict[str, dict] = field(default_factory=dict)
 
+    def _spec(self, *path: str):
+        for mc in self.mesh_configs.values():
+            value = mc.get("spec") or {}
+            for key in path:
+                value = (value or {}).get(key)
+            return value
+        return None
+
     @property
     def permissive(self) -> bool:
-        for mc in self.mesh_configs.values():
-            traffic = (mc.get("spec") or {}).get("traffic") or {}
-            return bool(traffic.get("enablePermissiveTrafficPolicyMode", False))
-        return False
+        return bool(self._spec("traffic", "enablePermissiveTrafficPolicyMode"))
+
+    @property
+    def enable_egress(self) -> bool:
+        """MeshConfig `traffic.enableEgress`: a default filter chain passes unmatched outbound traffic through."""
+        return bool(self._spec("traffic", "enableEgress"))
+
+    @property
+    def egress_policy(self) -> bool:
+        """Feature flag `enableEgressPolicy`: OSM then adds the TLS and HTTP inspectors to the outbound listener."""
+        return bool(self._spec("featureFlags", "enableEgressPolicy"))
 
     @property
     def tls_max_version(self) -> str:
-        for mc in self.mesh_configs.values():
-            return ((mc.get("spec") or {}).get("sidecar") or {}).get("tlsMaxProtocolVersion") or "TLSv1_3"
-        return "TLSv1_3"
+        return self._spec("sidecar", "tlsMaxProtocolVersion") or "TLSv1_3"
 
     def split_for(self, ms: MeshService) -> list[tuple[str, int]] | None:
         """The backends `(service, weight)` of the TrafficSplit whose root is this service, if any."""
@@ -214,7 +250,7 @@ class Policy:
     def inbound_rules(self, namespace: str, service_account: str) -> list[InboundRule]:
         """TrafficTargets whose destination is this identity, resolved against their route objects."""
         rules = []
-        for obj in self.targets.values():
+        for key, obj in sorted(self.targets.items()):
             spec = obj.get("spec") or {}
             dest = spec.get("destination") or {}
             tt_ns = obj["metadata"].get("namespace")
@@ -222,10 +258,14 @@ class Policy:
                 continue
             sources = tuple(sorted(identity(s["name"], s.get("namespace") or tt_ns) for s in spec.get("sources") or []))
             http: list[HttpMatch] = []
+            ports: list[int] = []
             any_http = tcp = False
             for rule in spec.get("rules") or []:
                 if rule.get("kind") == "TCPRoute":
-                    tcp = tcp or f"{tt_ns}/{rule.get('name')}" in self.tcp_routes
+                    route = self.tcp_routes.get(f"{tt_ns}/{rule.get('name')}")
+                    if route is not None:
+                        tcp = True
+                        ports += ((route.get("spec") or {}).get("matches") or {}).get("ports") or []
                 elif rule.get("kind") == "HTTPRouteGroup":
                     group = self.http_route_groups.get(f"{tt_ns}/{rule.get('name')}")
                     if group is None:
@@ -236,21 +276,16 @@ class Policy:
                             continue
                         http.append(_http_match(m))
                     any_http = any_http or not (group.get("spec") or {}).get("matches")
-            rules.append(InboundRule(sources, None if any_http else tuple(http), tcp))
+            tcp_ports = tuple(sorted({int(p) for p in ports}))
+            rules.append(InboundRule(sources, None if any_http else tuple(http), tcp, key, tcp_ports))
         return rules
 
-    def allows(self, source: Workload, dest: Workload, ms: MeshService) -> bool:
-        """May `source` reach `ms` on `dest`? Permissive: any meshed identity; SMI: a TrafficTarget must say so."""
+    def allows_outbound(self, source: Workload, dest: Workload) -> bool:
+        """OSM's `ListOutboundServicesForIdentity`: in permissive mode every meshed service; in SMI mode the services
+        of every identity a TrafficTarget lists `source` as a source of (whatever its routes say)."""
         if self.permissive:
             return True
-        for rule in self.inbound_rules(dest.namespace, dest.service_account):
-            if source.identity not in rule.sources:
-                continue
-            if (ms.protocol == "tcp" and rule.tcp) or (
-                ms.protocol == "http" and (rule.http_matches is None or rule.http_matches)
-            ):
-                return True
-        return False
+        return any(source.identity in rule.sources for rule in self.inbound_rules(dest.namespace, dest.service_account))
 
 
 def _http_match(m: dict) -> HttpMatch:

@@ -44,20 +44,49 @@ def config_dump(stack: LabStack, workload: str, resource: str) -> str:
         return response.read().decode()
 
 
-def route_of(stack: LabStack, workload: str, route_name: str) -> dict:
+def virtual_hosts(stack: LabStack, workload: str, route_name: str) -> dict[str, dict]:
+    """The virtual hosts of a sidecar's route configuration, by name ({} when it has no such configuration)."""
     dump = json.loads(config_dump(stack, workload, "dynamic_route_configs"))
-    for item in dump["configs"]:
+    for item in dump.get("configs", []):  # none at all: `{}`
         config = item["route_config"]
         if config["name"] == route_name:
-            return config["virtual_hosts"][0]["routes"][0]
-    raise AssertionError(f"{workload} has no route config {route_name}")
+            return {vh["name"]: vh for vh in config.get("virtual_hosts", [])}
+    return {}
 
 
-def wait_for_route(stack: LabStack, workload: str, route_name: str, key: str, timeout: float) -> float:
-    """Seconds until the sidecar's route has `key` ("route" or "direct_response")."""
+def outbound_chains(stack: LabStack, workload: str) -> set[str]:
+    """The filter chains of a sidecar's active outbound listener (removed ones drain, but are no longer active)."""
+    dump = json.loads(config_dump(stack, workload, "dynamic_listeners"))
+    for item in dump.get("configs", []):
+        active = (item.get("active_state") or {}).get("listener") or {}
+        if active.get("name") == "outbound-listener":
+            return {fc["name"] for fc in active.get("filter_chains", [])}
+    return set()
+
+
+def wait_for_route(stack: LabStack, workload: str, service: str, present: bool, timeout: float) -> float:
+    """Seconds until the sidecar has (or no longer has) a route to `service` (`<ns>/<svc>`, port 14001): its
+    outbound filter chain and, when present, its virtual host in `rds-outbound.14001`."""
     start = time.monotonic()
-    wait_for(lambda: key in route_of(stack, workload, route_name), timeout=timeout, interval=0.02)
+    ns, name = service.split("/")
+    chain, host = f"outbound_{service}_14001_http", f"outbound_virtual-host|{name}.{ns}.svc.cluster.local"
+
+    def done() -> bool:
+        if not present:
+            return chain not in outbound_chains(stack, workload)
+        return chain in outbound_chains(stack, workload) and host in virtual_hosts(
+            stack, workload, "rds-outbound.14001"
+        )
+
+    wait_for(done, timeout=timeout, interval=0.02)
     return time.monotonic() - start
+
+
+def stat(stack: LabStack, workload: str, name: str) -> float:
+    """One stat of a sidecar, from its admin port."""
+    with urllib.request.urlopen(f"{stack.lab.sidecar(workload).admin_url}/stats?format=json", timeout=5) as r:
+        stats = {s["name"]: s.get("value") for s in json.loads(r.read())["stats"] if "name" in s}
+    return stats.get(name, 0)
 
 
 def test_it_moves_real_traffic_when_the_split_is_patched(lab_stack: LabStack) -> None:
@@ -78,23 +107,27 @@ def test_it_moves_real_traffic_when_the_split_is_patched(lab_stack: LabStack) ->
         set_split(lab_stack, 100, 0)
 
 
-def test_it_denies_bookthief_at_its_own_sidecar_and_byo_prometheus_sees_it(lab_stack: LabStack) -> None:
-    expr = (
-        'sum(increase(envoy_http_downstream_rq_xx{source_workload_name="bookthief",'
-        'envoy_http_conn_manager_prefix="outbound_bookstore_bookstore_14001",envoy_response_code_class="5"}[10s]))'
+def test_it_gives_bookthief_no_route_and_bookstore_refuses_what_is_passed_through(lab_stack: LabStack) -> None:
+    """SMI mode, no TrafficTarget for bookthief: as OSM 1.2 with egress enabled, bookthief's sidecar has no route to
+    bookstore and passes the connection through; bookstore's sidecar refuses it (no mTLS), and counts it there."""
+    refused = (
+        'sum(increase(envoy_listener_no_filter_chain_match{source_workload_name="bookstore",'
+        'envoy_listener_address="0.0.0.0_15003"}[10s]))'
     )
-    denied = wait_for(lambda: (r := lab_stack.query(expr)) and float(r[0]["value"][1]) > 0 and r, 20)
-    assert float(denied[0]["value"][1]) > 0
+    found = wait_for(lambda: (r := lab_stack.query(refused)) and float(r[0]["value"][1]) > 0 and r, 20)
+    assert float(found[0]["value"][1]) > 0
     thief = lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]
-    assert set(thief["by_backend"]) == {"-"}, "only bookthief's own sidecar answered"
-    assert set(thief["by_backend"]["-"]) == {"503"}
-    # nothing reached the bookstore pods from bookthief: its sidecar has no bookstore cluster at all
-    assert "bookstore/bookstore" not in config_dump(lab_stack, "bookthief", "dynamic_active_clusters")
+    assert thief["by_backend"] == {} and thief["errors"] == thief["requests"] > 0, "no HTTP answer at all"
+    clusters = config_dump(lab_stack, "bookthief", "dynamic_active_clusters")
+    assert "bookstore/bookstore" not in clusters and "passthrough-outbound" in clusters
+    assert "outbound_bookstore/bookstore_14001_http" not in config_dump(lab_stack, "bookthief", "dynamic_listeners")
+    assert stat(lab_stack, "bookthief", "cluster.passthrough-outbound.upstream_cx_total") > 0
 
 
-def _tls_get(stack: LabStack, server: str, sni: str, client: str | None, path: str, headers: dict) -> int:
+def _tls_get(stack: LabStack, server: str, sni: str, client: str | None, path: str, headers: dict) -> int | None:
     ctx = ssl.create_default_context(cafile=str(stack.lab.ca_path))
     ctx.check_hostname = False
+    ctx.set_alpn_protocols(["osm"])  # as a mesh sidecar does; the inbound chains match on it
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the server's refusal then surfaces in the handshake itself
     if client is not None:
         files = stack.lab.cert_files(client)
@@ -115,34 +148,63 @@ def _tls_get(stack: LabStack, server: str, sni: str, client: str | None, path: s
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             while chunk := s.recv(4096):
                 data += chunk
-    return int(data.split(b" ", 2)[1])
+    return int(data.split(b" ", 2)[1]) if data else None  # None: closed without an HTTP answer
 
 
 def test_it_fails_the_handshake_without_a_client_certificate(lab_stack: LabStack) -> None:
     sni = "bookstore-v1.bookstore.svc.cluster.local"
     with pytest.raises((ssl.SSLError, ConnectionResetError)):
         _tls_get(lab_stack, "bookstore", sni, None, "/buy-a-book/new", {})
-    port = lab_stack.lab.sidecar("bookstore").ports.inbound
-    with urllib.request.urlopen(f"{lab_stack.lab.sidecar('bookstore').admin_url}/stats?format=json", timeout=5) as r:
-        stats = {s["name"]: s.get("value") for s in json.loads(r.read())["stats"] if "name" in s}
-    assert stats[f"listener.127.0.0.1_{port}.ssl.fail_verify_no_cert"] >= 1
+    assert stat(lab_stack, "bookstore", "listener.0.0.0.0_15003.ssl.fail_verify_no_cert") >= 1  # as on a pod
 
 
 def test_it_admits_only_the_identities_and_routes_traffic_targets_allow(lab_stack: LabStack) -> None:
     sni = "bookstore-v1.bookstore.svc.cluster.local"
     ua = {"user-agent": "bookbuyer-http-client/1.0"}
+    denied_before = stat(lab_stack, "bookstore", "network-.rbac.denied")
     assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/buy-a-book/new", ua) == 200
     assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/books-bought", {**ua, "client-app": "bookbuyer"}) == 200
-    # a route the HTTPRouteGroup does not list, and an identity no TrafficTarget names, are refused by RBAC
-    assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/admin", ua) == 403
-    assert _tls_get(lab_stack, "bookstore", sni, "bookthief", "/buy-a-book/new", ua) == 403
+    # a route the HTTPRouteGroup does not list has no route at all (OSM builds inbound routes from the matches)
+    assert _tls_get(lab_stack, "bookstore", sni, "bookbuyer", "/admin", ua) == 404
+    # an identity no TrafficTarget names: the network RBAC filter closes the connection
+    assert _tls_get(lab_stack, "bookstore", sni, "bookthief", "/buy-a-book/new", ua) is None
+    assert stat(lab_stack, "bookstore", "network-.rbac.denied") > denied_before
+
+
+def test_it_refuses_a_route_a_traffic_target_does_not_give_the_caller(lab_stack: LabStack) -> None:
+    """A TrafficTarget lets bookthief reach bookstore on /books-bought only: bookthief's sidecar now routes to
+    bookstore, and bookstore's per-route RBAC refuses its /buy-a-book/new (403), counted on its inbound connection
+    manager."""
+    api = lab_stack.custom_api()
+    tt = ("access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets")
+    body = {
+        "apiVersion": "access.smi-spec.io/v1alpha3",
+        "kind": "TrafficTarget",
+        "metadata": {"name": "bookthief-books-bought", "namespace": "bookstore"},
+        "spec": {
+            "destination": {"kind": "ServiceAccount", "name": "bookstore", "namespace": "bookstore"},
+            "rules": [{"kind": "HTTPRouteGroup", "name": "bookstore-service-routes", "matches": ["books-bought"]}],
+            "sources": [{"kind": "ServiceAccount", "name": "bookthief", "namespace": "bookthief"}],
+        },
+    }
+    denied = 'sum(envoy_http_rds_inbound_14001_rbac_denied{source_workload_name="bookstore"})'
+    before = sum(float(r["value"][1]) for r in lab_stack.query(denied))
+    api.create_namespaced_custom_object(*tt, body)
+    try:
+        assert wait_for_route(lab_stack, "bookthief", "bookstore/bookstore", True, 5) < 1
+        client = "bookthief -> bookstore/bookstore"
+        wait_for(lambda: lab_stack.lab.traffic()[client]["by_backend"].get("-", {}).get("403", 0) > 0, timeout=10)
+        assert "200" not in lab_stack.lab.traffic()[client]["by_backend"].get("bookstore", {})
+        wait_for(lambda: sum(float(r["value"][1]) for r in lab_stack.query(denied)) > before, timeout=10)
+    finally:
+        api.delete_namespaced_custom_object(*tt, "bookthief-books-bought")
+    assert wait_for_route(lab_stack, "bookthief", "bookstore/bookstore", False, 5) < 1
 
 
 def test_it_applies_a_traffic_target_change_within_a_second(lab_stack: LabStack) -> None:
     api = lab_stack.custom_api()
     tt = ("access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets", "bookstore")
     sources = api.get_namespaced_custom_object(*tt)["spec"]["sources"]
-    route = "rds-outbound_bookstore_bookstore_14001"
     before = lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]["by_backend"].get("bookstore", {})
     try:
         api.patch_namespaced_custom_object(
@@ -153,7 +215,7 @@ def test_it_applies_a_traffic_target_change_within_a_second(lab_stack: LabStack)
                 }
             },
         )
-        assert wait_for_route(lab_stack, "bookthief", route, "route", timeout=5) < 1.0
+        assert wait_for_route(lab_stack, "bookthief", "bookstore/bookstore", True, 5) < 1
         wait_for(
             lambda: (
                 lab_stack.lab.traffic()["bookthief -> bookstore/bookstore"]["by_backend"]
@@ -165,23 +227,22 @@ def test_it_applies_a_traffic_target_change_within_a_second(lab_stack: LabStack)
         )
     finally:
         api.patch_namespaced_custom_object(*tt, {"spec": {"sources": sources}})
-    assert wait_for_route(lab_stack, "bookthief", route, "direct_response", timeout=5) < 1.0
+    assert wait_for_route(lab_stack, "bookthief", "bookstore/bookstore", False, 5) < 1
 
 
 def test_it_admits_every_meshed_identity_in_permissive_mode(lab_stack: LabStack) -> None:
     api = lab_stack.custom_api()
     mc = ("config.openservicemesh.io", "v1alpha2", "osm-system", "meshconfigs", "osm-mesh-config")
-    route = "rds-outbound_bookwarehouse_bookwarehouse_14001"
     client = "bookstore-v2 -> bookwarehouse/bookwarehouse"
-    assert "direct_response" in route_of(lab_stack, "bookstore-v2", route), "SMI mode: no TrafficTarget for v2"
+    assert not outbound_chains(lab_stack, "bookstore-v2"), "SMI mode: no TrafficTarget for v2"
     try:
         api.patch_namespaced_custom_object(*mc, {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": True}}})
-        assert wait_for_route(lab_stack, "bookstore-v2", route, "route", timeout=5) < 1.0
+        assert wait_for_route(lab_stack, "bookstore-v2", "bookwarehouse/bookwarehouse", True, 5) < 1.0
         wait_for(lambda: lab_stack.lab.traffic()[client]["by_backend"].get("bookwarehouse", {}).get("200", 0) > 0, 10)
         assert lab_stack.lab.policy.permissive
     finally:
         api.patch_namespaced_custom_object(*mc, {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": False}}})
-    assert wait_for_route(lab_stack, "bookstore-v2", route, "direct_response", timeout=5) < 1.0
+    assert wait_for_route(lab_stack, "bookstore-v2", "bookwarehouse/bookwarehouse", False, 5) < 1.0
 
 
 def test_it_keeps_latency_histograms_in_byo_mode_and_drops_them_in_osm_mode(lab_stack: LabStack) -> None:
@@ -189,7 +250,10 @@ def test_it_keeps_latency_histograms_in_byo_mode_and_drops_them_in_osm_mode(lab_
     assert wait_for(lambda: lab_stack.query(histogram), timeout=10)
     try:
         lab_stack.lab.set_prometheus_mode("osm")
-        dropped = "count(envoy_cluster_upstream_rq_time_bucket) or count(envoy_http_downstream_rq_xx)"
+        dropped = (
+            "count(envoy_cluster_upstream_rq_time_bucket) or count(envoy_http_downstream_rq_xx)"
+            " or count(envoy_listener_no_filter_chain_match) or count(envoy_rbac_denied)"
+        )
         wait_for(lambda: not lab_stack.query(dropped), timeout=15)
         assert lab_stack.query('count(envoy_cluster_upstream_rq_total{source_workload_name="bookbuyer"})')
     finally:
