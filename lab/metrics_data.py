@@ -4,6 +4,12 @@ Counters are exact lines (value = start + rate x elapsed), so `rate()` over any 
 histograms are cumulative bucket counters whose rates are `rps x CDF(le)`. `synthetic_openmetrics` turns the
 deterministic synthetic mesh (`lab.synthetic.generate`, the same model as the stand-in's `synthetic` seed) into the
 series a Prometheus scraping its sidecars would hold, so names line up with the stand-in's objects.
+
+Names are what OSM v1.2 sidecars emit (checked against the lab's real Envoys, tests/labmesh): cluster stats by
+`envoy_cluster_name` `<ns>/<svc>|<port>`; one HTTP connection manager per port, `mesh-http-conn-manager.rds-outbound.
+<port>` (`rds-inbound.<port>` on the destination), which Envoy's tag extraction turns into
+`envoy_http_rds_outbound_<port>_*{envoy_http_conn_manager_prefix="mesh-http-conn-manager"}`; listeners by address,
+`0.0.0.0_15001` (outbound) and `0.0.0.0_15003` (inbound); the network RBAC filter's prefix `network-`.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class OpenMetrics:
 
     def text(self) -> str:
         return "".join("\n".join(lines) + "\n" for lines in self.families.values()) + "# EOF\n"
+
+    @property
+    def series_count(self) -> int:
+        return sum(len(lines) for lines in self.families.values()) // max(1, len(self.times))
 
     def clear(self) -> None:
         self.families.clear()
@@ -124,11 +134,60 @@ def envoy_edge(
         om.gauge(f"{m}ssl_certificate_expiration_unix_time_seconds", labels, cert_expiry)
 
 
+MESH_HCM = "mesh-http-conn-manager"
+OUTBOUND_LISTENER = "0.0.0.0_15001"
+INBOUND_LISTENER = "0.0.0.0_15003"
+PASSTHROUGH_CLUSTER = "passthrough-outbound"
+
+
+def connection_manager(
+    om: OpenMetrics, pod: dict[str, str], direction: str, port: int, rps_by_class: dict[str, float]
+) -> None:
+    """A sidecar's shared HTTP connection manager for one port (`direction` "outbound" or "inbound"): every
+    destination (or, inbound, every caller) on that port adds up here; Envoy's tag extraction cuts the stat prefix
+    `mesh-http-conn-manager.rds-<direction>.<port>` at its first dot."""
+    labels = {**pod, "envoy_http_conn_manager_prefix": MESH_HCM}
+    name = f"envoy_http_rds_{direction}_{port}_downstream_rq"
+    for cls in "12345":  # zero-filled classes, as Envoy's downstream_rq_xx are
+        om.counter(f"{name}_xx", {**labels, "envoy_response_code_class": cls}, rps_by_class.get(cls, 0.0))
+    om.counter(f"{name}_total", labels, sum(rps_by_class.values()))
+
+
+def route_rbac(om: OpenMetrics, pod: dict[str, str], port: int, *, denied: float, allowed: float = 0.0) -> None:
+    """Requests/s the destination's per-route RBAC refused and admitted on its inbound connection manager of `port`."""
+    labels = {**pod, "envoy_http_conn_manager_prefix": MESH_HCM}
+    om.counter(f"envoy_http_rds_inbound_{port}_rbac_denied", labels, denied)
+    om.counter(f"envoy_http_rds_inbound_{port}_rbac_allowed", labels, allowed)
+
+
+def network_rbac(
+    om: OpenMetrics, pod: dict[str, str], *, denied: float, allowed: float = 0.0, old: bool = False
+) -> None:
+    """Connections/s the destination's network RBAC filter (`network-`) refused and admitted; `old`: as an Envoy
+    without the RBAC tag extractors (OSM 1.2's own 1.19) names them, `envoy_network_rbac_*`."""
+    for stat, rate in (("denied", denied), ("allowed", allowed)):
+        if old:
+            om.counter(f"envoy_network_rbac_{stat}", pod, rate)
+        else:
+            om.counter(f"envoy_rbac_{stat}", {**pod, "envoy_rbac_prefix": "network-"}, rate)
+
+
+def no_filter_chain_match(om: OpenMetrics, pod: dict[str, str], listener: str, rate: float) -> None:
+    """Connections/s a listener (`OUTBOUND_LISTENER` or `INBOUND_LISTENER`) had no filter chain for: refused."""
+    om.counter("envoy_listener_no_filter_chain_match", {**pod, "envoy_listener_address": listener}, rate)
+
+
 def synthetic_openmetrics(
     services: int, random_seed: int, times: list[float], *, chunk_series: int = 0
 ) -> Iterator[tuple[str, int]]:
     """The synthetic mesh's Envoy series (classes 2 and 5, Envoy's default latency buckets, one source pod per
-    workload), as OpenMetrics documents of about `chunk_series` series each (0: one document). Yields (text, series)."""
+    workload), as OpenMetrics documents of about `chunk_series` series each (0: one document). Yields (text, series).
+
+    As on OSM v1.2 (egress enabled, SMI mode): an allowed edge gives the caller's cluster stats for each backend; a
+    denied one gives none (the caller has no cluster for it) but its connections go through the caller's
+    `passthrough-outbound` cluster and are refused by the destination's inbound listener. Each caller's HTTP requests
+    also add up in its outbound connection manager of the port, and every sidecar's listeners count refusals (0 where
+    none happen)."""
     from lab.synthetic import generate
 
     mesh = generate(services, random_seed)
@@ -136,16 +195,36 @@ def synthetic_openmetrics(
     for pod in mesh.pods:
         first_pod.setdefault((pod.namespace, pod.workload), pod.name)
     kinds = {(w.namespace, w.name): w.kind for w in mesh.workloads}
-    om = OpenMetrics(times)
-    count = 0
-    for edge in mesh.edges:
-        source = {
-            "source_namespace": edge.source_namespace,
-            "source_service": edge.source_app,
-            "source_pod_name": first_pod.get((edge.source_namespace, edge.source_workload), edge.source_workload),
-            "source_workload_kind": kinds.get((edge.source_namespace, edge.source_workload), "Deployment"),
-            "source_workload_name": edge.source_workload,
+    workload_of_app = {}
+    for w in mesh.workloads:
+        workload_of_app.setdefault((w.namespace, w.app), w)
+
+    def pod_labels(namespace: str, workload: str, app: str) -> dict[str, str]:
+        return {
+            "source_namespace": namespace,
+            "source_service": app,
+            "source_pod_name": first_pod.get((namespace, workload), workload),
+            "source_workload_kind": kinds.get((namespace, workload), "Deployment"),
+            "source_workload_name": workload,
         }
+
+    om = OpenMetrics(times)
+    outbound_hcm: dict[tuple[tuple, int], dict[str, float]] = {}
+    passthrough: dict[tuple, float] = {}
+    refused_inbound: dict[tuple, float] = {}
+    for edge in mesh.edges:
+        source = pod_labels(edge.source_namespace, edge.source_workload, edge.source_app)
+        key = tuple(source.items())
+        passthrough.setdefault(key, 0.0)
+        refused_inbound.setdefault(key, 0.0)
+        if not edge.allowed:
+            passthrough[key] += edge.rps
+            dest = mesh.service(edge.destination_namespace, edge.destination_service)
+            target = workload_of_app.get((dest.namespace, dest.app))
+            if target is not None:
+                dkey = tuple(pod_labels(target.namespace, target.name, target.app).items())
+                refused_inbound[dkey] = refused_inbound.get(dkey, 0.0) + edge.rps
+            continue
         for service, share in mesh.backend_shares(edge):
             port = service.ports[0]
             rps = edge.rps * share
@@ -161,10 +240,20 @@ def synthetic_openmetrics(
                 connections=max(1.0, round(rps / 20)),
                 total=False,
             )
-            count += (2 + 0 + 3 + 21) if http else 3
-            if chunk_series and count >= chunk_series:
-                yield om.text(), count
+            if http:
+                classes = outbound_hcm.setdefault((key, edge.port), {})
+                classes["2"] = classes.get("2", 0.0) + rps * (1 - edge.error_ratio)
+                classes["5"] = classes.get("5", 0.0) + rps * edge.error_ratio
+            if chunk_series and om.series_count >= chunk_series:
+                yield om.text(), om.series_count
                 om.clear()
-                count = 0
-    if count or not chunk_series:
-        yield om.text(), count
+    for (key, port), classes in sorted(outbound_hcm.items()):
+        connection_manager(om, dict(key), "outbound", port, classes)
+    for key, rate in sorted(passthrough.items()):
+        if rate:
+            envoy_edge(om, dict(key), PASSTHROUGH_CLUSTER, rps_by_class={}, bytes_sent=rate * 300, connections=1.0)
+        no_filter_chain_match(om, dict(key), OUTBOUND_LISTENER, 0.0)
+    for key, rate in sorted(refused_inbound.items()):
+        no_filter_chain_match(om, dict(key), INBOUND_LISTENER, rate)
+    if om.series_count or not chunk_series:
+        yield om.text(), om.series_count

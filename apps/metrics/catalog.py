@@ -11,6 +11,14 @@ Conventions (reference/osm.md §4, reference/lab-mesh.md §5-6):
 - Destination clusters are the ones with a `/` in their name and not ending in `|local` (the inbound side);
   OSM's internal clusters (osm-controller, envoy-metrics-cluster, envoy-tracing-cluster, passthrough-outbound) and
   egress clusters have no `/`.
+- OSM v1.2 sidecars have one HTTP connection manager per port, shared by every destination on it:
+  `mesh-http-conn-manager.rds-outbound.<port>` (`rds-inbound.<port>` on the destination). Envoy's tag extraction
+  keeps the prefix up to its first dot, so the series are `envoy_http_rds_outbound_<port>_*{envoy_http_conn_manager_
+  prefix="mesh-http-conn-manager"}`: nothing in them names a destination, and no query here reads them per edge.
+- Policy refusals are counted by one side only (`refusals`): a caller's sidecar has no route to a destination SMI
+  policy does not allow (no stat names that destination), a destination's sidecar counts what it refuses without the
+  caller. So denials are known per caller and per destination, never per edge.
+- Listener stats carry the pod's listener address: outbound `0.0.0.0_15001`, inbound `0.0.0.0_15003`.
 - Every query of a cycle is one `sum by (...)` over the whole mesh: the number of queries does not depend on the
   number of services. `window` is a PromQL duration, at least 4 x the scrape interval (see `windows`).
 - In a PromQL string `\\\\|` is the regex `\\|` (a literal `|`); Python raw strings keep it readable.
@@ -36,7 +44,6 @@ QUANTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
 ENVOY_LATENCY = "envoy_cluster_upstream_rq_time_bucket"
 WASM_LATENCY = "osm_request_duration_ms_bucket"
 TLS_HANDSHAKE = "envoy_cluster_ssl_handshake"
-DENIALS = "envoy_http_downstream_rq_xx"
 
 TLS_ERROR_STATS = (
     "ssl_connection_error",
@@ -156,14 +163,43 @@ def listener_certificate_expiry() -> str:
     return "min by (source_namespace, source_service) (envoy_listener_ssl_certificate_expiration_unix_time_seconds)"
 
 
-def denied_requests(window: str) -> str:
-    """5xx answers/s on the caller's outbound HTTP connection managers (prefix `outbound_<destination>`); denied
-    requests are the ones its sidecar answered itself, i.e. these minus the 5xx that came back from upstream."""
-    return (
-        f"sum by (source_namespace, source_service, envoy_http_conn_manager_prefix) "
-        f'(rate(envoy_http_downstream_rq_xx{{envoy_http_conn_manager_prefix=~"outbound_.+",'
-        f'envoy_response_code_class="5"}}[{window}]))'
+# What OSM v1.2 sidecars count when they refuse traffic, by who counts it (the scraped pod: `source_*` labels).
+# - "no-route", the caller: a connection its outbound listener has no filter chain for (a destination SMI policy does
+#   not allow, or one outside the mesh) and no egress passthrough to send it to.
+# - "no-mtls", the destination: a connection its inbound listener has no filter chain for; with egress enabled (OSM
+#   1.2's default) that is where a caller without a route ends, passed through in plaintext.
+# - "identity", the destination: a connection its network RBAC filter (stat prefix `network-`) refused: an identity
+#   no TrafficTarget names. Envoy 1.2x+ extracts the prefix as a tag; older Envoys keep it in the name.
+# - "route", the destination: a request its per-route HTTP RBAC refused (an identity a TrafficTarget admits, on a route
+#   it does not), counted by the inbound connection manager of that port.
+REFUSAL_SIDES = {"no-route": "caller", "no-mtls": "destination", "identity": "destination", "route": "destination"}
+REFUSAL_METRICS = (
+    "envoy_listener_no_filter_chain_match",
+    "envoy_rbac_denied",
+    "envoy_network_rbac_denied",
+)
+_ROUTE_RBAC = re.compile(r"envoy_http_rds_inbound_[0-9]+_rbac_denied$")
+ROUTE_RBAC_SELECTOR = (
+    '{__name__=~"envoy_http_rds_inbound_[0-9]+_rbac_denied",envoy_http_conn_manager_prefix="mesh-http-conn-manager"}'
+)
+
+
+def refusals(window: str, resolution: str) -> str:
+    """Connections (requests, for "route") per second each sidecar refused, by its pod's namespace and app and the
+    kind of refusal (`refusal`, see REFUSAL_SIDES). The route RBAC counters have the port in their names: each gets
+    its name as a label before a subquery's rate(), so two ports of one pod do not collide once rate() drops names."""
+    terms = (
+        ("no-route", f'rate(envoy_listener_no_filter_chain_match{{envoy_listener_address=~".+_15001"}}[{window}])'),
+        ("no-mtls", f'rate(envoy_listener_no_filter_chain_match{{envoy_listener_address=~".+_15003"}}[{window}])'),
+        ("identity", f'rate(envoy_rbac_denied{{envoy_rbac_prefix="network-"}}[{window}])'),
+        ("identity", f"rate(envoy_network_rbac_denied[{window}])"),
+        (
+            "route",
+            f'rate(label_replace({ROUTE_RBAC_SELECTOR}, "stat", "$1", "__name__", "(.+)")[{window}:{resolution}])',
+        ),
     )
+    inner = " or ".join(f'label_replace({expr}, "refusal", "{kind}", "", "")' for kind, expr in terms)
+    return f"sum by (source_namespace, source_service, refusal) ({inner})"
 
 
 @dataclass(frozen=True)
@@ -180,7 +216,16 @@ class Available:
         return cls(
             latency_source=latency,
             tls=TLS_HANDSHAKE in names or any(_TRUNCATED_SSL.match(n) for n in names),
-            denials=DENIALS in names,
+            denials=any(n in names for n in REFUSAL_METRICS) or any(_ROUTE_RBAC.match(n) for n in names),
+        )
+
+    @classmethod
+    def from_state(cls, state) -> Available:
+        """What the last run found (a MetricsState), when this run cannot ask."""
+        return cls(
+            state.latency_source,
+            not state.tls_unavailable_reason,
+            DENIALS_NOT_KEPT not in state.denials_unavailable_reason,
         )
 
 
@@ -194,9 +239,15 @@ TLS_UNAVAILABLE = (
     "TLS evidence not available on this Prometheus: it does not keep Envoy's envoy_cluster_ssl_* series "
     "(OSM's shipped keep-list drops them; keep them in your own Prometheus to see handshakes and certificate expiry)"
 )
-DENIALS_UNAVAILABLE = (
-    "denied requests not available on this Prometheus: it does not keep the callers' envoy_http_downstream_rq_xx "
-    "series (OSM's shipped keep-list drops them)"
+DENIALS_PER_EDGE_UNAVAILABLE = (
+    "denied traffic per edge (who was refused what) is not available from OSM v1.2 sidecars: a caller's sidecar has "
+    "no route to a destination SMI policy does not allow, so no stat names that destination (with egress enabled the "
+    "connection is passed through and the destination's sidecar refuses it for want of mTLS; without, the caller's "
+    "own sidecar refuses it), and a destination's sidecar counts what its RBAC refuses without the caller's identity"
+)
+DENIALS_NOT_KEPT = (
+    "this Prometheus keeps none of the refusal counters (envoy_listener_no_filter_chain_match, envoy_rbac_denied or "
+    "envoy_network_rbac_denied, envoy_http_rds_inbound_<port>_rbac_denied): OSM's shipped keep-list drops them"
 )
 
 
@@ -223,7 +274,7 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         queries["cert_expiry_cluster"] = cluster_certificate_expiry()
         queries["cert_expiry_listener"] = listener_certificate_expiry()
     if available.denials:
-        queries["denied"] = denied_requests(short)
+        queries["refusals"] = refusals(short, duration(w.scrape_interval))
     return queries
 
 

@@ -107,27 +107,3 @@ class Resolver:
 
     def wasm_workload(self, namespace: str, name: str) -> dict | None:
         return self.workloads.get((namespace, name))
-
-    def outbound_prefix(self, source_namespace: str, prefix: str) -> tuple[str, str] | None:
-        """The destination named by an outbound HTTP stat prefix: `outbound_<ns>_<svc>_<port>` (the lab's, after
-        OSM's listener names), `outbound_<svc>`, `outbound_<svc>_<port>`, `outbound_<ns>_<svc>` or
-        `outbound_<ns>/<svc>|<port>`."""
-        rest = prefix.removeprefix("outbound_")
-        if "/" in rest:
-            return self.destination(rest if "|" in rest else rest + "|0")
-        candidates = [rest]
-        head, _, tail = rest.rpartition("_")
-        if tail.isdigit() and head:
-            candidates.insert(0, head)
-        for name in candidates:
-            if (source_namespace, name) in self.services:
-                return (source_namespace, name)
-            for ns in self._namespaces_longest_first():
-                if name.startswith(ns + "_") and (ns, name[len(ns) + 1 :]) in self.services:
-                    return (ns, name[len(ns) + 1 :])
-        return None
-
-    def _namespaces_longest_first(self) -> list[str]:
-        if not hasattr(self, "_ns_sorted"):
-            self._ns_sorted = sorted({n for n, _ in self.services}, key=len, reverse=True)
-        return self._ns_sorted

@@ -70,13 +70,7 @@ def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | Non
     try:
         available = Available.from_names(gateway.metric_names(at - w.long, at))
     except PrometheusError as exc:
-        available = (
-            Available(
-                previous.latency_source, not previous.tls_unavailable_reason, not previous.denials_unavailable_reason
-            )
-            if previous
-            else Available("envoy", True, True)
-        )
+        available = Available.from_state(previous) if previous else Available("envoy", True, True)
         warnings.append(f"{exc.reason}; assuming the same metrics as last time")
     cycle = Cycle(at=at, windows=w, available=available, version=version, warnings=warnings)
     first_error: PrometheusError | None = None
@@ -125,6 +119,9 @@ class Mapped:
     splits: list[dict] = field(default_factory=list)
     service_fields: set[str] = field(default_factory=set)  # fields whose queries answered (others keep old values)
     edge_fields: set[str] = field(default_factory=set)
+    # Refusals/s by the side that counted them ("caller" or "destination") and that side's (namespace, app label);
+    # None when Prometheus keeps no refusal counter or the query failed.
+    refusals: dict[str, dict[tuple[str, str], float]] | None = None
 
 
 def _edge_row(out: Mapped, resolver: Resolver, labels: dict) -> dict | None:
@@ -283,27 +280,40 @@ def _map_tls(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
 
 
 def _map_denials(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
-    if not cycle.available.denials:
-        out.edge_fields.add("denied_rate")
-        return
-    if not cycle.ok("denied", "requests"):
-        return
+    """Per edge, denials are unknown on OSM v1.2 (see catalog.DENIALS_PER_EDGE_UNAVAILABLE): `denied_rate` is stored
+    as None. What the sidecars do count, per caller and per destination, goes to `out.refusals`."""
     out.edge_fields.add("denied_rate")
-    for s in cycle.results["denied"]:
-        sns, ssvc = s.labels.get("source_namespace", ""), s.labels.get("source_service", "")
-        dest = resolver.outbound_prefix(sns, s.labels.get("envoy_http_conn_manager_prefix", ""))
-        if dest is None or s.value is None:
+    if not cycle.available.denials or not cycle.ok("refusals"):
+        return
+    refusals: dict[str, dict[tuple[str, str], float]] = {"caller": {}, "destination": {}}
+    for s in cycle.results["refusals"]:
+        side = catalog.REFUSAL_SIDES.get(s.labels.get("refusal", ""))
+        if side is None or s.value is None:
             continue
-        # 5xx the caller's sidecar answered itself = 5xx it served downstream - 5xx that came from upstream
-        # (for a split root, from its backends).
-        upstream = 0.0
-        for backend in resolver.splits.get(dest, [dest[1]]):
-            upstream += out.edges.get((sns, ssvc, dest[0], backend), {}).get("rate_5xx") or 0.0
-        row = out.edges.setdefault((sns, ssvc, *dest), {})
-        row["denied_rate"] = (row.get("denied_rate") or 0.0) + max(0.0, s.value - upstream)
-    for row in out.edges.values():
-        if "request_rate" in row or "tcp_bytes_sent_rate" in row:
-            row.setdefault("denied_rate", 0.0)
+        key = (s.labels.get("source_namespace", ""), s.labels.get("source_service", ""))
+        refusals[side][key] = refusals[side].get(key, 0.0) + s.value
+    out.refusals = refusals
+
+
+def denials_statement(available: Available, refusals: dict[str, dict[tuple[str, str], float]] | None) -> str:
+    """What the product says about denied traffic: why it is not known per edge, then what is known per side."""
+    if not available.denials:
+        return f"{catalog.DENIALS_PER_EDGE_UNAVAILABLE}; and {catalog.DENIALS_NOT_KEPT}"
+    if refusals is None:
+        return f"{catalog.DENIALS_PER_EDGE_UNAVAILABLE}. Refusals per side: unknown (the query failed)"
+
+    def listed(side: str, unit: str) -> str:
+        rows = sorted(((v, k) for k, v in refusals.get(side, {}).items() if v > 0), key=lambda r: (-r[0], r[1]))
+        if not rows:
+            return "none"
+        text = ", ".join(f"{ns}/{app} {value:.3g}{unit}" for value, (ns, app) in rows[:10])
+        return text + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+
+    return (
+        f"{catalog.DENIALS_PER_EDGE_UNAVAILABLE}. Refused by the caller's own sidecar (no route), by caller "
+        f"(namespace/app): {listed('caller', ' conn/s')}. Refused at the destination (no mTLS, or RBAC), by "
+        f"destination (namespace/app): {listed('destination', '/s')}"
+    )
 
 
 def _map_splits(cycle: Cycle, resolver: Resolver, edges: dict[EdgeKey, dict]) -> list[dict]:
@@ -421,7 +431,7 @@ def _store_splits(
     )
 
 
-def _store_state(cluster: Cluster, cycle: Cycle, now: datetime) -> None:
+def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) -> None:
     available = cycle.available
     MetricsState.objects.update_or_create(
         cluster=cluster,
@@ -432,7 +442,7 @@ def _store_state(cluster: Cluster, cycle: Cycle, now: datetime) -> None:
             "latency_source": available.latency_source,
             "latency_unavailable_reason": catalog.LATENCY_UNAVAILABLE if available.latency_source == "none" else "",
             "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
-            "denials_unavailable_reason": "" if available.denials else catalog.DENIALS_UNAVAILABLE,
+            "denials_unavailable_reason": denials_statement(available, mapped.refusals),
             "queries": cycle.queries,
         },
     )
@@ -449,7 +459,7 @@ def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tupl
             _delete_missing(ServiceKPI.objects.filter(cluster=cluster), ("namespace", "service"), set(mapped.services))
             _delete_missing(EdgeKPI.objects.filter(cluster=cluster), EDGE_KEY, set(mapped.edges))
             _store_splits(cluster, cycle, mapped, split_names, now)
-        _store_state(cluster, cycle, now)
+        _store_state(cluster, cycle, mapped, now)
 
 
 def _delete_missing(queryset, key_fields: tuple[str, ...], keep: set[tuple]) -> None:

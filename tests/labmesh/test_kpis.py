@@ -95,3 +95,54 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
     finally:
         lab_stack.lab.set_behaviour("bookstore-v2", error_rate=0.05)
         api.patch_namespaced_custom_object(*SPLIT, {"spec": {"backends": [{"service": "bookstore-v1", "weight": 100}]}})
+
+
+def test_it_reads_tls_and_refusals_from_real_sidecars_named_as_osm_names_them(lab_stack: LabStack) -> None:
+    """TLS evidence per edge, and refusals per side: bookthief and bookstore-v2 have no TrafficTarget to where they
+    call, so their sidecars pass the connections through and the destinations' sidecars refuse them (no mTLS)."""
+    from apps.clusters.models import Cluster
+    from apps.mesh.services import collect_and_record as collect_cluster
+    from apps.metrics.models import EdgeKPI, MetricsState
+    from apps.metrics.prometheus import gateway_for
+    from apps.metrics.resolve import Resolver
+    from apps.metrics.services import collect_and_record as collect_metrics
+    from apps.metrics.services import map_cycle, query_cycle
+
+    cluster = Cluster.objects.create(
+        name="lab-tls", kubeconfig_path=lab_stack.kubeconfig, prometheus_url=lab_stack.lab.prometheus_url
+    )
+    _, error = collect_cluster(cluster)
+    assert error is None, error
+    time.sleep(12)  # a full KPI window of refusals
+    at = time.time() - 1.0
+    window = 10.0  # apps.metrics.catalog.windows(1.0).short
+    attempts = {}
+    for client in ("bookthief -> bookstore/bookstore", "bookstore-v2 -> bookwarehouse/bookwarehouse"):
+        first = lab_stack.lab.traffic()[client]["requests"]
+        time.sleep(window)
+        attempts[client] = (lab_stack.lab.traffic()[client]["requests"] - first) / window
+    run, error = collect_metrics(cluster, at=time.time() - 1.0)
+    assert error is None, error
+    assert run.status == "ok", (run.error, run.warnings)
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.tls_unavailable_reason == ""
+    edge = EdgeKPI.objects.get(
+        cluster=cluster,
+        source_service="bookbuyer",
+        destination_namespace="bookstore",
+        destination_service="bookstore-v1",
+    )
+    assert edge.request_rate > 3 and edge.tls_handshake_rate is not None and edge.tls_error_rate is not None
+    assert edge.certificate_expires_at is not None
+    assert not EdgeKPI.objects.filter(cluster=cluster, denied_rate__isnull=False).exists()  # never per edge
+    assert "by destination (namespace/app): bookstore/bookstore" in state.denials_unavailable_reason
+
+    with gateway_for(cluster) as gateway:
+        cycle = query_cycle(gateway, cluster, at=at)
+    refusals = map_cycle(cycle, Resolver.for_cluster(cluster)).refusals
+    assert refusals is not None, cycle.failures
+    refused = refusals["destination"]
+    assert refused[("bookstore", "bookstore")] == pytest.approx(attempts["bookthief -> bookstore/bookstore"], rel=0.3)
+    v2 = attempts["bookstore-v2 -> bookwarehouse/bookwarehouse"]
+    assert refused[("bookwarehouse", "bookwarehouse")] == pytest.approx(v2, rel=0.3)
+    assert not any(refusals["caller"].values())  # egress is on: nothing is refused on the callers' side

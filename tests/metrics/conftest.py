@@ -4,15 +4,21 @@ Namespace `shop-1` (a dash, so OSM's WASM mangling shows) and `data`:
 - frontend → cart: 10 rps 2xx, 1 rps 4xx, 0.5 rps 5xx; latency buckets with known quantiles; 4000/12000 B/s; 3
   connections; TLS handshakes 0.2/s and failures 0.07/s (two kinds); certificates expiring at 2.0e9 (caller's
   cluster side) and 1.9e9 (cart's listener).
-  0.3 rps of its outbound 5xx were answered by the caller's own sidecar (denied).
 - frontend → catalog: 5 rps, class 2 only (a 5xx class never seen).
 - frontend → idle: counters that do not move (zero traffic).
 - frontend → reset: 4 rps with a counter reset inside the KPI window.
 - frontend → checkout (a TrafficSplit root): 9 rps to checkout-v1, 1 rps to checkout-v2.
-- frontend → secret: every request denied by the caller's sidecar (2 rps of local 5xx, no upstream cluster).
+- frontend → secret: denied by SMI policy, so frontend's sidecar has no cluster for it.
 - frontend → data/mysql (headless StatefulSet): the truncated names `data/mysql-0`, `data/mysql-1` with metric names
   `envoy_cluster_mysql_3306_*`: 100 + 50 B/s sent.
-- noise that must be ignored: cart's own inbound `...|local` cluster, the `osm-controller` cluster.
+- noise that must be ignored: cart's own inbound `...|local` cluster, the `osm-controller`, `envoy-metrics-cluster`
+  and `passthrough-outbound` clusters; the connection managers, as OSM v1.2 names them (one per port, shared by every
+  destination: `envoy_http_rds_outbound_8080_*{envoy_http_conn_manager_prefix="mesh-http-conn-manager"}`, inbound
+  likewise), and the prometheus listener's `prometheus-http-conn-manager`.
+- refusals, each counted by one side only, as OSM v1.2 sidecars count them (REFUSALS): frontend's outbound listener
+  refused 2 connections/s it had no route for; secret's inbound listener refused 1.5/s that came in without mTLS;
+  cart's network RBAC refused 0.2/s and its per-route RBAC 0.3/s on port 8080 plus 0.1/s on port 9090; catalog's
+  network RBAC 0.4/s under an older Envoy's name. Every other listener counts 0.
 """
 
 from __future__ import annotations
@@ -22,7 +28,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.metrics_data import OpenMetrics, envoy_edge, piecewise_cdf, sample_times, synthetic_openmetrics
+from lab.metrics_data import (
+    INBOUND_LISTENER,
+    OUTBOUND_LISTENER,
+    OpenMetrics,
+    connection_manager,
+    envoy_edge,
+    network_rbac,
+    no_filter_chain_match,
+    piecewise_cdf,
+    route_rbac,
+    sample_times,
+    synthetic_openmetrics,
+)
 
 NS = "shop-1"
 STEP = 15.0
@@ -40,6 +58,22 @@ SOURCE = {
 CART_CDF = piecewise_cdf([(5, 0.2), (10, 0.5), (25, 0.9), (50, 1.0)])  # p50 = 10, p95 = 37.5, p99 = 47.5 ms
 CLUSTER_CERT_EXPIRY = 2_000_000_000.0
 LISTENER_CERT_EXPIRY = 1_900_000_000.0
+# Refusals/s by the side that counted them and its (namespace, app), as the collector should report them.
+REFUSALS = {
+    "caller": {(NS, "frontend"): 2.0},
+    "destination": {(NS, "secret"): 1.5, (NS, "cart"): 0.6, (NS, "catalog"): 0.4},
+}
+
+
+def pod_labels(app: str, pod_name: str, workload: str | None = None) -> dict[str, str]:
+    """The labels OSM's relabeling gives a sidecar's series in namespace NS."""
+    return {
+        "source_namespace": NS,
+        "source_service": app,
+        "source_pod_name": pod_name,
+        "source_workload_kind": "Deployment",
+        "source_workload_name": workload or app,
+    }
 
 
 def _cluster(name: str) -> str:
@@ -77,10 +111,19 @@ def envoy_series(om: OpenMetrics, *, latency: bool, tls: bool, denials: bool) ->
     envoy_edge(om, SOURCE, _cluster("checkout-v2"), rps_by_class={"2": 1.0})
     for pod, rate in (("mysql-0", 100.0), ("mysql-1", 50.0)):
         envoy_edge(om, SOURCE, f"data/{pod}", rps_by_class={}, bytes_sent=rate, stat_prefix="mysql_3306_")
-    # Noise: the destination's own inbound cluster and the control plane.
-    cart = {**SOURCE, "source_service": "cart", "source_pod_name": "cart-v1-5f-xyz", "source_workload_name": "cart-v1"}
+    # Noise: the destination's own inbound cluster, the control plane, the metrics path, egress; connection managers.
+    cart = pod_labels("cart", "cart-v1-5f-xyz", "cart-v1")
     envoy_edge(om, cart, f"{_cluster('cart')}|local", rps_by_class={"2": 11.5}, bytes_sent=1e6)
     envoy_edge(om, SOURCE, "osm-controller", rps_by_class={"2": 0.1}, bytes_sent=1e6)
+    envoy_edge(om, SOURCE, "envoy-metrics-cluster", rps_by_class={"2": 0.1}, bytes_sent=1e6)
+    envoy_edge(om, SOURCE, "passthrough-outbound", rps_by_class={}, bytes_sent=700.0)
+    connection_manager(om, SOURCE, "outbound", 8080, {"2": 34.0, "4": 1.0, "5": 0.5})
+    connection_manager(om, cart, "inbound", 8080, {"2": 10.0, "4": 1.3, "5": 0.5})
+    om.counter(
+        "envoy_http_downstream_rq_xx",
+        {**SOURCE, "envoy_http_conn_manager_prefix": "prometheus-http-conn-manager", "envoy_response_code_class": "2"},
+        0.1,
+    )
     if tls:
         # Two kinds of TLS failure on the same edge: they must add up, not collide once rate() drops their names.
         for stat, rate in (("ssl_connection_error", 0.05), ("ssl_fail_verify_san", 0.02)):
@@ -91,13 +134,17 @@ def envoy_series(om: OpenMetrics, *, latency: bool, tls: bool, denials: bool) ->
             LISTENER_CERT_EXPIRY,
         )
     if denials:
-        prefix = {**SOURCE, "envoy_response_code_class": "5"}
-        om.counter("envoy_http_downstream_rq_xx", {**prefix, "envoy_http_conn_manager_prefix": "outbound_cart"}, 0.8)
-        om.counter(
-            "envoy_http_downstream_rq_xx",
-            {**prefix, "envoy_http_conn_manager_prefix": f"outbound_{NS}_secret_8080"},
-            2.0,
-        )
+        no_filter_chain_match(om, SOURCE, OUTBOUND_LISTENER, 2.0)
+        no_filter_chain_match(om, SOURCE, INBOUND_LISTENER, 0.0)
+        secret = pod_labels("secret", "secret-1")
+        no_filter_chain_match(om, secret, INBOUND_LISTENER, 1.5)
+        no_filter_chain_match(om, secret, OUTBOUND_LISTENER, 0.0)
+        network_rbac(om, secret, denied=0.0, allowed=0.0)
+        no_filter_chain_match(om, cart, INBOUND_LISTENER, 0.0)
+        network_rbac(om, cart, denied=0.2, allowed=3.0)
+        route_rbac(om, cart, 8080, denied=0.3, allowed=11.5)
+        route_rbac(om, cart, 9090, denied=0.1)  # a second HTTP port on the same pod: same labels but for the name
+        network_rbac(om, pod_labels("catalog", "catalog-1"), denied=0.4, old=True)
 
 
 def wasm_series(om: OpenMetrics) -> None:

@@ -11,7 +11,7 @@ from apps.clusters.models import CollectionRun
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI, SplitShare
 from apps.metrics.services import collect_and_record
 
-from .conftest import AT, CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY, NS
+from .conftest import AT, CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY, NS, REFUSALS
 
 pytestmark = pytest.mark.django_db
 
@@ -71,12 +71,33 @@ def test_it_reports_tls_evidence_and_the_earlier_certificate_expiry(byo):
     assert not MetricsState.objects.get().tls_unavailable_reason
 
 
-def test_it_counts_denials_from_the_callers_outbound_stats(byo):
-    assert _edge("cart").denied_rate == approx(0.3)  # 0.8 local 5xx minus the 0.5 that came from upstream
-    secret = _edge("secret")
-    assert secret.denied_rate == approx(2.0)
-    assert secret.request_rate is None  # no upstream cluster: the caller never reached it
-    assert _edge("catalog").denied_rate == 0.0
+def test_it_counts_refusals_per_caller_and_per_destination_as_osm_sidecars_do(proms, snapshot_cluster):
+    from apps.metrics import catalog
+    from apps.metrics.prometheus import gateway_for
+    from apps.metrics.resolve import Resolver
+    from apps.metrics.services import map_cycle, query_cycle
+
+    cluster = snapshot_cluster(proms.byo.url)
+    with gateway_for(cluster) as gateway:
+        cycle = query_cycle(gateway, cluster, at=AT)
+    assert cycle.ok("refusals"), cycle.failures
+    refusals = map_cycle(cycle, Resolver.for_cluster(cluster)).refusals
+    for side, expected in REFUSALS.items():
+        assert refusals[side].keys() >= expected.keys(), side
+        for key, value in refusals[side].items():
+            assert value == approx(expected.get(key, 0.0)), (side, key)
+    assert "outbound_" not in catalog.refusals("1m", "15s")  # no per-destination connection manager is read
+
+
+def test_it_says_denials_per_edge_are_not_available_and_shows_them_per_caller_and_destination(byo):
+    for dest in ("cart", "secret", "catalog"):
+        assert not EdgeKPI.objects.filter(destination_service=dest, denied_rate__isnull=False).exists()
+    assert _edge("cart").request_rate == approx(11.5)
+    assert not EdgeKPI.objects.filter(destination_service="secret").exists()  # no cluster: the caller never reached it
+    reason = MetricsState.objects.get().denials_unavailable_reason
+    assert reason.startswith("denied traffic per edge (who was refused what) is not available from OSM v1.2 sidecars")
+    assert "by caller (namespace/app): shop-1/frontend 2 conn/s." in reason
+    assert "by destination (namespace/app): shop-1/secret 1.5/s, shop-1/cart 0.6/s, shop-1/catalog 0.4/s" in reason
 
 
 def test_it_reads_a_never_seen_5xx_class_as_zero(byo):
@@ -147,7 +168,7 @@ def test_it_falls_back_to_osm_wasm_latency_and_says_what_is_missing(proms, snaps
     state = MetricsState.objects.get(cluster=cluster)
     assert state.latency_source == "osm-wasm"
     assert "not available on this Prometheus" in state.tls_unavailable_reason
-    assert "keep-list" in state.denials_unavailable_reason
+    assert "per edge" in state.denials_unavailable_reason and "keep-list" in state.denials_unavailable_reason
     edge = _edge("cart")
     assert (edge.p50_ms, edge.p95_ms, edge.p99_ms) == (approx(10.0), approx(37.5), approx(47.5))
     assert _service("cart").p99_ms == approx(47.5)
@@ -196,8 +217,9 @@ def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms,
 
     # The meshes differ: KPIs for ten times the services came back from the same set of requests.
     assert kpis[50] > 5 * kpis[5] > 0
-    # buildinfo, config and metric names (3), then the PromQL of one cycle: written here, not taken from the code.
-    assert {services: len(paths) for services, paths in received.items()} == {5: 14, 50: 14}, received
+    # buildinfo, config and metric names (3), then the PromQL of one cycle (5 traffic, 6 latency, 1 refusals):
+    # written here, not taken from the code.
+    assert {services: len(paths) for services, paths in received.items()} == {5: 15, 50: 15}, received
 
 
 def test_it_uses_the_per_cluster_scrape_interval_for_windows(proms, snapshot_cluster):
