@@ -81,9 +81,7 @@ def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int 
             run = cycles[-1][1]
             state = cluster.metrics_state
             w = catalog.windows(state.scrape_interval_seconds)
-            available = catalog.Available(
-                state.latency_source, not state.tls_unavailable_reason, not state.denials_unavailable_reason
-            )
+            available = catalog.Available.from_state(state)
             queries = catalog.cycle(w, available)
             exprs = list(queries.values())
             session = requests.Session()

@@ -302,7 +302,8 @@ def _fold_traffic(
         dest_key = (e["destination_namespace"], e["destination_service"])
         target = nodes.peer(*dest_key, caller=False)
         root = root_of.get(dest_key)
-        if root is not None and root != source:
+        # A root that is no Service of the snapshot (deleted, misspelt) has no node: the edge stays on the backend.
+        if root is not None and root != source and root in nodes:
             backend_traffic.setdefault(target, _Acc()).add(e)
             target = root
         traffic.setdefault((source, target), _Acc()).add(e)

@@ -102,14 +102,8 @@ def test_it_gives_graph_nodes_named_against_the_rules_no_url(kubeapi_factory):
     assert nodes["svc:bookstore/bookstore-v1"]["url"] == "/services/bookstore/bookstore-v1/"
 
 
-# Found by the test below, outside this change (apps/graph/graph.py `_fold_traffic`, which only the graph's owners
-# change): traffic to a split's backend is drawn into the split's root node even when the root is no Service in the
-# snapshot, and /graph/data fails with a KeyError. Until it is fixed, that one failure is allowed in the property
-# test, and the strict xfail below fails as soon as it is fixed, to remove both.
-GRAPH_ROOT_NOT_A_SERVICE = ("/graph/data", "KeyError: 'svc:")
-
-
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="graph.py folds backend traffic into a root that is no node")
+# Found by the property test below: traffic to a split's backend was drawn into the split's root node even when the
+# root is no Service in the snapshot, and /graph/data failed with a KeyError.
 @pytest.mark.django_db
 def test_it_draws_the_graph_when_a_split_root_is_no_service(kubeapi_factory):
     # Not even hostile: a root Service deleted (or misspelt) while its backends still take traffic.
@@ -139,5 +133,5 @@ def test_it_never_fails_on_hostile_cluster_data(client, kubeapi_factory, nobody,
 
     results = crawl_every_role(client, nobody, viewer, operator, max_per_path=3)
 
-    assert_no_failure(results, known=(GRAPH_ROOT_NOT_A_SERVICE,))
-    assert_as_designed(results, known=(GRAPH_ROOT_NOT_A_SERVICE,))
+    assert_no_failure(results)
+    assert_as_designed(results)
