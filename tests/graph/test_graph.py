@@ -12,9 +12,9 @@ from apps.clusters.models import Cluster
 from apps.graph.graph import build_graph
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
-from lab.synthetic_kpis import fill_kpis
 from lab.seeds.loader import load_seed
 from lab.synthetic import generate
+from lab.synthetic_kpis import fill_kpis
 
 from .conftest import add_edges
 
