@@ -7,6 +7,8 @@ PY := .venv/bin/python
 
 bootstrap:
 	./scripts/bootstrap.sh $(APT_TEST)
+	@# kubectl (for `kubectl kustomize` in tests/deploy): Debian's kubernetes-client, unless a kubectl is already there.
+	@command -v kubectl >/dev/null || ./scripts/bootstrap.sh kubernetes-client
 
 ## make demo: the product on the embedded default (SQLite, local Redis, the stand-in with the bookstore mesh)
 demo: bootstrap
