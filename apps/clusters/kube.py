@@ -9,6 +9,7 @@ callers want plain dicts, and model decoding of thousands of pods costs more tha
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,19 +74,91 @@ def _describe_status(exc: ApiException) -> str:
     return message or (exc.reason or "").strip() or f"HTTP {exc.status}"
 
 
-def map_api_exception(exc: ApiException, what: str) -> KubeError:
+@dataclass(frozen=True)
+class Access:
+    """What one API call asked to do, in RBAC's terms, so a 401 or 403 can say what failed and what to grant.
+
+    `path` is set instead of `plural` for a non-resource URL (discovery: /version, /apis).
+    """
+
+    verb: str
+    group: str = ""  # "" for the core group
+    plural: str = ""
+    namespace: str = ""  # "" for all namespaces, or for a cluster-scoped resource
+    name: str = ""
+    namespaced: bool = True
+    path: str = ""
+    dry_run: bool = False
+
+    @property
+    def resource(self) -> str:
+        """The resource as kubectl names it: `pods`, `trafficsplits.split.smi-spec.io`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def what(self) -> str:
+        """`patch trafficsplits.split.smi-spec.io "bookstore-split" in namespace bookstore`."""
+        if self.path:
+            return f"{self.verb} the non-resource URL {self.path}"
+        target = f'{self.resource} "{self.name}"' if self.name else self.resource
+        if self.namespace:
+            where = f" in namespace {self.namespace}"
+        elif self.namespaced:
+            where = " in all namespaces"
+        else:
+            where = " (cluster-scoped)"
+        return f"{self.verb} {target}{where}"
+
+    def grant(self, user: str) -> str:
+        """The RBAC rule that allows this call, where it must live, and how to check it."""
+        who = f"Meshboard's identity ({user})" if user else "Meshboard's identity"
+        if self.path:
+            return (
+                f'Grant {who} the verb "{self.verb}" on the non-resource URL {self.path} (a ClusterRole rule '
+                f'nonResourceURLs: ["{self.path}"], verbs: ["{self.verb}"]; the built-in system:discovery '
+                "ClusterRole grants it to every authenticated identity unless it was changed)."
+            )
+        rule = f'apiGroups: ["{self.group}"], resources: ["{self.plural}"], verbs: ["{self.verb}"]'
+        if self.namespace:
+            where = (
+                f"a Role in namespace {self.namespace} bound with a RoleBinding there (or a ClusterRole bound in "
+                "that namespace)"
+            )
+        elif self.namespaced:
+            where = "a ClusterRole bound with a ClusterRoleBinding (the request spans all namespaces)"
+        else:
+            where = "a ClusterRole bound with a ClusterRoleBinding (the resource is cluster-scoped)"
+        dry = " A server-side dry run needs the same verb as the write." if self.dry_run else ""
+        check = f"kubectl auth can-i {self.verb} {self.resource}"
+        if self.namespace:
+            check += f" -n {self.namespace}"
+        elif self.namespaced:
+            check += " --all-namespaces"
+        if user:
+            check += f" --as {user}"
+        return f'Grant {who} the verb "{self.verb}" on {self.resource} with {where}: {rule}.{dry} Check: {check}'
+
+
+_FORBIDDEN_USER = re.compile(r'User "([^"]{1,253})" cannot')
+
+
+def map_api_exception(exc: ApiException, what: str, access: Access | None = None) -> KubeError:
     status = exc.status or 0
     detail = _describe_status(exc)
     if status == 401:
+        failed = f" ({access.what()})" if access else ""
         return PermanentKubeError(
-            f"{what}: the API server refused our credentials (401 Unauthorized); renew the kubeconfig or token",
+            f"{what}: the API server refused our credentials (401 Unauthorized){failed}: the token or client "
+            "certificate in the kubeconfig is missing, expired or revoked. Renew the kubeconfig or token; no RBAC "
+            "grant helps until the API server accepts the credentials.",
             status=401,
         )
     if status == 403:
-        return PermanentKubeError(
-            f"{what}: forbidden by RBAC (403): {detail}; grant Meshboard's identity list/get/watch on it",
-            status=403,
-        )
+        if access is None:
+            advice = "grant Meshboard's identity the verb this call needs on that resource"
+        else:
+            match = _FORBIDDEN_USER.search(detail)
+            advice = f"Meshboard may not {access.what()}. {access.grant(match.group(1) if match else '')}"
+        return PermanentKubeError(f"{what}: forbidden by RBAC (403): {detail}. {advice}", status=403)
     if status == 404:
         return NotFoundKubeError(f"{what}: not found (404): {detail}", status=404)
     if status == 409:
@@ -152,18 +225,18 @@ class KubeGateway:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, access: Access, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.requests += 1
         try:
             return fn(*args, _request_timeout=self.timeout, **kwargs)
         except ApiException as exc:
-            raise map_api_exception(exc, what) from None
+            raise map_api_exception(exc, what, access) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _transport_error(exc, what, self.host) from None
 
-    def _raw_json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        response = self._call(what, fn, *args, _preload_content=False, **kwargs)
+    def _raw_json(self, what: str, access: Access, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        response = self._call(what, access, fn, *args, _preload_content=False, **kwargs)
         try:
             return json.loads(response.data)
         except ValueError as exc:
@@ -172,11 +245,11 @@ class KubeGateway:
             response.release_conn()
 
     def version(self) -> dict[str, Any]:
-        return self._raw_json("reading the Kubernetes version", self._version.get_code)
+        return self._raw_json("reading the Kubernetes version", Access("get", path="/version"), self._version.get_code)
 
     def served_groups(self) -> dict[str, list[str]]:
         """API groups the server serves, each with its served versions (preferred first)."""
-        body = self._raw_json("reading API discovery", self._apis.get_api_versions)
+        body = self._raw_json("reading API discovery", Access("get", path="/apis"), self._apis.get_api_versions)
         groups: dict[str, list[str]] = {}
         for group in body.get("groups") or []:
             preferred = (group.get("preferredVersion") or {}).get("version")
@@ -191,9 +264,11 @@ class KubeGateway:
             raise ValueError(f"{resource.plural} are cluster-scoped: they cannot be listed in a namespace")
         where = f" in namespace {namespace}" if namespace else ""
         what = f"listing {resource.plural}.{resource.group or 'core'}/{resource.version}{where}"
+        access = Access("list", resource.group, resource.plural, namespace, namespaced=resource.namespaced)
         if resource.group and namespace:
             body = self._raw_json(
                 what,
+                access,
                 self._custom.list_namespaced_custom_object,
                 resource.group,
                 resource.version,
@@ -202,27 +277,28 @@ class KubeGateway:
             )
         elif resource.group:
             body = self._raw_json(
-                what, self._custom.list_cluster_custom_object, resource.group, resource.version, resource.plural
+                what, access, self._custom.list_cluster_custom_object, resource.group, resource.version, resource.plural
             )
         else:
-            body = self._list_core(what, resource, namespace)
+            body = self._list_core(what, access, resource, namespace)
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise TransientKubeError(f"{what}: the answer is not a List object")
         return body["items"]
 
-    def _list_core(self, what: str, resource: Resource, namespace: str) -> Any:
+    def _list_core(self, what: str, access: Access, resource: Resource, namespace: str) -> Any:
         # CustomObjectsApi builds /apis/{group}/... paths, so core lists go through CoreV1Api's typed calls.
         if namespace:
             fn = getattr(self._core, f"list_namespaced_{_CORE_NAMESPACED_NAMES[resource.plural]}")
-            return self._raw_json(what, fn, namespace)
+            return self._raw_json(what, access, fn, namespace)
         fn = getattr(self._core, f"list_{_CORE_LIST_NAMES[resource.plural]}")
-        return self._raw_json(what, fn)
+        return self._raw_json(what, access, fn)
 
     def get_namespace(self, name: str) -> dict[str, Any] | None:
         """One Namespace object; None when it does not exist. A Role in that namespace can grant this `get`:
         the API server authorizes a request for namespace N's own object as a request in namespace N."""
         try:
-            return self._raw_json(f"reading namespace {name}", self._core.read_namespace, name)
+            access = Access("get", plural="namespaces", namespace=name, name=name)
+            return self._raw_json(f"reading namespace {name}", access, self._core.read_namespace, name)
         except NotFoundKubeError:
             return None
 
@@ -230,6 +306,7 @@ class KubeGateway:
         """One namespaced custom object; NotFoundKubeError when it (or its CRD) does not exist."""
         return self._raw_json(
             f"reading {resource.plural}.{resource.group} {namespace}/{name}",
+            Access("get", resource.group, resource.plural, namespace, name),
             self._custom.get_namespaced_custom_object,
             resource.group,
             resource.version,
@@ -255,6 +332,7 @@ class KubeGateway:
         """
         return self._raw_json(
             f"{'checking' if dry_run else 'writing'} {resource.plural}.{resource.group} {namespace}/{name}",
+            Access("patch", resource.group, resource.plural, namespace, name, dry_run=dry_run),
             self._custom.patch_namespaced_custom_object,
             resource.group,
             resource.version,
@@ -269,7 +347,11 @@ class KubeGateway:
     def get_core_endpoints(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._raw_json(
-                f"reading endpoints {namespace}/{name}", self._core.read_namespaced_endpoints, name, namespace
+                f"reading endpoints {namespace}/{name}",
+                Access("get", plural="endpoints", namespace=namespace, name=name),
+                self._core.read_namespaced_endpoints,
+                name,
+                namespace,
             )
         except NotFoundKubeError:
             return None
