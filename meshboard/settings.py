@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -19,9 +20,44 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set; set it (any long random string) or set DEBUG=1 for local use"
         )
-    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"  # noqa: S105
+    # Local development only: a random key for this process, never a fixed one that anyone could read here and use
+    # to forge sessions. Sessions and password-reset links end when the process restarts; run one web process.
+    SECRET_KEY = secrets.token_urlsafe(50)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# MESHBOARD_HTTPS=1: users reach Meshboard over HTTPS only, through a TLS-terminating proxy (an ingress, Caddy,
+# nginx) that sets X-Forwarded-Proto. Cookies are sent over HTTPS only (and get the __Host- prefix, so no other host
+# of the domain can set them), plain HTTP is redirected, and browsers are told to use HTTPS from then on (HSTS).
+# `manage.py check --deploy` is clean in this mode (tests/security/test_https_mode.py).
+MESHBOARD_HTTPS = env_bool("MESHBOARD_HTTPS", False)
+# How many proxies in front of Meshboard append the client's address to X-Forwarded-For. 0: the client is the
+# peer of the TCP connection (REMOTE_ADDR). Behind one TLS proxy set 1, and make sure nothing but the proxy can
+# reach Meshboard: the login throttle trusts the address the last N proxies give (apps/core/throttle.py).
+MESHBOARD_TRUSTED_PROXIES = env_int("MESHBOARD_TRUSTED_PROXIES", 0, minimum=0, maximum=5)
+if MESHBOARD_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Probes (the kubelet, compose's healthcheck) ask over plain HTTP from inside; a redirect would fail them.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_NAME = "__Host-meshboard-session"
+    CSRF_COOKIE_NAME = "__Host-meshboard-csrftoken"
+    SECURE_HSTS_SECONDS = env_int("MESHBOARD_HSTS_SECONDS", 31_536_000, minimum=0, maximum=63_072_000)
+    # The host name Meshboard answers on is the one HSTS covers; its subdomains, if any, are Meshboard's too.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading asks browser vendors to hard-code HTTPS for a registrable domain and every name under it, a
+    # decision for the domain's owner, not for an app on one host name; off unless asked for.
+    SECURE_HSTS_PRELOAD = env_bool("MESHBOARD_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]  # "SECURE_HSTS_PRELOAD is not True": deliberate, see above
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -30,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
     "django_htmx",
     "template_partials",
     "apps.core",
@@ -42,18 +79,44 @@ INSTALLED_APPS = [
     "apps.policies",
 ]
 
+# The header middlewares come before WhiteNoise, which answers static files itself and skips every middleware after
+# it: so static files get the same headers as pages (HSTS, nosniff, Referrer-Policy, COOP from SecurityMiddleware;
+# the CSP; X-Frame-Options).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Internal addresses (API servers, Prometheus, Redis) in a viewer's page become "[internal address: ...]".
+    "apps.clusters.addresses.HideInternalAddressesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "apps.core.csp.SecurityHeadersMiddleware",
 ]
+
+# Content-Security-Policy (django-csp): no inline script, no eval, nothing from another origin. Everything shown
+# comes from clusters we do not control; the policy is the second line of defence after escaping. Styles allow
+# 'unsafe-inline' because Plotly sets element styles while drawing; scripts never do. Browsers report violations
+# to /csp-report, which logs each one (apps/core/csp.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "report-uri": "/csp-report",
+        "upgrade-insecure-requests": MESHBOARD_HTTPS,
+    },
+}
 
 ROOT_URLCONF = "meshboard.urls"
 WSGI_APPLICATION = "meshboard.wsgi.application"
@@ -95,6 +158,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
+# Login throttling (apps/core/throttle.py), in Redis: after this many failed logins for one username from one client
+# address, that pair is locked out for MESHBOARD_LOGIN_LOCKOUT_SECONDS; the same username from another address still
+# logs in, so nobody can lock an operator out from elsewhere. A client address with this many failures over all
+# usernames is locked out altogether. Failures count until LOCKOUT seconds pass without one.
+MESHBOARD_LOGIN_FAILURES = env_int("MESHBOARD_LOGIN_FAILURES", 10, minimum=1, maximum=1000)
+MESHBOARD_LOGIN_CLIENT_FAILURES = env_int("MESHBOARD_LOGIN_CLIENT_FAILURES", 50, minimum=1, maximum=100_000)
+MESHBOARD_LOGIN_LOCKOUT_SECONDS = env_int("MESHBOARD_LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=86_400)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -104,6 +174,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# WhiteNoise serves what `collectstatic` put in STATIC_ROOT (the image does it at build) and, so that no way of
+# starting Meshboard ends with pages without CSS and JS, also the source folders the finders know (static/ and the
+# apps' static/). Both hold the same files: the storage neither renames nor compresses them.
+WHITENOISE_USE_FINDERS = True
 
 # Redis is both the Celery broker and the home of the collection locks.
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))

@@ -2,13 +2,21 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.clusters.views import readyz
+from apps.core import csp
+from apps.core.login_throttle import AdminLoginForm
+from apps.core.login_throttle import login as throttled_login
 from apps.core.views import healthz
+
+# The admin's login form counts failures as the site's does (apps/core/login_throttle.py).
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", throttled_login, name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("csp-report", csp.report, name="csp-report"),
     path("", include("apps.overview.urls")),
     path("", include("apps.canary.urls")),
     path("", include("apps.graph.urls")),

@@ -74,3 +74,34 @@ def test_it_reads_postgres_from_database_url() -> None:
         timeout=60,
     )
     assert result.stdout.split() == ["django.db.backends.postgresql", "db.example", "5433", "meshboard", "mb"]
+
+
+def test_debug_without_a_secret_key_gets_a_random_key_per_process(tmp_path: Path) -> None:
+    """No fixed, public key that would let anyone forge sessions of a DEBUG=1 instance."""
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    env.update(DEBUG="1", MESHBOARD_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="meshboard.settings")
+    keys = [
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert keys[0] != keys[1] and all(len(key) >= 50 for key in keys)
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme() -> None:
+    import re
+
+    names = set(
+        re.findall(r'env_(?:str|bool|int|float|list|url)\("([A-Z_0-9]+)"', (ROOT / "meshboard/settings.py").read_text())
+    )
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Settings") :]
+    # A group of variables may be listed once with its common prefix: `MESHBOARD_HEALTH_5XX_DEGRADED`, `_5XX_FAILING`.
+    missing = [
+        name
+        for name in sorted(names)
+        if f"`{name}`" not in table and f"`_{'_'.join(name.split('_')[-2:])}`" not in table
+    ]
+    assert names and not missing, f"not in the README's settings table: {missing}"
