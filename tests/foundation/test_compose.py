@@ -77,3 +77,36 @@ def test_it_builds_from_a_dockerfile_that_copies_the_project() -> None:
     for part in ("meshboard", "apps", "lab", "templates", "static", "manage.py", "pyproject.toml"):
         assert re.search(rf"^COPY {re.escape(part)}\b", dockerfile, re.M), f"Dockerfile does not copy {part}"
     assert "collectstatic" in dockerfile
+
+
+def test_it_publishes_web_on_loopback_only_by_default() -> None:
+    services = _compose()["services"]
+    assert services["web"]["ports"] == ["${MESHBOARD_BIND_ADDRESS:-127.0.0.1}:${MESHBOARD_PORT:-8000}:8000"]
+    assert not any(services[name].get("ports") for name in services if name != "web")
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "TLS-terminating proxy" in text and "MESHBOARD_HTTPS=1" in text  # how to publish it properly
+
+
+def test_it_has_no_default_database_password() -> None:
+    services = _compose()["services"]
+    required = re.compile(r"\$\{POSTGRES_PASSWORD:\?[^}]+\}")
+    assert required.fullmatch(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    for name in APP_SERVICES:
+        assert required.search(services[name]["environment"]["DATABASE_URL"]), name
+    assert "meshboard}@" not in (ROOT / "docker-compose.yml").read_text()  # no ${...:-meshboard} fallback
+
+
+def test_it_mounts_only_the_kubeconfig_file_read_only_where_the_api_is_called() -> None:
+    services = _compose()["services"]
+    for name in APP_SERVICES:
+        volumes = services[name].get("volumes") or []
+        if name in {"web", "worker-cluster"}:  # the weight write; the cluster collection
+            [mount] = volumes
+            assert mount["type"] == "bind" and mount["read_only"] is True
+            assert mount["target"] == "/config/kubeconfig"
+            assert mount["source"].startswith("${MESHBOARD_KUBECONFIG:?")  # a file that must be named
+            assert mount["bind"]["create_host_path"] is False  # a missing file is an error, not a new folder
+            assert services[name]["user"] == "${MESHBOARD_UID:-1000}:${MESHBOARD_GID:-1000}"
+        else:
+            assert volumes == [], f"{name} does not call the Kubernetes API"
+    assert "KUBECONFIG_DIR" not in (ROOT / "docker-compose.yml").read_text()  # no whole folder any more
