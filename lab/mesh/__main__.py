@@ -1,7 +1,9 @@
 """`python -m lab.mesh`: start, inspect, steer and stop the lab mesh.
 
 up      run the lab in the foreground until Ctrl-C/SIGTERM (with --kubeconfig: against that stand-in or cluster;
-        without: starts its own stand-in seeded with --seed, default bookstore); writes <state-dir>/lab.json
+        without: starts its own stand-in seeded with --seed, default bookstore); writes <state-dir>/lab.json;
+        with --supervise it restarts a Prometheus or an Envoy that exits (backoff 1 s, 2 s, 4 s ... 30 s) and prints
+        one line each time ("lab mesh: prometheus exited (killed by SIGKILL); restarting in 1 s")
 status  print the running lab's ports, pids, behaviours and generator counts
 set     change a server's behaviour, e.g. `set --workload bookstore-v2 --error-rate 0.2 --latency-ms 50,120`
 prometheus-mode byo|osm
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--rate-scale", type=float, default=1.0, help="multiplies every client's request rate")
     up.add_argument("--duration", type=float, default=8 * 3600, help="seconds the clients send traffic for")
     up.add_argument("--control-port", type=int, default=0)
+    up.add_argument("--supervise", action="store_true", help="restart a Prometheus or an Envoy that exits")
     for name in ("up", "status", "set", "prometheus-mode", "measure", "down"):
         p = up if name == "up" else sub.add_parser(name)
         p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="lab working folder (default %(default)s)")
@@ -72,6 +75,7 @@ def _up(args: argparse.Namespace) -> int:
         rate_scale=args.rate_scale,
         duration=args.duration,
         control_port=args.control_port,
+        supervise=args.supervise,
     )
     try:
         lab.start()
@@ -107,7 +111,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _down(state_dir: Path) -> int:
+def down(state_dir: Path) -> int:
+    """Stop a lab by the pids in `<state_dir>/lab.json` (its `up`, then any Envoy or Prometheus left), remove the
+    Envoys' shared memory and lab.json. For a lab whose `up` died without cleaning up."""
     path = state_dir / "lab.json"
     if not path.exists():
         print(f"no lab is running from {state_dir}")
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return _up(args)
     if args.command == "down":
-        return _down(args.state_dir)
+        return down(args.state_dir)
     if args.command == "measure":
         return _measure(args.state_dir, args.seconds)
     from lab.mesh.lab import control

@@ -87,8 +87,11 @@ class LabController:
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
+        # One deadline for all: a watch blocked in its long poll ends only with it (the threads are daemons), and
+        # joining each for 2 s made every stop take 10 s.
+        deadline = time.monotonic() + 2
         for t in self._threads:
-            t.join(timeout=2)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def snapshot(self) -> Policy:
         with self._lock:

@@ -74,6 +74,9 @@ class LabMesh:
     `LabMesh(kubeconfig, workdir).start()` reads the meshed pods and services, issues certificates, starts the apps,
     one Envoy per pod, the controller and Prometheus, then the traffic; `stop()` stops everything it started.
     `rate_scale` multiplies every client's rate; `duration` bounds how long the clients send (seconds).
+    With `supervise`, a thread restarts Prometheus or an Envoy that exits (`lab.supervise.Backoff`: 1 s, 2 s, 4 s ...
+    capped at 30 s) and prints one line per restart, "lab mesh: prometheus exited (killed by SIGKILL); restarting in
+    1 s"; Prometheus keeps its TSDB folder, so its data goes on with a gap, and lab.json gets the new pids.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class LabMesh:
         duration: float = 8 * 3600.0,
         prometheus: bool = True,
         control_port: int | None = None,
+        supervise: bool = False,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.workdir = Path(workdir).resolve()
@@ -108,7 +112,13 @@ class LabMesh:
         self._ca: LabCA | None = None
         self._control: ThreadingHTTPServer | None = None
         self._render_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._supervise = supervise
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.restarts: dict[str, int] = {}
         self.started_at: float | None = None
+        self._started_monotonic = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> LabMesh:
@@ -144,13 +154,22 @@ class LabMesh:
             self._start_clients()
             self._start_control()
             self.started_at = time.time()
+            self._started_monotonic = time.monotonic()
             self._write_state()
+            if self._supervise:
+                self._stopping.clear()
+                self._watcher = threading.Thread(target=self._watch, name="lab-mesh-supervisor", daemon=True)
+                self._watcher.start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=45)  # a Prometheus restart in progress waits for its readiness (<= 30 s)
+            self._watcher = None
         if self._control is not None:
             self._control.shutdown()
             self._control.server_close()
@@ -322,6 +341,7 @@ class LabMesh:
                 for s in self.sidecars.values()
             },
             "pids": self.pids(),
+            "restarts": dict(self.restarts),
             "behaviours": {n: asdict(s.behaviour) for n, s in self.servers.items() if isinstance(s, HttpApp)},
             "traffic": self.traffic(),
             "controller": {
@@ -332,9 +352,67 @@ class LabMesh:
         }
 
     def _write_state(self) -> None:
-        tmp = self.workdir / "lab.json.tmp"
-        tmp.write_text(json.dumps(self.status(), indent=2, sort_keys=True))
-        tmp.replace(self.workdir / "lab.json")
+        with self._state_lock:
+            tmp = self.workdir / "lab.json.tmp"
+            tmp.write_text(json.dumps(self.status(), indent=2, sort_keys=True))
+            tmp.replace(self.workdir / "lab.json")
+
+    # ---- supervision -------------------------------------------------------------------------------------------
+    def _supervised(self) -> list[tuple[str, int | bool | None, Any]]:
+        """(name, its exit code (None: running; True: not running, code unknown), how to restart it) per child."""
+        found: list[tuple[str, int | bool | None, Any]] = []
+        if self.prometheus is not None:
+            proc = self.prometheus._proc
+            found.append(("prometheus", True if proc is None else proc.poll(), self._restart_prometheus))
+        for sidecar in self.sidecars.values():
+            proc = sidecar.proc
+            code = True if proc is None else proc.poll()
+            found.append((f"envoy {sidecar.wl.name}", code, lambda s=sidecar: self._restart_envoy(s)))
+        return found
+
+    def _restart_prometheus(self) -> None:
+        self.prometheus._proc = None  # it is gone; start() must not ask it to reload
+        self.prometheus.start()
+
+    def _restart_envoy(self, sidecar: EnvoyProcess) -> None:
+        sidecar.stop()  # the process is gone: this removes its shared memory, which a new Envoy with its base id needs
+        sidecar.start()
+        sidecar.wait_ready()
+
+    def _watch(self) -> None:
+        from lab.supervise import Backoff, describe_exit
+
+        backoffs: dict[str, Backoff] = {}
+        started: dict[str, float] = {}
+        due: dict[str, float] = {}
+        while not self._stopping.wait(0.5):
+            for name, code, restart in self._supervised():
+                now = time.monotonic()
+                if name in due:
+                    if now < due[name]:
+                        continue
+                    del due[name]
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    try:
+                        restart()
+                    except Exception as err:
+                        delay = backoffs[name].next_delay(0.0)
+                        due[name] = time.monotonic() + delay
+                        print(f"lab mesh: {name} did not start again ({err}); retrying in {delay:g} s", flush=True)
+                    else:
+                        started[name] = time.monotonic()
+                    with contextlib.suppress(Exception):
+                        self._write_state()
+                    continue
+                if code is None:
+                    continue
+                if self._stopping.is_set():
+                    return
+                backoff = backoffs.setdefault(name, Backoff())
+                delay = backoff.next_delay(now - started.get(name, self._started_monotonic))
+                due[name] = now + delay
+                what = describe_exit(None if code is True else code)
+                print(f"lab mesh: {name} exited ({what}); restarting in {delay:g} s", flush=True)
 
     def _start_control(self) -> None:
         """A small HTTP API on 127.0.0.1 for the CLI: GET /status, POST /behaviour, POST /prometheus-mode."""
