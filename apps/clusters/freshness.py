@@ -3,13 +3,20 @@
 A run record keeps the gateway's raw reason (`CollectionRun.error`: the internal URL, the HTTP status, the client's
 exception). Pages show everyone a short sentence naming the component and what to do (`summary`); operators also
 see the raw reason (`detail`).
+
+Metrics also say when they are warming up (`Freshness.warming_up`): Prometheus's rates over the collector's long
+window (5 m) read low until the window is full of data. The signal, from run records too: the successful metrics runs
+of the latest unbroken stretch (no pause longer than one window, or three poll intervals when those are longer)
+began less than one window before the latest one. A new Prometheus, a demo just started, or metrics back after a long
+outage all begin such a stretch; a Prometheus restarted within minutes (its TSDB kept) does not.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
 from django.utils import timezone
@@ -101,6 +108,27 @@ def summarize(kind: str, error: str) -> str:
     return f"{SOURCE[kind]}: {sentence}"
 
 
+# The metrics collector's long rate window (apps/metrics/catalog.py `windows`: max(5 min, 4 scrapes)); clusters may
+# not import metrics, so tests/demo/test_warming_up.py checks the two agree.
+LONG_WINDOW_SECONDS = 300.0
+# A stretch of successful metrics runs survives pauses up to this many poll intervals (when longer than the window).
+STRETCH_POLL_INTERVALS = 3
+
+
+def rate_window_seconds(scrape_interval_seconds: float | None) -> float:
+    """The collector's long window for a scrape interval (unknown: the usual 5 min)."""
+    return max(LONG_WINDOW_SECONDS, 4 * float(scrape_interval_seconds or 0))
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Metrics whose data began less than one rate window ago: rates cover only `covered_seconds` until `until`."""
+
+    covered_seconds: int
+    window_seconds: int
+    until: datetime
+
+
 @dataclass(frozen=True)
 class Freshness:
     """The latest finished attempt of one kind of collection and the latest that produced data."""
@@ -109,6 +137,8 @@ class Freshness:
     last_run: CollectionRun | None
     last_good: CollectionRun | None
     next_attempt_at: datetime | None = None
+    window_seconds: float = LONG_WINDOW_SECONDS  # metrics: the long rate window
+    stretch_gap_seconds: float = LONG_WINDOW_SECONDS  # metrics: the longest pause that keeps a stretch of runs
 
     @property
     def age_seconds(self) -> int | None:
@@ -154,8 +184,43 @@ class Freshness:
     def label(self) -> str:
         return CollectionRun.Kind(self.kind).label
 
+    @cached_property
+    def warming_up(self) -> Warmup | None:
+        """For metrics: whether the latest data covers less than one rate window, and until when (one query, made
+        only when a page asks)."""
+        if self.kind != CollectionRun.Kind.METRICS or self.last_good is None:
+            return None
+        latest = self.last_good.started_at
+        window = timedelta(seconds=self.window_seconds)
+        gap = timedelta(seconds=self.stretch_gap_seconds)
+        starts = (
+            CollectionRun.objects.filter(
+                cluster_id=self.last_good.cluster_id,
+                kind=CollectionRun.Kind.METRICS,
+                status__in=_GOOD,
+                started_at__lte=latest,
+                started_at__gte=latest - window - gap,
+            )
+            .order_by("-started_at")
+            .values_list("started_at", flat=True)
+        )
+        first = latest
+        for started in starts:  # newest first, back to the first pause longer than `gap`
+            if first - started > gap:
+                break
+            first = started
+            if latest - first >= window:
+                return None
+        covered = latest - first
+        return Warmup(
+            covered_seconds=max(1, int(covered.total_seconds())),
+            window_seconds=int(self.window_seconds),
+            until=first + window,
+        )
+
 
 def freshness(cluster: Cluster, kind: str) -> Freshness:
+    window = rate_window_seconds(cluster.scrape_interval_seconds)
     runs = CollectionRun.objects.filter(cluster=cluster, kind=kind).exclude(
         status__in=[CollectionRun.Status.RUNNING, CollectionRun.Status.SKIPPED]
     )
@@ -164,4 +229,6 @@ def freshness(cluster: Cluster, kind: str) -> Freshness:
         last_run=runs.order_by("-started_at").first(),
         last_good=runs.filter(status__in=_GOOD).order_by("-started_at").first(),
         next_attempt_at=getattr(cluster, DUE_FIELDS[kind], None),
+        window_seconds=window,
+        stretch_gap_seconds=max(window, STRETCH_POLL_INTERVALS * cluster.poll_interval_seconds),
     )
