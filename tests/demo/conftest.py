@@ -7,5 +7,5 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", 'demo: starts the real demo (scripts/demo.sh), about 1-2 minutes; -m "not demo" leaves it out'
+        "markers", 'demo: starts the real demo (scripts/demo.sh), about 35 s; -m "not demo" leaves it out'
     )

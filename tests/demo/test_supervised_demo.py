@@ -6,8 +6,8 @@ folder (MESHBOARD_DEMO_STATE), so a developer's running demo is left alone:
   "stopped unexpectedly";
 - the Kubernetes API stand-in killed: the demo says why it cannot go on and stops everything.
 
-Two demo starts; the whole file takes about 1-2 minutes on two cores (part of `make test`; `-m "not demo"` leaves
-it out).
+Two demo starts; the whole file takes about 35 s on two shared cores (each start ~7 s, Ctrl-C to nothing left ~6 s),
+more on a busier machine. It is part of `make test`; `-m "not demo"` leaves it out.
 """
 
 from __future__ import annotations
