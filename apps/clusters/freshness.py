@@ -53,7 +53,7 @@ _SENTENCES = {
     (CollectionRun.Kind.CLUSTER, "unauthorized"): "the API server refused Meshboard's credentials. Renew the "
     "kubeconfig or token.",
     (CollectionRun.Kind.CLUSTER, "forbidden"): "Meshboard's identity may not read what it needs (RBAC). Grant it "
-    "get, list and watch (see the README).",
+    "get and list on what the collector reads (an operator sees the exact rule).",
     (CollectionRun.Kind.CLUSTER, "not_found"): "the API server does not serve a resource Meshboard reads. Check that "
     "OSM's and SMI's custom resources are installed.",
     (CollectionRun.Kind.CLUSTER, "rejected"): "the API server rejected a request. An operator can see the details.",
