@@ -86,6 +86,9 @@ CATALOG: dict[str, Check] = {
               "the webhook rejects it and the controller ignores it (isValidTrafficTarget)"),
         Check("MB-ACCESS-004", WARNING, "TrafficTargets exist but permissive mode ignores them",
               "enablePermissiveTrafficPolicyMode: true allows all in-mesh traffic"),
+        Check("MB-MESH-002", WARNING, "No OSM control plane found",
+              "without the osm-controller Deployment and its MeshConfig, the mesh's version, policy mode and "
+              "exclusions are unknown, and the checks that need them cannot run"),
         Check("MB-MESH-001", WARNING, "Pods without a sidecar in a monitored namespace",
               "these pods are outside the mesh: no mTLS, no policy, no metrics"),
         Check("MB-AKS-001", WARNING, "OSM version differs from the one the AKS add-on installs",
@@ -618,7 +621,41 @@ def _aks_exclusion_checks(state: MeshState) -> Iterator[Finding]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-AREAS = {"split": _split_checks, "access": _access_checks, "mesh": _sidecar_checks, "aks": _aks_checks}
+# The checks that read the control plane's Deployment or its MeshConfig, and so cannot run without them.
+NEED_CONTROL_PLANE = ("MB-ACCESS-004", "MB-AKS-001", "MB-AKS-002", "MB-AKS-003", "MB-AKS-004")
+
+
+def _control_plane_check(snap: _Snapshot) -> Iterator[Finding]:
+    """MB-MESH-002: say what was looked for and where, and which checks could not run."""
+    state = snap.state
+    controller = bool(state and state.mesh_name and state.osm_version)
+    meshconfig = bool(state and state.meshconfig)
+    if controller and meshconfig:
+        return
+    missing = " and ".join(
+        what
+        for what, found in (
+            ("no Deployment labelled app=osm-controller", controller),
+            ("no MeshConfig osm-mesh-config", meshconfig),
+        )
+        if not found
+    )
+    where = f"in {state.control_plane_namespace}" if state and state.control_plane_namespace else "in any namespace"
+    yield Finding(
+        "MB-MESH-002",
+        f"{missing} {where}; checks that could not run: {', '.join(NEED_CONTROL_PLANE)}",
+        "Install OSM (or enable the AKS add-on), or point Meshboard at its namespace with "
+        "add_cluster --control-plane-namespace.",
+        (ObjectRef("Deployment", state.control_plane_namespace if state else "", "osm-controller"),),
+    )
+
+
+def _mesh_checks(snap: _Snapshot) -> Iterator[Finding]:
+    yield from _control_plane_check(snap)
+    yield from _sidecar_checks(snap)
+
+
+AREAS = {"split": _split_checks, "access": _access_checks, "mesh": _mesh_checks, "aks": _aks_checks}
 
 
 def run_checks(cluster: Cluster, areas: Iterable[str] = tuple(AREAS)) -> list[Finding]:

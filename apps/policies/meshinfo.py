@@ -112,7 +112,7 @@ def mesh_report(cluster: Cluster) -> MeshReport:
     return MeshReport(
         state=state,
         mode=policy_mode(state),
-        settings=key_settings(state.meshconfig) if state else [],
+        settings=key_settings(state.meshconfig) if state and state.meshconfig else [],  # none: no MeshConfig
         namespaces=namespaces,
         findings=run_checks(cluster),
         aks=aks_evidence(state, Node.objects.filter(cluster=cluster).only("labels")),

@@ -117,6 +117,16 @@ def _backend_not_ready(objects):
         pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
 
 
+def _no_control_plane(objects):
+    """A mesh whose control plane is gone (or never installed): no osm-controller, no MeshConfig."""
+    objects[:] = [
+        o
+        for o in objects
+        if o.get("kind") != "MeshConfig"
+        and not (o.get("kind") in ("Deployment", "ReplicaSet", "Pod") and "osm-controller" in o["metadata"]["name"])
+    ]
+
+
 def _osm_version(version):
     def edit(objects):
         find(objects, "Deployment", "osm-system", "osm-controller")["metadata"]["labels"][
@@ -169,6 +179,7 @@ CASES = {
     "MB-ACCESS-003": (_namespace_mismatch, None),
     "MB-ACCESS-004": (_permissive, None),
     "MB-MESH-001": (_pod_without_sidecar, None),
+    "MB-MESH-002": (_no_control_plane, None),
     "MB-AKS-001": (None, _osm_version("v1.2.5")),
     "MB-AKS-002": (_exclusions("168.63.129.16/32", "203.0.113.10/32"), ALL_EXCLUDED),
     "MB-AKS-003": (_exclusions("169.254.169.254/32", "203.0.113.10/32"), ALL_EXCLUDED),
@@ -243,3 +254,14 @@ def test_it_judges_weights_the_way_osm_uses_them():
     assert weight_problem(-1).startswith("negative")
     assert weight_problem(0.5).startswith("not a whole number")
     assert weight_problem("50") == weight_problem(True) == "not a number"
+
+
+def test_it_says_what_it_looked_for_when_there_is_no_control_plane(client, viewer, mesh):
+    cluster = mesh(_no_control_plane)
+    (finding,) = [f for f in run_checks(cluster) if f.code == "MB-MESH-002"]
+    assert finding.message.startswith("no Deployment labelled app=osm-controller and no MeshConfig osm-mesh-config")
+    assert "checks that could not run: MB-ACCESS-004, MB-AKS-001" in finding.message
+    client.force_login(viewer)
+    page = client.get("/mesh/").content.decode()
+    assert "no OSM control plane found (looked for a Deployment labelled app=osm-controller in every namespace" in page
+    assert "not set" not in page  # no MeshConfig: no list of settings as if one existed
