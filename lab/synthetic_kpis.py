@@ -14,7 +14,7 @@ def fill_kpis(cluster: Any, mesh: Any) -> tuple[int, int]:
     """
     from django.utils import timezone
 
-    from apps.metrics.models import EdgeKPI, ServiceKPI
+    from apps.metrics.models import EdgeKPI, ServiceKPI, success_ratio
 
     now = timezone.now()
     edges: dict[tuple[str, str, str, str], list[float]] = {}
@@ -37,7 +37,7 @@ def fill_kpis(cluster: Any, mesh: Any) -> tuple[int, int]:
                 rate_2xx=rps - r5,
                 rate_4xx=0.0,
                 rate_5xx=r5,
-                success_rate=1 - r5 / rps if rps else None,
+                success_rate=success_ratio(rps, r5),
                 p99_ms=p99,
                 denied_rate=0.0,
             )
@@ -60,7 +60,7 @@ def fill_kpis(cluster: Any, mesh: Any) -> tuple[int, int]:
                 rate_2xx=rps - r5,
                 rate_4xx=0.0,
                 rate_5xx=r5,
-                success_rate=1 - r5 / rps if rps else None,
+                success_rate=success_ratio(rps, r5),
                 p99_ms=p99,
             )
             for (ns, svc), (rps, r5, p99) in inbound.items()

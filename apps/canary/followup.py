@@ -3,13 +3,14 @@ controllers (Flagger, Argo CD, Flux, a person with kubectl) undid soon after. Ru
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.dispatch import receiver
 from django.utils import timezone
 
 from apps.clusters.kube import FIELD_MANAGER
 from apps.clusters.models import Cluster
+from apps.mesh.decode import k8s_time
 from apps.mesh.models import TrafficSplit
 from apps.mesh.signals import snapshot_stored
 
@@ -17,13 +18,6 @@ from .models import WeightChange, weights_text
 
 # A write undone later than this is a new decision by someone, not a controller fighting the write.
 SET_BACK_WINDOW = timedelta(minutes=10)
-
-
-def parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
 
 
 def _writer_text(split: TrafficSplit) -> str:
@@ -88,7 +82,7 @@ def detect_set_back(cluster: Cluster) -> int:
         ):
             continue
         record.undone_by = writer["manager"] or "an unnamed manager"
-        record.undone_at = parse_time(writer["time"]) or timezone.now()
+        record.undone_at = k8s_time(writer["time"]) or timezone.now()
         record.undone_weights = split.backends
         record.save(update_fields=["undone_by", "undone_at", "undone_weights"])
         marked += 1

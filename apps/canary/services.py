@@ -30,7 +30,7 @@ from apps.clusters.kube import FIELD_MANAGER, ConflictKubeError, KubeError, NotF
 from apps.clusters.models import Cluster
 from apps.clusters.roles import can_change_weights
 from apps.mesh.collector import TRAFFIC_SPLITS
-from apps.mesh.decode import field_managers, traffic_split_row
+from apps.mesh.decode import field_managers, k8s_time, traffic_split_row
 from apps.mesh.models import TrafficSplit
 from apps.mesh.tasks import collect_cluster
 from apps.metrics.tasks import collect_metrics
@@ -100,15 +100,10 @@ def _last_writer(obj: dict) -> dict[str, str]:
 
 
 def _written_by_us_since(obj: dict, since: datetime) -> bool:
-    for entry in field_managers(obj):
-        if entry["manager"] == FIELD_MANAGER and entry["time"]:
-            try:
-                stamped = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if stamped >= since:
-                return True
-    return False
+    return any(
+        entry["manager"] == FIELD_MANAGER and (stamped := k8s_time(entry["time"])) is not None and stamped >= since
+        for entry in field_managers(obj)
+    )
 
 
 def _refresh_snapshot(cluster: Cluster, obj: dict) -> None:

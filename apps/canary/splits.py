@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from apps.clusters.models import Cluster
+from apps.mesh.decode import k8s_time
 from apps.mesh.models import Service, TrafficSplit, weight_problem
 from apps.metrics.models import ServiceKPI, SplitShare
 from apps.policies.checks import Finding, split_findings
 
 from .editor import backend_warnings
-from .followup import SET_BACK_WINDOW, parse_time
+from .followup import SET_BACK_WINDOW
 from .models import WeightChange
 
 DISAGREEMENT_POINTS = 10.0
@@ -69,7 +70,7 @@ def _last_changes(cluster: Cluster) -> dict[tuple[str, str], WeightChange]:
 
 def _changed_at(split: TrafficSplit, ours: WeightChange | None) -> datetime | None:
     """When the weights last changed, by anyone: the latest managedFields time, or our own record of a write."""
-    times = [t for t in (parse_time((split.last_writer or {}).get("time", "")), ours and ours.created_at) if t]
+    times = [t for t in (k8s_time((split.last_writer or {}).get("time", "")), ours and ours.created_at) if t]
     return max(times) if times else None
 
 

@@ -7,6 +7,7 @@ tolerates that, and an object that cannot be read at all raises `MalformedObject
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 Row = dict[str, Any]
@@ -239,6 +240,14 @@ def traffic_split_row(obj: dict) -> Row:
         managers=field_managers(obj),
     )
     return row
+
+
+def k8s_time(text: str) -> datetime | None:
+    """An RFC 3339 time as the API server writes it ("2026-11-30T17:26:45Z"), or None when absent or malformed."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def field_managers(obj: dict) -> list[dict[str, str]]:

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from apps.mesh.services import collect_and_record
-from apps.metrics.models import EdgeKPI
+from apps.metrics.models import EdgeKPI, success_ratio
 from tests.helpers import set_bookstore_backends
 
 # (source ns, source app label, destination ns, destination service): (rps, 5xx/s, p99 ms, tcp bytes/s, denied/s)
@@ -33,7 +33,7 @@ def add_edges(cluster, edges: dict) -> None:
             rate_2xx=None if rps is None else rps - r5,
             rate_4xx=None if rps is None else 0.0,
             rate_5xx=r5,
-            success_rate=None if not rps else (rps - r5) / rps,
+            success_rate=success_ratio(rps, r5),
             p99_ms=p99,
             tcp_bytes_sent_rate=None if tcp is None else tcp / 4,
             tcp_bytes_received_rate=None if tcp is None else tcp * 3 / 4,
