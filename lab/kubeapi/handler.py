@@ -97,6 +97,9 @@ class KubeHandler(BaseHTTPRequestHandler):
         self._status_sent = 0
         self._warnings: tuple[str, ...] = ()
         self._held: list[tuple[int, dict]] | None = None  # answers kept back while an "after" fault waits
+        self._url = url
+        self._verb = ""
+        self._logged = False
         route: ResourceRoute | DiscoveryRoute | None = None
         verb = ""
         after: Fault | None = None
@@ -109,7 +112,7 @@ class KubeHandler(BaseHTTPRequestHandler):
                 route = routes.parse(url.path, self.kube.registry)
             except APIError:
                 route = None
-            verb = routes.kube_verb(self.command, route, self._flag("watch"))
+            verb = self._verb = routes.kube_verb(self.command, route, self._flag("watch"))
             after = self._fault_before(route, verb, url.path)
             if body is None:
                 raise too_large(MAX_BODY)
@@ -137,7 +140,7 @@ class KubeHandler(BaseHTTPRequestHandler):
         finally:
             if after is not None:
                 self._fault_after(after, route, verb, url.path)
-            self.kube.requests.add(RequestRecord(self.command, url.path, url.query, self._status_sent, verb))
+            self._log(self._status_sent)
 
     # ---- faults ---------------------------------------------------------------------------------------------
     def _fault_before(self, route: ResourceRoute | DiscoveryRoute | None, verb: str, path: str) -> Fault | None:
@@ -426,6 +429,7 @@ class KubeHandler(BaseHTTPRequestHandler):
             timeout_s = float(timeout) if timeout else None
         except ValueError as exc:
             raise bad_request(f"invalid timeoutSeconds: {timeout}") from exc
+        self._log(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -457,11 +461,20 @@ class KubeHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     # ---- output -----------------------------------------------------------------------------------------------
+    def _log(self, code: int) -> None:
+        """Logs the request once, before its answer leaves, so a client that has read the answer finds it logged.
+
+        A request that never gets an answer (a dropped connection) is logged with status 0 when it ends."""
+        if not self._logged:
+            self._logged = True
+            self.kube.requests.add(RequestRecord(self.command, self._url.path, self._url.query, code, self._verb))
+
     def _send_json(self, code: int, body: dict) -> None:
         if self._held is not None:
             self._held.append((code, body))
             return
         data = json.dumps(body, separators=(",", ":")).encode()
+        self._log(code)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
