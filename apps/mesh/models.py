@@ -243,6 +243,11 @@ class TrafficSplit(SnapshotRow):
         return root_service_name(self.root_service)
 
     @property
+    def backend_services(self) -> list[str]:
+        """The backends' Service names, in the split's order, leaving out malformed entries."""
+        return [b["service"] for b in self.backends or [] if isinstance(b, dict) and b.get("service")]
+
+    @property
     def total_weight(self) -> float | None:
         return weight_total(self.backends)
 

@@ -34,7 +34,8 @@ INTERNAL_CLUSTERS = ("osm-controller", "envoy-metrics-cluster", "envoy-tracing-c
 
 # Destination-service clusters: `<ns>/...`, not the inbound `...|local` ones.
 DESTINATION = r'envoy_cluster_name=~"[^/]+/.+",envoy_cluster_name!~".*\\|local"'
-EDGE = "source_namespace, source_service, envoy_cluster_name"
+SOURCE = "source_namespace, source_service, source_workload_kind, source_workload_name"
+EDGE = f"{SOURCE}, envoy_cluster_name"
 DEST = "envoy_cluster_name"
 WASM_EDGE = "source_namespace, source_name, destination_namespace, destination_name"
 WASM_DEST = "destination_namespace, destination_name"
@@ -160,7 +161,7 @@ def cluster_certificate_expiry() -> str:
 
 def listener_certificate_expiry() -> str:
     """Earliest expiry (unix s) of the certificates each sidecar's inbound listener serves, by the sidecar's app."""
-    return "min by (source_namespace, source_service) (envoy_listener_ssl_certificate_expiration_unix_time_seconds)"
+    return f"min by ({SOURCE}) (envoy_listener_ssl_certificate_expiration_unix_time_seconds)"
 
 
 # What OSM v1.2 sidecars count when they refuse traffic, by who counts it (the scraped pod: `source_*` labels).
@@ -185,9 +186,10 @@ ROUTE_RBAC_SELECTOR = (
 
 
 def refusals(window: str, resolution: str) -> str:
-    """Connections (requests, for "route") per second each sidecar refused, by its pod's namespace and app and the
-    kind of refusal (`refusal`, see REFUSAL_SIDES). The route RBAC counters have the port in their names: each gets
-    its name as a label before a subquery's rate(), so two ports of one pod do not collide once rate() drops names."""
+    """Connections (requests, for "route") per second each sidecar refused, by its pod's namespace, app and workload
+    and the kind of refusal (`refusal`, see REFUSAL_SIDES). The route RBAC counters have the port in their names: each
+    gets its name as a label before a subquery's rate(), so two ports of one pod do not collide once rate() drops
+    names."""
     terms = (
         ("no-route", f'rate(envoy_listener_no_filter_chain_match{{envoy_listener_address=~".+_15001"}}[{window}])'),
         ("no-mtls", f'rate(envoy_listener_no_filter_chain_match{{envoy_listener_address=~".+_15003"}}[{window}])'),
@@ -199,7 +201,20 @@ def refusals(window: str, resolution: str) -> str:
         ),
     )
     inner = " or ".join(f'label_replace({expr}, "refusal", "{kind}", "", "")' for kind, expr in terms)
-    return f"sum by (source_namespace, source_service, refusal) ({inner})"
+    return f"sum by ({SOURCE}, refusal) ({inner})"
+
+
+PASSTHROUGH_CLUSTER = "passthrough-outbound"
+
+
+def passthrough(window: str) -> str:
+    """Connections/s each caller's sidecar sent to OSM's egress passthrough: a destination it has no route to. With
+    egress on (OSM 1.2's default) that is both a call to outside the mesh and a call SMI policy does not allow (the
+    destination's sidecar then refuses it for want of mTLS); nothing in the stat says which."""
+    return (
+        f"sum by ({SOURCE}) "
+        f'(rate(envoy_cluster_upstream_cx_total{{envoy_cluster_name="{PASSTHROUGH_CLUSTER}"}}[{window}]))'
+    )
 
 
 @dataclass(frozen=True)
@@ -209,6 +224,7 @@ class Available:
     latency_source: str  # "envoy", "osm-wasm" or "none"
     tls: bool
     denials: bool
+    passthrough: bool = True
 
     @classmethod
     def from_names(cls, names: set[str]) -> Available:
@@ -217,6 +233,7 @@ class Available:
             latency_source=latency,
             tls=TLS_HANDSHAKE in names or any(_TRUNCATED_SSL.match(n) for n in names),
             denials=any(n in names for n in REFUSAL_METRICS) or any(_ROUTE_RBAC.match(n) for n in names),
+            passthrough="envoy_cluster_upstream_cx_total" in names,
         )
 
     @classmethod
@@ -275,6 +292,8 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         queries["cert_expiry_listener"] = listener_certificate_expiry()
     if available.denials:
         queries["refusals"] = refusals(short, duration(w.scrape_interval))
+    if available.passthrough:
+        queries["passthrough"] = passthrough(short)
     return queries
 
 

@@ -67,6 +67,10 @@ class ServiceKPI(Traffic):
     collected_at = models.DateTimeField()
     # Short history for sparklines: [[unix_ts, request_rate, success_rate, p99_ms], ...], oldest first, bounded.
     history = models.JSONField(default=list, blank=True)
+    # A TrafficSplit root: its callers' sidecars route to the backends' clusters, so its KPIs are the backends' sums
+    # (rates) and the highest of their quantiles (an upper bound: a mix's quantile never exceeds its parts' largest).
+    # The backend services, in the split's order; empty for any other service.
+    routed_backends = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [
@@ -78,11 +82,17 @@ class ServiceKPI(Traffic):
 
 
 class EdgeKPI(Traffic):
-    """Traffic from one source (namespace + service, as OSM's relabeling names it) to one destination service."""
+    """Traffic from one source workload to one destination service.
+
+    The source is what OSM's Prometheus relabeling names: the namespace, the pod's `app` label (`source_service`,
+    shared by a canary's v1 and v2) and its controller (`source_workload_kind`/`_name`, a ReplicaSet's Deployment).
+    The workload fields are blank where the Prometheus does not keep those labels: then only the app is known."""
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
     source_namespace = models.CharField(max_length=253)
     source_service = models.CharField(max_length=253)  # the source pod's `app` label (OSM's `source_service`)
+    source_workload_kind = models.CharField(max_length=32, blank=True)
+    source_workload_name = models.CharField(max_length=253, blank=True)
     destination_namespace = models.CharField(max_length=253)
     destination_service = models.CharField(max_length=253)
     collected_at = models.DateTimeField()
@@ -98,6 +108,8 @@ class EdgeKPI(Traffic):
                     "cluster",
                     "source_namespace",
                     "source_service",
+                    "source_workload_kind",
+                    "source_workload_name",
                     "destination_namespace",
                     "destination_service",
                 ],
@@ -106,9 +118,50 @@ class EdgeKPI(Traffic):
         ]
 
     def __str__(self) -> str:
-        return (
-            f"{self.source_namespace}/{self.source_service} → {self.destination_namespace}/{self.destination_service}"
-        )
+        return f"{self.source_namespace}/{self.source_label} → {self.destination_namespace}/{self.destination_service}"
+
+    @property
+    def source_label(self) -> str:
+        """The caller as people name it: its workload where known, else its app label."""
+        return self.source_workload_name or self.source_service
+
+
+class Refusal(models.Model):
+    """Connections or requests per second one workload's sidecar refused, or sent outside its routes.
+
+    OSM v1.2 sidecars count a refusal on one side only (metrics.catalog.REFUSAL_SIDES): the caller's for "no-route"
+    (and "passthrough": connections it sent to the egress passthrough, which with egress on is where a call SMI does
+    not allow goes, as does any call to outside the mesh); the destination's for "no-mtls", "identity" and "route".
+    The workload fields are blank where the Prometheus does not keep OSM's source_workload_* labels."""
+
+    class Side(models.TextChoices):
+        CALLER = "caller"
+        DESTINATION = "destination"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    side = models.CharField(max_length=16, choices=Side.choices)
+    kind = models.CharField(max_length=16)  # no-route, passthrough, no-mtls, identity, route
+    namespace = models.CharField(max_length=253)
+    app = models.CharField(max_length=253, blank=True)  # the counting pod's `app` label (OSM's source_service)
+    workload_kind = models.CharField(max_length=32, blank=True)
+    workload_name = models.CharField(max_length=253, blank=True)
+    rate = models.FloatField()  # per second over the short window
+    collected_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "side", "kind", "namespace", "app", "workload_kind", "workload_name"],
+                name="uniq_refusal",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.label}: {self.kind} {self.rate:.3g}/s"
+
+    @property
+    def label(self) -> str:
+        return self.workload_name or self.app
 
 
 class SplitShare(models.Model):
@@ -150,6 +203,8 @@ class MetricsState(models.Model):
     tls_unavailable_reason = models.TextField(blank=True)  # blank: TLS evidence is available
     denials_unavailable_reason = models.TextField(blank=True)  # blank: denial counts are available
     queries = models.PositiveIntegerField(default=0)  # PromQL queries issued in the last run
+    # The metrics pre-flight: which series and labels Meshboard reads this Prometheus keeps (apps.metrics.preflight).
+    preflight = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"{self.cluster}: latency from {self.get_latency_source_display()}"

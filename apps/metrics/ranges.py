@@ -14,7 +14,7 @@ from apps.clusters.models import Cluster
 from apps.core.breaker import CircuitBreaker
 from apps.core.locks import page_redis_client
 from apps.core.windows import window_seconds
-from apps.mesh.models import Pod, Service, Workload, selects
+from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
 
 from . import catalog
 from .models import KPI_FIELDS, MetricsState, success_ratio
@@ -63,6 +63,14 @@ def _service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[
     )
 
 
+def _routed_backends(cluster: Cluster, namespace: str, service: str) -> list[str]:
+    """The backends of the first TrafficSplit whose root is `service` (the metrics cycle takes the same one)."""
+    for split in TrafficSplit.objects.filter(cluster=cluster, namespace=namespace).order_by("name"):
+        if split.root_service_name == service:
+            return [b for b in split.backend_services if b != service]
+    return []
+
+
 def _align(points: list[tuple[float, float | None]], timestamps: list[float]) -> list[float | None]:
     by_ts = {round(t, 3): v for t, v in points}
     return [by_ts.get(round(t, 3)) for t in timestamps]
@@ -83,7 +91,13 @@ def _queries(
     that cannot be drawn with why."""
     latency_source = state.latency_source if state else "envoy"
     pods, workloads = _service_pods(cluster, namespace, service)
-    selector = catalog.service_selector(namespace, service, pods)
+    regexes = [catalog.service_cluster_regex(namespace, service, pods)]
+    # A split root's traffic is routed to its backends' clusters (no series names the root): chart theirs, summed.
+    for backend in _routed_backends(cluster, namespace, service):
+        backend_pods, backend_workloads = _service_pods(cluster, namespace, backend)
+        regexes.append(catalog.service_cluster_regex(namespace, backend, backend_pods))
+        workloads = sorted({*workloads, *backend_workloads})
+    selector = f'envoy_cluster_name=~"{catalog.promql_string("|".join(regexes))}"'
     queries = {
         "requests": catalog.series_requests(selector, frame.rate_window),
         "tcp_bytes_sent_rate": catalog.series_bytes("upstream_cx_tx_bytes_total", selector, frame.rate_window),

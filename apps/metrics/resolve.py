@@ -50,19 +50,22 @@ class Resolver:
             if sidecar:
                 for svc in r.services_of_labels(ns, labels or {}):
                     r.meshed[(ns, svc)] = True
-        for ns, name, labels in Workload.objects.filter(cluster=cluster).values_list(
-            "namespace", "name", "template_labels"
+        for ns, name, kind, labels in Workload.objects.filter(cluster=cluster).values_list(
+            "namespace", "name", "kind", "template_labels"
         ):
             r.namespaces.setdefault(mangle(ns), ns)
             r.workloads[(mangle(ns), mangle(name))] = {
                 "namespace": ns,
                 "name": name,
+                "kind": kind,
                 "app": (labels or {}).get("app", name),
                 "services": r.services_of_labels(ns, labels or {}),
             }
-        for split in TrafficSplit.objects.filter(cluster=cluster).only("namespace", "root_service", "backends"):
-            backends = [b.get("service", "") for b in split.backends or [] if isinstance(b, dict)]
-            r.splits[(split.namespace, split.root_service_name)] = [b for b in backends if b]
+        # Two splits on one root: the first by name counts, here and on the charts (ranges._routed_backends).
+        for split in (
+            TrafficSplit.objects.filter(cluster=cluster).only("namespace", "name", "root_service", "backends")
+        ).order_by("namespace", "name"):
+            r.splits.setdefault((split.namespace, split.root_service_name), split.backend_services)
         return r
 
     def services_of_labels(self, namespace: str, labels: dict) -> list[str]:

@@ -18,9 +18,9 @@ from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.runs import recorded_run
 from apps.mesh.models import TrafficSplit, root_service_name
 
-from . import catalog
+from . import catalog, preflight
 from .catalog import QUANTILES, Available, Windows
-from .models import EdgeKPI, MetricsState, ServiceKPI, SplitShare, success_ratio
+from .models import EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
 from .resolve import Resolver
 
@@ -29,7 +29,8 @@ REQUEST_FIELDS = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_r
 TCP_FIELDS = {"bytes_sent": "tcp_bytes_sent_rate", "bytes_received": "tcp_bytes_received_rate"}
 SUMMED = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", *TCP_FIELDS.values(), "tcp_active_connections")
 
-EdgeKey = tuple[str, str, str, str]  # source ns, source service, destination ns, destination service
+# source ns, source app (OSM's source_service), source workload kind and name, destination ns, destination service
+EdgeKey = tuple[str, str, str, str, str, str]
 ServiceKey = tuple[str, str]
 
 
@@ -46,6 +47,7 @@ class Cycle:
     warnings: list[str] = field(default_factory=list)
     queries: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    preflight: dict | None = None  # None: not checked this cycle (the stored one stays)
 
     def ok(self, *keys: str) -> bool:
         return all(k in self.results for k in keys)
@@ -67,12 +69,16 @@ def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | Non
             scrape = previous.scrape_interval_seconds if previous else 15.0
             warnings.append(f"{exc.reason}; assuming a scrape interval of {scrape:g} s")
     w = catalog.windows(scrape)
+    names: set[str] | None = None
     try:
-        available = Available.from_names(gateway.metric_names(at - w.long, at))
+        names = gateway.metric_names(at - w.long, at)
+        available = Available.from_names(names)
     except PrometheusError as exc:
         available = Available.from_state(previous) if previous else Available("envoy", True, True)
         warnings.append(f"{exc.reason}; assuming the same metrics as last time")
     cycle = Cycle(at=at, windows=w, available=available, version=version, warnings=warnings)
+    if names is not None:
+        cycle.preflight = preflight.run(gateway, names, at - w.long, at)
     first_error: PrometheusError | None = None
     for key, expr in catalog.cycle(w, available).items():
         try:
@@ -122,6 +128,9 @@ class Mapped:
     # Refusals/s by the side that counted them ("caller" or "destination") and that side's (namespace, app label);
     # None when Prometheus keeps no refusal counter or the query failed.
     refusals: dict[str, dict[tuple[str, str], float]] | None = None
+    # The same per workload, with their kind: (side, kind, namespace, app, workload kind, workload name) -> rate;
+    # None when neither the refusal nor the passthrough query answered (the stored rows stay).
+    refusal_rows: dict[tuple[str, str, str, str, str, str], float] | None = None
 
 
 def _edge_row(out: Mapped, resolver: Resolver, labels: dict) -> dict | None:
@@ -130,8 +139,17 @@ def _edge_row(out: Mapped, resolver: Resolver, labels: dict) -> dict | None:
     dest = resolver.destination(labels.get("envoy_cluster_name", ""))
     if dest is None:
         return None
-    key = (labels.get("source_namespace", ""), labels.get("source_service", ""), *dest)
-    return out.edges.setdefault(key, {})
+    return out.edges.setdefault((*_source(labels), *dest), {})
+
+
+def _source(labels: dict) -> tuple[str, str, str, str]:
+    """(namespace, app, workload kind, workload name) of the pod a series was scraped from."""
+    return (
+        labels.get("source_namespace", ""),
+        labels.get("source_service", ""),
+        labels.get("source_workload_kind", ""),
+        labels.get("source_workload_name", ""),
+    )
 
 
 def _map_requests(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
@@ -198,7 +216,7 @@ def _sum_services(out: Mapped, resolver: Resolver, service_q: dict[ServiceKey, d
         if "request_rate" in row:
             row["success_rate"] = success_ratio(row["request_rate"], row.get("rate_5xx"))
     services = out.services
-    for (_sns, _ssvc, dns, dsvc), row in out.edges.items():
+    for (*_source_key, dns, dsvc), row in out.edges.items():
         srow = services.setdefault((dns, dsvc), {})
         for name in SUMMED:
             if name in row:
@@ -209,9 +227,33 @@ def _sum_services(out: Mapped, resolver: Resolver, service_q: dict[ServiceKey, d
             services[key] = {name: 0.0 for name in SUMMED} if resolver.meshed.get(key) else {}
     for key, q in service_q.items():
         services.setdefault(key, {}).update(q)
+    _route_roots(out, resolver)
     for row in services.values():
         row["success_rate"] = success_ratio(row.get("request_rate"), row.get("rate_5xx"))
+        row.setdefault("routed_backends", [])
     out.service_fields.update(f for f in out.edge_fields if f in (*SUMMED, "success_rate"))
+    out.service_fields.add("routed_backends")
+
+
+def _route_roots(out: Mapped, resolver: Resolver) -> None:
+    """A split root's KPIs are its backends': callers' sidecars route what they address to the root to the
+    backends' clusters (reference osm.md §4.3), so no series names the root. Rates are summed; each quantile is the
+    highest of the backends' (a mix's quantile lies between its parts', so this bounds it from above). A backend
+    called directly is counted too: Envoy's stats cannot tell the two apart. Two splits on one root: the first by
+    name."""
+    for (ns, root), backends in resolver.splits.items():
+        if (ns, root) not in resolver.services:
+            continue
+        row = out.services.setdefault((ns, root), {})
+        # The root's own clusters count too (a sidecar that has not yet applied the split still uses them).
+        parts = [dict(row)] + [out.services[(ns, b)] for b in backends if (ns, b) in out.services and b != root]
+        row["routed_backends"] = [b for b in backends if b != root]
+        for name in SUMMED:
+            values = [p[name] for p in parts if p.get(name) is not None]
+            row[name] = sum(values) if values else row.get(name)
+        for name in QUANTILES:
+            values = [p[name] for p in parts if p.get(name) is not None and (p.get("request_rate") or 0) > 0]
+            row[name] = max(values) if values else None
 
 
 def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
@@ -227,12 +269,12 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     return out
 
 
-def _wasm_source(labels: dict, resolver: Resolver) -> tuple[str, str]:
+def _wasm_source(labels: dict, resolver: Resolver) -> tuple[str, str, str, str]:
     ns, name = labels.get("source_namespace", ""), labels.get("source_name", "")
     workload = resolver.wasm_workload(ns, name)
     if workload:
-        return workload["namespace"], workload["app"]
-    return resolver.namespaces.get(ns, ns), name
+        return workload["namespace"], workload["app"], workload["kind"], workload["name"]
+    return resolver.namespaces.get(ns, ns), name, "", ""
 
 
 def _wasm_destinations(labels: dict, resolver: Resolver) -> list[ServiceKey]:
@@ -267,11 +309,10 @@ def _map_tls(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
         out.edge_fields.add("certificate_expires_at")
         for row, value in rows("cert_expiry_cluster"):
             _min(row, "_expiry", value)
-        listener = {
-            (s.labels.get("source_namespace", ""), s.labels.get("source_service", "")): s.value
-            for s in cycle.results.get("cert_expiry_listener", [])
-        }
-        for (_sns, _ssvc, dns, dsvc), row in out.edges.items():
+        listener: dict[tuple[str, str], float] = {}
+        for s in cycle.results.get("cert_expiry_listener", []):
+            _min(listener, (s.labels.get("source_namespace", ""), s.labels.get("source_service", "")), s.value)
+        for (*_source_key, dns, dsvc), row in out.edges.items():
             if "_expiry" in row or listener:
                 _min(row, "_expiry", listener.get((dns, resolver.apps.get((dns, dsvc), dsvc))))
     for row in out.edges.values():
@@ -283,16 +324,26 @@ def _map_denials(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
     """Per edge, denials are unknown on OSM v1.2 (see catalog.DENIALS_PER_EDGE_UNAVAILABLE): `denied_rate` is stored
     as None. What the sidecars do count, per caller and per destination, goes to `out.refusals`."""
     out.edge_fields.add("denied_rate")
-    if not cycle.available.denials or not cycle.ok("refusals"):
-        return
-    refusals: dict[str, dict[tuple[str, str], float]] = {"caller": {}, "destination": {}}
-    for s in cycle.results["refusals"]:
-        side = catalog.REFUSAL_SIDES.get(s.labels.get("refusal", ""))
-        if side is None or s.value is None:
-            continue
-        key = (s.labels.get("source_namespace", ""), s.labels.get("source_service", ""))
-        refusals[side][key] = refusals[side].get(key, 0.0) + s.value
-    out.refusals = refusals
+    rows: dict[tuple[str, str, str, str, str, str], float] = {}
+    if cycle.ok("passthrough"):
+        for s in cycle.results["passthrough"]:
+            if s.value is not None:
+                key = ("caller", "passthrough", *_source(s.labels))
+                rows[key] = rows.get(key, 0.0) + s.value
+    if cycle.available.denials and cycle.ok("refusals"):
+        refusals: dict[str, dict[tuple[str, str], float]] = {"caller": {}, "destination": {}}
+        for s in cycle.results["refusals"]:
+            kind = s.labels.get("refusal", "")
+            side = catalog.REFUSAL_SIDES.get(kind)
+            if side is None or s.value is None:
+                continue
+            key = (s.labels.get("source_namespace", ""), s.labels.get("source_service", ""))
+            refusals[side][key] = refusals[side].get(key, 0.0) + s.value
+            row_key = (side, kind, *_source(s.labels))
+            rows[row_key] = rows.get(row_key, 0.0) + s.value
+        out.refusals = refusals
+    if cycle.ok("passthrough") or (cycle.available.denials and cycle.ok("refusals")):
+        out.refusal_rows = rows
 
 
 def denials_statement(available: Available, refusals: dict[str, dict[tuple[str, str], float]] | None) -> str:
@@ -320,7 +371,7 @@ def _map_splits(cycle: Cycle, resolver: Resolver, edges: dict[EdgeKey, dict]) ->
     if not cycle.ok("requests"):
         return []
     short: dict[ServiceKey, float] = {}
-    for (_sns, _ssvc, dns, dsvc), row in edges.items():
+    for (*_source_key, dns, dsvc), row in edges.items():
         if row.get("request_rate") is not None:
             short[(dns, dsvc)] = short.get((dns, dsvc), 0.0) + row["request_rate"]
     long: dict[ServiceKey, float] | None = None
@@ -382,7 +433,15 @@ def _store_services(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetim
     )
 
 
-EDGE_KEY = ("source_namespace", "source_service", "destination_namespace", "destination_service")
+EDGE_KEY = (
+    "source_namespace",
+    "source_service",
+    "source_workload_kind",
+    "source_workload_name",
+    "destination_namespace",
+    "destination_service",
+)
+REFUSAL_KEY = ("side", "kind", "namespace", "app", "workload_kind", "workload_name")
 
 
 def _store_edges(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
@@ -444,8 +503,22 @@ def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) 
             "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
             "denials_unavailable_reason": denials_statement(available, mapped.refusals),
             "queries": cycle.queries,
+            **({"preflight": cycle.preflight} if cycle.preflight is not None else {}),
         },
     )
+
+
+def _store_refusals(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
+    """Replace the refusal rows when their queries answered; rows at zero are not kept."""
+    if mapped.refusal_rows is None:
+        return
+    rows = [
+        Refusal(cluster=cluster, collected_at=now, rate=rate, **dict(zip(REFUSAL_KEY, key, strict=True)))
+        for key, rate in mapped.refusal_rows.items()
+        if rate > 0
+    ]
+    Refusal.objects.filter(cluster=cluster).delete()
+    Refusal.objects.bulk_create(rows, batch_size=500)
 
 
 def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tuple[str, str], str]) -> None:
@@ -459,6 +532,7 @@ def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tupl
             _delete_missing(ServiceKPI.objects.filter(cluster=cluster), ("namespace", "service"), set(mapped.services))
             _delete_missing(EdgeKPI.objects.filter(cluster=cluster), EDGE_KEY, set(mapped.edges))
             _store_splits(cluster, cycle, mapped, split_names, now)
+        _store_refusals(cluster, mapped, now)
         _store_state(cluster, cycle, mapped, now)
 
 

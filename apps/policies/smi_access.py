@@ -6,7 +6,7 @@
 - `can_talk(cluster, source, destination)`: "can A talk to B?" between services, workloads or pods: yes/no with the
   TrafficTarget and routes that allow it, or what is missing. Permissive mode allows all in-mesh traffic; a pod without
   a sidecar is not in the mesh, so policy does not apply to it.
-- `denied_traffic(cluster)`: observed traffic that policy refused, from the denial metrics where Prometheus keeps them.
+- `denied_traffic(cluster)`: refused traffic by workload, from the sidecars' refusal counters (metrics.Refusal).
 
 OSM's rules (reference §1.2, §3.3): identity is `<serviceaccount>.<namespace>`; a TrafficTarget is ignored when its
 namespace differs from its destination's or a rule is not an HTTPRouteGroup/TCPRoute; routes resolve in the
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import HTTPRouteGroup, MeshState, Pod, Service, TCPRoute, TrafficTarget, Workload
-from apps.metrics.models import EdgeKPI, MetricsState
+from apps.metrics import catalog
+from apps.metrics.models import MetricsState, Refusal
 
 from .checks import route_problems, selects
 
@@ -419,21 +420,105 @@ def endpoint_choices(cluster: Cluster, limit: int = 500) -> list[str]:
 # Observed denials
 
 
+REFUSAL_WORDS = {
+    "passthrough": "sent outside its routes (egress passthrough)",
+    "no-route": "refused by its own sidecar: no route",
+    "no-mtls": "refused: arrived without mTLS (a caller with no route, passed through in plaintext)",
+    "identity": "refused: no TrafficTarget admits the caller's identity",
+    "route": "refused: the caller's identity is admitted, this route is not",
+}
+
+
+@dataclass
+class RefusingParty:
+    """One workload's refusals (or traffic sent outside its routes), by kind, with who it may be about."""
+
+    namespace: str
+    name: str  # the workload's name, or its pods' app label when the Prometheus lacks the workload labels
+    workload_kind: str  # blank: attributed by app label only
+    service_account: str
+    rates: dict[str, float] = field(default_factory=dict)  # by Refusal.kind
+    # The other side, inferred from policy (never measured per edge): destinations refusing traffic that policy denies
+    # this caller, or callers sending outside their routes that policy denies to reach this destination.
+    not_allowed: list[str] = field(default_factory=list)
+
+    @property
+    def by_workload(self) -> bool:
+        return bool(self.workload_kind)
+
+    @property
+    def total(self) -> float:
+        return sum(self.rates.values())
+
+    @property
+    def lines(self) -> list[tuple[str, float]]:
+        return [(REFUSAL_WORDS.get(kind, kind), rate) for kind, rate in sorted(self.rates.items())]
+
+
 @dataclass(frozen=True)
 class Denials:
-    edges: list[EdgeKPI]  # edges with denied requests (denied_rate > 0)
-    unavailable: str  # why denials are not observable ("" when they are)
+    callers: list[RefusingParty]  # workloads whose sidecars sent traffic outside their routes or refused it
+    destinations: list[RefusingParty]  # workloads whose sidecars refused traffic
+    unavailable: str  # why refusals are not observable ("" when they are)
+    attribution: str = ""  # how the parties were attributed
 
 
-def denied_traffic(cluster: Cluster) -> Denials:
+def _parties(cluster: Cluster, side: str) -> list[RefusingParty]:
+    accounts = {
+        (ns, kind, name): sa
+        for ns, kind, name, sa in Workload.objects.filter(cluster=cluster).values_list(
+            "namespace", "kind", "name", "service_account"
+        )
+    }
+    app_accounts: dict[tuple[str, str], set[str]] = {}
+    for ns, labels, sa in Pod.objects.filter(cluster=cluster).values_list("namespace", "labels", "service_account"):
+        if isinstance(labels, dict) and labels.get("app"):
+            app_accounts.setdefault((ns, labels["app"]), set()).add(sa or "default")
+    parties: dict[tuple[str, str, str], RefusingParty] = {}
+    for r in Refusal.objects.filter(cluster=cluster, side=side):
+        key = (r.namespace, r.workload_kind, r.workload_name or r.app)
+        party = parties.get(key)
+        if party is None:
+            if r.workload_kind:
+                sa = accounts.get((r.namespace, r.workload_kind, r.workload_name), "")
+            else:
+                sa = ", ".join(sorted(app_accounts.get((r.namespace, r.app), ())))
+            party = parties[key] = RefusingParty(r.namespace, r.workload_name or r.app, r.workload_kind, sa)
+        party.rates[r.kind] = party.rates.get(r.kind, 0.0) + r.rate
+    return sorted(parties.values(), key=lambda p: (-p.total, p.namespace, p.name))
+
+
+def _allowed(policy: Policy, source: RefusingParty, destination: RefusingParty) -> bool:
+    if policy.mode != SMI or not source.service_account or not destination.service_account:
+        return True  # nothing to infer: permissive, unknown, or an account we cannot name
+    sources = [Identity(source.namespace, sa.strip()) for sa in source.service_account.split(",")]
+    dests = [Identity(destination.namespace, sa.strip()) for sa in destination.service_account.split(",")]
+    return all(any(g.allows for g in policy.grants_between(a, b)) for a in sources for b in dests)
+
+
+def denied_traffic(cluster: Cluster, policy: Policy | None = None) -> Denials:
+    """Refused traffic by workload: what callers sent outside their routes, what destinations refused, and, in SMI
+    mode, which pairs of them policy denies (an inference: OSM's sidecars never name the other side)."""
     state = MetricsState.objects.filter(cluster=cluster).first()
     if state is None:
-        return Denials([], "no metrics collected yet")
-    if state.denials_unavailable_reason:
-        return Denials([], f"not observable on this Prometheus: {state.denials_unavailable_reason}")
-    edges = list(
-        EdgeKPI.objects.filter(cluster=cluster, denied_rate__gt=0).order_by(
-            "-denied_rate", "source_namespace", "source_service"
+        return Denials([], [], "no metrics collected yet")
+    policy = policy or load_policy(cluster)
+    callers, destinations = _parties(cluster, Refusal.Side.CALLER), _parties(cluster, Refusal.Side.DESTINATION)
+    unavailable = ""
+    if catalog.DENIALS_NOT_KEPT in state.denials_unavailable_reason:
+        unavailable = f"not observable on this Prometheus: {catalog.DENIALS_NOT_KEPT}"
+    for caller in callers:
+        caller.not_allowed = [f"{d.namespace}/{d.name}" for d in destinations if not _allowed(policy, caller, d)]
+    for dest in destinations:
+        dest.not_allowed = [f"{c.namespace}/{c.name}" for c in callers if not _allowed(policy, c, dest)]
+    parties = callers + destinations
+    if not parties:
+        attribution = ""
+    elif all(p.by_workload for p in parties):
+        attribution = "by workload, from OSM's source_workload_kind/name labels on each sidecar's metrics"
+    else:
+        attribution = (
+            "by the pods' app label where this Prometheus lacks OSM's source_workload_* labels: workloads sharing "
+            "an app label (a canary's v1 and v2) cannot be told apart"
         )
-    )
-    return Denials(edges, "")
+    return Denials(callers, destinations, unavailable, attribution)

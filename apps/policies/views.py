@@ -34,7 +34,7 @@ def policies(request: HttpRequest) -> HttpResponse:
         context.update(
             policy=policy,
             matrix=smi_access.access_matrix(policy),
-            denials=smi_access.denied_traffic(cluster),
+            denials=smi_access.denied_traffic(cluster, policy),
             targets=[(t, findings_for(findings, "TrafficTarget", t.namespace, t.name)) for t in policy.targets],
             findings=findings,
             verdict=verdict,

@@ -83,10 +83,19 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
         assert state.scrape_interval_seconds == 1.0
         window = 10.0  # apps.metrics.catalog.windows(1.0).short
         kpis = {k.service: k for k in ServiceKPI.objects.filter(cluster=cluster, namespace="bookstore")}
+        total = 0.0
         for service, backend in (("bookstore-v1", "bookstore"), ("bookstore-v2", "bookstore-v2")):
             sent = (recorder.count(at, backend) - recorder.count(at - window, backend)) / window
+            total += sent
             assert sent > 3, f"too little traffic to {backend} to compare"
             assert kpis[service].request_rate == pytest.approx(sent, rel=0.10), service
+        # The root bookbuyer addresses carries what was routed to its backends: the generator's 20 req/s.
+        root = kpis["bookstore"]
+        assert root.routed_backends == ["bookstore-v1", "bookstore-v2"]
+        assert root.request_rate == pytest.approx(total, rel=0.10)
+        assert root.request_rate == pytest.approx(20.0, rel=0.10)
+        assert root.success_rate == pytest.approx(1 - 0.5 * 0.2, abs=0.05)
+        assert root.p99_ms == max(kpis["bookstore-v1"].p99_ms, kpis["bookstore-v2"].p99_ms)
         ok = recorder.count(at, "bookstore-v2", "200") - recorder.count(at - window, "bookstore-v2", "200")
         failed = recorder.count(at, "bookstore-v2", "500") - recorder.count(at - window, "bookstore-v2", "500")
         assert kpis["bookstore-v2"].success_rate == pytest.approx(ok / (ok + failed), rel=0.10)
@@ -146,3 +155,22 @@ def test_it_reads_tls_and_refusals_from_real_sidecars_named_as_osm_names_them(la
     v2 = attempts["bookstore-v2 -> bookwarehouse/bookwarehouse"]
     assert refused[("bookwarehouse", "bookwarehouse")] == pytest.approx(v2, rel=0.3)
     assert not any(refusals["caller"].values())  # egress is on: nothing is refused on the callers' side
+
+    # Stored by workload: the callers are bookthief and bookstore-v2 (not "bookstore", the app label v1 shares),
+    # each sending outside its routes, and the destinations' workloads refuse them.
+    from apps.metrics.models import Refusal
+    from apps.policies.smi_access import denied_traffic
+
+    rows = {(r.side, r.kind, r.workload_name): r.rate for r in Refusal.objects.filter(cluster=cluster)}
+    assert rows[("caller", "passthrough", "bookthief")] == pytest.approx(
+        attempts["bookthief -> bookstore/bookstore"], rel=0.3
+    )
+    assert rows[("caller", "passthrough", "bookstore-v2")] == pytest.approx(v2, rel=0.3)
+    assert ("caller", "passthrough", "bookstore") not in rows and ("caller", "passthrough", "bookbuyer") not in rows
+    assert rows[("destination", "no-mtls", "bookwarehouse")] == pytest.approx(v2, rel=0.3)
+    denials = denied_traffic(cluster)
+    callers = {f"{p.namespace}/{p.name}": p for p in denials.callers}
+    assert set(callers) == {"bookthief/bookthief", "bookstore/bookstore-v2"}
+    assert callers["bookstore/bookstore-v2"].service_account == "bookstore-v2"
+    assert "bookwarehouse/bookwarehouse" in callers["bookstore/bookstore-v2"].not_allowed
+    assert denials.attribution.startswith("by workload")

@@ -46,6 +46,9 @@ def test_it_computes_rates_success_and_latency_per_edge_and_service(byo):
     cluster, run = byo
     assert run.status == CollectionRun.Status.OK, run.error
     edge = _edge("cart")
+    assert (edge.source_workload_kind, edge.source_workload_name, edge.source_label) == ("Deployment",) + (
+        "frontend",
+    ) * 2
     assert edge.request_rate == approx(11.5)
     assert (edge.rate_2xx, edge.rate_4xx, edge.rate_5xx) == (approx(10.0), approx(1.0), approx(0.5))
     assert edge.success_rate == approx(11.0 / 11.5)  # non-5xx / all: a 4xx is a success for the mesh
@@ -142,6 +145,17 @@ def test_it_observes_the_traffic_split(byo):
     assert shares["checkout-v2"].share_5m == approx(0.1)
     assert shares["checkout-v1"].request_rate == approx(9.0)
     assert shares["checkout-v1"].short_window_seconds == 60
+
+
+def test_it_gives_a_split_root_the_traffic_routed_to_its_backends(byo):
+    """frontend calls checkout; its sidecar routes to checkout-v1 (9 rps) and checkout-v2 (1 rps): no series names
+    checkout, yet its row carries the 10 rps addressed to it, and names the backends it was summed from."""
+    root = _service("checkout")
+    assert root.routed_backends == ["checkout-v1", "checkout-v2"]
+    assert root.request_rate == approx(10.0) and root.rate_2xx == approx(10.0) and root.rate_5xx == approx(0.0)
+    assert root.success_rate == approx(1.0)
+    assert _service("checkout-v1").routed_backends == [] and _service("cart").routed_backends == []
+    assert not EdgeKPI.objects.filter(destination_service="checkout").exists()  # edges stay per backend
 
 
 def test_it_stores_no_nan(byo):

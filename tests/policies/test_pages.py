@@ -8,7 +8,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
-from apps.metrics.models import EdgeKPI, MetricsState
+from apps.metrics import catalog
+from apps.metrics.models import MetricsState, Refusal
 from tests.helpers import HOSTILE, assert_shown_as_text, set_bookstore_backends
 
 
@@ -72,31 +73,44 @@ def test_it_says_targets_are_ignored_in_permissive_mode(client, viewer, bookstor
     assert "MB-ACCESS-004" in html
 
 
-def test_it_shows_denied_traffic_or_why_it_cannot(client, viewer, bookstore):
+def test_it_shows_refused_traffic_by_workload_or_why_it_cannot(client, viewer, bookstore):
     now = timezone.now()
     state = MetricsState.objects.create(
-        cluster=bookstore, collected_at=now, denials_unavailable_reason="the rbac filter stats are not kept"
+        cluster=bookstore, collected_at=now, denials_unavailable_reason=catalog.DENIALS_NOT_KEPT
     )
     client.force_login(viewer)
-    assert (
-        "not observable on this Prometheus: the rbac filter stats are not kept"
-        in client.get("/policies/").content.decode()
+    assert "not observable on this Prometheus: this Prometheus keeps none of the refusal counters" in (
+        client.get("/policies/").content.decode()
     )
 
     state.denials_unavailable_reason = ""
     state.save()
-    EdgeKPI.objects.create(
-        cluster=bookstore,
-        source_namespace="bookthief",
-        source_service="bookthief",
-        destination_namespace="bookstore",
-        destination_service="bookstore",
-        collected_at=now,
-        denied_rate=1.5,
-    )
+    assert "No sidecar refused traffic" in client.get("/policies/").content.decode()
+
+    def refusal(side, kind, namespace, app, workload, rate):
+        Refusal.objects.create(
+            cluster=bookstore,
+            side=side,
+            kind=kind,
+            namespace=namespace,
+            app=app,
+            workload_kind="Deployment",
+            workload_name=workload,
+            rate=rate,
+            collected_at=now,
+        )
+
+    # bookstore-v2 shares the app label "bookstore" with v1, but has its own workload and service account.
+    refusal("caller", "passthrough", "bookstore", "bookstore", "bookstore-v2", 1.0)
+    refusal("destination", "no-mtls", "bookwarehouse", "bookwarehouse", "bookwarehouse", 1.0)
     html = client.get("/policies/").content.decode()
-    denials = html[html.index('class="denials"') :]
-    assert "bookthief/bookthief" in denials and "1.5 req/s" in denials
+    callers = html[html.index('class="refusing-callers"') : html.index('class="refusing-destinations"')]
+    assert 'data-caller="bookstore/bookstore-v2"' in callers and 'data-caller="bookstore/bookstore"' not in callers
+    assert "sent outside its routes (egress passthrough): <span" in callers and ">1</span> conn/s" in callers
+    assert "bookwarehouse/bookwarehouse" in callers  # policy denies bookstore-v2 → bookwarehouse
+    destinations = html[html.index('class="refusing-destinations"') :]
+    assert "arrived without mTLS" in destinations and "bookstore/bookstore-v2" in destinations
+    assert "Attributed by workload" in html
 
 
 def test_it_lists_mesh_facts_namespaces_and_the_checks_on_the_mesh_page(client, viewer, bookstore):
