@@ -38,7 +38,6 @@ SOURCE = "source_namespace, source_service, source_workload_kind, source_workloa
 EDGE = f"{SOURCE}, envoy_cluster_name"
 DEST = "envoy_cluster_name"
 WASM_EDGE = "source_namespace, source_name, destination_namespace, destination_name"
-WASM_DEST = "destination_namespace, destination_name"
 QUANTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
 
 # Metric names probed (by name, from the index) to choose the latency source and say what is available.
@@ -125,14 +124,21 @@ def active_connections(by: str = EDGE) -> str:
     return f"sum by ({by}) ({cluster_metric('upstream_cx_active')})"
 
 
+def envoy_latency_buckets(window: str) -> str:
+    """Envoy's upstream request-time histogram (caller side, ms, includes the network) as bucket rates per edge and
+    `le`; services, split roots and the three quantiles are derived from it (apps.metrics.histogram)."""
+    return f"sum by ({EDGE}, le) (rate({cluster_metric('upstream_rq_time_bucket')}[{window}]))"
+
+
+def wasm_latency_buckets(window: str) -> str:
+    """OSM's WASM request-duration histogram (ms, workload to workload) as bucket rates per edge and `le`."""
+    return f"sum by ({WASM_EDGE}, le) (rate(osm_request_duration_ms_bucket[{window}]))"
+
+
 def envoy_quantile(q: float, window: str, by: str = EDGE) -> str:
-    """Latency quantile q in ms from Envoy's upstream request-time histogram (caller side, includes the network)."""
+    """Latency quantile q in ms from Envoy's upstream request-time histogram, as Prometheus computes it (the cycle
+    computes the same from envoy_latency_buckets; tests compare the two)."""
     return f"histogram_quantile({q}, sum by ({by}, le) (rate({cluster_metric('upstream_rq_time_bucket')}[{window}])))"
-
-
-def wasm_quantile(q: float, window: str, by: str = WASM_EDGE) -> str:
-    """Latency quantile q in ms from OSM's WASM metric (workload to workload; `-` and `.` in values become `_`)."""
-    return f"histogram_quantile({q}, sum by ({by}, le) (rate(osm_request_duration_ms_bucket[{window}])))"
 
 
 def tls_handshakes(window: str) -> str:
@@ -278,13 +284,10 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         "bytes_received": bytes_received(short),
         "connections": active_connections(),
     }
-    for field, q in QUANTILES.items():
-        if available.latency_source == "envoy":
-            queries[f"edge_{field}"] = envoy_quantile(q, short)
-            queries[f"service_{field}"] = envoy_quantile(q, short, by=DEST)
-        elif available.latency_source == "osm-wasm":
-            queries[f"edge_{field}"] = wasm_quantile(q, short)
-            queries[f"service_{field}"] = wasm_quantile(q, short, by=WASM_DEST)
+    if available.latency_source == "envoy":
+        queries["latency_buckets"] = envoy_latency_buckets(short)
+    elif available.latency_source == "osm-wasm":
+        queries["latency_buckets"] = wasm_latency_buckets(short)
     if available.tls:
         queries["tls_handshakes"] = tls_handshakes(short)
         queries["tls_errors"] = tls_errors(short)

@@ -18,7 +18,7 @@ from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.runs import recorded_run
 from apps.mesh.models import TrafficSplit, root_service_name
 
-from . import catalog, preflight
+from . import catalog, histogram, preflight
 from .catalog import QUANTILES, Available, Windows
 from .models import EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
@@ -101,11 +101,6 @@ def _add(row: dict, name: str, value: float | None) -> None:
         row[name] = (row.get(name) or 0.0) + value
 
 
-def _max(row: dict, name: str, value: float | None) -> None:
-    if value is not None:
-        row[name] = value if row.get(name) is None else max(row[name], value)
-
-
 def _min(row: dict, name: str, value: float | None) -> None:
     if value is not None:
         row[name] = value if row.get(name) is None else min(row[name], value)
@@ -178,40 +173,41 @@ def _map_tcp(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
                     _add(row, name, s.value)
 
 
-def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceKey, dict]:
-    """Per edge and per service, the quantiles Prometheus computed (several cluster names of one service, e.g. the
-    truncated names of a StatefulSet's pods, give the largest). Returns the services' quantiles."""
-    service_q: dict[ServiceKey, dict] = {}
+def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceKey, histogram.Buckets]:
+    """Per edge, the quantiles of its bucket rates (several cluster names of one edge, e.g. the truncated names of a
+    StatefulSet's pods, are summed first). Returns each service's buckets, summed over its edges."""
+    fields = tuple(QUANTILES)
+    out.edge_fields.update(fields)
+    out.service_fields.update(fields)
+    service_buckets: dict[ServiceKey, histogram.Buckets] = {}
     source = cycle.available.latency_source
-    for name in QUANTILES:
-        if source == "none":
-            out.edge_fields.add(name)
-            out.service_fields.add(name)
+    if source == "none" or not cycle.ok("latency_buckets"):
+        if source != "none":  # the query failed: keep the stored quantiles
+            out.edge_fields.difference_update(fields)
+            out.service_fields.difference_update(fields)
+        return service_buckets
+    edge_buckets: dict[EdgeKey, histogram.Buckets] = {}
+    for s in cycle.results["latency_buckets"]:
+        bound = histogram.parse_le(s.labels.get("le", ""))
+        if bound is None or s.value is None:
             continue
-        if cycle.ok(f"edge_{name}"):
-            out.edge_fields.add(name)
-            for s in cycle.results[f"edge_{name}"]:
-                if source == "envoy":
-                    rows = [r] if (r := _edge_row(out, resolver, s.labels)) is not None else []
-                else:
-                    rows = [out.edges.setdefault(key, {}) for key in _wasm_edges(s.labels, resolver)]
-                for row in rows:
-                    _max(row, name, s.value)
-        if cycle.ok(f"service_{name}"):
-            out.service_fields.add(name)
-            for s in cycle.results[f"service_{name}"]:
-                if source == "envoy":
-                    dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
-                    dests = [dest] if dest else []
-                else:
-                    dests = _wasm_destinations(s.labels, resolver)
-                for dest in dests:
-                    _max(service_q.setdefault(dest, {}), name, s.value)
-    return service_q
+        if source == "envoy":
+            dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+            keys = [(*_source(s.labels), *dest)] if dest else []
+        else:
+            keys = _wasm_edges(s.labels, resolver)
+        for key in keys:
+            histogram.add(edge_buckets.setdefault(key, {}), {bound: s.value})
+    for key, buckets in edge_buckets.items():
+        row = out.edges.setdefault(key, {})
+        for name, q in QUANTILES.items():
+            row[name] = histogram.quantile(q, buckets)
+        histogram.add(service_buckets.setdefault(key[-2:], {}), buckets)
+    return service_buckets
 
 
-def _sum_services(out: Mapped, resolver: Resolver, service_q: dict[ServiceKey, dict]) -> None:
-    """Services: sums over their callers, quantiles from their own queries; quiet meshed services read 0."""
+def _sum_services(out: Mapped, resolver: Resolver, service_buckets: dict[ServiceKey, histogram.Buckets]) -> None:
+    """Services: sums over their callers (rates and latency buckets); quiet meshed services read 0."""
     for row in out.edges.values():
         if "request_rate" in row:
             row["success_rate"] = success_ratio(row["request_rate"], row.get("rate_5xx"))
@@ -225,9 +221,11 @@ def _sum_services(out: Mapped, resolver: Resolver, service_q: dict[ServiceKey, d
     for key in resolver.services:
         if key not in services:
             services[key] = {name: 0.0 for name in SUMMED} if resolver.meshed.get(key) else {}
-    for key, q in service_q.items():
-        services.setdefault(key, {}).update(q)
-    _route_roots(out, resolver)
+    for key, buckets in service_buckets.items():
+        row = services.setdefault(key, {})
+        for name, q in QUANTILES.items():
+            row[name] = histogram.quantile(q, buckets)
+    _route_roots(out, resolver, service_buckets)
     for row in services.values():
         row["success_rate"] = success_ratio(row.get("request_rate"), row.get("rate_5xx"))
         row.setdefault("routed_backends", [])
@@ -235,12 +233,11 @@ def _sum_services(out: Mapped, resolver: Resolver, service_q: dict[ServiceKey, d
     out.service_fields.add("routed_backends")
 
 
-def _route_roots(out: Mapped, resolver: Resolver) -> None:
+def _route_roots(out: Mapped, resolver: Resolver, service_buckets: dict[ServiceKey, histogram.Buckets]) -> None:
     """A split root's KPIs are its backends': callers' sidecars route what they address to the root to the
-    backends' clusters (reference osm.md §4.3), so no series names the root. Rates are summed; each quantile is the
-    highest of the backends' (a mix's quantile lies between its parts', so this bounds it from above). A backend
-    called directly is counted too: Envoy's stats cannot tell the two apart. Two splits on one root: the first by
-    name."""
+    backends' clusters (reference osm.md §4.3), so no series names the root. Rates and latency buckets are summed
+    (so its quantiles are those of the traffic addressed to it). A backend called directly is counted too: Envoy's
+    stats cannot tell the two apart. Two splits on one root: the first by name."""
     for (ns, root), backends in resolver.splits.items():
         if (ns, root) not in resolver.services:
             continue
@@ -251,9 +248,11 @@ def _route_roots(out: Mapped, resolver: Resolver) -> None:
         for name in SUMMED:
             values = [p[name] for p in parts if p.get(name) is not None]
             row[name] = sum(values) if values else row.get(name)
-        for name in QUANTILES:
-            values = [p[name] for p in parts if p.get(name) is not None and (p.get("request_rate") or 0) > 0]
-            row[name] = max(values) if values else None
+        buckets: histogram.Buckets = {}
+        for service in (root, *backends):
+            histogram.add(buckets, service_buckets.get((ns, service), {}))
+        for name, q in QUANTILES.items():
+            row[name] = histogram.quantile(q, buckets)
 
 
 def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
@@ -261,10 +260,10 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     out = Mapped()
     _map_requests(cycle, resolver, out)
     _map_tcp(cycle, resolver, out)
-    service_q = _map_latency(cycle, resolver, out)
+    service_buckets = _map_latency(cycle, resolver, out)
     _map_tls(cycle, resolver, out)
     _map_denials(cycle, resolver, out)
-    _sum_services(out, resolver, service_q)
+    _sum_services(out, resolver, service_buckets)
     out.splits = _map_splits(cycle, resolver, out.edges)
     return out
 

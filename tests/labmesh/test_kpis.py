@@ -95,7 +95,9 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
         assert root.request_rate == pytest.approx(total, rel=0.10)
         assert root.request_rate == pytest.approx(20.0, rel=0.10)
         assert root.success_rate == pytest.approx(1 - 0.5 * 0.2, abs=0.05)
-        assert root.p99_ms == max(kpis["bookstore-v1"].p99_ms, kpis["bookstore-v2"].p99_ms)
+        # Its quantiles come from the backends' summed buckets: a mix's quantile lies between its parts'.
+        parts = sorted(kpis[s].p99_ms for s in ("bookstore-v1", "bookstore-v2"))
+        assert parts[0] <= root.p99_ms <= parts[1]
         ok = recorder.count(at, "bookstore-v2", "200") - recorder.count(at - window, "bookstore-v2", "200")
         failed = recorder.count(at, "bookstore-v2", "500") - recorder.count(at - window, "bookstore-v2", "500")
         assert kpis["bookstore-v2"].success_rate == pytest.approx(ok / (ok + failed), rel=0.10)

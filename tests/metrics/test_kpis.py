@@ -231,9 +231,9 @@ def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms,
 
     # The meshes differ: KPIs for ten times the services came back from the same set of requests.
     assert kpis[50] > 5 * kpis[5] > 0
-    # buildinfo, config and metric names (3), then the PromQL of one cycle (5 traffic, 6 latency, 1 refusals):
-    # written here, not taken from the code.
-    assert {services: len(paths) for services, paths in received.items()} == {5: 15, 50: 15}, received
+    # buildinfo, config, metric names and the pre-flight's label names (4), then the PromQL of one cycle (5 traffic,
+    # 1 latency buckets, 1 refusals): written here, not taken from the code.
+    assert {services: len(paths) for services, paths in received.items()} == {5: 11, 50: 11}, received
 
 
 def test_it_uses_the_per_cluster_scrape_interval_for_windows(proms, snapshot_cluster):
