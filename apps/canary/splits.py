@@ -10,7 +10,8 @@ from django.utils import timezone
 from apps.clusters.models import Cluster
 from apps.mesh.decode import k8s_time
 from apps.mesh.models import Service, TrafficSplit, weight_problem
-from apps.metrics.models import ServiceKPI, SplitShare
+from apps.metrics.catalog import windows
+from apps.metrics.models import MetricsState, ServiceKPI, SplitShare
 from apps.policies.checks import Finding, split_findings
 
 from .editor import backend_warnings
@@ -29,6 +30,12 @@ class BackendView:
     observed_5m: float | None
     request_rate: float | None
     waiting: bool = False  # no short window lies wholly after the last weight change yet
+    sampled: bool = True  # False: no metrics cycle has measured this backend (no data, not "no traffic")
+    success_rate: float | None = None  # the backend service's own KPIs, 0..1
+    p99_ms: float | None = None
+    # While the 5-minute window still reaches back before the last change, its share mixes both configurations
+    # (a removed backend's traffic is not in the total): the time it will be clean, else None.
+    long_clean_at: datetime | None = None
     warnings: tuple[str, ...] = ()  # why its share would fail or suffer now (no sidecar, no ready pod, degraded)
 
     @property
@@ -87,6 +94,8 @@ def split_views(cluster: Cluster) -> list[SplitView]:
     kpis = {(k.namespace, k.service): k for k in ServiceKPI.objects.filter(cluster=cluster)}
     findings = split_findings(cluster)
     changes = _last_changes(cluster)
+    state = MetricsState.objects.filter(cluster=cluster).only("scrape_interval_seconds").first()
+    long_window = timedelta(seconds=windows(state.scrape_interval_seconds if state else 15.0).long)
     views = []
     for split in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name"):
         mine = [
@@ -101,6 +110,8 @@ def split_views(cluster: Cluster) -> list[SplitView]:
             name = str(backend.get("service", ""))
             share = shares.get((split.namespace, split.name, name))
             window = window or (share.short_window_seconds if share else None)
+            kpi = kpis.get((split.namespace, name))
+            clean_at = changed_at + long_window if changed_at else None
             backends.append(
                 BackendView(
                     service=backend.get("service", ""),
@@ -110,9 +121,11 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                     observed_5m=share.share_5m * 100 if share and share.share_5m is not None else None,
                     request_rate=share.request_rate if share else None,
                     waiting=waiting,
-                    warnings=tuple(
-                        backend_warnings(name, services.get((split.namespace, name)), kpis.get((split.namespace, name)))
-                    ),
+                    sampled=share is not None,
+                    success_rate=kpi.success_rate if kpi else None,
+                    p99_ms=kpi.p99_ms if kpi else None,
+                    long_clean_at=clean_at if share and clean_at and share.collected_at < clean_at else None,
+                    warnings=tuple(backend_warnings(name, services.get((split.namespace, name)), kpi)),
                 )
             )
         views.append(

@@ -416,6 +416,13 @@ def endpoint_choices(cluster: Cluster, limit: int = 500) -> list[str]:
     return choices[:limit]
 
 
+def endpoint_placeholders(choices: list[str]) -> tuple[str, str]:
+    """Examples for the two inputs from the cluster shown: its first workload and its first service."""
+    workload = next((c for c in choices if c.startswith("workload ")), "workload namespace/name")
+    service = next((c for c in choices if c.startswith("service ")), "service namespace/name")
+    return workload, service
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Observed denials
 

@@ -39,7 +39,8 @@ def policies(request: HttpRequest) -> HttpResponse:
             findings=findings,
             verdict=verdict,
             verdict_error=error,
-            choices=smi_access.endpoint_choices(cluster),
+            choices=(choices := smi_access.endpoint_choices(cluster)),
+            placeholders=smi_access.endpoint_placeholders(choices),
             **ctx.freshness(),
         )
     htmx = getattr(request, "htmx", None)

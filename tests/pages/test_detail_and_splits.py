@@ -11,7 +11,7 @@ from kubernetes import config as k8s_config
 
 from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
-from apps.metrics.models import EdgeKPI, MetricsState
+from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI, SplitShare
 from tests.helpers import HOSTILE, assert_shown_as_text, set_bookstore_backends
 
 
@@ -66,10 +66,16 @@ def test_it_shows_weights_percentages_observed_share_and_disagreement(client, vi
         kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
     )
     collect_and_record(bookstore)
-    # The weights changed a minute before the shares were measured, so the short window lies wholly after it.
-    a_minute_ago = (timezone.now() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The weights changed six minutes before the shares were measured: both windows lie wholly after it.
+    six_minutes_ago = (timezone.now() - timedelta(minutes=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
     TrafficSplit.objects.filter(cluster=bookstore, name="bookstore-split").update(
-        managers=[{"manager": "kubectl", "operation": "Update", "time": a_minute_ago}]
+        managers=[{"manager": "kubectl", "operation": "Update", "time": six_minutes_ago}]
+    )
+    ServiceKPI.objects.update_or_create(
+        cluster=bookstore,
+        namespace="bookstore",
+        service="bookstore-v2",
+        defaults={"collected_at": timezone.now(), "request_rate": 7.6, "success_rate": 0.8, "p99_ms": 97.0},
     )
     client.force_login(viewer)
 
@@ -83,7 +89,32 @@ def test_it_shows_weights_percentages_observed_share_and_disagreement(client, vi
     v2 = html[html.index('data-backend="bookstore-v2"') :]
     v2 = v2[: v2.index("</tr>")]
     assert "0.0%" in v2 and "38.0%" in v2 and "differs" in v2
+    assert "80%" in v2 and "97" in v2  # the backend's own success and p99 beside its share
     assert "(8 s)" in html
+
+
+def test_it_says_the_5_minute_share_spans_a_recent_change_and_no_data_where_nothing_was_measured(
+    client, viewer, bookstore, kubeapi
+):
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
+    )
+    collect_and_record(bookstore)
+    changed = timezone.now() - timedelta(minutes=1)
+    TrafficSplit.objects.filter(cluster=bookstore, name="bookstore-split").update(
+        managers=[{"manager": "kubectl", "operation": "Update", "time": changed.strftime("%Y-%m-%dT%H:%M:%SZ")}]
+    )
+    SplitShare.objects.filter(cluster=bookstore, backend="bookstore-v2").delete()
+    client.force_login(viewer)
+
+    html = client.get("/splits/").content.decode()
+
+    v1 = html[html.index('data-backend="bookstore-v1"') :]
+    v1 = v1[: v1.index("</tr>")]
+    assert "spans the change; clean at" in v1 and "95.0%" not in v1  # a mix of both configurations is not shown
+    v2 = html[html.index('data-backend="bookstore-v2"') :]
+    v2 = v2[: v2.index("</tr>")]
+    assert v2.count(">no data<") == 3 and "no traffic" not in v2  # never measured is not "no traffic"
 
 
 def test_it_flags_weights_osm_cannot_use(client, viewer, bookstore, kubeapi):

@@ -185,3 +185,18 @@ def test_it_shows_a_hostile_injection_annotation_on_the_mesh_page_as_text(client
     row = html[html.index('data-namespace="bookstore"') :]
     assert_shown_as_text(row[: row.index("</tr>")])
     assert_shown_as_text(html)
+
+
+def test_it_takes_the_examples_in_can_a_talk_to_b_from_the_cluster_shown(client, viewer, db):
+    from apps.clusters.models import Cluster
+    from apps.mesh.models import Service, Workload
+
+    shop = Cluster.objects.create(name="shop", kubeconfig_path="unused")
+    Service.objects.create(cluster=shop, namespace="shop", name="cart")
+    Workload.objects.create(cluster=shop, namespace="shop", name="frontend", kind="Deployment")
+    client.force_login(viewer)
+
+    html = client.get("/policies/?cluster=shop").content.decode()
+
+    assert 'placeholder="workload shop/frontend"' in html and 'placeholder="service shop/cart"' in html
+    assert "bookbuyer" not in html and "bookstore" not in html
