@@ -1,14 +1,18 @@
-"""What the Mesh page shows about one cluster's mesh: key MeshConfig settings, namespaces, and the checks."""
+"""What the Mesh page shows about one cluster's mesh: key MeshConfig settings, namespaces, the checks, and the
+metrics pre-flight (which series and labels Meshboard reads its Prometheus keeps: apps.metrics.preflight)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from django.db.models import Count, Q
 
 from apps.clusters.freshness import Freshness, freshness
 from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh.models import MeshNamespace, MeshState, Node, Pod
+from apps.metrics import preflight as metrics_preflight
+from apps.metrics.models import MetricsState
 
 from .checks import Finding, aks_evidence, run_checks
 from .smi_access import PERMISSIVE, SMI, policy_mode
@@ -74,24 +78,87 @@ class MeshReport:
 
 
 @dataclass(frozen=True)
+class PreflightRow:
+    kind: str  # "series" or "label"
+    name: str
+    status: str  # apps.metrics.preflight: present, missing, unchecked, not needed
+    cost: str  # what goes blank without it
+    reason: str  # why it could not be checked
+
+    @property
+    def status_text(self) -> str:
+        return metrics_preflight.STATUS_TEXT.get(self.status, self.status)
+
+    @property
+    def css(self) -> str:
+        return self.status.replace(" ", "-")
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """The last metrics pre-flight stored for a cluster (`checked_at` None: no metrics run has stored one)."""
+
+    checked_at: datetime | None = None
+    window_seconds: int = 0
+    summary: str = ""
+    rows: list[PreflightRow] = field(default_factory=list)
+    advice: metrics_preflight.Advice | None = None
+
+    @property
+    def checked(self) -> bool:
+        return self.checked_at is not None
+
+
+def preflight_of(report: dict | None) -> Preflight:
+    """The stored pre-flight (`MetricsState.preflight`) as the page shows it; anything unreadable is "not checked"."""
+    if not isinstance(report, dict) or report.get("version") != metrics_preflight.VERSION:
+        return Preflight()
+    try:
+        checked_at = datetime.fromtimestamp(float(report["checked_at"]), UTC)
+        rows = [
+            PreflightRow(
+                str(i.get("kind", "")),
+                str(i.get("name", "")),
+                str(i.get("status", "")),
+                str(i.get("cost", "")),
+                str(i.get("reason", "")),
+            )
+            for i in report.get("items") or []
+        ]
+    except (KeyError, TypeError, ValueError, OverflowError, OSError, AttributeError):
+        return Preflight()
+    return Preflight(
+        checked_at=checked_at,
+        window_seconds=round(float(report.get("window_seconds") or 0)),
+        summary=str(report.get("summary", "")),
+        rows=rows,
+        advice=metrics_preflight.advice(report),
+    )
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
-    """One cluster on the Mesh page: how fresh each collection is, and the mesh report once a snapshot exists."""
+    """One cluster on the Mesh page: how fresh each collection is, the mesh report once a snapshot exists, and the
+    metrics pre-flight once a metrics run has stored one."""
 
     cluster: Cluster
     objects: Freshness
     metrics: Freshness
     report: MeshReport | None
+    preflight: Preflight = field(default_factory=Preflight)
 
 
 def cluster_statuses() -> list[ClusterStatus]:
     clusters = list(Cluster.objects.all())
     with_state = set(MeshState.objects.filter(cluster__in=clusters).values_list("cluster_id", flat=True))
+    preflights = dict(MetricsState.objects.filter(cluster__in=clusters).values_list("cluster_id", "preflight"))
     return [
         ClusterStatus(
             cluster=cluster,
             objects=freshness(cluster, CollectionRun.Kind.CLUSTER),
             metrics=freshness(cluster, CollectionRun.Kind.METRICS),
             report=mesh_report(cluster) if cluster.pk in with_state else None,
+            preflight=preflight_of(preflights.get(cluster.pk)),
         )
         for cluster in clusters
     ]
