@@ -8,4 +8,6 @@ urlpatterns = [
     path("splits/audit/", views.audit, name="audit"),
     path("splits/audit/<int:pk>/rollback/", views.rollback, name="rollback"),
     path("splits/<str:namespace>/<str:name>/", views.edit, name="edit"),
+    path("splits/<str:namespace>/<str:name>/compare/", views.compare, name="compare"),
+    path("splits/<str:namespace>/<str:name>/compare/series", views.compare_series, name="compare_series"),
 ]

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
@@ -20,6 +20,7 @@ from apps.clusters.roles import VIEW_PERMISSION, can_change_weights, require_vie
 from apps.core.pages import render_page
 from apps.mesh.models import TrafficSplit
 
+from . import compare as comparison
 from .editor import editor_facts
 from .forms import WeightsForm
 from .models import WeightChange
@@ -258,3 +259,49 @@ def rollback(request: HttpRequest, pk: int) -> HttpResponse:
         return _editor(request, split, form, rollback=record, diff=diff)
     outcome = change_weights(split.cluster, request.user, form.change(), rollback_of=record)
     return _applied_or_explained(request, split, form, outcome)
+
+
+@require_GET
+@login_required
+def compare(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """Every backend of a split over one window (`?window=`), with verdicts against `?baseline=`."""
+    ctx = page_context(request)
+    split = split_for(request, ctx.cluster, namespace, name)
+    window, window_note = comparison.pick_window(request.GET.get("window", ""))
+    until, until_note = comparison.pick_until(request.GET.get("until", ""))
+    result = comparison.compare(split, window, request.GET.get("baseline", "")[:253], at=until)
+    context = {
+        "page_ctx": ctx,
+        "split": split,
+        "comparison": result,
+        "window_note": "; ".join(n for n in (window_note, until_note) if n),
+        "windows": comparison.WINDOWS,
+        **ctx.freshness(),
+    }
+    return render_page(request, "canary/compare.html", "compare", context)
+
+
+@require_GET
+@login_required
+def compare_series(request: HttpRequest, namespace: str, name: str) -> JsonResponse:
+    """Chart data of every backend over the window, on one time axis, and the weight changes in it."""
+    from datetime import UTC, datetime
+
+    from apps.core.windows import WINDOWS
+    from apps.metrics.ranges import service_series
+
+    ctx = page_context(request)
+    split = split_for(request, ctx.cluster, namespace, name)
+    window, _ = comparison.pick_window(request.GET.get("window", ""))
+    chart_window = window if window in WINDOWS else "15m"  # charts never span less than 15 minutes
+    backends = {
+        b: service_series(ctx.cluster, split.namespace, b, chart_window) for b in dict.fromkeys(split.backend_services)
+    }
+    start = min((d["start"] for d in backends.values()), default=0.0)
+    return JsonResponse(
+        {
+            "window": chart_window,
+            "backends": backends,
+            "markers": comparison.markers(split, datetime.fromtimestamp(start, UTC)),
+        }
+    )

@@ -38,13 +38,22 @@ def ms(value: object) -> str:
 
 @register.filter
 def bytes_rate(value: object) -> str:
+    return _binary(value, "/s")
+
+
+@register.filter
+def bytes_total(value: object) -> str:
+    return _binary(value, "")
+
+
+def _binary(value: object, suffix: str) -> str:
     if not _known(value):
         return "–"
-    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
+    for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(value) < 1024:
-            return f"{value:.3g} {unit}"
+            return f"{value:.3g} {unit}{suffix}"
         value /= 1024
-    return f"{value:.3g} TiB/s"
+    return f"{value:.3g} TiB{suffix}"
 
 
 @register.simple_tag

@@ -1,0 +1,152 @@
+"""The compare page's data: every backend of a split over one window, verdicts against a baseline, chart markers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apps.mesh.decode import k8s_time
+from apps.mesh.models import TrafficSplit
+from apps.metrics.compare import BackendCounts, WindowCounts, window_counts
+
+from .evidence import Verdict, latency_verdict, success_verdict
+from .models import WeightChange
+
+# The windows a comparison can span (seconds); shorter than the charts' because a canary step is minutes long.
+WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600}
+DEFAULT_WINDOW = "15m"
+OUR_MANAGER = "meshboard"
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    service: str
+    weight: object
+    percent: float | None
+    counts: BackendCounts
+    seconds: int
+    is_baseline: bool
+    verdicts: tuple[Verdict, ...] = ()
+
+    @property
+    def request_rate(self) -> float | None:
+        return self.counts.requests / self.seconds if self.seconds else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.counts.quantile(0.5)
+
+    @property
+    def p95_ms(self) -> float | None:
+        return self.counts.quantile(0.95)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return self.counts.quantile(0.99)
+
+    @property
+    def success_rate(self) -> float | None:
+        c = self.counts
+        return (c.requests - c.errors) / c.requests if c.requests > 0 else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    split: TrafficSplit
+    window: str
+    seconds: int
+    baseline: str
+    rows: list[BackendRow]
+    counts: WindowCounts
+
+    @property
+    def until(self) -> datetime:
+        return datetime.fromtimestamp(self.counts.at, UTC)
+
+
+def pick_window(value: str) -> tuple[str, str]:
+    """The window key to use and, for a value we do not offer, the message saying what was used instead."""
+    if not value or value in WINDOWS:
+        return value or DEFAULT_WINDOW, ""
+    return (
+        DEFAULT_WINDOW,
+        f"unknown window {value[:20]!r}; showing {DEFAULT_WINDOW} (choose one of {', '.join(WINDOWS)})",
+    )
+
+
+def pick_until(value: str) -> tuple[float | None, str]:
+    """`?until=` as unix seconds (None: now), so a link shows the window its sender saw; a bad value is said."""
+    if not value:
+        return None, ""
+    try:
+        until = float(value)
+    except ValueError:
+        until = None
+    if until is None or not math.isfinite(until) or until <= 0:
+        return None, f"until={value[:30]!r} is not a time in unix seconds; showing the window up to now"
+    return until, ""
+
+
+def default_baseline(split: TrafficSplit) -> str:
+    """The backend with the largest weight (the first of equals): what the others are compared against."""
+    best, best_weight = "", None
+    for b in split.backends or []:
+        weight = b.get("weight") if isinstance(b, dict) else None
+        usable = isinstance(weight, (int, float)) and not isinstance(weight, bool) and b.get("service")
+        if usable and (best_weight is None or weight > best_weight):
+            best, best_weight = b["service"], weight
+    return best or (split.backend_services[0] if split.backend_services else "")
+
+
+def compare(split: TrafficSplit, window: str, baseline: str = "", *, at: float | None = None) -> Comparison:
+    seconds = WINDOWS[window]
+    backends = list(dict.fromkeys(split.backend_services))
+    if baseline not in backends:
+        baseline = default_baseline(split)
+    counts = window_counts(split.cluster, split.namespace, backends, seconds, at=at)
+    base = counts.backends.get(baseline)
+    percents = dict(zip([b.get("service") for b in split.backends], split.weight_percents(), strict=True))
+    weights = {b.get("service"): b.get("weight") for b in split.backends}
+    rows = []
+    for service in backends:
+        mine = counts.backends[service]
+        verdicts: tuple[Verdict, ...] = ()
+        if base is not None and service != baseline and not counts.problem:
+            verdicts = (success_verdict(base, mine), latency_verdict(base, mine))
+        rows.append(
+            BackendRow(
+                service, weights.get(service), percents.get(service), mine, seconds, service == baseline, verdicts
+            )
+        )
+    return Comparison(split, window, seconds, baseline, rows, counts)
+
+
+def markers(split: TrafficSplit, since: datetime) -> list[dict]:
+    """Weight changes since `since` for the charts: Meshboard's own writes from the audit, and the last write by
+    anyone else that the server's managedFields record ("changed outside Meshboard by …")."""
+    out = []
+    changes = WeightChange.objects.filter(
+        cluster=split.cluster,
+        namespace=split.namespace,
+        split=split.name,
+        result__in=WeightChange.CHANGED,
+        created_at__gte=since,
+    ).order_by("created_at")
+    for c in changes:
+        weights = ", ".join(f"{w.get('service')} {w.get('weight')}" for w in c.weights_after if isinstance(w, dict))
+        out.append(
+            {"at": c.created_at.timestamp(), "text": f"{c.username} set {weights} in Meshboard", "outside": False}
+        )
+    last = split.last_writer or {}
+    when = k8s_time(last.get("time", ""))
+    if when and when >= since and last.get("manager") != OUR_MANAGER:
+        out.append(
+            {
+                "at": when.timestamp(),
+                "text": f"changed outside Meshboard by {last.get('manager') or 'an unnamed manager'}"
+                f" ({last.get('operation') or 'write'})",
+                "outside": True,
+            }
+        )
+    return sorted(out, key=lambda m: m["at"])
