@@ -39,32 +39,47 @@ def add(into: Buckets, buckets: Mapping[float, float]) -> None:
 
 def quantile(q: float, buckets: Mapping[float, float] | Iterable[tuple[float, float]]) -> float | None:
     """The q-quantile of cumulative `buckets` ({upper bound: count}); None where Prometheus answers NaN."""
+    return quantiles((q,), buckets)[0]
+
+
+def quantiles(
+    qs: Iterable[float], buckets: Mapping[float, float] | Iterable[tuple[float, float]]
+) -> list[float | None]:
+    """Several quantiles of the same buckets, sorting and smoothing them once (the cycle asks three per series)."""
+    prepared = _prepare(buckets)
+    return [_quantile(q, prepared) for q in qs]
+
+
+def _prepare(buckets: Mapping[float, float] | Iterable[tuple[float, float]]) -> list[tuple[float, float]] | None:
+    """Sorted (bound, count) pairs with equal bounds merged and counts made monotonic; None when no quantile can
+    be read from them (no +Inf bucket, fewer than two buckets, no observations)."""
     pairs = buckets.items() if isinstance(buckets, Mapping) else buckets
     merged: dict[float, float] = {}
     for bound, count in pairs:
         if count is None or math.isnan(count):
             continue
         merged[bound] = merged.get(bound, 0.0) + count
-    if math.isnan(q):
-        return None
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
     ordered = sorted(merged.items())
-    if not ordered or not math.isinf(ordered[-1][0]) or ordered[-1][0] < 0:
+    if len(ordered) < 2 or ordered[-1][0] != math.inf:
         return None
     highest = -math.inf
     monotonic = []
     for bound, count in ordered:
         highest = max(highest, count)
         monotonic.append((bound, highest))
-    if len(monotonic) < 2:
+    return monotonic if monotonic[-1][1] != 0 else None
+
+
+def _quantile(q: float, monotonic: list[tuple[float, float]] | None) -> float | None:
+    if math.isnan(q):
         return None
-    observations = monotonic[-1][1]
-    if observations == 0:
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    if monotonic is None:
         return None
-    rank = q * observations
+    rank = q * monotonic[-1][1]
     b = next((i for i in range(len(monotonic) - 1) if monotonic[i][1] >= rank), len(monotonic) - 1)
     if b == len(monotonic) - 1:
         return monotonic[-2][0]

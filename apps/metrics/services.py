@@ -173,6 +173,10 @@ def _map_tcp(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
                     _add(row, name, s.value)
 
 
+def _quantiles(buckets: histogram.Buckets) -> dict[str, float | None]:
+    return dict(zip(QUANTILES, histogram.quantiles(QUANTILES.values(), buckets), strict=True))
+
+
 def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceKey, histogram.Buckets]:
     """Per edge, the quantiles of its bucket rates (several cluster names of one edge, e.g. the truncated names of a
     StatefulSet's pods, are summed first). Returns each service's buckets, summed over its edges."""
@@ -199,9 +203,7 @@ def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceK
         for key in keys:
             histogram.add(edge_buckets.setdefault(key, {}), {bound: s.value})
     for key, buckets in edge_buckets.items():
-        row = out.edges.setdefault(key, {})
-        for name, q in QUANTILES.items():
-            row[name] = histogram.quantile(q, buckets)
+        out.edges.setdefault(key, {}).update(_quantiles(buckets))
         histogram.add(service_buckets.setdefault(key[-2:], {}), buckets)
     return service_buckets
 
@@ -222,9 +224,7 @@ def _sum_services(out: Mapped, resolver: Resolver, service_buckets: dict[Service
         if key not in services:
             services[key] = {name: 0.0 for name in SUMMED} if resolver.meshed.get(key) else {}
     for key, buckets in service_buckets.items():
-        row = services.setdefault(key, {})
-        for name, q in QUANTILES.items():
-            row[name] = histogram.quantile(q, buckets)
+        services.setdefault(key, {}).update(_quantiles(buckets))
     _route_roots(out, resolver, service_buckets)
     for row in services.values():
         row["success_rate"] = success_ratio(row.get("request_rate"), row.get("rate_5xx"))
@@ -251,8 +251,7 @@ def _route_roots(out: Mapped, resolver: Resolver, service_buckets: dict[ServiceK
         buckets: histogram.Buckets = {}
         for service in (root, *backends):
             histogram.add(buckets, service_buckets.get((ns, service), {}))
-        for name, q in QUANTILES.items():
-            row[name] = histogram.quantile(q, buckets)
+        row.update(_quantiles(buckets))
 
 
 def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
