@@ -32,6 +32,7 @@ PODS = Resource("pods", "", "v1", "pods")
 DEPLOYMENTS = Resource("deployments", "apps", "v1", "deployments")
 REPLICASETS = Resource("replicasets", "apps", "v1", "replicasets")
 STATEFULSETS = Resource("statefulsets", "apps", "v1", "statefulsets")
+DAEMONSETS = Resource("daemonsets", "apps", "v1", "daemonsets")
 ENDPOINT_SLICES = Resource("endpointslices", "discovery.k8s.io", "v1", "endpointslices")
 TRAFFIC_SPLITS = Resource("trafficsplits", "split.smi-spec.io", "v1alpha2", "trafficsplits")
 TRAFFIC_TARGETS = Resource("traffictargets", "access.smi-spec.io", "v1alpha3", "traffictargets")
@@ -50,6 +51,7 @@ BUILTIN = (
     DEPLOYMENTS,
     REPLICASETS,
     STATEFULSETS,
+    DAEMONSETS,
     ENDPOINT_SLICES,
 )
 SMI = (TRAFFIC_SPLITS, TRAFFIC_TARGETS, HTTP_ROUTE_GROUPS, TCP_ROUTES)
@@ -252,6 +254,8 @@ def _decode(fetched: _Fetched, control_plane_namespace: str) -> ClusterSnapshot:
         owners = {decode.object_key(o): decode.controller_of(o) for o in lists["replicasets"] if _safe_key(o)}
         workloads = _decode_each("deployments", lists["deployments"], decode.workload_row, snap, "Deployment")
         workloads += _decode_each("statefulsets", lists["statefulsets"], decode.workload_row, snap, "StatefulSet")
+        # Listed like the others; a cluster whose RBAC predates it (403) keeps the other kinds, with the warning.
+        workloads += _decode_each("daemonsets", lists.get("daemonsets", []), decode.workload_row, snap, "DaemonSet")
         # A ReplicaSet under a Deployment is an implementation detail; a bare one is a workload of its own.
         workloads += [row for row in rs_rows if not owners.get((row["namespace"], row["name"]), ("", ""))[0]]
         snap.rows["workloads"] = workloads

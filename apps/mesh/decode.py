@@ -138,10 +138,14 @@ def workload_row(obj: dict, kind: str) -> Row:
     status = _dict(obj.get("status"))
     template = _dict(spec.get("template"))
     replicas = spec.get("replicas")
+    if kind == "DaemonSet":  # one pod per eligible node: the wanted count is the controller's, in its status
+        wanted, ready = _int(status.get("desiredNumberScheduled")), _int(status.get("numberReady"))
+    else:
+        wanted, ready = _int(replicas) if replicas is not None else 1, _int(status.get("readyReplicas"))
     row.update(
         kind=kind,
-        replicas=_int(replicas) if replicas is not None else 1,
-        ready_replicas=_int(status.get("readyReplicas")),
+        replicas=wanted,
+        ready_replicas=ready,
         selector=_dict(spec.get("selector")),
         service_account=_str(_dict(template.get("spec")).get("serviceAccountName")),
         template_labels=_str_map(_dict(template.get("metadata")).get("labels")),

@@ -1,7 +1,7 @@
 """A Kubernetes API server stand-in that the official `kubernetes` client cannot tell from a cluster.
 
 What it does: serves the REST protocol over plain HTTP/1.1 on 127.0.0.1 (JSON only, keep-alive, chunked watch) for
-Namespaces, Nodes, Services, Pods, Endpoints, ServiceAccounts, Deployments, ReplicaSets, StatefulSets,
+Namespaces, Nodes, Services, Pods, Endpoints, ServiceAccounts, Deployments, ReplicaSets, StatefulSets, DaemonSets,
 EndpointSlices and the SMI, OSM and Flagger custom resources whose CRDs ship in `crds/` (only the CRD groups a seed
 installs exist; the others 404 everywhere, discovery included). It answers discovery (/version, /api, /apis,
 /apis/{group}/{version}), sets server-side metadata, keeps one resourceVersion counter (untouched by no-op writes),

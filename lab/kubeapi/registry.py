@@ -111,6 +111,16 @@ BUILTINS: tuple[ResourceType, ...] = (
         status=True,
         tracks_generation=True,
     ),
+    _builtin(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        short_names=("ds",),
+        categories=("all",),
+        status=True,
+        tracks_generation=True,
+    ),
     _builtin("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
 )
 

@@ -68,7 +68,9 @@ def render(obj: dict, rt: ResourceType, version: str) -> dict:
 
 # Built-in kinds whose Go type has a `spec` struct. A create is compared with the type's zero value, where that struct
 # exists already: so their managedFields say `"f:spec": {...}` where a custom resource's say `"f:spec": {".": {}, ...}`.
-_SPEC_STRUCT_KINDS = frozenset({"Namespace", "Node", "Service", "Pod", "Deployment", "ReplicaSet", "StatefulSet"})
+_SPEC_STRUCT_KINDS = frozenset(
+    {"Namespace", "Node", "Service", "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"}
+)
 
 
 def _zero_value(rt: ResourceType) -> dict:

@@ -146,7 +146,7 @@ def test_it_grants_the_cluster_wide_identities_exactly_what_the_code_uses(kubeap
     assert {g.namespace for grants_ in bound.values() for g in grants_} == {""}, "ClusterRoleBindings only"
     # One call per kind, whatever the mesh: discovery (2), one list per kind, the API server's Endpoints.
     collector_requests = made["meshboard-collector"]
-    assert len(collector_requests) == 2 + 15 + 1
+    assert len(collector_requests) == 2 + 16 + 1
     assert all(r.namespace == "" for r in collector_requests if r.verb == "list")
     assert [str(r) for r in made["meshboard-web"]] == [
         "get trafficsplits.split.smi-spec.io/bookstore-split in bookstore",
