@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.db.models.fields.json import KT
 from django.urls import reverse
 
@@ -43,6 +43,7 @@ from apps.mesh.names import SERVICE, name_problem
 from apps.metrics.health import UNKNOWN, Health, assess
 from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
 from apps.overview.overview import ServiceRow, overview_rows
+from apps.overview.workloads import POD, workload_url
 
 from .query import parse
 
@@ -153,12 +154,14 @@ class _Snapshot:
         groups = (
             Pod.objects.filter(cluster=cluster)
             .annotate(app=KT("labels__app"))
-            .values("namespace", "app")
+            .values("namespace", "app", "workload_kind", "workload_name")
             .annotate(
                 total=Count("id"),
                 meshed=Count("id", filter=Q(has_sidecar=True)),
                 ready=Count("id", filter=Q(ready=True)),
+                some_pod=Max("name"),
             )
+            .order_by()
         )
         return cls(
             rows=overview_rows(cluster),  # services + KPIs + split roots, with the overview's health
@@ -166,13 +169,35 @@ class _Snapshot:
                 TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends")
             ),
             shares={(s["namespace"], s["split"], s["backend"]): s for s in shares},
-            groups={(g["namespace"], g["app"]): g for g in groups if g["app"] is not None},
+            groups=_app_groups(groups),
             edge_rows=[
                 dict(zip(EDGE_FIELDS, r, strict=True))
                 for r in EdgeKPI.objects.filter(cluster=cluster).values_list(*EDGE_FIELDS)
             ],
             monitored=dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by")),
         )
+
+
+def _app_groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Pods by (namespace, app label) with their counts, and the page of the one workload running them ("" when
+    several do: the label alone cannot say whose calls they are). A pod no controller owns is its own workload."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["app"] is None:
+            continue
+        group = groups.setdefault(
+            (row["namespace"], row["app"]), {"total": 0, "meshed": 0, "ready": 0, "workloads": set()}
+        )
+        for count in ("total", "meshed", "ready"):
+            group[count] += row[count]
+        if row["workload_kind"]:
+            group["workloads"].add((row["workload_kind"], row["workload_name"]))
+        else:  # bare pods: each its own workload, so several of them are several workloads
+            group["workloads"].update([(POD, row["some_pod"])] if row["total"] == 1 else [(POD, ""), (POD, None)])
+    for (ns, _app), group in groups.items():
+        workloads = group.pop("workloads")
+        group["url"] = workload_url(ns, *next(iter(workloads))) if len(workloads) == 1 else ""
+    return groups
 
 
 class _Nodes(dict):
@@ -202,7 +227,7 @@ class _Nodes(dict):
         if node_id not in self:
             data, health = _workload_node(name, group) if group else _unknown_node()
             data.update(id=node_id, namespace=ns, name=name, split="", rps=None, error=None, success=None, p99_ms=None)
-            data["url"] = ""
+            data["url"] = group["url"] if group else ""  # the workload page, when one workload has that app label
             self.add(data, health)
         return node_id
 

@@ -8,24 +8,44 @@ from datetime import datetime
 from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
 
+from .workloads import WorkloadIndex, WorkloadRef
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An edge with the workload page its caller links to (None: no single workload of the snapshot is it)."""
+
+    edge: EdgeKPI
+    workload: WorkloadRef | None
+
+
+@dataclass(frozen=True)
+class RoutedBackend:
+    """One backend of a split root: what it received, and its share of what reached all of them."""
+
+    service: str
+    kpi: ServiceKPI | None
+    share: float | None  # 0..1 of the backends' summed request rate; None when unknown
+
 
 @dataclass(frozen=True)
 class ServiceDetail:
     service: Service
     kpi: ServiceKPI | None
     pods: list[Pod]
-    inbound: list[EdgeKPI]
-    outbound: list[EdgeKPI]
+    inbound: list[Caller]
+    outbound: list[Caller]
     splits: list[TrafficSplit]
     metrics_state: MetricsState | None
     # The `app` labels of this service's pods (OSM's source_service), and other services whose pods share them:
     # Envoy's stats cannot tell their outbound calls apart.
     source_apps: list[str]
     sharing_services: list[str]
+    routed: list[RoutedBackend]  # a split root's backends as its traffic was routed to them; else empty
 
     @property
     def certificate_expires_at(self) -> datetime | None:
-        dates = [e.certificate_expires_at for e in self.inbound if e.certificate_expires_at]
+        dates = [c.edge.certificate_expires_at for c in self.inbound if c.edge.certificate_expires_at]
         return min(dates) if dates else None
 
     @property
@@ -38,6 +58,19 @@ class ServiceDetail:
         return state.get_latency_source_display()
 
 
+def _routed(service: Service, kpi: ServiceKPI | None) -> list[RoutedBackend]:
+    backends = [b for b in (kpi.routed_backends if kpi else []) or [] if isinstance(b, str)]
+    if not backends:
+        return []
+    kpis = {
+        k.service: k
+        for k in ServiceKPI.objects.filter(cluster=service.cluster, namespace=service.namespace, service__in=backends)
+    }
+    rates = {b: kpis[b].request_rate for b in backends if b in kpis and kpis[b].request_rate is not None}
+    total = sum(rates.values())
+    return [RoutedBackend(b, kpis.get(b), rates[b] / total if total and b in rates else None) for b in backends]
+
+
 def service_detail(service: Service) -> ServiceDetail:
     cluster, namespace = service.cluster, service.namespace
     pods = [p for p in Pod.objects.filter(cluster=cluster, namespace=namespace) if selects(service.selector, p.labels)]
@@ -48,20 +81,30 @@ def service_detail(service: Service) -> ServiceDetail:
         for s in TrafficSplit.objects.filter(cluster=cluster, namespace=namespace)
         if s.root_service_name == service.name or any(b.get("service") == service.name for b in s.backends)
     ]
+    kpi = ServiceKPI.objects.filter(cluster=cluster, namespace=namespace, service=service.name).first()
+    inbound = list(
+        EdgeKPI.objects.filter(
+            cluster=cluster, destination_namespace=namespace, destination_service=service.name
+        ).order_by("source_namespace", "source_service", "source_workload_name")
+    )
+    outbound = list(
+        EdgeKPI.objects.filter(cluster=cluster, source_namespace=namespace, source_service__in=apps).order_by(
+            "destination_namespace", "destination_service", "source_workload_name"
+        )
+    )
+    index = WorkloadIndex.load(cluster, {namespace, *(e.source_namespace for e in inbound)})
+
+    def caller(e: EdgeKPI) -> Caller:
+        return Caller(
+            e, index.caller(e.source_namespace, e.source_service, e.source_workload_kind, e.source_workload_name)
+        )
+
     return ServiceDetail(
         service=service,
-        kpi=ServiceKPI.objects.filter(cluster=cluster, namespace=namespace, service=service.name).first(),
+        kpi=kpi,
         pods=sorted(pods, key=lambda p: p.name),
-        inbound=list(
-            EdgeKPI.objects.filter(
-                cluster=cluster, destination_namespace=namespace, destination_service=service.name
-            ).order_by("source_namespace", "source_service")
-        ),
-        outbound=list(
-            EdgeKPI.objects.filter(cluster=cluster, source_namespace=namespace, source_service__in=apps).order_by(
-                "destination_namespace", "destination_service"
-            )
-        ),
+        inbound=[caller(e) for e in inbound],
+        outbound=[caller(e) for e in outbound],
         splits=splits,
         metrics_state=MetricsState.objects.filter(cluster=cluster).first(),
         source_apps=sorted(apps),
@@ -70,4 +113,5 @@ def service_detail(service: Service) -> ServiceDetail:
             for s in Service.objects.filter(cluster=cluster, namespace=namespace).exclude(pk=service.pk)
             if s.selector.get("app") in apps and s.name != service.name
         ),
+        routed=_routed(service, kpi),
     )

@@ -6,13 +6,13 @@ paging happen in Python on plain rows, which for 1,000 services is cheaper than 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
 from apps.clusters.models import Cluster
-from apps.mesh.models import Service, TrafficSplit, mtls_state, root_service_name
+from apps.mesh.models import Pod, Service, TrafficSplit, Workload, mtls_state, root_service_name
 from apps.metrics.health import Health, assess
 from apps.metrics.models import KPI_FIELDS, ServiceKPI
 
@@ -40,6 +40,8 @@ class ServiceRow:
     is_split_root: bool
     kpi: dict[str, Any]
     health: Health
+    # A split root's KPIs are its backends' as routed (ServiceKPI.routed_backends): the backends, else empty.
+    routed_backends: list[str] = field(default_factory=list)
 
     @property
     def mtls(self) -> str:
@@ -74,7 +76,9 @@ def overview_rows(
         services, kpis = services.filter(namespace=namespace), kpis.filter(namespace=namespace)
     if search:
         services = services.filter(name__icontains=search)
-    kpi_by_key = {(k["namespace"], k["service"]): k for k in kpis.values("namespace", "service", *KPI_FIELDS)}
+    kpi_by_key = {
+        (k["namespace"], k["service"]): k for k in kpis.values("namespace", "service", "routed_backends", *KPI_FIELDS)
+    }
     roots = split_roots(cluster)
     tolerances = settings.MESHBOARD_HEALTH
     rows = []
@@ -86,6 +90,7 @@ def overview_rows(
                 **s,
                 is_split_root=key in roots,
                 kpi=kpi,
+                routed_backends=[b for b in kpi.get("routed_backends") or [] if isinstance(b, str)],
                 health=assess(
                     request_rate=kpi.get("request_rate"),
                     rate_4xx=kpi.get("rate_4xx"),
@@ -106,6 +111,8 @@ def overview_rows(
 
 
 def namespaces(cluster: Cluster) -> list[str]:
-    return list(
-        Service.objects.filter(cluster=cluster).values_list("namespace", flat=True).distinct().order_by("namespace")
-    )
+    """Every namespace holding a service or a workload (bookbuyer holds only a client), in one query."""
+    services = Service.objects.filter(cluster=cluster).order_by().values_list("namespace")
+    workloads = Workload.objects.filter(cluster=cluster).order_by().values_list("namespace")
+    bare_pods = Pod.objects.filter(cluster=cluster, workload_kind="").order_by().values_list("namespace")
+    return sorted({ns for (ns,) in services.union(workloads, bare_pods)})

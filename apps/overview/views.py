@@ -7,13 +7,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from apps.clusters.picker import page_context
+from apps.clusters.picker import PageContext, page_context
 from apps.clusters.roles import require_viewer
 from apps.core.pages import render_page
 
 from .detail import service_detail
-from .lookup import service_for
+from .lookup import NotInSnapshot, service_for, workload_for
 from .overview import SORTS, namespaces, overview_rows
+from .workload_detail import workload_detail
+from .workloads import POD, WORKLOAD_SORTS, workload_rows
 
 COLUMNS = [
     ("name", "Service"),
@@ -27,19 +29,35 @@ COLUMNS = [
     ("tcp", "TCP"),
     ("coverage", "Sidecars"),
 ]
+WORKLOAD_COLUMNS = [
+    ("name", "Workload"),
+    ("kind", "Kind"),
+    ("namespace", "Namespace"),
+    ("ready", "Pods ready"),
+    ("rps", "Out req/s"),
+    ("success", "Success"),
+    ("tcp", "TCP out"),
+    ("refused", "Passthrough / refused"),
+    ("coverage", "Sidecars"),
+]
+SERVICES, WORKLOADS = "services", "workloads"
 
 
 @require_GET
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
+    """Every service (default) or every workload (`?show=workloads`) of the cluster, filtered, sorted, paged."""
     require_viewer(request)
     ctx = page_context(request)
+    show = WORKLOADS if request.GET.get("show") == WORKLOADS else SERVICES
     namespace = request.GET.get("namespace", "")
     search = request.GET.get("q", "").strip()[:253]
+    sorts = WORKLOAD_SORTS if show == WORKLOADS else SORTS
     sort = request.GET.get("sort", "name")
-    sort = sort if sort.lstrip("-") in SORTS else "name"
+    sort = sort if sort.lstrip("-") in sorts else "name"
+    rows_for = workload_rows if show == WORKLOADS else overview_rows
     rows = (
-        overview_rows(ctx.cluster, namespace=namespace, search=search, sort=sort.lstrip("-"), descending=sort[0] == "-")
+        rows_for(ctx.cluster, namespace=namespace, search=search, sort=sort.lstrip("-"), descending=sort[0] == "-")
         if ctx.cluster
         else []
     )
@@ -47,21 +65,31 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "page_ctx": ctx,
         "page": page,
+        "show": show,
         "namespace": namespace,
         "namespaces": namespaces(ctx.cluster) if ctx.cluster else [],
         "search": search,
         "sort": sort,
-        "columns": COLUMNS,
+        "columns": WORKLOAD_COLUMNS if show == WORKLOADS else COLUMNS,
         **ctx.freshness(),
     }
     return render_page(request, "overview/overview.html", "table", context)
+
+
+def _not_found(request: HttpRequest, ctx: PageContext, exc: NotInSnapshot) -> HttpResponse:
+    """The product's 404: what was looked for, in which cluster, and where to go instead."""
+    context = {"page_ctx": ctx, "missing": exc, **ctx.freshness()}
+    return render(request, "overview/not_found.html", context, status=404)
 
 
 @require_GET
 @login_required
 def detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     ctx = page_context(request)
-    service = service_for(request, ctx.cluster, namespace, name)
+    try:
+        service = service_for(request, ctx.cluster, namespace, name)
+    except NotInSnapshot as exc:
+        return _not_found(request, ctx, exc)
     context = {
         "page_ctx": ctx,
         "d": service_detail(service),
@@ -79,3 +107,44 @@ def series(request: HttpRequest, namespace: str, name: str) -> JsonResponse:
     from apps.metrics.ranges import service_series
 
     return JsonResponse(service_series(ctx.cluster, service.namespace, service.name, ctx.window))
+
+
+@require_GET
+@login_required
+def workload(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
+    """One workload: its outbound traffic, refusals, pods, the services that select it and the policy about it."""
+    ctx = page_context(request)
+    try:
+        found = workload_for(request, ctx.cluster, namespace, kind, name)
+    except NotInSnapshot as exc:
+        return _not_found(request, ctx, exc)
+    context = {
+        "page_ctx": ctx,
+        "w": workload_detail(ctx.cluster, found),
+        **ctx.freshness(),
+    }
+    return render(request, "overview/workload.html", context)
+
+
+@require_GET
+@login_required
+def workload_series(request: HttpRequest, namespace: str, kind: str, name: str) -> JsonResponse:
+    """Chart data for one workload's outbound traffic over the chosen window (cached)."""
+    ctx = page_context(request)
+    found = workload_for(request, ctx.cluster, namespace, kind, name)
+    from apps.metrics.workload_ranges import workload_series as series_of
+
+    ref = found.ref
+    source_kind, source_name = ref.source
+    labels = found.workload.template_labels if found.workload else found.pod.labels
+    app = labels.get("app", "") if isinstance(labels, dict) else ""
+    return JsonResponse(
+        series_of(
+            ctx.cluster,
+            ref.namespace,
+            source_kind,
+            source_name if ref.kind != POD else ref.name,
+            ctx.window,
+            app=app if isinstance(app, str) else "",
+        )
+    )

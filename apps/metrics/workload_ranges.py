@@ -1,0 +1,144 @@
+"""Range data for one workload's charts: what its pods' sidecars sent to every destination service, over a window.
+
+The same JSON as a service's charts (apps.metrics.ranges.service_series), from the caller side: Envoy's cluster stats
+of the workload's own sidecars, selected by OSM's source labels (reference osm.md §4.2-4.3) and restricted to
+destination-service clusters (catalog.DESTINATION: not OSM's internal clusters, not the inbound `|local` ones).
+- By workload: `source_namespace`, `source_workload_kind` and `source_workload_name` (a bare ReplicaSet is named
+  as OSM's relabeling names it: kind Deployment, its name less the last `-part`).
+- A bare pod has no workload labels: `source_pod_name` names it.
+- Where this Prometheus lacks the workload labels (the workload's KPIs say so), its pods' app label
+  (`source_service`), shared by every workload with that label.
+The latency chart is a quantile of the summed histogram over all destinations (one quantile of all its calls), which
+the KPI table cannot give: quantiles of edges cannot be added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+
+from apps.clusters.models import Cluster
+from apps.core.locks import page_redis_client
+from apps.core.windows import window_seconds
+
+from . import catalog
+from .models import EdgeKPI, MetricsState
+from .ranges import BREAKER, SERIES, _breaker_key, _cached, _clock, _fetch, _Frame, _frame
+
+BY_WORKLOAD, BY_POD, BY_APP = "workload", "pod", "app"
+WASM_BY_APP = "OSM's WASM latency metric names callers by workload, and this one is known by its app label only"
+
+
+def _source_selector(namespace: str, by: str, kind: str, name: str, app: str) -> str:
+    ns = f'source_namespace="{catalog.promql_string(namespace)}"'
+    if by == BY_POD:
+        return f'{ns},source_pod_name="{catalog.promql_string(name)}"'
+    if by == BY_APP:
+        return f'{ns},source_service="{catalog.promql_string(app)}"'
+    kind, name = catalog.promql_string(kind), catalog.promql_string(name)
+    return f'{ns},source_workload_kind="{kind}",source_workload_name="{name}"'
+
+
+def attribution(cluster: Cluster, namespace: str, kind: str, name: str, app: str) -> str:
+    """How to select this workload's series: by its workload labels when the stored KPIs have them (or nothing says
+    otherwise), by app label when the KPIs of its app carry none; a bare pod (kind "") by its pod name."""
+    if not kind:
+        return BY_POD
+    edges = EdgeKPI.objects.filter(cluster=cluster, source_namespace=namespace)
+    if edges.filter(source_workload_kind=kind, source_workload_name=name).exists():
+        return BY_WORKLOAD
+    if app and edges.filter(source_service=app, source_workload_name="").exists():
+        return BY_APP
+    return BY_WORKLOAD
+
+
+def _queries(selector: str, frame: _Frame, state: MetricsState | None, wasm: str) -> tuple[dict, dict]:
+    latency_source = state.latency_source if state else "envoy"
+    queries = {
+        "requests": catalog.series_requests(selector, frame.rate_window),
+        "tcp_bytes_sent_rate": catalog.series_bytes("upstream_cx_tx_bytes_total", selector, frame.rate_window),
+        "tcp_bytes_received_rate": catalog.series_bytes("upstream_cx_rx_bytes_total", selector, frame.rate_window),
+    }
+    unavailable = {}
+    for name, q in catalog.QUANTILES.items():
+        if latency_source == "envoy":
+            queries[name] = catalog.series_envoy_quantile(q, selector, frame.rate_window)
+        elif latency_source == "osm-wasm" and wasm:
+            buckets = f"rate(osm_request_duration_ms_bucket{{{wasm}}}[{frame.rate_window}])"
+            queries[name] = f"histogram_quantile({q}, sum by (le) ({buckets}))"
+        elif latency_source == "osm-wasm":
+            unavailable[name] = WASM_BY_APP
+        else:
+            unavailable[name] = (state.latency_unavailable_reason if state else "") or catalog.LATENCY_UNAVAILABLE
+    return queries, unavailable
+
+
+def _wasm_selector(namespace: str, by: str, kind: str, name: str) -> str:
+    """OSM's WASM histogram names the caller by source_namespace/_kind/_name (or _pod), values mangled."""
+    ns = f'source_namespace="{catalog.promql_string(catalog.mangle(namespace))}"'
+    if by == BY_POD:
+        return f'{ns},source_pod="{catalog.promql_string(catalog.mangle(name))}"'
+    if by == BY_WORKLOAD:
+        return f'{ns},source_name="{catalog.promql_string(catalog.mangle(name))}"'
+    return ""
+
+
+def workload_series(
+    cluster: Cluster,
+    namespace: str,
+    kind: str,
+    name: str,
+    window: str,
+    *,
+    app: str = "",
+    now: float | None = None,
+) -> dict:
+    """Chart data for one workload's outbound traffic over `window`, in service_series' shape, plus "selected_by"
+    (workload, pod or app) and "selector" (the PromQL label matchers used).
+
+    `kind`/`name` are what OSM's relabeling puts in source_workload_kind/_name (kind "" for a bare pod, then `name`
+    is the pod's name); `app` is its pods' app label, for a Prometheus without the workload labels. Never raises
+    for Prometheus trouble (see service_series); ValueError for an unknown `window`.
+    """
+    span = window_seconds(window)
+    state = MetricsState.objects.filter(cluster=cluster).first()
+    scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
+    frame = _frame(span, scrape, float(now if now is not None else time.time()))
+    by = attribution(cluster, namespace, kind, name, app)
+    source = _source_selector(namespace, by, kind, name, app)
+    who = json.dumps([namespace, kind, name, by, app])
+    key = f"meshboard:workload-series:{cluster.pk}:{who}:{window}:{frame.end:.0f}"
+    if (cached := _cached(key)) is not None:
+        return cached
+
+    timestamps = frame.timestamps
+    data = {
+        "window": window,
+        "start": frame.start,
+        "end": frame.end,
+        "step": frame.step,
+        "rate_window": frame.rate_window,
+        "scrape_interval": scrape,
+        "latency_source": state.latency_source if state else "envoy",
+        "selected_by": by,
+        "selector": source,
+        "timestamps": timestamps,
+        "series": {series: [None] * len(timestamps) for series in SERIES},
+        "unavailable": {},
+        "cached": False,
+    }
+    if not cluster.prometheus_url:
+        data["unavailable"]["*"] = "this cluster has no Prometheus URL"
+        return data
+    if (until := BREAKER.open_until(_breaker_key(cluster))) is not None:
+        data["unavailable"]["*"] = f"Prometheus is not answering; retrying at {_clock(until)}"
+        return data
+    selector = f"{source},{catalog.DESTINATION}"
+    queries, data["unavailable"] = _queries(selector, frame, state, _wasm_selector(namespace, by, kind, name))
+    if _fetch(cluster, queries, frame, data):
+        BREAKER.reset(_breaker_key(cluster))
+        with contextlib.suppress(Exception):  # caching is best effort
+            page_redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))
+    return data
