@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import discovery, faultcontrol, managedfields, routes, watch
+from . import discovery, faultcontrol, managedfields, rbac, routes, watch
+from .auth import UserInfo
 from .faults import Fault, RequestRecord
 from .managedfields import Writer
 from .patching import APPLY, BUILTIN_PATCH_TYPES, CR_PATCH_TYPES
@@ -32,6 +33,7 @@ from .status import (
     unsupported_media_type,
 )
 from .store import render
+from .tls import subject_identity
 
 if TYPE_CHECKING:
     from .server import KubeAPIServer
@@ -113,6 +115,7 @@ class KubeHandler(BaseHTTPRequestHandler):
             except APIError:
                 route = None
             verb = self._verb = routes.kube_verb(self.command, route, self._flag("watch"))
+            self._authorize(url.path)
             after = self._fault_before(route, verb, url.path)
             if body is None:
                 raise too_large(MAX_BODY)
@@ -141,6 +144,27 @@ class KubeHandler(BaseHTTPRequestHandler):
             if after is not None:
                 self._fault_after(after, route, verb, url.path)
             self._log(self._status_sent)
+
+    # ---- authentication and authorization (off unless the server has them) ------------------------------------
+    def _peer_identity(self) -> tuple[str, tuple[str, ...]] | None:
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        peer = getpeercert() if getpeercert is not None else None
+        return subject_identity(peer) if peer else None
+
+    def _authorize(self, path: str) -> UserInfo | None:
+        """401 for a request without a valid credential, 403 for one RBAC denies (auth.py, rbac.py); before
+        routing and faults, as kube-apiserver's filters run before its handlers."""
+        authenticator, authorizer = self.kube.authenticator, self.kube.authorizer
+        if authenticator is None:
+            return None
+        user = authenticator.authenticate(self.headers.get("Authorization"), self._peer_identity())
+        if user is None:
+            raise APIError(401, "Unauthorized")
+        if authorizer is not None:
+            attributes = rbac.request_attributes(self.command, path, self._flag("watch"))
+            if not authorizer.allows(user, attributes):
+                raise rbac.forbidden(user, attributes)
+        return user
 
     # ---- faults ---------------------------------------------------------------------------------------------
     def _fault_before(self, route: ResourceRoute | DiscoveryRoute | None, verb: str, path: str) -> Fault | None:
