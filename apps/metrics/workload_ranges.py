@@ -28,6 +28,7 @@ from .models import EdgeKPI, MetricsState
 from .ranges import BREAKER, SERIES, _breaker_key, _cached, _clock, _fetch, _Frame, _frame
 
 BY_WORKLOAD, BY_POD, BY_APP = "workload", "pod", "app"
+PASSTHROUGH = "passthrough_rate"  # connections/s to the egress passthrough, beside service_series' SERIES
 WASM_BY_APP = "OSM's WASM latency metric names callers by workload, and this one is known by its app label only"
 
 
@@ -54,13 +55,22 @@ def attribution(cluster: Cluster, namespace: str, kind: str, name: str, app: str
     return BY_WORKLOAD
 
 
-def _queries(selector: str, frame: _Frame, state: MetricsState | None, wasm: str) -> tuple[dict, dict]:
+def _queries(
+    selector: str, frame: _Frame, state: MetricsState | None, wasm: str, passthrough: str
+) -> tuple[dict, dict]:
+    """The range queries by series: service_series' over its destination clusters, and the connections it sent to
+    OSM's egress passthrough (what its routes do not allow, or what leaves the mesh) by its `passthrough` selector."""
     latency_source = state.latency_source if state else "envoy"
     queries = {
         "requests": catalog.series_requests(selector, frame.rate_window),
         "tcp_bytes_sent_rate": catalog.series_bytes("upstream_cx_tx_bytes_total", selector, frame.rate_window),
         "tcp_bytes_received_rate": catalog.series_bytes("upstream_cx_rx_bytes_total", selector, frame.rate_window),
     }
+    if passthrough:
+        queries[PASSTHROUGH] = (
+            f'sum(rate(envoy_cluster_upstream_cx_total{{{passthrough},envoy_cluster_name="{catalog.PASSTHROUGH_CLUSTER}"}}'
+            f"[{frame.rate_window}]))"
+        )
     unavailable = {}
     for name, q in catalog.QUANTILES.items():
         if latency_source == "envoy":
@@ -125,7 +135,7 @@ def workload_series(
         "selected_by": by,
         "selector": source,
         "timestamps": timestamps,
-        "series": {series: [None] * len(timestamps) for series in SERIES},
+        "series": {series: [None] * len(timestamps) for series in (*SERIES, PASSTHROUGH)},
         "unavailable": {},
         "cached": False,
     }
@@ -136,7 +146,7 @@ def workload_series(
         data["unavailable"]["*"] = f"Prometheus is not answering; retrying at {_clock(until)}"
         return data
     selector = f"{source},{catalog.DESTINATION}"
-    queries, data["unavailable"] = _queries(selector, frame, state, _wasm_selector(namespace, by, kind, name))
+    queries, data["unavailable"] = _queries(selector, frame, state, _wasm_selector(namespace, by, kind, name), source)
     if _fetch(cluster, queries, frame, data):
         BREAKER.reset(_breaker_key(cluster))
         with contextlib.suppress(Exception):  # caching is best effort

@@ -82,10 +82,13 @@ def service_detail(service: Service) -> ServiceDetail:
         if s.root_service_name == service.name or any(b.get("service") == service.name for b in s.backends)
     ]
     kpi = ServiceKPI.objects.filter(cluster=cluster, namespace=namespace, service=service.name).first()
+    # A split root's callers reach it through its backends' clusters (no series names the root): its inbound rows
+    # are those edges, each saying which backend it reached.
+    reached = [service.name, *[b for b in (kpi.routed_backends if kpi else []) or [] if isinstance(b, str)]]
     inbound = list(
         EdgeKPI.objects.filter(
-            cluster=cluster, destination_namespace=namespace, destination_service=service.name
-        ).order_by("source_namespace", "source_service", "source_workload_name")
+            cluster=cluster, destination_namespace=namespace, destination_service__in=reached
+        ).order_by("source_namespace", "source_service", "source_workload_name", "destination_service")
     )
     outbound = list(
         EdgeKPI.objects.filter(cluster=cluster, source_namespace=namespace, source_service__in=apps).order_by(

@@ -43,7 +43,7 @@
   var NAMES = {
     rate_2xx: "2xx", rate_4xx: "4xx", rate_5xx: "5xx", success_rate: "success",
     p50_ms: "p50", p95_ms: "p95", p99_ms: "p99",
-    tcp_bytes_sent_rate: "sent", tcp_bytes_received_rate: "received",
+    tcp_bytes_sent_rate: "sent", tcp_bytes_received_rate: "received", passthrough_rate: "passthrough",
   };
   function times(data) {
     return data.timestamps.map(function (t) { return new Date(t * 1000); });
@@ -55,6 +55,7 @@
       success: { title: "Success rate (non-5xx)", y: "%", keys: ["success_rate"], percent: true },
       latency: { title: "Latency", y: "ms", keys: ["p50_ms", "p95_ms", "p99_ms"] },
       tcp: { title: "TCP traffic", y: "bytes/s", keys: ["tcp_bytes_sent_rate", "tcp_bytes_received_rate"] },
+      passthrough: { title: "Sent outside its routes (egress passthrough)", y: "conn/s", keys: ["passthrough_rate"] },
     }[kind];
     if (!spec) return;
     spec.keys.forEach(function (key) {

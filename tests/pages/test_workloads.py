@@ -366,6 +366,10 @@ def test_it_breaks_a_split_roots_traffic_down_by_backend(client, viewer, mesh):
     v2 = routed[routed.index('data-backend="bookstore-v2"') :].split("</tr>")[0]
     assert ">8<" in v2 and "40%" in v2 and "95%" in v2 and "61 ms" in v2
     assert "percentiles cannot be summed" in _text(routed)
+    inbound = _section(html, "Inbound")  # its callers, as routed: each row names the backend reached
+    rows = [r for r in inbound.split("</tr>") if 'data-source="bookbuyer/bookbuyer"' in r]
+    assert len(rows) == 2 and all(f'<a href="{BUYER}"' in r for r in rows)
+    assert 'href="/services/bookstore/bookstore-v2/">bookstore-v2<' in rows[1]
     overview = client.get("/?namespace=bookstore").content.decode()
     root = overview[overview.index('<tr data-service="bookstore/bookstore">') :].split("</tr>")[0]
     assert "via 2 backends" in root
