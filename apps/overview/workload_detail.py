@@ -205,15 +205,22 @@ def workload_detail(cluster: Cluster, found: Found) -> WorkloadDetail:
         sharing=sharing,
         refusals=refusals,
         services=services,
-        policy=_policy(cluster, ref, accounts, apps, outbound),
+        policy=_policy(cluster, ref, accounts, apps, outbound, refused=any(r.side == "caller" for r in refusals)),
         metrics_state=MetricsState.objects.filter(cluster=cluster).first(),
     )
 
 
 def _policy(
-    cluster: Cluster, ref: WorkloadRef, accounts: list[str], apps: list[str], outbound: list[EdgeKPI]
+    cluster: Cluster,
+    ref: WorkloadRef,
+    accounts: list[str],
+    apps: list[str],
+    outbound: list[EdgeKPI],
+    *,
+    refused: bool,
 ) -> PolicyView:
-    """What SMI policy says about this workload as a caller, through the policies app's evaluator."""
+    """What SMI policy says about this workload as a caller, through the policies app's evaluator; when its sidecars
+    sent traffic outside their routes (`refused`), which refusing destinations policy denies it."""
     policy = smi_access.load_policy(cluster)
     identities = [Identity(ref.namespace, sa) for sa in accounts]
     grants = [g for g in policy.grants if g.source in identities]
@@ -233,7 +240,7 @@ def _policy(
         verdicts.append(DestinationVerdict(dns, dsvc, smi_access.verdict(policy, source, destination)))
     not_allowed: list[str] = []
     kind, name = ref.source
-    for party in smi_access.denied_traffic(cluster, policy).callers:
+    for party in smi_access.denied_traffic(cluster, policy).callers if refused else []:
         if party.namespace != ref.namespace:
             continue
         if (party.workload_kind, party.name) == (kind, name) if party.by_workload else party.name in apps:
