@@ -14,6 +14,7 @@ def _default_poll_seconds() -> int:
     return settings.MESHBOARD_DEFAULT_POLL_SECONDS
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # an RFC 1123 label, as Kubernetes requires
 
 
@@ -37,6 +38,28 @@ class Cluster(models.Model):
     kubeconfig_path = models.CharField(max_length=1024, blank=True, help_text="Path to a kubeconfig file.")
     kube_context = models.CharField(max_length=253, blank=True, help_text="Context in the kubeconfig; blank: current.")
     prometheus_url = models.URLField(blank=True, help_text="Prometheus that scrapes this mesh's sidecars.")
+    # How to reach a Prometheus behind TLS and authentication. Secrets stay out of the database: the password and
+    # the bearer token are read from a file (or the password from an environment variable) at each collection.
+    prometheus_ca_file = models.CharField(
+        max_length=1024,
+        blank=True,
+        help_text="PEM file of the CA(s) that sign Prometheus's certificate; blank: the system's CAs.",
+    )
+    prometheus_username = models.CharField(max_length=253, blank=True, help_text="Basic-auth user for Prometheus.")
+    prometheus_password_file = models.CharField(
+        max_length=1024, blank=True, help_text="File holding the basic-auth password (never stored here)."
+    )
+    prometheus_password_env = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="Environment variable of the workers holding the basic-auth password (never stored here).",
+    )
+    prometheus_bearer_token_file = models.CharField(
+        max_length=1024,
+        blank=True,
+        help_text="File holding a bearer token for Prometheus, read again whenever it changes (a projected "
+        "service-account token, an Entra ID token for Azure Monitor).",
+    )
     control_plane_namespace = models.CharField(
         max_length=63, blank=True, help_text="Blank: detected from the osm-controller Deployment."
     )
@@ -75,6 +98,23 @@ class Cluster(models.Model):
             raise ValidationError("Choose either in-cluster or a kubeconfig path, not both.")
         if not self.in_cluster and not self.kubeconfig_path:
             raise ValidationError("Give a kubeconfig path, or tick in-cluster.")
+        self._clean_prometheus_auth()
+
+    def _clean_prometheus_auth(self) -> None:
+        problems: list[tuple[str, str]] = []
+        if self.prometheus_password_file and self.prometheus_password_env:
+            problems.append(("prometheus_password_env", "Take the password from a file or a variable, not both."))
+        has_password = bool(self.prometheus_password_file or self.prometheus_password_env)
+        if self.prometheus_username and not has_password:
+            problems.append(("prometheus_username", "Give the password's file or environment variable too."))
+        if has_password and not self.prometheus_username:
+            problems.append(("prometheus_username", "Give the basic-auth user the password belongs to."))
+        if self.prometheus_username and self.prometheus_bearer_token_file:
+            problems.append(("prometheus_bearer_token_file", "Use basic auth or a bearer token, not both."))
+        if self.prometheus_password_env and not _ENV_NAME.match(self.prometheus_password_env):
+            problems.append(("prometheus_password_env", "Not an environment variable name."))
+        if problems:
+            raise ValidationError(dict(problems))
 
     @property
     def namespace_scoped(self) -> bool:

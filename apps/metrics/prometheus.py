@@ -6,23 +6,34 @@ a query that timed out inside Prometheus) or `PermanentPrometheusError` (a perso
 Prometheus rejects, an answer that is not the Prometheus API). Each error has a `reason` a person can read.
 Results come back as plain data: `Sample(labels, value)` and `RangeSeries(labels, points)`, with NaN and ±Inf
 already turned into None so nothing downstream can store a NaN.
+
+Reaching a secured Prometheus: a CA bundle for its certificate (`ca_file`), basic auth (`basic_auth`: the password
+read by `gateway_for` from a file or an environment variable, never from the database), or a bearer token read from
+a file (`bearer_token_file`) and read again whenever the file changes, so a rotated token (a projected
+service-account token, an Entra ID token for Azure Monitor's managed Prometheus) is used without a restart. A 401,
+403 or TLS failure says which credential or CA was used and what to fix.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import requests
+import requests.auth
 import yaml
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from apps.clusters.tls import tls_problem
 from apps.core.errors import GatewayError
 
 DEFAULT_CONNECT_TIMEOUT = 3.0
@@ -76,8 +87,9 @@ def parse_duration(text: str) -> float:
 _STATUS_RE = re.compile(r"HTTP Status Code (\d+) \((.*)\)\s*$", re.DOTALL)
 
 
-def _client_error(exc: PrometheusApiClientException, what: str, host: str) -> PrometheusError:
-    """The client raises one exception type with the status and body in its message; recover both."""
+def _client_error(exc: PrometheusApiClientException, what: str, host: str, sent: str = "") -> PrometheusError:
+    """The client raises one exception type with the status and body in its message; recover both. `sent`: the
+    credential the gateway sent, as words (for a 401 or 403)."""
     match = _STATUS_RE.search(str(exc))
     status = int(match.group(1)) if match else 0
     body = match.group(2) if match else str(exc)
@@ -89,6 +101,16 @@ def _client_error(exc: PrometheusApiClientException, what: str, host: str) -> Pr
     if status in (400, 422) and "timeout" not in detail.lower() and "timed out" not in detail.lower():
         return PermanentPrometheusError(
             f"{what}: Prometheus at {host} rejected the query ({status}): {detail}", status=status
+        )
+    if status in (401, 403) and sent:
+        advice = (
+            "check that credential against what Prometheus (its web config) or the proxy in front expects"
+            if status == 401
+            else "the credential is known but may not read metrics: check the proxy's or workspace's access rules "
+            "(on Azure Monitor, the identity needs Monitoring Data Reader on the workspace)"
+        )
+        return PermanentPrometheusError(
+            f"{what}: Prometheus at {host} refused access ({status}) to {sent}: {advice}", status=status
         )
     if status in (401, 403):
         return PermanentPrometheusError(
@@ -106,8 +128,54 @@ def _client_error(exc: PrometheusApiClientException, what: str, host: str) -> Pr
     )
 
 
+class BearerTokenFile(requests.auth.AuthBase):
+    """`Authorization: Bearer <the file's content>`, the file read again whenever it changes (inode, size or
+    modification time: kubelet rotates a projected token by swapping a symlink, other writers rewrite in place).
+    The content is cached per path for the process, so a stat is all a request costs while the token holds."""
+
+    _cache: dict[str, tuple[tuple[int, int, int], str, float]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def token(self) -> str:
+        try:
+            st = os.stat(self.path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            with self._lock:
+                cached = self._cache.get(self.path)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            with open(self.path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PermanentPrometheusError(
+                f"the Prometheus bearer token file {self.path} cannot be read ({exc.__class__.__name__}: "
+                f"{getattr(exc, 'strerror', None) or exc}); check the path and that the workers may read it"
+            ) from None
+        if not token:
+            raise PermanentPrometheusError(f"the Prometheus bearer token file {self.path} is empty")
+        with self._lock:
+            self._cache[self.path] = (key, token, time.time())
+        return token
+
+    def describe(self) -> str:
+        with self._lock:
+            cached = self._cache.get(self.path)
+        when = f", read {max(0, int(time.time() - cached[2]))} s ago" if cached else ""
+        return f"the bearer token from {self.path}{when}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        return request
+
+
 class PrometheusGateway:
-    """One Prometheus, with a timeout on every call and a count of the calls made (`requests`)."""
+    """One Prometheus, with a timeout on every call and a count of the calls made (`requests`).
+
+    `ca_file`: the CA bundle that signs its certificate (default: the system's). `basic_auth`: (user, password,
+    where the password came from). `bearer_token_file`: a file holding a bearer token. `headers`: sent as given."""
 
     def __init__(
         self,
@@ -116,6 +184,9 @@ class PrometheusGateway:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         headers: dict[str, str] | None = None,
+        ca_file: str = "",
+        basic_auth: tuple[str, str, str] | None = None,
+        bearer_token_file: str = "",
     ) -> None:
         if not url:
             raise PermanentPrometheusError("this cluster has no Prometheus URL")
@@ -123,8 +194,26 @@ class PrometheusGateway:
         self.host = urlparse(self.url).netloc or self.url
         self.timeout = (connect_timeout, read_timeout)
         self.requests = 0
+        self.ca_file = ca_file
         self._session = requests.Session()
         self._session.headers.update(headers or {})
+        if ca_file:
+            self._session.verify = ca_file
+        self._bearer: BearerTokenFile | None = None
+        if basic_auth is not None:
+            user, password, source = basic_auth
+            self._session.auth = (user, password)
+            self.credential = f"the basic-auth user {user!r} (password from {source})"
+        elif bearer_token_file:
+            self._bearer = BearerTokenFile(bearer_token_file)
+            self._session.auth = self._bearer
+            self.credential = f"the bearer token from {bearer_token_file}"
+        elif any(k.lower() == "authorization" for k in (headers or {})):
+            self.credential = "the Authorization header configured"
+        elif urlparse(self.url).password is not None:
+            self.credential = "the user and password in the URL"
+        else:
+            self.credential = ""
         # No retries inside the client: a slow Prometheus must cost one timeout, not four, and the task retries runs.
         self._client = PrometheusConnect(
             url=self.url, retry=Retry(total=0, raise_on_status=False), session=self._session, timeout=self.timeout
@@ -139,12 +228,24 @@ class PrometheusGateway:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _sent(self) -> str:
+        if self._bearer is not None:
+            return self._bearer.describe()
+        return self.credential or "no credentials (the cluster has no Prometheus user or bearer token file set)"
+
     def _call(self, what: str, fn, *args, **kwargs):
         self.requests += 1
         try:
             return fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
-            raise _client_error(exc, what, self.host) from None
+            raise _client_error(exc, what, self.host, self._sent()) from None
+        except requests.exceptions.SSLError as exc:
+            ca = f"the CA bundle {self.ca_file}" if self.ca_file else "the system's CA bundle"
+            name_fix = "Use a name the certificate holds in the cluster's Prometheus URL."
+            problem = tls_problem(str(exc), "Prometheus", self.host, ca_source=ca, name_fix=name_fix)
+            if ca.startswith("the system") and "CA in" in problem:
+                problem += " Give the cluster a CA file for Prometheus (add_cluster --prometheus-ca-file)."
+            raise PermanentPrometheusError(f"{what}: {problem}") from None
         except requests.exceptions.ConnectionError as exc:
             cause = exc.args[0] if exc.args else exc
             cause = getattr(cause, "reason", None) or cause
@@ -167,7 +268,8 @@ class PrometheusGateway:
 
     def _get_json(self, path: str, what: str) -> Any:
         def fetch() -> Any:
-            response = self._session.get(f"{self.url}{path}", timeout=self.timeout)
+            # verify given per request: requests lets REQUESTS_CA_BUNDLE override the session's own (psf/requests#3829)
+            response = self._session.get(f"{self.url}{path}", timeout=self.timeout, verify=self._session.verify)
             if response.status_code != 200:
                 raise PrometheusApiClientException(f"HTTP Status Code {response.status_code} ({response.content!r})")
             return response.json()["data"]
@@ -246,13 +348,44 @@ class PrometheusGateway:
         return {str(n) for n in data}
 
 
+def basic_auth_of(cluster: Any) -> tuple[str, str, str] | None:
+    """(user, password, where the password came from) for a cluster with a Prometheus user; the password is read
+    now from its file or environment variable (never stored in the database)."""
+    user = getattr(cluster, "prometheus_username", "")
+    if not user:
+        return None
+    path = getattr(cluster, "prometheus_password_file", "")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                password = f.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PermanentPrometheusError(
+                f"the Prometheus password file {path} cannot be read ({exc.__class__.__name__}: "
+                f"{getattr(exc, 'strerror', None) or exc}); check the path and that the workers may read it"
+            ) from None
+        return user, password, f"the file {path}"
+    variable = getattr(cluster, "prometheus_password_env", "")
+    password = os.environ.get(variable) if variable else None
+    if password is None:
+        raise PermanentPrometheusError(
+            f"the Prometheus password for user {user!r} is not set: the workers have no environment variable "
+            f"{variable or '(none named)'}; set it where the workers start, or use a password file"
+        )
+    return user, password, f"the environment variable {variable}"
+
+
 def gateway_for(cluster: Any, *, read_timeout: float | None = None) -> PrometheusGateway:
-    """The gateway to `cluster`'s Prometheus, with the timeouts from settings (MESHBOARD_PROMETHEUS_*_TIMEOUT);
-    `read_timeout` overrides the read timeout (the charts use MESHBOARD_CHART_READ_TIMEOUT)."""
+    """The gateway to `cluster`'s Prometheus, with the timeouts from settings (MESHBOARD_PROMETHEUS_*_TIMEOUT) and
+    the cluster's CA file and credentials; `read_timeout` overrides the read timeout (the charts use
+    MESHBOARD_CHART_READ_TIMEOUT)."""
     from django.conf import settings
 
     return PrometheusGateway(
         cluster.prometheus_url,
         connect_timeout=settings.MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT,
         read_timeout=read_timeout if read_timeout is not None else settings.MESHBOARD_PROMETHEUS_READ_TIMEOUT,
+        ca_file=getattr(cluster, "prometheus_ca_file", ""),
+        basic_auth=basic_auth_of(cluster) if cluster.prometheus_url else None,
+        bearer_token_file=getattr(cluster, "prometheus_bearer_token_file", ""),
     )

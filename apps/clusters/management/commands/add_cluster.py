@@ -18,6 +18,25 @@ class Command(BaseCommand):
         source.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
         parser.add_argument("--context", default="", help="kubeconfig context (default: current)")
         parser.add_argument("--prometheus-url", default="")
+        parser.add_argument(
+            "--prometheus-ca-file", default="", help="PEM file of the CA(s) signing Prometheus's certificate"
+        )
+        parser.add_argument("--prometheus-username", default="", help="basic-auth user for Prometheus")
+        password = parser.add_mutually_exclusive_group()
+        password.add_argument(
+            "--prometheus-password-file", default="", help="file holding the basic-auth password (not stored)"
+        )
+        password.add_argument(
+            "--prometheus-password-env",
+            default="",
+            metavar="VARIABLE",
+            help="environment variable of the workers holding the basic-auth password (not stored)",
+        )
+        parser.add_argument(
+            "--prometheus-bearer-token-file",
+            default="",
+            help="file holding a bearer token for Prometheus, read again whenever it changes",
+        )
         parser.add_argument("--control-plane-namespace", default="", help="default: detected")
         parser.add_argument("--poll-interval", type=int, default=None, help="seconds between collections")
         parser.add_argument(
@@ -33,6 +52,11 @@ class Command(BaseCommand):
         cluster.kubeconfig_path = opts["kubeconfig"] or ""
         cluster.kube_context = opts["context"]
         cluster.prometheus_url = opts["prometheus_url"]
+        cluster.prometheus_ca_file = opts["prometheus_ca_file"]
+        cluster.prometheus_username = opts["prometheus_username"]
+        cluster.prometheus_password_file = opts["prometheus_password_file"]
+        cluster.prometheus_password_env = opts["prometheus_password_env"]
+        cluster.prometheus_bearer_token_file = opts["prometheus_bearer_token_file"]
         cluster.control_plane_namespace = opts["control_plane_namespace"]
         cluster.watched_namespaces = [name.strip() for name in opts["namespaces"].split(",") if name.strip()]
         if opts["poll_interval"] is not None:
