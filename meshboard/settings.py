@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.clusters",
     "apps.mesh",
     "apps.metrics",
+    "apps.history",
     "apps.overview",
     "apps.canary",
     "apps.graph",
@@ -234,6 +235,10 @@ MESHBOARD_HEALTH = {
     "4xx_degraded": env_float("MESHBOARD_HEALTH_4XX_DEGRADED", 0.10, minimum=0, maximum=1),
     "4xx_failing": env_float("MESHBOARD_HEALTH_4XX_FAILING", 0.20, minimum=0, maximum=1),
 }
+# Configuration history (apps/history): versions older than this many days are trimmed (each object keeps its last
+# version before the cut), and each object keeps at most this many versions.
+MESHBOARD_HISTORY_DAYS = env_int("MESHBOARD_HISTORY_DAYS", 30, minimum=1, maximum=3650)
+MESHBOARD_HISTORY_MAX_VERSIONS = env_int("MESHBOARD_HISTORY_MAX_VERSIONS", 500, minimum=2, maximum=1_000_000)
 # Rows per page on the overview.
 MESHBOARD_PAGE_SIZE = env_int("MESHBOARD_PAGE_SIZE", 50, minimum=5, maximum=1000)
 

@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("apps.canary.urls")),
     path("", include("apps.graph.urls")),
     path("", include("apps.policies.urls")),
+    path("", include("apps.history.urls")),
 ]
