@@ -1,7 +1,8 @@
 """Who may talk to whom: SMI access policy read from the snapshot, as plain data.
 
 - `load_policy(cluster)`: the policy mode and every TrafficTarget turned into grants (source service account →
-  destination service account, with the routes it allows, or why OSM ignores it).
+  destination service account, with the routes it allows, or why OSM ignores it). `load_policy_as_of(cluster, when)`:
+  the same from the configuration history's versions at a past time.
 - `access_matrix(policy)`: the grants grouped by source and destination, for the matrix on the policies page.
 - `can_talk(cluster, source, destination)`: "can A talk to B?" between services, workloads or pods: yes/no with the
   TrafficTarget and routes that allow it, or what is missing. Permissive mode allows all in-mesh traffic; a pod without
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from apps.clusters.models import Cluster
+from apps.history import services as history
 from apps.mesh.models import HTTPRouteGroup, MeshState, Pod, Service, TCPRoute, TrafficTarget, Workload
 from apps.metrics import catalog
 from apps.metrics.models import MetricsState, Refusal
@@ -153,18 +156,33 @@ def _grants(
     ]
 
 
-def load_policy(cluster: Cluster) -> Policy:
-    def by_key(model):
-        return {(r.namespace, r.name): r for r in model.objects.filter(cluster=cluster)}
+def _policy(
+    state: MeshState | None,
+    targets: list[TrafficTarget],  # in the order the page lists them
+    http_routes: list[HTTPRouteGroup],
+    tcp_routes: list[TCPRoute],
+) -> Policy:
+    """The one evaluation of a set of policy rows, whether from the snapshot or from the history."""
+    http = {(r.namespace, r.name): r for r in http_routes}
+    tcp = {(r.namespace, r.name): r for r in tcp_routes}
+    grants = [g for t in targets for g in _grants(t, http, tcp)]
+    return Policy(mode=policy_mode(state), grants=grants, targets=targets)
 
-    http_routes, tcp_routes = by_key(HTTPRouteGroup), by_key(TCPRoute)
-    targets = list(TrafficTarget.objects.filter(cluster=cluster).order_by("namespace", "name"))
-    grants = [g for t in targets for g in _grants(t, http_routes, tcp_routes)]
-    return Policy(
-        mode=policy_mode(MeshState.objects.filter(cluster=cluster).first()),
-        grants=grants,
-        targets=targets,
+
+def load_policy(cluster: Cluster) -> Policy:
+    return _policy(
+        MeshState.objects.filter(cluster=cluster).first(),
+        list(TrafficTarget.objects.filter(cluster=cluster).order_by("namespace", "name")),
+        list(HTTPRouteGroup.objects.filter(cluster=cluster)),
+        list(TCPRoute.objects.filter(cluster=cluster)),
     )
+
+
+def load_policy_as_of(cluster: Cluster, when: datetime) -> Policy:
+    """The policy of the configuration the collections had seen at `when`, rebuilt from the history (its MeshConfig,
+    TrafficTargets and routes then); check the time first with apps.history.services.as_of_time."""
+    rows = history.policy_rows_as_of(cluster, when)
+    return _policy(rows.mesh_state, rows.targets, rows.http_routes, rows.tcp_routes)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.core.pages import render_page
+from apps.history import services as history
 
 from . import smi_access
 from .checks import findings_for, run_checks
@@ -16,25 +17,37 @@ from .meshinfo import cluster_statuses
 @require_GET
 @login_required
 def policies(request: HttpRequest) -> HttpResponse:
-    """Policy mode, the access matrix, observed denials, TrafficTarget checks and "can A talk to B?"."""
+    """Policy mode, the access matrix, observed denials, TrafficTarget checks and "can A talk to B?"; with
+    `?as_of=<ISO 8601 time or unix seconds>`, the mode, matrix and verdict of the configuration at that time (from
+    the configuration history), or, for a time the history cannot show, why, above the present view."""
     require_viewer(request)
     ctx = page_context(request)
     cluster = ctx.cluster
     source, destination = request.GET.get("from", "").strip(), request.GET.get("to", "").strip()
-    context: dict = {"page_ctx": ctx, "source": source, "destination": destination}
+    as_of_text = request.GET.get("as_of", "").strip()
+    context: dict = {"page_ctx": ctx, "source": source, "destination": destination, "as_of_text": as_of_text}
     if cluster is not None:
-        policy = smi_access.load_policy(cluster)
+        as_of, as_of_error = None, ""
+        if as_of_text:
+            try:
+                as_of = history.as_of_time(cluster, as_of_text)
+            except history.NotInHistory as exc:
+                as_of_error = f"Cannot show the access policy as of {as_of_text[:64]!r}: {exc}. Showing the present."
+        policy = smi_access.load_policy_as_of(cluster, as_of) if as_of else smi_access.load_policy(cluster)
         verdict, error = None, ""
         if source and destination:
             try:
                 verdict = smi_access.can_talk(cluster, source, destination, policy)
             except smi_access.UnknownEndpoint as exc:
                 error = str(exc)
-        findings = run_checks(cluster, ["access"])
+        # The checks and the refusals describe the present: a past view leaves them out.
+        findings = run_checks(cluster, ["access"]) if as_of is None else []
         context.update(
+            as_of=as_of,
+            as_of_error=as_of_error,
             policy=policy,
             matrix=smi_access.access_matrix(policy),
-            denials=smi_access.denied_traffic(cluster, policy),
+            denials=smi_access.denied_traffic(cluster, policy) if as_of is None else None,
             targets=[(t, findings_for(findings, "TrafficTarget", t.namespace, t.name)) for t in policy.targets],
             findings=findings,
             verdict=verdict,
