@@ -114,7 +114,9 @@ def _client_error(exc: PrometheusApiClientException, what: str, host: str, sent:
         )
     if status in (401, 403):
         return PermanentPrometheusError(
-            f"{what}: Prometheus at {host} refused access ({status}); check the URL's credentials or proxy",
+            f"{what}: Prometheus at {host} refused access ({status}) and Meshboard sent no credentials: give the "
+            "cluster a Prometheus user and password or a bearer token file (add_cluster --prometheus-username with "
+            "--prometheus-password-file, or --prometheus-bearer-token-file)",
             status=status,
         )
     if status == 404:
@@ -231,7 +233,7 @@ class PrometheusGateway:
     def _sent(self) -> str:
         if self._bearer is not None:
             return self._bearer.describe()
-        return self.credential or "no credentials (the cluster has no Prometheus user or bearer token file set)"
+        return self.credential
 
     def _call(self, what: str, fn, *args, **kwargs):
         self.requests += 1

@@ -271,3 +271,16 @@ def test_add_cluster_takes_the_prometheus_ca_and_credentials(tmp_path):
     ):
         with pytest.raises(CommandError, match=message):
             call_command("add_cluster", "aks", "--kubeconfig", str(kubeconfig), *bad)
+
+
+def test_no_credentials_says_which_options_give_them(bearer_proxy):
+    cluster = Cluster.objects.create(
+        name="azure", kubeconfig_path="/nonexistent/kubeconfig", prometheus_url=bearer_proxy.url
+    )
+
+    run, error = collect_metrics(cluster, at=AT)
+
+    assert error is not None and error.status == 401
+    assert "refused access (401) and Meshboard sent no credentials" in run.error
+    assert "--prometheus-bearer-token-file" in run.error
+    assert freshness(cluster, CollectionRun.Kind.METRICS).summary == REFUSED
