@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.canary",
     "apps.graph",
     "apps.policies",
+    "apps.migration",
 ]
 
 # The header middlewares come before WhiteNoise, which answers static files itself and skips every middleware after

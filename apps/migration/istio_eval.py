@@ -1,0 +1,210 @@
+"""Does Istio let this request through? AuthorizationPolicy evaluation as a sidecar applies it.
+
+From Istio's reference (security/v1 AuthorizationPolicy) and its security concepts page:
+- A policy applies to the workloads of its namespace that its `selector` picks (no selector: all of them); a policy
+  in the root namespace applies in every namespace.
+- DENY before ALLOW: a request that any DENY policy matches is denied; else, with no ALLOW policy for the workload it
+  is allowed; else it is allowed when one ALLOW policy matches, and denied otherwise. `spec: {}` (ALLOW without
+  rules) matches nothing: "allow-nothing". `rules: [{}]` matches everything. AUDIT changes nothing.
+- A rule matches when one of its `from` sources, one of its `to` operations and all its `when` conditions match; the
+  fields of a source or an operation are ANDed, the values of a field ORed.
+- Values: exact `abc`, prefix `abc*`, suffix `*abc`, presence `*` (not empty); `ports` and condition keys exact.
+- `principals` and `namespaces` come from the peer certificate: a plaintext request has neither.
+- TCP traffic has no HTTP attributes: an ALLOW rule with any HTTP-only field (methods, paths, hosts, request
+  principals, `request.*` conditions) is dropped, so it never allows; in a DENY rule those fields count as matching.
+
+Not modelled (the assistant never generates them; a policy using them raises `Unsupported`): CUSTOM, ipBlocks,
+remoteIpBlocks, hosts, serviceAccounts, JWT claims, targetRef(s) (which attach a policy to a gateway, not a sidecar).
+Request principals are modelled as absent (no JWT). Paths are compared as given: Istio normalizes them first, which
+only matters for paths with `..`, `//` or escaped characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import TCP, Request, principal
+from .regex import istio_match
+
+HTTP_ONLY_OPERATION = ("methods", "notMethods", "paths", "notPaths", "hosts", "notHosts")
+UNSUPPORTED_SOURCE = (
+    "ipBlocks",
+    "notIpBlocks",
+    "remoteIpBlocks",
+    "notRemoteIpBlocks",
+    "serviceAccounts",
+    "notServiceAccounts",
+)
+
+
+class Unsupported(ValueError):
+    """A policy uses a field this evaluator does not model."""
+
+
+@dataclass(frozen=True)
+class IstioVerdict:
+    allowed: bool
+    reason: str
+    policy: str = ""  # "namespace/name" of the policy that decided
+    rule: int | None = None  # its rule's index
+
+
+def _name(policy: dict) -> str:
+    meta = policy.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _any(forms: list, value: str | None) -> bool:
+    return any(istio_match(str(f), value) for f in forms)
+
+
+class IstioPolicies:
+    """A set of AuthorizationPolicies (as dicts) and what Istio's sidecars make of them."""
+
+    def __init__(
+        self,
+        policies: list[dict],
+        root_namespace: str = "istio-system",
+        strict_namespaces: set[str] | frozenset[str] = frozenset(),
+        sidecars: set[str] | None = None,
+    ):
+        """`strict_namespaces`: where a STRICT PeerAuthentication refuses plaintext; `sidecars`: the keys of the
+        workload groups that run an Istio sidecar (None: all)."""
+        self.policies = list(policies)
+        self.root_namespace = root_namespace
+        self.strict_namespaces = frozenset(strict_namespaces)
+        self.sidecars = sidecars
+        self._applicable: dict[tuple[str, tuple], list[dict]] = {}
+        for policy in self.policies:
+            spec = policy.get("spec") or {}
+            action = spec.get("action", "ALLOW")
+            if action == "CUSTOM":
+                raise Unsupported(f"{_name(policy)}: the CUSTOM action")
+            if spec.get("targetRef") or spec.get("targetRefs"):
+                raise Unsupported(f"{_name(policy)}: targetRef")
+
+    def applicable(self, namespace: str, labels: dict[str, str]) -> list[dict]:
+        key = (namespace, tuple(sorted(labels.items())))
+        found = self._applicable.get(key)
+        if found is None:
+            found = []
+            for policy in self.policies:
+                where = (policy.get("metadata") or {}).get("namespace", "")
+                if where not in (namespace, self.root_namespace):
+                    continue
+                selector = ((policy.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+                if all(labels.get(k) == v for k, v in selector.items()):
+                    found.append(policy)
+            self._applicable[key] = found
+        return found
+
+    def evaluate(self, request: Request) -> IstioVerdict:
+        group = request.destination
+        if self.sidecars is not None and group.key not in self.sidecars:
+            return IstioVerdict(True, f"{group} has no Istio sidecar: auto mTLS sends plaintext and no policy applies")
+        who = principal(request.source) if request.source is not None else None
+        if who is None and group.namespace in self.strict_namespaces:
+            return IstioVerdict(False, "STRICT mTLS refuses a plaintext request")
+        port = group.port(request.port)
+        tcp = request.protocol == TCP or (port is not None and port.istio_protocol == TCP)
+        policies = self.applicable(group.namespace, group.label_dict)
+        source_ns = request.source.namespace if request.source is not None else None
+        for policy in policies:
+            spec = policy.get("spec") or {}
+            if spec.get("action") != "DENY":
+                continue
+            for index, rule in enumerate(spec.get("rules") or []):
+                if _rule_matches(rule or {}, request, who, source_ns, tcp, deny=True):
+                    return IstioVerdict(
+                        False, f"DENY policy {_name(policy)} rule {index + 1} matches", _name(policy), index
+                    )
+        allows = [p for p in policies if (p.get("spec") or {}).get("action", "ALLOW") == "ALLOW"]
+        if not allows:
+            return IstioVerdict(True, "no ALLOW policy selects the workload: Istio allows")
+        for policy in allows:
+            for index, rule in enumerate((policy.get("spec") or {}).get("rules") or []):
+                if _rule_matches(rule or {}, request, who, source_ns, tcp, deny=False):
+                    return IstioVerdict(
+                        True, f"ALLOW policy {_name(policy)} rule {index + 1} matches", _name(policy), index
+                    )
+        names = ", ".join(_name(p) for p in allows)
+        return IstioVerdict(False, f"no rule of the ALLOW policies ({names}) matches")
+
+
+def _http_only(rule: dict) -> bool:
+    for item in rule.get("to") or []:
+        operation = (item or {}).get("operation") or {}
+        if any(operation.get(f) for f in HTTP_ONLY_OPERATION):
+            return True
+    for item in rule.get("from") or []:
+        source = (item or {}).get("source") or {}
+        if source.get("requestPrincipals") or source.get("notRequestPrincipals"):
+            return True
+    return any(str((c or {}).get("key", "")).startswith("request.") for c in rule.get("when") or [])
+
+
+def _rule_matches(rule: dict, request: Request, who: str | None, source_ns: str | None, tcp: bool, deny: bool) -> bool:
+    if tcp and not deny and _http_only(rule):
+        return False
+    sources = rule.get("from") or []
+    if sources and not any(_source_matches((s or {}).get("source") or {}, who, source_ns) for s in sources):
+        return False
+    operations = rule.get("to") or []
+    if operations and not any(_operation_matches((o or {}).get("operation") or {}, request, tcp) for o in operations):
+        return False
+    return all(_condition_matches(c or {}, request, who, source_ns, tcp) for c in rule.get("when") or [])
+
+
+def _source_matches(source: dict, who: str | None, namespace: str | None) -> bool:
+    for field in UNSUPPORTED_SOURCE:
+        if source.get(field):
+            raise Unsupported(f"source.{field}")
+    if source.get("principals") and not _any(source["principals"], who):
+        return False
+    if source.get("notPrincipals") and _any(source["notPrincipals"], who):
+        return False
+    if source.get("namespaces") and not _any(source["namespaces"], namespace):
+        return False
+    if source.get("notNamespaces") and _any(source["notNamespaces"], namespace):
+        return False
+    # No JWT: `requestPrincipals` never matches, and an absent request principal is in no `notRequestPrincipals`.
+    return not source.get("requestPrincipals")
+
+
+def _operation_matches(operation: dict, request: Request, tcp: bool) -> bool:
+    if operation.get("hosts") or operation.get("notHosts"):
+        raise Unsupported("operation.hosts")
+    port = str(request.port)
+    if operation.get("ports") and port not in [str(p) for p in operation["ports"]]:
+        return False
+    if operation.get("notPorts") and port in [str(p) for p in operation["notPorts"]]:
+        return False
+    if tcp:
+        return True  # HTTP fields: a DENY rule counts them as matching (an ALLOW rule with them was dropped)
+    if operation.get("methods") and not _any(operation["methods"], request.method):
+        return False
+    if operation.get("notMethods") and _any(operation["notMethods"], request.method):
+        return False
+    if operation.get("paths") and not _any(operation["paths"], request.path):
+        return False
+    return not (operation.get("notPaths") and _any(operation["notPaths"], request.path))
+
+
+def _condition_matches(condition: dict, request: Request, who: str | None, namespace: str | None, tcp: bool) -> bool:
+    key = str(condition.get("key", ""))
+    if key.startswith("request.headers[") and key.endswith("]"):
+        if tcp:
+            return True
+        value = request.header(key[len("request.headers[") : -1])
+    elif key == "source.principal":
+        value = who
+    elif key == "source.namespace":
+        value = namespace
+    elif key == "destination.port":
+        value = str(request.port)
+    else:
+        raise Unsupported(f"condition {key}")
+    values, not_values = condition.get("values") or [], condition.get("notValues") or []
+    if values and not _any(values, value):
+        return False
+    return not (not_values and _any(not_values, value))

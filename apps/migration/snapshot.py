@@ -1,0 +1,180 @@
+"""The one module of the migration assistant that reads the database: a cluster's latest snapshot as `MeshInput`.
+
+The SMI policy comes from `apps.policies.smi_access.load_policy` (its Grant and Route parsing, so the assistant reads
+TrafficTargets, HTTPRouteGroups and TCPRoutes exactly as the Policies page does). Pods are grouped by the workload
+that owns them; a workload with no running pod is taken from its pod template.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.db.models import Sum
+
+from apps.clusters.models import Cluster
+from apps.mesh.models import MeshNamespace, MeshState, Pod, Service, TrafficSplit, Workload, selects
+from apps.metrics.models import EdgeKPI
+from apps.policies.smi_access import load_policy
+
+from .model import (
+    HTTP,
+    TCP,
+    VOLATILE_LABELS,
+    MeshInput,
+    NamespaceInfo,
+    Port,
+    ServiceInfo,
+    SplitInfo,
+    WorkloadGroup,
+)
+
+_HTTP_PROTOCOLS = {"http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c", "kubernetes.io/ws", "ws"}
+_ISTIO_TCP_PREFIXES = ("tcp", "tls", "https", "mongo", "mysql", "redis", "udp")
+
+
+def osm_protocol(port: dict) -> str:
+    """OSM 1.2 reads a Service port's `appProtocol` (tcp, tcp-server-first, http, grpc) and takes http without one."""
+    app = str(port.get("appProtocol") or "").lower()
+    return TCP if app.startswith("tcp") else HTTP
+
+
+def istio_protocol(port: dict) -> str:
+    """Istio reads `appProtocol`, else the port name's prefix (`tcp-db`, `http-web`), else sniffs: HTTP traffic is
+    then treated as HTTP."""
+    app = str(port.get("appProtocol") or "").lower()
+    if app:
+        return HTTP if app in _HTTP_PROTOCOLS else TCP
+    name = str(port.get("name") or "").lower()
+    prefix = name.split("-", 1)[0]
+    if prefix in _ISTIO_TCP_PREFIXES:
+        return TCP
+    return HTTP
+
+
+def _stable(labels: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in (labels or {}).items() if k not in VOLATILE_LABELS}
+
+
+def _common(label_sets: list[dict[str, str]]) -> dict[str, str]:
+    if not label_sets:
+        return {}
+    common = dict(label_sets[0])
+    for labels in label_sets[1:]:
+        common = {k: v for k, v in common.items() if labels.get(k) == v}
+    return common
+
+
+def _ports(labels: dict[str, str], services: list[ServiceInfo]) -> tuple[Port, ...]:
+    found: dict[int, Port] = {}
+    for svc in services:
+        if not selects(dict(svc.selector), labels):
+            continue
+        for p in svc.ports:
+            target = p.get("targetPort")
+            named = ""
+            if isinstance(target, int) and not isinstance(target, bool):
+                number = target
+            else:
+                number = p.get("port")
+                named = str(target) if target not in (None, "") else ""
+            if not isinstance(number, int) or isinstance(number, bool):
+                continue
+            known = found.get(number)
+            names = (*known.services, svc.name) if known else (svc.name,)
+            found[number] = Port(
+                number, osm_protocol(p), istio_protocol(p), names, named or (known.named_target if known else "")
+            )
+    return tuple(sorted(found.values(), key=lambda p: p.number))
+
+
+def load(cluster: Cluster) -> MeshInput:
+    state = MeshState.objects.filter(cluster=cluster).first()
+    policy = load_policy(cluster)
+    mesh_name = state.mesh_name if state else ""
+    namespaces = []
+    for ns in MeshNamespace.objects.filter(cluster=cluster).order_by("name"):
+        monitored = bool(ns.monitored_by) and (not mesh_name or ns.monitored_by == mesh_name)
+        namespaces.append(NamespaceInfo(ns.name, monitored, ns.injection_enabled, ns.ignored, ns.monitored_by))
+    services = [
+        ServiceInfo(s.namespace, s.name, tuple(sorted((s.selector or {}).items())), tuple(s.ports or ()))
+        for s in Service.objects.filter(cluster=cluster).order_by("namespace", "name")
+    ]
+    by_namespace: dict[str, list[ServiceInfo]] = {}
+    for svc in services:
+        by_namespace.setdefault(svc.namespace, []).append(svc)
+
+    pods: dict[tuple[str, str, str], list[Pod]] = {}
+    for pod in (
+        Pod.objects.filter(cluster=cluster).exclude(phase__in=("Succeeded", "Failed")).order_by("namespace", "name")
+    ):
+        kind = pod.workload_kind or "Pod"
+        name = pod.workload_name or pod.name
+        pods.setdefault((pod.namespace, kind, name), []).append(pod)
+    groups: list[WorkloadGroup] = []
+    for (namespace, kind, name), members in pods.items():
+        accounts = Counter(p.service_account or "default" for p in members)
+        labels = _common([_stable(p.labels) for p in members])
+        groups.append(
+            WorkloadGroup(
+                namespace=namespace,
+                kind=kind,
+                name=name,
+                service_account=accounts.most_common(1)[0][0],
+                labels=tuple(sorted(labels.items())),
+                meshed=any(p.has_sidecar for p in members),
+                pods=tuple(p.name for p in members),
+                ports=_ports(labels, by_namespace.get(namespace, [])),
+                annotations=tuple(sorted((members[0].annotations or {}).items())),
+            )
+        )
+    running = {(g.namespace, g.kind, g.name) for g in groups}
+    meshed_namespaces = {n.name for n in namespaces if n.meshed and n.injection}
+    for w in Workload.objects.filter(cluster=cluster).order_by("namespace", "kind", "name"):
+        if (w.namespace, w.kind, w.name) in running:
+            continue
+        labels = _stable(w.template_labels or {})
+        groups.append(
+            WorkloadGroup(
+                namespace=w.namespace,
+                kind=w.kind,
+                name=w.name,
+                service_account=w.service_account or "default",
+                labels=tuple(sorted(labels.items())),
+                meshed=w.namespace in meshed_namespaces,
+                ports=_ports(labels, by_namespace.get(w.namespace, [])),
+                from_template=True,
+            )
+        )
+    splits = [
+        SplitInfo(
+            s.namespace,
+            s.name,
+            s.root_service_name,
+            tuple((str(b.get("service", "")), b.get("weight")) for b in s.backends or [] if isinstance(b, dict)),
+        )
+        for s in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name")
+    ]
+    edges = [
+        (row["source_namespace"], row["destination_namespace"], float(row["rate"] or 0.0))
+        for row in EdgeKPI.objects.filter(cluster=cluster)
+        .values("source_namespace", "destination_namespace")
+        .annotate(rate=Sum("request_rate"))
+        .order_by("source_namespace", "destination_namespace")
+    ]
+    return MeshInput(
+        cluster=cluster.name,
+        mode=policy.mode,
+        mesh_name=mesh_name,
+        is_aks=bool(state and state.is_aks),
+        control_plane_namespace=state.control_plane_namespace if state else "",
+        certificate_provider=state.certificate_provider if state else "",
+        meshconfig=dict(state.meshconfig or {}) if state else {},
+        served_groups=dict(state.served_groups or {}) if state else {},
+        namespaces=tuple(namespaces),
+        groups=tuple(sorted(groups, key=lambda g: (g.namespace, g.kind, g.name))),
+        services=tuple(services),
+        grants=tuple(policy.grants),
+        splits=tuple(splits),
+        edges=tuple(edges),
+        collected_at=state.collected_at.isoformat() if state else "",
+    )
