@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("apps.canary.urls")),
     path("", include("apps.graph.urls")),
     path("", include("apps.policies.urls")),
+    path("", include("apps.migration.urls")),
     path("", include("apps.history.urls")),
 ]

@@ -1,0 +1,115 @@
+"""The migration page (`/migrate/`) and its downloads: the YAML bundle per namespace or all in one, and the report.
+
+Each answer builds the migration from the selected cluster's latest snapshot (`services.build`): nothing is stored,
+nothing is sent to the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from apps.clusters.picker import page_context
+from apps.clusters.roles import require_viewer
+
+from . import services
+
+YAML_PREVIEW_LIMIT = 30  # manifests per namespace shown inline; more only in the download
+DIFFERENCES_SHOWN = 50  # per namespace; the report lists them all
+
+
+def _filename(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", "-".join(parts))[:200]
+
+
+def _migration(request: HttpRequest) -> tuple[object, services.Migration | None, str]:
+    ctx = page_context(request)
+    if ctx.cluster is None:
+        return ctx, None, ""
+    try:
+        return ctx, services.build(ctx.cluster, request.GET.get("revision", "")[:63]), ""
+    except services.BadRevision as exc:
+        return ctx, None, str(exc)
+
+
+@require_GET
+@login_required
+def migrate(request: HttpRequest) -> HttpResponse:
+    """Per namespace: what will be generated, its fidelity, where the meshes differ; the order and the plan."""
+    require_viewer(request)
+    ctx, migration, error = _migration(request)
+    revision = request.GET.get("revision", "")[:63].strip()
+    context: dict = {"page_ctx": ctx, "revision": revision, "error": error, "migration": migration}
+    if ctx.cluster is not None:
+        context.update(ctx.freshness())
+    if migration is not None:
+        c = migration.check
+        sections = []
+        ordered = [n for step in migration.plan.steps for n in step.namespaces]
+        ordered += [n for n in migration.translation.namespaces if n not in ordered]
+        for name in ordered:
+            plan = migration.translation.namespaces[name]
+            diffs = c.in_namespace(name)
+            sections.append(
+                {
+                    "plan": plan,
+                    "order": migration.order_of(name),
+                    "counts": plan.counts(),
+                    "items": [i for i in plan.items if i.level != "exact"]
+                    + [i for i in c.found_items if i.namespace == name],
+                    "exact": [i for i in plan.items if i.level == "exact"],
+                    "differences": diffs[:DIFFERENCES_SHOWN],
+                    "more_differences": max(0, len(diffs) - DIFFERENCES_SHOWN),
+                    "splits": c.splits_in(name),
+                    "yaml": services.namespace_yaml(migration, plan)
+                    if len(plan.manifests) <= YAML_PREVIEW_LIMIT
+                    else "",
+                }
+            )
+        context.update(
+            sections=sections,
+            counts=migration.counts(),
+            cluster_items=migration.translation.cluster_items,
+        )
+    response = render(request, "migration/migrate.html", context)
+    if error:
+        response.status_code = 400
+    return response
+
+
+@require_GET
+@login_required
+def bundle(request: HttpRequest, namespace: str | None = None) -> HttpResponse:
+    """The YAML bundle: one namespace's, or every namespace's in the order to move them in."""
+    require_viewer(request)
+    ctx, migration, error = _migration(request)
+    if error:
+        return HttpResponse(error + "\n", status=400, content_type="text/plain; charset=utf-8")
+    if migration is None:
+        raise Http404("No cluster yet.")
+    if namespace is not None and namespace not in migration.translation.namespaces:
+        raise Http404("Nothing is generated for that namespace.")
+    text = services.bundle_yaml(migration, namespace)
+    response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+    name = _filename("meshboard-istio", ctx.cluster.name, *([namespace] if namespace else [])) + ".yaml"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@require_GET
+@login_required
+def report(request: HttpRequest) -> HttpResponse:
+    """The report `manage.py export_istio` writes: fidelity items, differences, what is not collected, the order."""
+    require_viewer(request)
+    ctx, migration, error = _migration(request)
+    if error:
+        return HttpResponse(error + "\n", status=400, content_type="text/plain; charset=utf-8")
+    if migration is None:
+        raise Http404("No cluster yet.")
+    response = HttpResponse(services.report_text(migration), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename("meshboard-istio", ctx.cluster.name)}.txt"'
+    return response
