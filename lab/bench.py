@@ -193,6 +193,7 @@ BENCHMARKS = {
     "overview": lambda a: bench_overview(a.services, max(a.runs, 20)),
     "canary": lambda a: bench_canary(max(a.runs, 20)),
     "graph": lambda a: __import__("lab.bench_graph").bench_graph.bench_graph(a.services, a.runs),
+    "migrate": lambda a: __import__("lab.bench_migrate").bench_migrate.bench_migrate(a.services, a.runs),
     "history": lambda a: __import__("lab.bench_history").bench_history.bench_history(a.services),
 }
 
