@@ -68,7 +68,7 @@ class ServiceKPI(Traffic):
     # Short history for sparklines: [[unix_ts, request_rate, success_rate, p99_ms], ...], oldest first, bounded.
     history = models.JSONField(default=list, blank=True)
     # A TrafficSplit root: its callers' sidecars route to the backends' clusters, so its KPIs are the backends' sums
-    # (rates) and the highest of their quantiles (an upper bound: a mix's quantile never exceeds its parts' largest).
+    # (rates, and latency buckets, whose quantiles are those of all the traffic addressed to it).
     # The backend services, in the split's order; empty for any other service.
     routed_backends = models.JSONField(default=list, blank=True)
 
