@@ -13,60 +13,16 @@ from __future__ import annotations
 
 import re
 
+from apps.metrics.osm_scrape import OSM_RELABEL_CONFIGS, osm_keep_regex
 from lab.mesh.topology import Workload
 
 MODES = ("byo", "osm")
 
-OSM_KEEP_LIST = (
-    "(envoy_server_live|envoy_cluster_health_check_.*|envoy_cluster_upstream_rq_xx|envoy_cluster_upstream_cx_active"
-    "|envoy_cluster_upstream_cx_tx_bytes_total|envoy_cluster_upstream_cx_rx_bytes_total|envoy_cluster_upstream_rq_total"
-    "|envoy_cluster_upstream_cx_destroy_remote_with_active_rq|envoy_cluster_upstream_cx_connect_timeout"
-    "|envoy_cluster_upstream_cx_destroy_local_with_active_rq|envoy_cluster_upstream_rq_pending_failure_eject"
-    "|envoy_cluster_upstream_rq_pending_overflow|envoy_cluster_upstream_rq_timeout|envoy_cluster_upstream_rq_rx_reset"
-    "|envoy_cluster_upstream_rq_retry.*|^osm.*)"
-)
+OSM_KEEP_LIST = osm_keep_regex()
 
-# OSM 1.2.4's kubernetes-pods relabel_configs, minus the __address__ port rewrite.
-OSM_POD_RELABELING = [
-    {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
-    {
-        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
-        "action": "replace",
-        "target_label": "__metrics_path__",
-        "regex": "(.+)",
-    },
-    {"source_labels": ["__meta_kubernetes_namespace"], "action": "replace", "target_label": "source_namespace"},
-    {"source_labels": ["__meta_kubernetes_pod_name"], "action": "replace", "target_label": "source_pod_name"},
-    {"regex": "(__meta_kubernetes_pod_label_app)", "action": "labelmap", "replacement": "source_service"},
-    {
-        "regex": "(__meta_kubernetes_pod_label_osm_envoy_uid|__meta_kubernetes_pod_label_pod_template_hash"
-        "|__meta_kubernetes_pod_label_version)",
-        "action": "drop",
-    },
-    {
-        "source_labels": ["__meta_kubernetes_pod_controller_kind"],
-        "action": "replace",
-        "target_label": "source_workload_kind",
-    },
-    {
-        "source_labels": ["__meta_kubernetes_pod_controller_name"],
-        "action": "replace",
-        "target_label": "source_workload_name",
-    },
-    {
-        "source_labels": ["__meta_kubernetes_pod_controller_kind"],
-        "action": "replace",
-        "regex": "^ReplicaSet$",
-        "target_label": "source_workload_kind",
-        "replacement": "Deployment",
-    },
-    {
-        "source_labels": ["__meta_kubernetes_pod_controller_kind", "__meta_kubernetes_pod_controller_name"],
-        "action": "replace",
-        "regex": "^ReplicaSet;(.*)-[^-]+$",
-        "target_label": "source_workload_name",
-    },
-]
+# OSM 1.2.4's kubernetes-pods relabel_configs, minus the __address__ port rewrite: each lab sidecar's metrics port is
+# its own (127.0.0.1 and a port chosen at run time), not OSM's 15010.
+OSM_POD_RELABELING = [r for r in OSM_RELABEL_CONFIGS if r.get("target_label") != "__address__"]
 
 
 def _label_name(key: str) -> str:
