@@ -15,12 +15,12 @@ from playwright.sync_api import expect
 
 from lab.mesh.pytest_plugin import LabStack
 from tests.browser_fixtures import login, screenshot
-from tests.labmesh.test_canary_browser import SPLIT, lab_cluster  # noqa: F401  (the fixture)
+from tests.labmesh.conftest import SPLIT
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 
 
-def test_it_compares_v2_with_v1_and_marks_weight_changes(page, live_server, lab_cluster, lab_stack: LabStack):  # noqa: F811
+def test_it_compares_v2_with_v1_and_marks_weight_changes(page, live_server, lab_cluster, lab_stack: LabStack):
     call_command("create_user", "olga", role="operator", password="a-long-operator-pass")
     login(page, live_server.url, "olga", "a-long-operator-pass")
     lab_stack.lab.set_behaviour("bookstore-v2", error_rate=0.2)

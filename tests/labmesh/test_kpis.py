@@ -14,10 +14,10 @@ import time
 import pytest
 
 from lab.mesh.pytest_plugin import LabStack
+from tests.labmesh.conftest import SPLIT
 
 pytestmark = [pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s"), pytest.mark.django_db]
 
-SPLIT = ("split.smi-spec.io", "v1alpha2", "bookstore", "trafficsplits", "bookstore-split")
 CLIENT = "bookbuyer -> bookstore/bookstore"
 
 

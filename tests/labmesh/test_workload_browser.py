@@ -6,14 +6,12 @@ since SMI allows it nothing, and bookstore's sidecars refuse them."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from lab.mesh.pytest_plugin import LabStack
 from tests.browser_fixtures import login, screenshot
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
@@ -21,32 +19,6 @@ pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 BUYER = "/workloads/bookbuyer/deployment/bookbuyer/"
 THIEF = "/workloads/bookthief/deployment/bookthief/"
 NUMBER = re.compile(r"([\d.]+)")
-
-
-@pytest.fixture
-def lab_cluster(lab_stack: LabStack, transactional_db: None):
-    """The lab registered as a cluster, with both collectors running every 2 s."""
-    from apps.clusters.models import Cluster
-    from apps.mesh.services import collect_and_record as collect_cluster
-    from apps.metrics.services import collect_and_record as collect_metrics
-
-    cluster = Cluster.objects.create(
-        name="lab", kubeconfig_path=lab_stack.kubeconfig, prometheus_url=lab_stack.lab.prometheus_url
-    )
-    collect_cluster(cluster)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            collect_cluster(cluster)
-            collect_metrics(cluster)
-            stop.wait(2.0)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield cluster
-    stop.set()
-    thread.join(timeout=30)
 
 
 @pytest.fixture
