@@ -54,10 +54,16 @@ TLS_ERROR_STATS = (
 )
 
 
+def stat_metric(stat: str, matchers: str) -> str:
+    """Selector for Envoy cluster stat `stat` (`upstream_rq_xx`...) under full or truncated cluster names (the
+    `<svc>_<port>_` a dotted name moves into the metric name), with label `matchers`."""
+    more = f",{matchers}" if matchers else ""
+    return f'{{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?{stat}"{more}}}'
+
+
 def cluster_metric(stat: str, extra: str = "") -> str:
     """Selector for Envoy cluster stat `stat` (`upstream_rq_xx`...), full or truncated cluster names, destinations."""
-    more = f",{extra}" if extra else ""
-    return f'{{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?{stat}",{DESTINATION}{more}}}'
+    return stat_metric(stat, f"{DESTINATION},{extra}" if extra else DESTINATION)
 
 
 def duration(seconds: float) -> str:
@@ -329,21 +335,17 @@ def service_selector(namespace: str, service: str, pods: list[str]) -> str:
 
 def series_requests(selector: str, window: str) -> str:
     """Requests/s to one service by response class, over time."""
-    return (
-        f"sum by (envoy_response_code_class) "
-        f'(rate({{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_xx",{selector}}}[{window}]))'
-    )
+    return f"sum by (envoy_response_code_class) (rate({stat_metric('upstream_rq_xx', selector)}[{window}]))"
 
 
 def series_bytes(stat: str, selector: str, window: str) -> str:
     """Bytes/s on the callers' connections to one service (stat: upstream_cx_tx_bytes_total or ..._rx_...)."""
-    return f'sum(rate({{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?{stat}",{selector}}}[{window}]))'
+    return f"sum(rate({stat_metric(stat, selector)}[{window}]))"
 
 
 def series_envoy_quantile(q: float, selector: str, window: str) -> str:
     """Latency quantile q (ms) of one service from Envoy's histogram, over time."""
-    name = "envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_time_bucket"
-    return f'histogram_quantile({q}, sum by (le) (rate({{__name__=~"{name}",{selector}}}[{window}])))'
+    return f"histogram_quantile({q}, sum by (le) (rate({stat_metric('upstream_rq_time_bucket', selector)}[{window}])))"
 
 
 def series_wasm_quantile(q: float, namespace: str, workloads: list[str], window: str) -> str:
@@ -356,3 +358,19 @@ def series_wasm_quantile(q: float, namespace: str, workloads: list[str], window:
 def mangle(value: str) -> str:
     """What OSM's WASM stats do to label values: every `-` and `.` becomes `_`."""
     return value.replace("-", "_").replace(".", "_")
+
+
+# -- a canary comparison: what each backend served over one window (instant queries, increase()) -------------------
+
+
+def window_totals(selector: str, window: str) -> dict[str, str]:
+    """Per Envoy cluster name over `window`: requests by class, latency buckets, and TCP bytes sent and received
+    (apps.metrics.compare maps the cluster names to backends)."""
+    by = "envoy_cluster_name"
+    return {
+        "requests": f"sum by ({by}, envoy_response_code_class) "
+        f"(increase({stat_metric('upstream_rq_xx', selector)}[{window}]))",
+        "latency": f"sum by ({by}, le) (increase({stat_metric('upstream_rq_time_bucket', selector)}[{window}]))",
+        "sent": f"sum by ({by}) (increase({stat_metric('upstream_cx_tx_bytes_total', selector)}[{window}]))",
+        "received": f"sum by ({by}) (increase({stat_metric('upstream_cx_rx_bytes_total', selector)}[{window}]))",
+    }

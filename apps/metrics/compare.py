@@ -17,7 +17,7 @@ from apps.clusters.models import Cluster
 
 from . import catalog, histogram
 from .prometheus import PrometheusError, gateway_for
-from .ranges import _service_pods
+from .ranges import service_pods
 from .resolve import Resolver
 
 
@@ -51,12 +51,8 @@ class WindowCounts:
 
 def _selector(cluster: Cluster, namespace: str, backends: list[str]) -> str:
     # Each backend's pods too: a headless StatefulSet's cluster names are truncated to `<ns>/<pod>`.
-    regexes = [catalog.service_cluster_regex(namespace, b, _service_pods(cluster, namespace, b)[0]) for b in backends]
+    regexes = [catalog.service_cluster_regex(namespace, b, service_pods(cluster, namespace, b)[0]) for b in backends]
     return f'envoy_cluster_name=~"{catalog.promql_string("|".join(regexes))}"'
-
-
-def _metric(stat: str, selector: str) -> str:
-    return f'{{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?{stat}",{selector}}}'
 
 
 def window_counts(
@@ -70,16 +66,7 @@ def window_counts(
         out.problem = "this cluster has no Prometheus URL"
         return out
     selector = _selector(cluster, namespace, backends)
-    window = catalog.duration(seconds)
-    queries = {
-        "requests": f"sum by (envoy_cluster_name, envoy_response_code_class) "
-        f"(increase({_metric('upstream_rq_xx', selector)}[{window}]))",
-        "latency": f"sum by (envoy_cluster_name, le) "
-        f"(increase({_metric('upstream_rq_time_bucket', selector)}[{window}]))",
-        "sent": f"sum by (envoy_cluster_name) (increase({_metric('upstream_cx_tx_bytes_total', selector)}[{window}]))",
-        "received": f"sum by (envoy_cluster_name) "
-        f"(increase({_metric('upstream_cx_rx_bytes_total', selector)}[{window}]))",
-    }
+    queries = catalog.window_totals(selector, catalog.duration(seconds))
     resolver = Resolver.for_cluster(cluster)
     problems = []
     with gateway_for(cluster, read_timeout=settings.MESHBOARD_CHART_READ_TIMEOUT) as gateway:

@@ -32,6 +32,14 @@ def success_ratio(requests: float | None, errors_5xx: float | None) -> float | N
     return min(1.0, max(0.0, (requests - (errors_5xx or 0.0)) / requests))
 
 
+def tcp_bytes_total(kpi: dict) -> float | None:
+    """Bytes/s both ways on a KPI row's connections; None when neither direction is known."""
+    sent, received = kpi.get("tcp_bytes_sent_rate"), kpi.get("tcp_bytes_received_rate")
+    if sent is None and received is None:
+        return None
+    return (sent or 0) + (received or 0)
+
+
 def error_ratio(requests: float | None, errors_5xx: float | None) -> float | None:
     """5xx / all; 0 for a measured zero rate, None when either is unknown."""
     if requests == 0:
@@ -81,6 +89,17 @@ class ServiceKPI(Traffic):
         return f"{self.namespace}/{self.service}"
 
 
+# What identifies an edge: the source workload (as OSM's relabeling names it) and the destination service.
+EDGE_KEY = (
+    "source_namespace",
+    "source_service",
+    "source_workload_kind",
+    "source_workload_name",
+    "destination_namespace",
+    "destination_service",
+)
+
+
 class EdgeKPI(Traffic):
     """Traffic from one source workload to one destination service.
 
@@ -104,15 +123,7 @@ class EdgeKPI(Traffic):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=[
-                    "cluster",
-                    "source_namespace",
-                    "source_service",
-                    "source_workload_kind",
-                    "source_workload_name",
-                    "destination_namespace",
-                    "destination_service",
-                ],
+                fields=["cluster", *EDGE_KEY],
                 name="uniq_edge_kpi",
             ),
         ]

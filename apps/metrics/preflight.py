@@ -39,7 +39,7 @@ STATUS_TEXT = {PRESENT: "present", MISSING: "missing", UNCHECKED: "could not che
 _CLUSTER = "envoy_cluster_([a-zA-Z0-9_]+_[0-9]+_)?"
 
 # The series the label check looks at: every label Meshboard reads is on the request counter of a sidecar.
-LABEL_PROBE = '{__name__=~"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_xx"}'
+LABEL_PROBE = catalog.stat_metric("upstream_rq_xx", "")
 LABEL_PROBE_NAME = "envoy_cluster_upstream_rq_xx"
 
 

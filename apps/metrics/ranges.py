@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -49,7 +50,7 @@ def _frame(span: int, scrape: float, now: float) -> _Frame:
     return _Frame(scrape, step, catalog.duration(catalog.range_window(step, scrape)), end - span, end, span)
 
 
-def _service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[str], list[str]]:
+def service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[str], list[str]]:
     """Names of the service's pods (for truncated cluster names) and of its workloads (for OSM's WASM labels)."""
     svc = Service.objects.filter(cluster=cluster, namespace=namespace, name=service).first()
     selector = (svc.selector if svc else None) or {}
@@ -90,11 +91,11 @@ def _queries(
     """The range queries behind the charts, by series (or "requests" for the five request series), and the series
     that cannot be drawn with why."""
     latency_source = state.latency_source if state else "envoy"
-    pods, workloads = _service_pods(cluster, namespace, service)
+    pods, workloads = service_pods(cluster, namespace, service)
     regexes = [catalog.service_cluster_regex(namespace, service, pods)]
     # A split root's traffic is routed to its backends' clusters (no series names the root): chart theirs, summed.
     for backend in _routed_backends(cluster, namespace, service):
-        backend_pods, backend_workloads = _service_pods(cluster, namespace, backend)
+        backend_pods, backend_workloads = service_pods(cluster, namespace, backend)
         regexes.append(catalog.service_cluster_regex(namespace, backend, backend_pods))
         workloads = sorted({*workloads, *backend_workloads})
     selector = f'envoy_cluster_name=~"{catalog.promql_string("|".join(regexes))}"'
@@ -161,10 +162,6 @@ def _clock(unix: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(unix))
 
 
-def _cache_key(cluster: Cluster, namespace: str, service: str, window: str, frame: _Frame) -> str:
-    return f"meshboard:series:{cluster.pk}:{namespace}:{service}:{window}:{frame.end:.0f}"
-
-
 def _cached(key: str) -> dict | None:
     try:
         cached = page_redis_client().get(key)
@@ -206,11 +203,33 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
     cluster fail at once for MESHBOARD_CHART_BREAKER_SECONDS, saying when they will try again. Raises ValueError
     for an unknown `window`.
     """
+    return chart_data(
+        cluster,
+        window,
+        who=f"series:{namespace}:{service}",
+        queries=lambda frame, state: _queries(cluster, namespace, service, frame, state),
+        now=now,
+    )
+
+
+def chart_data(
+    cluster: Cluster,
+    window: str,
+    *,
+    who: str,
+    queries: Callable[[_Frame, MetricsState | None], tuple[dict[str, str], dict[str, str]]],
+    series: Iterable[str] = SERIES,
+    extra: dict | None = None,
+    now: float | None = None,
+) -> dict:
+    """The charts' JSON (service_series' shape, plus `extra`) for whatever `queries(frame, state)` asks: the frame
+    from the window and the scrape interval, a Redis cache for one step keyed by `who`, the circuit breaker, and
+    every series all None until its query answers. Raises ValueError for an unknown `window`."""
     span = window_seconds(window)
     state = MetricsState.objects.filter(cluster=cluster).first()
     scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
     frame = _frame(span, scrape, float(now if now is not None else time.time()))
-    key = _cache_key(cluster, namespace, service, window, frame)
+    key = f"meshboard:{who}:{cluster.pk}:{window}:{frame.end:.0f}"
     if (cached := _cached(key)) is not None:
         return cached
 
@@ -223,8 +242,9 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
         "rate_window": frame.rate_window,
         "scrape_interval": scrape,
         "latency_source": state.latency_source if state else "envoy",
+        **(extra or {}),
         "timestamps": timestamps,
-        "series": {name: [None] * len(timestamps) for name in SERIES},
+        "series": {name: [None] * len(timestamps) for name in series},
         "unavailable": {},
         "cached": False,
     }
@@ -234,8 +254,8 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
     if (until := BREAKER.open_until(_breaker_key(cluster))) is not None:
         data["unavailable"]["*"] = f"Prometheus is not answering; retrying at {_clock(until)}"
         return data
-    queries, data["unavailable"] = _queries(cluster, namespace, service, frame, state)
-    if _fetch(cluster, queries, frame, data):
+    asked, data["unavailable"] = queries(frame, state)
+    if _fetch(cluster, asked, frame, data):
         BREAKER.reset(_breaker_key(cluster))
         with contextlib.suppress(Exception):  # caching is best effort
             page_redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))

@@ -20,7 +20,7 @@ from apps.mesh.models import TrafficSplit, root_service_name
 
 from . import catalog, histogram, preflight
 from .catalog import QUANTILES, Available, Windows
-from .models import EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
+from .models import EDGE_KEY, EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
 from .resolve import Resolver
 
@@ -120,12 +120,22 @@ class Mapped:
     splits: list[dict] = field(default_factory=list)
     service_fields: set[str] = field(default_factory=set)  # fields whose queries answered (others keep old values)
     edge_fields: set[str] = field(default_factory=set)
-    # Refusals/s by the side that counted them ("caller" or "destination") and that side's (namespace, app label);
-    # None when Prometheus keeps no refusal counter or the query failed.
-    refusals: dict[str, dict[tuple[str, str], float]] | None = None
-    # The same per workload, with their kind: (side, kind, namespace, app, workload kind, workload name) -> rate;
-    # None when neither the refusal nor the passthrough query answered (the stored rows stay).
+    # Refused (and passed-through) traffic per second: (side, kind, namespace, app, workload kind, workload name) ->
+    # rate; None when neither the refusal nor the passthrough query answered (the stored rows stay).
     refusal_rows: dict[tuple[str, str, str, str, str, str], float] | None = None
+    refusals_known: bool = False  # the refusal counters were kept and their query answered
+
+    @property
+    def refusals(self) -> dict[str, dict[tuple[str, str], float]] | None:
+        """Refusals/s by the side that counted them ("caller" or "destination") and that side's (namespace, app
+        label); None when Prometheus keeps no refusal counter or the query failed."""
+        if not self.refusals_known or self.refusal_rows is None:
+            return None
+        out: dict[str, dict[tuple[str, str], float]] = {"caller": {}, "destination": {}}
+        for (side, kind, ns, app, _kind, _name), rate in self.refusal_rows.items():
+            if kind in catalog.REFUSAL_SIDES:
+                out[side][(ns, app)] = out[side].get((ns, app), 0.0) + rate
+        return out
 
 
 def _edge_row(out: Mapped, resolver: Resolver, labels: dict) -> dict | None:
@@ -329,17 +339,14 @@ def _map_denials(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
                 key = ("caller", "passthrough", *_source(s.labels))
                 rows[key] = rows.get(key, 0.0) + s.value
     if cycle.available.denials and cycle.ok("refusals"):
-        refusals: dict[str, dict[tuple[str, str], float]] = {"caller": {}, "destination": {}}
         for s in cycle.results["refusals"]:
             kind = s.labels.get("refusal", "")
             side = catalog.REFUSAL_SIDES.get(kind)
             if side is None or s.value is None:
                 continue
-            key = (s.labels.get("source_namespace", ""), s.labels.get("source_service", ""))
-            refusals[side][key] = refusals[side].get(key, 0.0) + s.value
             row_key = (side, kind, *_source(s.labels))
             rows[row_key] = rows.get(row_key, 0.0) + s.value
-        out.refusals = refusals
+        out.refusals_known = True
     if cycle.ok("passthrough") or (cycle.available.denials and cycle.ok("refusals")):
         out.refusal_rows = rows
 
@@ -431,14 +438,6 @@ def _store_services(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetim
     )
 
 
-EDGE_KEY = (
-    "source_namespace",
-    "source_service",
-    "source_workload_kind",
-    "source_workload_name",
-    "destination_namespace",
-    "destination_service",
-)
 REFUSAL_KEY = ("side", "kind", "namespace", "app", "workload_kind", "workload_name")
 
 

@@ -14,18 +14,13 @@ the KPI table cannot give: quantiles of edges cannot be added.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import time
 
 from apps.clusters.models import Cluster
-from apps.core.locks import page_redis_client
-from apps.core.windows import window_seconds
 
 from . import catalog
 from .models import EdgeKPI, MetricsState
-from .ranges import BREAKER, SERIES, _breaker_key, _cached, _clock, _fetch, _Frame, _frame
+from .ranges import SERIES, _Frame, chart_data
 
 BY_WORKLOAD, BY_POD, BY_APP = "workload", "pod", "app"
 PASSTHROUGH = "passthrough_rate"  # connections/s to the egress passthrough, beside service_series' SERIES
@@ -112,43 +107,16 @@ def workload_series(
     is the pod's name); `app` is its pods' app label, for a Prometheus without the workload labels. Never raises
     for Prometheus trouble (see service_series); ValueError for an unknown `window`.
     """
-    span = window_seconds(window)
-    state = MetricsState.objects.filter(cluster=cluster).first()
-    scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
-    frame = _frame(span, scrape, float(now if now is not None else time.time()))
     by = attribution(cluster, namespace, kind, name, app)
     source = _source_selector(namespace, by, kind, name, app)
-    who = json.dumps([namespace, kind, name, by, app])
-    key = f"meshboard:workload-series:{cluster.pk}:{who}:{window}:{frame.end:.0f}"
-    if (cached := _cached(key)) is not None:
-        return cached
-
-    timestamps = frame.timestamps
-    data = {
-        "window": window,
-        "start": frame.start,
-        "end": frame.end,
-        "step": frame.step,
-        "rate_window": frame.rate_window,
-        "scrape_interval": scrape,
-        "latency_source": state.latency_source if state else "envoy",
-        "selected_by": by,
-        "selector": source,
-        "timestamps": timestamps,
-        "series": {series: [None] * len(timestamps) for series in (*SERIES, PASSTHROUGH)},
-        "unavailable": {},
-        "cached": False,
-    }
-    if not cluster.prometheus_url:
-        data["unavailable"]["*"] = "this cluster has no Prometheus URL"
-        return data
-    if (until := BREAKER.open_until(_breaker_key(cluster))) is not None:
-        data["unavailable"]["*"] = f"Prometheus is not answering; retrying at {_clock(until)}"
-        return data
     selector = f"{source},{catalog.DESTINATION}"
-    queries, data["unavailable"] = _queries(selector, frame, state, _wasm_selector(namespace, by, kind, name), source)
-    if _fetch(cluster, queries, frame, data):
-        BREAKER.reset(_breaker_key(cluster))
-        with contextlib.suppress(Exception):  # caching is best effort
-            page_redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))
-    return data
+    wasm = _wasm_selector(namespace, by, kind, name)
+    return chart_data(
+        cluster,
+        window,
+        who=f"workload-series:{json.dumps([namespace, kind, name, by, app])}",
+        queries=lambda frame, state: _queries(selector, frame, state, wasm, source),
+        series=(*SERIES, PASSTHROUGH),
+        extra={"selected_by": by, "selector": source},
+        now=now,
+    )

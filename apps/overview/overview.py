@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.clusters.models import Cluster
 from apps.mesh.models import Pod, Service, TrafficSplit, Workload, mtls_state, root_service_name
 from apps.metrics.health import Health, assess
-from apps.metrics.models import KPI_FIELDS, ServiceKPI
+from apps.metrics.models import KPI_FIELDS, ServiceKPI, tcp_bytes_total
 
 SORTS = {
     "name": lambda r: (r.name, r.namespace),
@@ -53,10 +53,7 @@ class ServiceRow:
 
     @property
     def tcp_bytes_rate(self) -> float | None:
-        sent, received = self.kpi.get("tcp_bytes_sent_rate"), self.kpi.get("tcp_bytes_received_rate")
-        if sent is None and received is None:
-            return None
-        return (sent or 0) + (received or 0)
+        return tcp_bytes_total(self.kpi)
 
 
 def split_roots(cluster: Cluster) -> set[tuple[str, str]]:

@@ -26,7 +26,7 @@ from django.urls import reverse
 from apps.clusters.models import Cluster
 from apps.mesh.models import Pod, Workload, mtls_state
 from apps.mesh.names import NAMESPACE, is_dns_subdomain, is_valid_name
-from apps.metrics.models import EdgeKPI, Refusal, success_ratio
+from apps.metrics.models import EdgeKPI, Refusal, success_ratio, tcp_bytes_total
 
 POD = "Pod"  # a pod no controller owns: its own workload
 # The kinds with a page, as their URLs spell them.
@@ -177,10 +177,7 @@ class WorkloadRow:
 
     @property
     def tcp_bytes_rate(self) -> float | None:
-        sent, received = self.kpi.get("tcp_bytes_sent_rate"), self.kpi.get("tcp_bytes_received_rate")
-        if sent is None and received is None:
-            return None
-        return (sent or 0) + (received or 0)
+        return tcp_bytes_total(self.kpi)
 
     @property
     def outside_routes(self) -> float | None:
