@@ -7,6 +7,8 @@ from datetime import datetime
 
 from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
+from apps.metrics.refused import refused_by_service
+from apps.policies.smi_access import REFUSAL_WORDS
 
 from .workloads import WorkloadIndex, WorkloadRef
 
@@ -42,6 +44,9 @@ class ServiceDetail:
     source_apps: list[str]
     sharing_services: list[str]
     routed: list[RoutedBackend]  # a split root's backends as its traffic was routed to them; else empty
+    # What its pods' sidecars refused, per second, as (what happened, rate): callers without a route or an admitted
+    # identity (bookthief's calls to bookstore in the demo). Shown apart from its request rate, never in it.
+    refused: list[tuple[str, float]]
 
     @property
     def certificate_expires_at(self) -> datetime | None:
@@ -117,4 +122,8 @@ def service_detail(service: Service) -> ServiceDetail:
             if s.selector.get("app") in apps and s.name != service.name
         ),
         routed=_routed(service, kpi),
+        refused=[
+            (REFUSAL_WORDS.get(kind, kind), rate)
+            for kind, rate in sorted(refused_by_service(cluster, namespace).get((namespace, service.name), {}).items())
+        ],
     )

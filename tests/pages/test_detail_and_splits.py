@@ -161,3 +161,27 @@ def test_it_shows_hostile_strings_from_the_cluster_as_text(client, viewer, hosti
     section = html[html.index(section_start) :]
     assert_shown_as_text(section[: section.index(section_end)])
     assert_shown_as_text(html)
+
+
+def test_it_shows_what_a_services_pods_refused_apart_from_its_request_rate(client, viewer, bookstore):
+    from apps.metrics.models import Refusal
+
+    # bookthief's calls reach the bookstore-v1 pods (workload "bookstore") without mTLS and are refused there.
+    Refusal.objects.create(
+        cluster=bookstore,
+        side="destination",
+        kind="no-mtls",
+        namespace="bookstore",
+        app="bookstore",
+        workload_kind="Deployment",
+        workload_name="bookstore",
+        rate=2.0,
+        collected_at=timezone.now(),
+    )
+    client.force_login(viewer)
+
+    root = client.get("/services/bookstore/bookstore/").content.decode()
+    refused = root[root.index('<dd class="refused">') :]
+    assert refused.startswith('<dd class="refused"><div>refused: arrived without mTLS')
+    assert ": 2/s</div>" in refused[: refused.index("</dd>")]
+    assert '<dd class="refused">' not in client.get("/services/bookwarehouse/bookwarehouse/").content.decode()
