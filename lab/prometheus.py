@@ -1,14 +1,17 @@
 """A real Prometheus server (Debian package `prometheus`) for tests, the lab mesh, the demo and benchmarks.
 
 `PrometheusServer` runs the binary on 127.0.0.1 with a config and a TSDB folder of the caller's, waits until
-`/-/ready`, and stops it by pid. `backfill_openmetrics` turns OpenMetrics text into TSDB blocks with
-`promtool tsdb create-blocks-from openmetrics`, so tests can query known series at known times.
+`/-/ready`, and stops it by pid. A subclass may speak HTTPS or send credentials (`_ssl_context`, `_headers`; see
+lab/prometheus_secure.py) and may turn the lifecycle and admin APIs off (`lifecycle=False`). `backfill_openmetrics`
+turns OpenMetrics text into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`, so tests can query
+known series at known times.
 """
 
 from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -32,6 +35,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within `timeout` s; nothing if it has already exited."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def backfill_openmetrics(text: str, tsdb_dir: Path, *, block_hours: int = 2) -> None:
@@ -72,6 +87,7 @@ class PrometheusServer:
         tsdb_dir: Path | None = None,
         retention: str = "30d",
         extra_args: tuple[str, ...] = (),
+        lifecycle: bool = True,
     ) -> None:
         self.workdir = Path(workdir)
         self.config = config or {"global": {"scrape_interval": "15s"}}
@@ -79,6 +95,7 @@ class PrometheusServer:
         self.tsdb_dir = tsdb_dir or self.workdir / "data"
         self.retention = retention
         self.extra_args = extra_args
+        self.lifecycle = lifecycle  # --web.enable-lifecycle (/-/reload) and --web.enable-admin-api
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -90,14 +107,15 @@ class PrometheusServer:
         return self.workdir / "prometheus.yml"
 
     def write_config(self, config: dict | None = None) -> None:
-        """Replace the config; a running server picks it up through /-/reload."""
+        """Replace the config; a running server picks it up through /-/reload (with the lifecycle API off, at its
+        next start)."""
         if config is not None:
             self.config = config
         self.workdir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
         tmp.replace(self.config_path)
-        if self._proc is not None:
+        if self._proc is not None and self.lifecycle:
             self._post("/-/reload")
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
@@ -110,8 +128,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.tsdb_dir}",
                 f"--storage.tsdb.retention.time={self.retention}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                "--web.enable-admin-api",
+                *(("--web.enable-lifecycle", "--web.enable-admin-api") if self.lifecycle else ()),
                 *self.extra_args,
             ],
             stdout=log,
@@ -126,7 +143,7 @@ class PrometheusServer:
                     f"prometheus exited with {self._proc.returncode}; see {self.workdir}/prometheus.log"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:  # noqa: S310
+                with self._open("/-/ready", timeout=1) as response:
                     if response.status == 200:
                         return self
             except OSError:
@@ -136,20 +153,26 @@ class PrometheusServer:
                 raise PrometheusError(f"prometheus was not ready within {timeout} s")
             time.sleep(0.1)
 
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """How the server's own requests (readiness, reload) verify it: plain HTTP here."""
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        """Headers the server's own requests send: none here."""
+        return {}
+
+    def _open(self, path: str, *, method: str = "GET", timeout: float = 10):
+        request = urllib.request.Request(f"{self.url}{path}", method=method, headers=self._headers())  # noqa: S310
+        return urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context())  # noqa: S310
+
     def _post(self, path: str) -> None:
-        request = urllib.request.Request(f"{self.url}{path}", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        with self._open(path, method="POST"):
             pass
 
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
+        stop_process(self._proc, timeout=15)
         self._proc = None
 
     def __enter__(self) -> PrometheusServer:

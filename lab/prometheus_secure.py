@@ -25,7 +25,7 @@ import bcrypt
 import yaml
 
 from lab.kubeapi.tls import CertificateAuthority
-from lab.prometheus import PrometheusError, PrometheusServer, _binary, _free_port
+from lab.prometheus import PrometheusServer, _free_port, stop_process
 
 
 def bcrypt_hash(password: str) -> str:
@@ -45,7 +45,8 @@ class SecuredPrometheus(PrometheusServer):
         tls_names: tuple[str, ...] = ("127.0.0.1", "localhost"),
         **options,
     ) -> None:
-        super().__init__(workdir, config, **options)
+        # No lifecycle or admin API, as a guarded deployment runs it: a config change needs a restart.
+        super().__init__(workdir, config, lifecycle=False, **options)
         self.ca = ca
         self.users = dict(users or {})
         self.web_config_path = self.workdir / "web.yml"
@@ -71,58 +72,21 @@ class SecuredPrometheus(PrometheusServer):
         tmp.write_text(yaml.safe_dump(web, sort_keys=False))
         tmp.replace(self.web_config_path)
 
-    def _opener(self) -> tuple[ssl.SSLContext, dict[str, str]]:
+    def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca_path))
         context.check_hostname = False  # readiness only: a test may give the certificate names the URL lacks
-        headers = {}
-        if self.users:
-            name, password = next(iter(self.users.items()))
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
-        return context, headers
+        return context
+
+    def _headers(self) -> dict[str, str]:
+        if not self.users:
+            return {}
+        name, password = next(iter(self.users.items()))
+        return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
 
     def start(self, timeout: float = 30.0) -> SecuredPrometheus:
-        self.write_config()
         self._write_web_config()
-        log = (self.workdir / "prometheus.log").open("ab")
-        self._proc = subprocess.Popen(
-            [
-                _binary("prometheus"),
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.tsdb_dir}",
-                f"--storage.tsdb.retention.time={self.retention}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                *self.extra_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        context, headers = self._opener()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self._proc.returncode}; see {self.workdir}")
-            request = urllib.request.Request(f"{self.url}/-/ready", headers=headers)  # noqa: S310
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(request, timeout=1, context=context) as response,  # noqa: S310
-            ):
-                if response.status == 200:
-                    return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise PrometheusError(f"prometheus was not ready within {timeout} s")
-            time.sleep(0.1)
-
-    def write_config(self, config: dict | None = None) -> None:
-        # No /-/reload over plain HTTP here: the lifecycle API is off (a config change needs a restart).
-        if config is not None:
-            self.config = config
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        tmp.replace(self.config_path)
+        super().start(timeout)
+        return self
 
 
 def _bearer_proxy_config(admin_port: int, port: int, upstream_port: int, tokens: list[str]) -> dict:
@@ -257,13 +221,7 @@ class BearerProxy:
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
+        stop_process(self._proc, timeout=10)
         self._proc = None
 
     def __enter__(self) -> BearerProxy:

@@ -12,6 +12,11 @@ RuleAllows does (k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/rbac.go): ver
 namespace, so nonResourceURLs and cluster-scoped resources come only from ClusterRoleBindings. Subjects are Users,
 Groups and ServiceAccounts (`system:serviceaccount:<ns>:<name>`).
 
+For tests that check a set of manifests rather than serve requests: `Authorizer.grants_for(user)` lists each rule
+bound to an identity with where it applies and which role gives it, `granted(rule)` the (verb, group, resource)
+triples a resource rule grants, `unresolved_role_refs()` the bindings whose role is missing (which grant nothing),
+and `logged_request_attributes(record)` what RBAC sees of a request in the stand-in's log.
+
 Built in, as on every cluster: `system:discovery` and `system:public-info-viewer` (GET on /api, /apis, /version ...
 for `system:authenticated`), and the group `system:masters`, which may do anything. Not modelled: aggregated
 ClusterRoles, escalation checks on writes to RBAC objects, impersonation.
@@ -25,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import yaml
 
@@ -73,6 +79,19 @@ class Attributes:
     def is_resource(self) -> bool:
         return bool(self.resource)
 
+    @property
+    def rule_resource(self) -> str:
+        """The resource as a rule names it: `pods`, or `pods/log` for a subresource."""
+        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+
+    def __str__(self) -> str:
+        """`get /version`, `list pods.core`, `patch trafficsplits.split.smi-spec.io/web-split in demo`."""
+        if not self.is_resource:
+            return f"{self.verb} {self.path}"
+        where = f" in {self.namespace}" if self.namespace else ""
+        name = f"/{self.name}" if self.name else ""
+        return f"{self.verb} {self.rule_resource}.{self.group or 'core'}{name}{where}"
+
 
 def request_attributes(method: str, path: str, watch: bool = False) -> Attributes:
     """RequestInfoResolver, as much of it as the stand-in serves."""
@@ -107,6 +126,13 @@ def request_attributes(method: str, path: str, watch: bool = False) -> Attribute
     return Attributes(verb, "", group, resource, subresource, namespace, name)
 
 
+def logged_request_attributes(record) -> Attributes:
+    """What RBAC sees of a request in the stand-in's log (`faults.RequestRecord`: method, path, query), with the
+    `watch` flag read as the handler reads it (the last value, `true` or `1`)."""
+    watch = (parse_qs(record.query, keep_blank_values=True).get("watch") or [""])[-1].lower() in ("true", "1")
+    return request_attributes(record.method, record.path, watch)
+
+
 def _has(values: Iterable[str], wanted: str) -> bool:
     values = list(values or [])
     return "*" in values or wanted in values
@@ -120,15 +146,24 @@ def rule_allows(rule: dict, request: Attributes) -> bool:
             url == "*" or url == request.path or (url.endswith("*") and request.path.startswith(url[:-1]))
             for url in rule.get("nonResourceURLs") or []
         )
-    combined = f"{request.resource}/{request.subresource}" if request.subresource else request.resource
     resources = rule.get("resources") or []
     resource_ok = (
         "*" in resources
-        or combined in resources
+        or request.rule_resource in resources
         or (bool(request.subresource) and f"*/{request.subresource}" in resources)
     )
     names = rule.get("resourceNames") or []
     return _has(rule.get("apiGroups"), request.group) and resource_ok and (not names or request.name in names)
+
+
+def granted(rule: dict) -> set[tuple[str, str, str]]:
+    """Each (verb, API group, resource) a resource rule names, as written (a `*` stays a `*`)."""
+    return {
+        (verb, group, resource)
+        for verb in rule.get("verbs") or []
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+    }
 
 
 def _documents(path: Path) -> list[dict]:
@@ -157,6 +192,20 @@ def _subject_matches(subject: dict, user: UserInfo, groups: tuple[str, ...], bin
     return False
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One rule bound to an identity: everywhere (a ClusterRoleBinding) or in one namespace (a RoleBinding)."""
+
+    rule: dict
+    namespace: str  # "" for a ClusterRoleBinding
+    role: str  # "ClusterRole meshboard-collector"
+
+    def allows(self, request: Attributes) -> bool:
+        if self.namespace and request.namespace != self.namespace:
+            return False
+        return rule_allows(self.rule, request)
+
+
 class Authorizer:
     """`Authorizer.from_paths([...])` or `Authorizer(objects)`; `allows(user, attributes)`."""
 
@@ -181,20 +230,39 @@ class Authorizer:
             docs += _documents(Path(path))
         return cls(docs)
 
-    def rules_for(self, user: UserInfo, namespace: str) -> list[dict]:
-        """Every rule that applies to `user` for a request in `namespace` ("" for cluster scope)."""
+    @staticmethod
+    def _role_key(binding: dict) -> tuple[str, str, str]:
+        ref = binding.get("roleRef") or {}
+        role_namespace = binding["_namespace"] if ref.get("kind") == "Role" else ""
+        return ref.get("kind", ""), role_namespace, ref.get("name", "")
+
+    def grants_for(self, user: UserInfo) -> list[Grant]:
+        """Every rule the loaded bindings give `user`, in binding order (the built-in discovery rules aside)."""
         groups = user.all_groups()
-        rules = list(DISCOVERY_RULES)
+        grants: list[Grant] = []
         for binding in self.bindings:
             where = binding["_namespace"]
-            if where and where != namespace:
-                continue
             if not any(_subject_matches(s, user, groups, where) for s in binding.get("subjects") or []):
                 continue
-            ref = binding.get("roleRef") or {}
-            role_namespace = where if ref.get("kind") == "Role" else ""
-            rules += self.roles.get((ref.get("kind", ""), role_namespace, ref.get("name", "")), [])
-        return rules
+            kind, _, name = key = self._role_key(binding)
+            grants += [Grant(rule, where, f"{kind} {name}") for rule in self.roles.get(key, [])]
+        return grants
+
+    def unresolved_role_refs(self) -> list[str]:
+        """The bindings whose roleRef names no loaded role (they grant nothing, as on a cluster)."""
+        missing = []
+        for binding in self.bindings:
+            kind, namespace, name = key = self._role_key(binding)
+            if key not in self.roles:
+                where = f"{binding['_namespace']}/" if binding["_namespace"] else ""
+                role = f"{namespace}/{name}" if namespace else name
+                missing.append(f"{binding['kind']} {where}{(binding.get('metadata') or {}).get('name')}: {kind} {role}")
+        return missing
+
+    def rules_for(self, user: UserInfo, namespace: str) -> list[dict]:
+        """Every rule that applies to `user` for a request in `namespace` ("" for cluster scope)."""
+        grants = self.grants_for(user)
+        return [*DISCOVERY_RULES, *(g.rule for g in grants if not g.namespace or g.namespace == namespace)]
 
     def allows(self, user: UserInfo, request: Attributes) -> bool:
         if MASTERS in user.groups:
@@ -206,7 +274,7 @@ def forbidden(user: UserInfo, request: Attributes) -> APIError:
     """kube-apiserver's answer to a request RBAC denies (endpoints/handlers/responsewriters Forbidden)."""
     if not request.is_resource:
         return APIError(403, f'forbidden: User "{user.name}" cannot {request.verb} path "{request.path}"', details={})
-    resource = f"{request.resource}/{request.subresource}" if request.subresource else request.resource
+    resource = request.rule_resource
     scope = f'in the namespace "{request.namespace}"' if request.namespace else "at the cluster scope"
     reason = f'User "{user.name}" cannot {request.verb} resource "{resource}" in API group "{request.group}" {scope}'
     qualified = f"{request.resource}.{request.group}" if request.group else request.resource

@@ -2,7 +2,8 @@
 and client certificates whose subject carries a Kubernetes identity (CN = user, O = groups), as kube-apiserver's
 x509 authenticator reads them. Keys are EC P-256; files are written 0600.
 
-Also used by tests to put TLS in front of other lab servers (Prometheus with --web.config.file).
+Also the lab's one CA for everything else: tests put TLS in front of other lab servers with it (Prometheus with
+--web.config.file), and the lab mesh's sidecar certificates come from it (lab/mesh/certs.py, `issue`).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _san(name: str) -> x509.GeneralName:
 
 
 class CertificateAuthority:
-    """`CertificateAuthority("kubeapi-ca")`: a fresh self-signed CA in memory; `issue_server(names)` and
-    `issue_client(user, groups)` give leaf certificates it signs."""
+    """`CertificateAuthority("kubeapi-ca")`: a fresh self-signed CA in memory; `issue_server(names)`,
+    `issue_client(user, groups)` and `issue(common_name, ...)` give leaf certificates it signs."""
 
     def __init__(self, common_name: str = "kube-standin-ca") -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -78,7 +79,7 @@ class CertificateAuthority:
     def _leaf(
         self,
         subject: x509.Name,
-        usages: list[x509.ObjectIdentifier],
+        usages: list[x509.ObjectIdentifier] | tuple[x509.ObjectIdentifier, ...],
         names: tuple[str, ...] = (),
         *,
         not_before: dt.datetime | None = None,
@@ -96,13 +97,29 @@ class CertificateAuthority:
             .not_valid_after(start + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+    def issue(
+        self,
+        common_name: str,
+        *,
+        organizations: tuple[str, ...] | list[str] = (),
+        names: tuple[str, ...] | list[str] = (),
+        usages: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        not_before: dt.datetime | None = None,
+        validity: dt.timedelta = dt.timedelta(days=1),
+    ) -> KeyPair:
+        """Any leaf: subject CN = `common_name` (and one O per organization), SANs `names`, extended key usages
+        `usages` (server and client auth unless told)."""
+        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        attributes += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+        return self._leaf(x509.Name(attributes), usages, tuple(names), not_before=not_before, validity=validity)
 
     def issue_server(self, names: tuple[str, ...] | list[str] = DEFAULT_SERVER_NAMES) -> KeyPair:
         """A serving certificate valid for `names` (IP addresses and DNS names, as SANs)."""

@@ -8,7 +8,8 @@ collector as `meshboard` (no binding: it must not call the API server at all).
 
 For each overlay: every request is allowed; every (verb, group, resource) a rule grants is used by some request;
 no wildcard; and the only verb beyond get/list/watch is `patch` on split.smi-spec.io trafficsplits. /version and
-/apis are allowed by the API server's own system:discovery role, which the test holds as a fixed rule (rbac.py).
+/apis are allowed by the API server's own system:discovery role, which the stand-in's authorizer holds as a fixed
+rule. The RBAC evaluation (request attributes, bindings, rule matching) is the stand-in's, lab/kubeapi/rbac.py.
 """
 
 from __future__ import annotations
@@ -20,29 +21,27 @@ from collections import defaultdict
 import pytest
 from django.urls import reverse
 
-from apps.canary.services import change_weights
-from apps.canary.weights import BackendWeight, WeightChangeRequest
 from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh import collector
-from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
 from apps.metrics.services import collect_and_record as collect_metrics
-from lab.metrics_data import OpenMetrics, envoy_edge, sample_times
+from lab.kubeapi.auth import UserInfo
+from lab.kubeapi.rbac import (
+    DISCOVERY_RULES,
+    Attributes,
+    Authorizer,
+    Grant,
+    granted,
+    logged_request_attributes,
+    rule_allows,
+)
+from tests.helpers import bookbuyer_to_bookstore_openmetrics, change_bookstore_weights
 
 from .conftest import named
-from .rbac import (
-    DISCOVERY_RULES,
-    READ_VERBS,
-    Attributes,
-    Grant,
-    allows,
-    grants,
-    grants_of,
-    request_attributes,
-    wildcards,
-)
 
 pytestmark = pytest.mark.django_db
+
+READ_VERBS = {"get", "list", "watch"}
 
 STEP = 15.0
 T0 = (int(time.time()) // 3600 - 3) * 3600
@@ -52,16 +51,7 @@ AT = T0 + 900.0
 @pytest.fixture(scope="module")
 def prometheus(prometheus_factory):
     """A real Prometheus holding a little bookstore traffic, for the metrics collector."""
-    om = OpenMetrics(sample_times(T0, AT, STEP))
-    source = {
-        "source_namespace": "bookbuyer",
-        "source_service": "bookbuyer",
-        "source_pod_name": "bookbuyer-7d9c-abcde",
-        "source_workload_kind": "Deployment",
-        "source_workload_name": "bookbuyer",
-    }
-    envoy_edge(om, source, "bookstore/bookstore-v1|14001", rps_by_class={"2": 3.0})
-    return prometheus_factory(om.text(), name="deploy-rbac")
+    return prometheus_factory(bookbuyer_to_bookstore_openmetrics(T0, AT, STEP), name="deploy-rbac")
 
 
 def _run_everything(server, cluster: Cluster, operator) -> dict[str, list[Attributes]]:
@@ -80,14 +70,7 @@ def _run_everything(server, cluster: Cluster, operator) -> dict[str, list[Attrib
     made["meshboard"] = _attributes(server)
 
     server.requests.reset()
-    split = TrafficSplit.objects.get(cluster=cluster, namespace="bookstore", name="bookstore-split")
-    change = WeightChangeRequest(
-        namespace="bookstore",
-        split="bookstore-split",
-        backends=(BackendWeight("bookstore-v1", 50), BackendWeight("bookstore-v2", 50)),
-        resource_version=split.resource_version,
-    )
-    outcome = change_weights(cluster, operator, change)
+    outcome = change_bookstore_weights(cluster, operator, 50, 50)
     assert outcome.applied, outcome.record.reason
     made["meshboard-web"] = _attributes(server)
     return made
@@ -97,35 +80,49 @@ def _attributes(server) -> list[Attributes]:
     out = []
     for record in server.requests.entries:
         assert 200 <= record.status < 300, f"{record.method} {record.path} answered {record.status}"
-        attributes = request_attributes(record.method, record.path, record.query)
+        attributes = logged_request_attributes(record)
         if attributes.is_resource:  # the stand-in's own verb agrees with the mapping
             assert attributes.verb == record.verb, (record, attributes)
         out.append(attributes)
     return out
 
 
+def _wildcards(objects: list[dict]) -> list[str]:
+    found = []
+    for role in objects:
+        if role["kind"] not in {"Role", "ClusterRole"}:
+            continue
+        for rule in role.get("rules") or []:
+            for field in ("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs"):
+                if any("*" in value for value in rule.get(field) or []):
+                    found.append(f"{role['kind']} {role['metadata']['name']}: {field} {rule[field]}")
+    return found
+
+
 def _check(docs: list[dict], made: dict[str, list[Attributes]]) -> dict[str, list[Grant]]:
-    bound = {account: grants_of(docs, account) for account in made}
+    authorizer = Authorizer(docs)
+    assert not authorizer.unresolved_role_refs()
+    bound = {account: authorizer.grants_for(UserInfo(f"system:serviceaccount:meshboard:{account}")) for account in made}
     # Every request is allowed for the identity that made it.
     for account, requests in made.items():
         for request in requests:
             ours = any(grant.allows(request) for grant in bound[account])
-            builtin = any(allows(rule, request) for rule in DISCOVERY_RULES)
+            builtin = any(rule_allows(rule, request) for rule in DISCOVERY_RULES)
             assert ours or builtin, f"{account} may not {request}"
             if not request.is_resource:
                 assert not ours, f"{request}: discovery is the API server's to grant, not ours"
     # Every (verb, group, resource) a rule grants is used by a request of that identity.
     for account, grant_list in bound.items():
-        used = {(r.verb, r.group, r.resource) for r in made[account] if r.is_resource}
+        used = {(r.verb, r.group, r.rule_resource) for r in made[account] if r.is_resource}
         for grant in grant_list:
-            unused = grants(grant.rule) - used
+            unused = granted(grant.rule) - used
             assert not unused, f"{grant.role} grants {account} {sorted(unused)}, which no request uses"
     # No wildcard; nothing beyond reading but `patch` on TrafficSplits.
-    assert not wildcards(docs)
+    assert not _wildcards(docs)
     for grant_list in bound.values():
         for grant in grant_list:
             assert not grant.rule.get("nonResourceURLs"), grant.role
-            for verb, group, resource in grants(grant.rule):
+            for verb, group, resource in granted(grant.rule):
                 assert verb in READ_VERBS or (verb, group, resource) == ("patch", "split.smi-spec.io", "trafficsplits")
     assert not bound["meshboard"] and not made["meshboard"], "beat and the metrics worker need no API access"
     return bound
@@ -176,10 +173,10 @@ def test_it_grants_the_namespace_scoped_identities_exactly_what_the_code_uses(
     per_namespace = defaultdict(set)
     for request in collector_requests:
         assert request.namespace in watched, f"{request} is outside the watched namespaces"
-        per_namespace[request.namespace].add((request.verb, request.group, request.resource))
+        per_namespace[request.namespace].add((request.verb, request.group, request.rule_resource))
     for namespace in watched:
         rules = [g.rule for g in bound["meshboard-collector"] if g.namespace == namespace]
-        assert per_namespace[namespace] == set().union(*(grants(rule) for rule in rules)), namespace
+        assert per_namespace[namespace] == set().union(*(granted(rule) for rule in rules)), namespace
     # Per namespace: its Namespace object, the namespaced built-in kinds, the SMI kinds, canaries and meshconfigs.
     calls = 1 + sum(1 for r in (*collector.BUILTIN, *collector.SMI) if r.namespaced) + 2
     assert len(collector_requests) == len(watched) * calls

@@ -19,16 +19,13 @@ import pytest
 import yaml
 
 from apps.canary.models import WeightChange
-from apps.canary.services import change_weights
-from apps.canary.weights import BackendWeight, WeightChangeRequest
 from apps.clusters.freshness import freshness
 from apps.clusters.models import Cluster, CollectionRun
-from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
 from apps.metrics.services import collect_and_record as collect_metrics
 from lab.kubeapi.tls import CertificateAuthority
-from lab.metrics_data import OpenMetrics, envoy_edge, sample_times
 from lab.seeds.loader import load_seed
+from tests.helpers import bookbuyer_to_bookstore_openmetrics, change_bookstore_weights
 
 pytestmark = pytest.mark.django_db
 
@@ -45,16 +42,7 @@ UNAUTHORIZED = "Kubernetes API: the API server refused Meshboard's credentials. 
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_factory):
-    om = OpenMetrics(sample_times(T0, AT, STEP))
-    source = {
-        "source_namespace": "bookbuyer",
-        "source_service": "bookbuyer",
-        "source_pod_name": "bookbuyer-7d9c-abcde",
-        "source_workload_kind": "Deployment",
-        "source_workload_name": "bookbuyer",
-    }
-    envoy_edge(om, source, "bookstore/bookstore-v1|14001", rps_by_class={"2": 3.0})
-    return prometheus_factory(om.text(), name="real-clusters")
+    return prometheus_factory(bookbuyer_to_bookstore_openmetrics(T0, AT, STEP), name="real-clusters")
 
 
 def _cluster(server, prometheus=None) -> Cluster:
@@ -69,14 +57,7 @@ def _as(server, user: dict, **options) -> None:
 
 
 def _write(cluster: Cluster, operator, weights=(50, 50)):
-    split = TrafficSplit.objects.get(cluster=cluster, namespace="bookstore", name="bookstore-split")
-    change = WeightChangeRequest(
-        namespace="bookstore",
-        split="bookstore-split",
-        backends=(BackendWeight("bookstore-v1", weights[0]), BackendWeight("bookstore-v2", weights[1])),
-        resource_version=split.resource_version,
-    )
-    return change_weights(cluster, operator, change)
+    return change_bookstore_weights(cluster, operator, *weights)
 
 
 def _everything(server, cluster: Cluster, operator, collector: dict, web: dict) -> None:

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from apps.canary.services import change_weights
-from apps.canary.weights import BackendWeight, WeightChangeRequest
 from apps.clusters.kube import EXEC_CREDENTIALS, KubeGateway, KubeTarget, PermanentKubeError
 from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh.collector import PODS
-from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
 from lab.kubeapi.auth import Authenticator, UserInfo
 from lab.seeds.loader import load_seed
+from tests.helpers import change_bookstore_weights
 
 pytestmark = pytest.mark.django_db
 
@@ -117,14 +115,7 @@ def test_the_collector_and_the_writer_use_the_plugin_and_share_its_token(exec_cl
     assert error is None and run.status == CollectionRun.Status.OK, (error, run.warnings)
     assert run.api_requests >= 15 and _runs(state) == 1  # four threads, one token
     time.sleep(LIFETIME + 0.3)
-    split = TrafficSplit.objects.get(cluster=cluster, namespace="bookstore", name="bookstore-split")
-    change = WeightChangeRequest(
-        namespace="bookstore",
-        split="bookstore-split",
-        backends=(BackendWeight("bookstore-v1", 70), BackendWeight("bookstore-v2", 30)),
-        resource_version=split.resource_version,
-    )
-    outcome = change_weights(cluster, operator, change)
+    outcome = change_bookstore_weights(cluster, operator, 70, 30)
     assert outcome.applied, outcome.record.reason
     assert _runs(state) == 2
     assert {r.status for r in server.requests.entries} == {200}

@@ -19,9 +19,9 @@ from apps.clusters.models import Cluster, CollectionRun
 from apps.metrics.prometheus import PrometheusError, gateway_for
 from apps.metrics.services import collect_and_record as collect_metrics
 from lab.kubeapi.tls import CertificateAuthority
-from lab.metrics_data import OpenMetrics, envoy_edge, sample_times
 from lab.prometheus import backfill_openmetrics
 from lab.prometheus_secure import BearerProxy, SecuredPrometheus
+from tests.helpers import bookbuyer_to_bookstore_openmetrics
 
 pytestmark = pytest.mark.django_db
 
@@ -33,16 +33,7 @@ REFUSED = "Prometheus: Prometheus refused access. Check the credentials or proxy
 
 
 def _openmetrics() -> str:
-    om = OpenMetrics(sample_times(T0, AT, STEP))
-    source = {
-        "source_namespace": "bookbuyer",
-        "source_service": "bookbuyer",
-        "source_pod_name": "bookbuyer-7d9c-abcde",
-        "source_workload_kind": "Deployment",
-        "source_workload_name": "bookbuyer",
-    }
-    envoy_edge(om, source, "bookstore/bookstore-v1|14001", rps_by_class={"2": 3.0})
-    return om.text()
+    return bookbuyer_to_bookstore_openmetrics(T0, AT, STEP)
 
 
 @pytest.fixture(scope="module")
