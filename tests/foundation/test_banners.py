@@ -38,7 +38,10 @@ def _backdate(cluster: Cluster, kind: str, seconds: float) -> CollectionRun:
 
 
 def _clock(moment) -> str:
-    return timezone.localtime(moment).strftime("%H:%M:%S")
+    """A time as the banners write it: the clock today, with the date before it on another day (a run at 23:56
+    read after midnight)."""
+    local = timezone.localtime(moment)
+    return local.strftime("%H:%M:%S" if local.date() == timezone.localtime().date() else "%Y-%m-%d %H:%M:%S")
 
 
 def _banners(html: str) -> str:
