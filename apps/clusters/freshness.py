@@ -35,6 +35,14 @@ WORKER = {CollectionRun.Kind.CLUSTER: "the worker for cluster data", CollectionR
 _PROBLEMS = [
     ("time_limit", re.compile(r"^stopped: the run took longer than its limit")),
     ("config", re.compile(r"cannot load the |has no Prometheus URL")),
+    # Credential plugins and TLS (apps/clusters/tls.py words them) before the generic reasons a wrapper may add.
+    ("exec_plugin", re.compile(r"exec credential plugin \([^)]*\) failed")),
+    ("tls_scheme", re.compile(r"TLS: \S+ does not speak TLS|speaks HTTPS, but the kubeconfig's server URL says http")),
+    ("tls_name", re.compile(r"TLS: .*certificate is not valid for the name in the URL")),
+    ("tls_dates", re.compile(r"TLS: .*certificate (has expired|is not valid yet)")),
+    ("tls_ca", re.compile(r"TLS: the CA in .* does not sign")),
+    ("tls_client", re.compile(r"TLS: .*accept our client certificate")),
+    ("tls", re.compile(r"TLS: ")),
     ("timeout", re.compile(r"did not answer (in time|within)")),
     ("unreachable", re.compile(r"cannot reach |request to Prometheus at \S+ failed")),
     ("unauthorized", re.compile(r"\(401\b|refused our credentials")),
@@ -63,6 +71,32 @@ _SENTENCES = {
     "kubeconfig points at a Kubernetes API server.",
     (CollectionRun.Kind.CLUSTER, "config"): "the cluster's kubeconfig cannot be loaded. Fix the kubeconfig path or "
     "context of this cluster.",
+    (CollectionRun.Kind.CLUSTER, "exec_plugin"): "the kubeconfig's credential plugin (such as kubelogin) failed, so "
+    "nothing was asked of the API server. Run the plugin by hand as the worker's user; an operator sees what it said.",
+    (CollectionRun.Kind.CLUSTER, "tls_scheme"): "the scheme of the kubeconfig's server URL (https or http) does not "
+    "match the API server. Fix the server URL.",
+    (CollectionRun.Kind.CLUSTER, "tls_name"): "the API server's certificate does not hold the name in the "
+    "kubeconfig's server URL. Use a name it holds, or set tls-server-name in the kubeconfig.",
+    (CollectionRun.Kind.CLUSTER, "tls_dates"): "the API server's certificate has expired or is not valid yet. Renew "
+    "it, or check the clocks of both machines.",
+    (CollectionRun.Kind.CLUSTER, "tls_ca"): "the CA in the kubeconfig does not sign the API server's certificate. "
+    "Put the cluster's CA in the kubeconfig; do not turn verification off.",
+    (CollectionRun.Kind.CLUSTER, "tls_client"): "the API server does not accept Meshboard's client certificate "
+    "(missing, expired or from a CA it does not trust). Get a new kubeconfig.",
+    (CollectionRun.Kind.CLUSTER, "tls"): "the TLS handshake with the API server failed. An operator can see "
+    "OpenSSL's reason.",
+    (CollectionRun.Kind.METRICS, "tls_scheme"): "the scheme of the cluster's Prometheus URL (https or http) does not "
+    "match the server. Fix the URL.",
+    (CollectionRun.Kind.METRICS, "tls_name"): "Prometheus's certificate does not hold the name in the cluster's "
+    "Prometheus URL. Use a name it holds.",
+    (CollectionRun.Kind.METRICS, "tls_dates"): "Prometheus's certificate has expired or is not valid yet. Renew it, "
+    "or check the clocks of both machines.",
+    (CollectionRun.Kind.METRICS, "tls_ca"): "Meshboard does not trust Prometheus's certificate: its CA is not in "
+    "the cluster's Prometheus CA file (add_cluster --prometheus-ca-file). Do not turn verification off.",
+    (CollectionRun.Kind.METRICS, "tls_client"): "Prometheus ended the TLS handshake: it may want a client "
+    "certificate Meshboard does not send. An operator can see OpenSSL's reason.",
+    (CollectionRun.Kind.METRICS, "tls"): "the TLS handshake with Prometheus failed. An operator can see OpenSSL's "
+    "reason.",
     (CollectionRun.Kind.METRICS, "unreachable"): "cannot reach Prometheus. Check that it is running and that the "
     "cluster's Prometheus URL is right.",
     (CollectionRun.Kind.METRICS, "timeout"): "Prometheus did not answer in time. It may be overloaded; Meshboard "

@@ -193,6 +193,10 @@ def test_a_kubeconfig_with_the_wrong_ca_says_so(kubeapi_factory):
     assert "Put the CA that signed the server's certificate in the kubeconfig" in run.error
     assert "cannot reach" not in run.error  # not an outage: a person must fix the kubeconfig
     assert server.requests.entries == []  # refused before any request
+    assert freshness(cluster, CollectionRun.Kind.CLUSTER).summary == (
+        "Kubernetes API: the CA in the kubeconfig does not sign the API server's certificate. Put the cluster's CA "
+        "in the kubeconfig; do not turn verification off."
+    )
 
 
 def test_a_server_name_the_certificate_does_not_hold_says_so(kubeapi_factory):
@@ -207,6 +211,10 @@ def test_a_server_name_the_certificate_does_not_hold_says_so(kubeapi_factory):
     )
     assert "certificate is not valid for '127.0.0.1'" in run.error
     assert "set tls-server-name in the kubeconfig's cluster to a name it does" in run.error
+    assert freshness(cluster, CollectionRun.Kind.CLUSTER).summary == (
+        "Kubernetes API: the API server's certificate does not hold the name in the kubeconfig's server URL. Use a "
+        "name it holds, or set tls-server-name in the kubeconfig."
+    )
 
 
 def test_an_expired_client_certificate_is_refused_in_the_handshake(kubeapi_factory):
@@ -222,3 +230,7 @@ def test_an_expired_client_certificate_is_refused_in_the_handshake(kubeapi_facto
     # connection's close, as with a real apiserver; either way the reason points at the client certificate.
     assert "TLS: the API server " in run.error and "accept our client certificate" in run.error, run.error
     assert "cannot reach" not in run.error
+    assert freshness(cluster, CollectionRun.Kind.CLUSTER).summary == (
+        "Kubernetes API: the API server does not accept Meshboard's client certificate (missing, expired or from a "
+        "CA it does not trust). Get a new kubeconfig."
+    )

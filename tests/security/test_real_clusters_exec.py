@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.clusters.freshness import freshness
 from apps.clusters.kube import EXEC_CREDENTIALS, KubeGateway, KubeTarget, PermanentKubeError
 from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh.collector import PODS
@@ -163,4 +164,8 @@ def test_a_failing_plugin_says_what_it_said(kubeapi_factory, tmp_path):
     assert "the kubeconfig's exec credential plugin (kubelogin-broken) failed: exec: process returned 1" in run.error
     assert "AADSTS700082: The refresh token has expired due to inactivity." in run.error
     assert server.requests.entries == []
+    assert freshness(cluster, CollectionRun.Kind.CLUSTER).summary.startswith(
+        "Kubernetes API: the kubeconfig's credential plugin (such as kubelogin) failed, so nothing was asked of the "
+        "API server."
+    )
     EXEC_CREDENTIALS.clear()

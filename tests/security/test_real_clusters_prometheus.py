@@ -143,6 +143,10 @@ def test_a_prometheus_certificate_from_an_unknown_ca_says_to_give_the_ca(secured
     assert "TLS: the CA in the system's CA bundle does not sign Prometheus's certificate" in run.error
     assert "Give the cluster a CA file for Prometheus (add_cluster --prometheus-ca-file)." in run.error
     assert "cannot reach" not in run.error
+    assert freshness(cluster, CollectionRun.Kind.METRICS).summary == (
+        "Prometheus: Meshboard does not trust Prometheus's certificate: its CA is not in the cluster's Prometheus CA "
+        "file (add_cluster --prometheus-ca-file). Do not turn verification off."
+    )
 
     other = CertificateAuthority("someone-else").write(tmp_path / "other-ca.crt")
     Cluster.objects.filter(pk=cluster.pk).update(prometheus_ca_file=str(other))
@@ -168,6 +172,10 @@ def test_a_url_naming_a_host_the_certificate_does_not_hold_says_so(secured, tmp_
     )
     assert "certificate is not valid for '127.0.0.1'" in run.error
     assert "Use a name the certificate holds in the cluster's Prometheus URL." in run.error
+    assert freshness(cluster, CollectionRun.Kind.METRICS).summary == (
+        "Prometheus: Prometheus's certificate does not hold the name in the cluster's Prometheus URL. Use a name it "
+        "holds."
+    )
 
 
 def test_metrics_through_a_bearer_token_proxy_and_a_rotated_token_file(bearer_proxy, tmp_path):
