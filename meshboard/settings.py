@@ -33,7 +33,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 MESHBOARD_HTTPS = env_bool("MESHBOARD_HTTPS", False)
 # How many proxies in front of Meshboard append the client's address to X-Forwarded-For. 0: the client is the
 # peer of the TCP connection (REMOTE_ADDR). Behind one TLS proxy set 1, and make sure nothing but the proxy can
-# reach Meshboard: the login throttle trusts the address the last N proxies give (apps/core/throttle.py).
+# reach Meshboard: the login throttle trusts the address the last N proxies give (apps/core/login_throttle.py).
 MESHBOARD_TRUSTED_PROXIES = env_int("MESHBOARD_TRUSTED_PROXIES", 0, minimum=0, maximum=5)
 if MESHBOARD_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -160,10 +160,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
-# Login throttling (apps/core/throttle.py), in Redis: after this many failed logins for one username from one client
-# address, that pair is locked out for MESHBOARD_LOGIN_LOCKOUT_SECONDS; the same username from another address still
-# logs in, so nobody can lock an operator out from elsewhere. A client address with this many failures over all
-# usernames is locked out altogether. Failures count until LOCKOUT seconds pass without one.
+# Login throttling (apps/core/login_throttle.py) in Redis: after this many failed logins for one username from
+# one client address, that pair is locked out for MESHBOARD_LOGIN_LOCKOUT_SECONDS; the same username from another
+# address still logs in, so nobody can lock an operator out from elsewhere. A client address with this many failures
+# over all usernames is locked out altogether. Failures count until LOCKOUT seconds pass without one.
 MESHBOARD_LOGIN_FAILURES = env_int("MESHBOARD_LOGIN_FAILURES", 10, minimum=1, maximum=1000)
 MESHBOARD_LOGIN_CLIENT_FAILURES = env_int("MESHBOARD_LOGIN_CLIENT_FAILURES", 50, minimum=1, maximum=100_000)
 MESHBOARD_LOGIN_LOCKOUT_SECONDS = env_int("MESHBOARD_LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=86_400)

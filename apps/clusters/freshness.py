@@ -173,6 +173,9 @@ class Freshness:
     next_attempt_at: datetime | None = None
     window_seconds: float = LONG_WINDOW_SECONDS  # metrics: the long rate window
     stretch_gap_seconds: float = LONG_WINDOW_SECONDS  # metrics: the longest pause that keeps a stretch of runs
+    # Kubernetes data of a namespace-scoped cluster covers these namespaces only; every page says so beside its age.
+    watched_namespaces: tuple[str, ...] = ()
+    cluster_id: int | None = None
 
     @property
     def age_seconds(self) -> int | None:
@@ -265,4 +268,6 @@ def freshness(cluster: Cluster, kind: str) -> Freshness:
         next_attempt_at=getattr(cluster, DUE_FIELDS[kind], None),
         window_seconds=window,
         stretch_gap_seconds=max(window, STRETCH_POLL_INTERVALS * cluster.poll_interval_seconds),
+        watched_namespaces=tuple(cluster.watched_namespaces or ()) if kind == CollectionRun.Kind.CLUSTER else (),
+        cluster_id=cluster.pk,
     )

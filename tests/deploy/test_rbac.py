@@ -191,3 +191,14 @@ def test_it_grants_the_namespace_scoped_identities_exactly_what_the_code_uses(
     page = html.unescape(client.get(reverse("policies:mesh")).content.decode())
     for sentence in expected:
         assert sentence in page
+    # Every page beside the data's age says the view is narrowed, linking to those sentences.
+    scope = f"namespace-scoped: {', '.join(watched)} only"
+    for url in ("/", "/graph/", "/policies/", "/splits/", "/services/bookstore/bookstore/"):
+        page = html.unescape(client.get(url).content.decode())
+        assert scope in page, url
+        assert f"#warnings-{cluster.pk}-cluster" in page, url
+
+    # The weight writer's Role is bound in every watched namespace, since a split may live in any of them; the write
+    # above used it in one. Nothing else is bound to it.
+    assert {g.namespace for g in bound["meshboard-web"]} == set(watched)
+    assert {(r.namespace, r.verb) for r in made["meshboard-web"]} == {("bookstore", "get"), ("bookstore", "patch")}

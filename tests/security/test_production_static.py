@@ -31,9 +31,13 @@ PAGES = {
     "/splits/": ["htmx"],
     "/splits/bookstore/bookstore-split/": ["htmx"],
     "/splits/audit/": ["htmx"],
+    "/splits/bookstore/bookstore-split/compare/": ["htmx", "Plotly"],
+    "/workloads/bookbuyer/deployment/bookbuyer/": ["htmx", "Plotly"],
     "/graph/": ["htmx", "cytoscape"],
     "/policies/": ["htmx"],
     "/mesh/": ["htmx"],
+    "/migrate/": ["htmx"],
+    "/history/": ["htmx"],
     "/admin/": [],
 }
 
