@@ -136,6 +136,13 @@ class EdgeKPI(Traffic):
         """The caller as people name it: its workload where known, else its app label."""
         return self.source_workload_name or self.source_service
 
+    @property
+    def carries_traffic(self) -> bool:
+        """Something crosses this edge now: requests, TCP bytes either way, or requests its caller's sidecar denied.
+        An edge with none of these is a pair that does not talk (a series with zero rates, or TLS stats only)."""
+        measured = (self.request_rate, self.tcp_bytes_sent_rate, self.tcp_bytes_received_rate, self.denied_rate)
+        return any(v for v in measured)
+
 
 class Refusal(models.Model):
     """Connections or requests per second one workload's sidecar refused, or sent outside its routes.

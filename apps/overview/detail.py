@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apps.mesh.models import Pod, Service, TrafficSplit, selects
+from apps.mesh.protocols import serves_http
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
 from apps.metrics.refused import refused_by_service
 from apps.policies.smi_access import REFUSAL_WORDS
@@ -47,11 +48,36 @@ class ServiceDetail:
     # What its pods' sidecars refused, per second, as (what happened, rate): callers without a route or an admitted
     # identity (bookthief's calls to bookstore in the demo). Shown apart from its request rate, never in it.
     refused: list[tuple[str, float]]
+    # Edges whose pair does not talk now (kept out of the tables unless all pairs were asked for): how many.
+    quiet_inbound: int = 0
+    quiet_outbound: int = 0
+    certificate_expires_at: datetime | None = None  # the earliest over every inbound edge, quiet ones included
 
     @property
-    def certificate_expires_at(self) -> datetime | None:
-        dates = [c.edge.certificate_expires_at for c in self.inbound if c.edge.certificate_expires_at]
-        return min(dates) if dates else None
+    def meshed(self) -> bool:
+        """Some pod has a sidecar, or the service is a split root (its backends' sidecars measure what it gets)."""
+        return self.service.pods_meshed > 0 or bool(self.routed)
+
+    @property
+    def chart_kinds(self) -> list[str]:
+        """The charts there can be data for: none without a sidecar, TCP only where OSM applies no HTTP filters."""
+        if not self.meshed:
+            return []
+        if serves_http(self.service.ports) or self.routed:
+            return ["requests", "success", "latency", "tcp"]
+        return ["tcp"]
+
+    @property
+    def no_chart_reason(self) -> str:
+        """Why some chart is left out ("" when all are drawn)."""
+        if not self.meshed:
+            return "No charts: none of its pods has a sidecar, so no Envoy measures its traffic. Inject one to see it."
+        if self.chart_kinds == ["tcp"]:
+            return (
+                "TCP only: every port has appProtocol tcp, so OSM's sidecars see bytes and connections, "
+                "not requests (no request, success or latency charts)."
+            )
+        return ""
 
     @property
     def latency_source(self) -> str:
@@ -76,7 +102,16 @@ def _routed(service: Service, kpi: ServiceKPI | None) -> list[RoutedBackend]:
     return [RoutedBackend(b, kpis.get(b), rates[b] / total if total and b in rates else None) for b in backends]
 
 
-def service_detail(service: Service) -> ServiceDetail:
+def _talking(callers: list[Caller], all_pairs: bool) -> tuple[list[Caller], int]:
+    """The rows to show, and how many were left out as pairs that do not talk now."""
+    if all_pairs:
+        return callers, 0
+    shown = [c for c in callers if c.edge.carries_traffic]
+    return shown, len(callers) - len(shown)
+
+
+def service_detail(service: Service, *, all_pairs: bool = False) -> ServiceDetail:
+    """`all_pairs`: also the edges that carry nothing now (by default the tables list pairs that talk)."""
     cluster, namespace = service.cluster, service.namespace
     pods = [p for p in Pod.objects.filter(cluster=cluster, namespace=namespace) if selects(service.selector, p.labels)]
     # OSM's relabeling names a caller by its pod's `app` label (source_service), not by a Service name.
@@ -107,12 +142,18 @@ def service_detail(service: Service) -> ServiceDetail:
             e, index.caller(e.source_namespace, e.source_service, e.source_workload_kind, e.source_workload_name)
         )
 
+    expiries = [e.certificate_expires_at for e in inbound if e.certificate_expires_at]
+    inbound_rows, quiet_inbound = _talking([caller(e) for e in inbound], all_pairs)
+    outbound_rows, quiet_outbound = _talking([caller(e) for e in outbound], all_pairs)
     return ServiceDetail(
         service=service,
         kpi=kpi,
         pods=sorted(pods, key=lambda p: p.name),
-        inbound=[caller(e) for e in inbound],
-        outbound=[caller(e) for e in outbound],
+        inbound=inbound_rows,
+        outbound=outbound_rows,
+        quiet_inbound=quiet_inbound,
+        quiet_outbound=quiet_outbound,
+        certificate_expires_at=min(expiries) if expiries else None,
         splits=splits,
         metrics_state=MetricsState.objects.filter(cluster=cluster).first(),
         source_apps=sorted(apps),

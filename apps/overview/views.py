@@ -92,7 +92,8 @@ def detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         return _not_found(request, ctx, exc)
     context = {
         "page_ctx": ctx,
-        "d": service_detail(service),
+        "d": service_detail(service, all_pairs=request.GET.get("pairs") == "all"),
+        "all_pairs": request.GET.get("pairs") == "all",
         **ctx.freshness(),
     }
     return render(request, "overview/detail.html", context)

@@ -48,15 +48,16 @@
   function times(data) {
     return data.timestamps.map(function (t) { return new Date(t * 1000); });
   }
+  var SPECS = {
+    requests: { title: "Request rate by response class", y: "req/s", keys: ["rate_2xx", "rate_4xx", "rate_5xx"] },
+    success: { title: "Success rate (non-5xx)", y: "%", keys: ["success_rate"], percent: true },
+    latency: { title: "Latency", y: "ms", keys: ["p50_ms", "p95_ms", "p99_ms"] },
+    tcp: { title: "TCP traffic", y: "bytes/s", keys: ["tcp_bytes_sent_rate", "tcp_bytes_received_rate"] },
+    passthrough: { title: "Sent outside its routes (egress passthrough)", y: "conn/s", keys: ["passthrough_rate"] },
+  };
   function draw(el, data) {
     var kind = el.dataset.chart, traces = [], x = times(data), s = data.series || {};
-    var spec = {
-      requests: { title: "Request rate by response class", y: "req/s", keys: ["rate_2xx", "rate_4xx", "rate_5xx"] },
-      success: { title: "Success rate (non-5xx)", y: "%", keys: ["success_rate"], percent: true },
-      latency: { title: "Latency", y: "ms", keys: ["p50_ms", "p95_ms", "p99_ms"] },
-      tcp: { title: "TCP traffic", y: "bytes/s", keys: ["tcp_bytes_sent_rate", "tcp_bytes_received_rate"] },
-      passthrough: { title: "Sent outside its routes (egress passthrough)", y: "conn/s", keys: ["passthrough_rate"] },
-    }[kind];
+    var spec = SPECS[kind];
     if (!spec) return;
     spec.keys.forEach(function (key) {
       if (!s[key]) return;
@@ -67,11 +68,31 @@
     // "*": nothing could be drawn (Prometheus failed); else the first series of this chart that cannot be.
     var reason = missing["*"] || spec.keys.map(function (key) { return missing[key]; }).filter(Boolean)[0];
     var note = el.parentElement.querySelector(".chart-note");
-    if (note) note.textContent = reason ? "Not available: " + reason : "";
-    window.Plotly.react(el, traces, layout(spec.title, spec.y), { displaylogo: false, responsive: true });
-    el.dataset.points = String(traces.reduce(function (n, t) {
+    var points = traces.reduce(function (n, t) {
       return n + t.y.filter(function (v) { return v !== null; }).length;
-    }, 0));
+    }, 0);
+    el.dataset.points = String(points);
+    if (!points) {
+      // Unknown is never drawn as zero: no empty axis, a sentence saying why there is nothing.
+      if (note) note.textContent = "";
+      empty(el, spec.title, reason || "Prometheus holds no samples of these series in this window.");
+      return;
+    }
+    if (note) note.textContent = reason ? "Not available: " + reason : "";
+    if (el.classList.contains("chart-empty")) { el.classList.remove("chart-empty"); el.textContent = ""; }
+    window.Plotly.react(el, traces, layout(spec.title, spec.y), { displaylogo: false, responsive: true });
+  }
+  function empty(el, title, why) {
+    if (window.Plotly && el.data) window.Plotly.purge(el);
+    el.textContent = "";
+    el.classList.add("chart-empty");
+    var heading = document.createElement("strong");
+    heading.textContent = title;
+    var text = document.createElement("p");
+    text.className = "no-data";
+    text.textContent = "No data: " + why;
+    el.appendChild(heading);
+    el.appendChild(text);
   }
   function loadCharts() {
     var charts = document.querySelectorAll(".chart[data-series-url]");
@@ -82,8 +103,8 @@
       .then(function (data) { charts.forEach(function (el) { draw(el, data); }); })
       .catch(function (err) {
         charts.forEach(function (el) {
-          var note = el.parentElement.querySelector(".chart-note");
-          if (note) note.textContent = "Metrics unavailable: " + err.message;
+          el.dataset.points = "0";
+          empty(el, (SPECS[el.dataset.chart] || {}).title || "", "the chart data could not be loaded (" + err.message + ").");
         });
       });
   }
