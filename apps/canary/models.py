@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from apps.clusters.models import Cluster
 
@@ -20,6 +21,8 @@ class WeightChange(models.Model):
         CONFIRMED = "confirmed", "Applied (confirmed by reading back)"
         CONFLICT = "conflict", "Conflict: nothing written"
         REJECTED = "rejected", "Rejected by the API server: nothing changed"
+        # Older records only: an unchanged read-back is no proof (the server may store the write later), so such
+        # attempts are now "unknown" until a collection settles them.
         NOT_CHANGED = "not_changed", "Nothing changed (confirmed)"
         FAILED = "failed", "Failed: nothing changed"
         UNKNOWN = "unknown", "Outcome unknown: check the cluster"
@@ -33,7 +36,8 @@ class WeightChange(models.Model):
     split = models.CharField(max_length=253)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     username = models.CharField(max_length=150)  # kept when the user is deleted
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True)  # when the outcome was known (after any read-back)
+    started_at = models.DateTimeField(null=True, blank=True)  # when the attempt began; null on older records
     weights_before = models.JSONField(default=list)  # [{service, weight}] in the cluster when the write was tried
     weights_after = models.JSONField(default=list)  # what the user asked for
     resource_version_sent = models.CharField(max_length=64, blank=True)
@@ -42,9 +46,12 @@ class WeightChange(models.Model):
     reason = models.TextField(blank=True)
     flagger_confirmed = models.BooleanField(default=False)
     rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # For an unknown outcome: what the next collection found in the cluster, and when.
+    # For an unknown outcome: what the next collection found in the cluster, and when; `resolved_applied` when it
+    # found the write stored (the weights asked for, written by Meshboard since the attempt), at
+    # `resource_version_after`. The result stays "unknown": that is what the operator was told at the time.
     resolution = models.TextField(blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_applied = models.BooleanField(default=False)
     # For a change that another writer (Flagger, a GitOps controller, a person) undid soon after.
     undone_by = models.CharField(max_length=128, blank=True)
     undone_at = models.DateTimeField(null=True, blank=True)
@@ -57,9 +64,15 @@ class WeightChange(models.Model):
     def __str__(self) -> str:
         return f"{self.username} {self.namespace}/{self.split} {self.result} at {self.created_at:%Y-%m-%d %H:%M:%S}"
 
+    @classmethod
+    def changed(cls) -> Q:
+        """The records after which the cluster held the new weights: applied, confirmed by reading back, or of
+        unknown outcome until a later collection found them stored. These can be rolled back and be set back."""
+        return Q(result__in=cls.CHANGED) | Q(result=cls.Result.UNKNOWN, resolved_applied=True)
+
     @property
     def changed_cluster(self) -> bool:
-        return self.result in self.CHANGED
+        return self.result in self.CHANGED or (self.result == self.Result.UNKNOWN and self.resolved_applied)
 
     @property
     def undone_notice(self) -> str:

@@ -8,17 +8,21 @@ say who wrote it).
 The audit record says only what is known:
 - refused before anything was sent (form, permission, stale form, dry-run 4xx, an unreadable split): nothing changed;
 - the PATCH answered 2xx: applied, with the new resourceVersion;
-- the PATCH answered 409, 422 or another 4xx: nothing changed, the server said so;
-- the PATCH timed out, lost its connection or answered 5xx: the write may or may not have been stored, so the split
-  is read again (a consistent GET, retried within a short deadline) and judged by its resourceVersion and
-  managedFields; when it cannot be read the outcome is "unknown", which the next collection resolves
-  (`apps/canary/followup.py`).
+- the PATCH answered 409, 422 or another 4xx (429 included): nothing changed, the server said so;
+- the PATCH timed out, lost its connection or answered 5xx: the write may or may not have been stored, and may
+  still be stored later (a server can hold a request past the client's timeout and then apply it). So the split is
+  read again (a consistent GET) until its resourceVersion moves or a short deadline passes, and judged by its
+  resourceVersion and managedFields: a newer version with our weights, written by us since the attempt, is
+  "applied (confirmed by reading back)"; a newer version by another writer is a conflict (our PATCH carried the
+  old resourceVersion, so it can no longer land). An unchanged resourceVersion proves nothing, nor does an
+  unreadable split: both are "unknown", which the collections after it resolve (`apps/canary/followup.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,8 +44,9 @@ from .weights import WeightChangeRequest
 
 log = logging.getLogger(__name__)
 Result = WeightChange.Result
-READ_BACK_SECONDS = 6.0  # how long a read-back after an uncertain write keeps trying
+READ_BACK_SECONDS = 6.0  # how long a read-back after an uncertain write keeps reading (for a change, or at all)
 READ_BACK_TIMEOUT = 3.0  # read timeout of each read-back GET
+READ_BACK_PAUSE = (0.25, 1.0)  # first and longest pause between two reads
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class _Attempt:
             resource_version_sent=self.change.resource_version,
             flagger_confirmed=self.change.confirm_flagger,
             rollback_of=self.rollback_of,
+            started_at=self.started,
             result=result,
             reason=reason,
             **fields,
@@ -145,6 +151,7 @@ def record_refusal(
         weights_before=split.backends,
         weights_after=weights,
         resource_version_sent=split.resource_version,
+        started_at=datetime.now(UTC),
         result=result,
         reason=reason,
     )
@@ -173,7 +180,7 @@ def change_weights(
         try:
             written = gateway.merge_patch_custom(TRAFFIC_SPLITS, change.namespace, change.split, body)
         except KubeError as exc:
-            if exc.transient:
+            if exc.transient and not _answered_4xx(exc):
                 return _read_back(attempt, exc)
             return _refused_by_write(attempt, exc)
     with transaction.atomic():
@@ -216,36 +223,56 @@ def _gone(attempt: _Attempt) -> ChangeOutcome:
     return ChangeOutcome(record)
 
 
-def _read_live(cluster: Cluster, change: WeightChangeRequest) -> dict | None:
-    """The split as the API server holds it now (a consistent GET), retried until READ_BACK_SECONDS have passed."""
+def _answered_4xx(exc: KubeError) -> bool:
+    """The server answered the request with a client error (429 included): it says it stored nothing."""
+    return exc.status is not None and 400 <= exc.status < 500
+
+
+def _read_live(
+    cluster: Cluster, change: WeightChangeRequest, *, until: Callable[[dict], bool] | None = None
+) -> dict | None:
+    """The split as the API server holds it now (a consistent GET), retried on transient errors and, with `until`,
+    read again until `until(split)` holds, for READ_BACK_SECONDS at most. Returns the last split read: one that
+    may not satisfy `until` when the deadline passed, None when no read succeeded or it is gone (404)."""
     deadline = time.monotonic() + READ_BACK_SECONDS
-    pause = 0.25
+    pause, longest = READ_BACK_PAUSE
+    live = None
     while True:
         try:
             with gateway_for(cluster, read_timeout=READ_BACK_TIMEOUT) as gateway:
-                return gateway.get_custom(TRAFFIC_SPLITS, change.namespace, change.split)
+                live = gateway.get_custom(TRAFFIC_SPLITS, change.namespace, change.split)
+            if until is None or until(live):
+                return live
         except KubeError as exc:
-            if not exc.transient or time.monotonic() + pause > deadline:
+            if not exc.transient:
                 return None
+        if time.monotonic() + pause > deadline:
+            return live
         time.sleep(pause)
-        pause = min(pause * 2, 2.0)
+        pause = min(pause * 2, longest)
 
 
 def _read_back(attempt: _Attempt, exc: KubeError) -> ChangeOutcome:
-    """The PATCH may or may not have been stored: decide from what the cluster holds now."""
+    """The PATCH may or may not have been stored, now or later: decide from what the cluster holds."""
     change, cluster = attempt.change, attempt.cluster
-    live = _read_live(cluster, change)
+    sent = change.resource_version
+    # An unchanged resourceVersion proves nothing yet: a server that held the request may still store it.
+    live = _read_live(cluster, change, until=lambda obj: _resource_version(obj) != sent)
+    where = f"{change.namespace}/{change.split}"
     if live is None:
         reason = (
             f"The write got no clear answer ({exc.reason}) and the split could not be read back. It may or may not "
-            f"hold your weights: check {change.namespace}/{change.split} in the cluster. The next collection will "
-            "record what it holds."
+            f"hold your weights: check {where} in the cluster. The next collection will record what it holds."
         )
         return ChangeOutcome(attempt.record(Result.UNKNOWN, reason))
     rv = _resource_version(live)
-    if rv == change.resource_version:
-        reason = f"The write got no clear answer ({exc.reason}); reading the split back shows it unchanged."
-        return ChangeOutcome(attempt.record(Result.NOT_CHANGED, reason))
+    if rv == sent:
+        reason = (
+            f"The write got no clear answer ({exc.reason}). Reading the split back for {READ_BACK_SECONDS:g} s "
+            f"found it unchanged (resourceVersion {rv}): your weights were not stored so far; the API server may "
+            f"still apply them: check {where} in the cluster. The next collection will record what it holds."
+        )
+        return ChangeOutcome(attempt.record(Result.UNKNOWN, reason))
     if _written_by_us_since(live, attempt.started) and _backends(live) == change.as_spec():
         with transaction.atomic():
             reason = f"The write got no clear answer ({exc.reason}); reading the split back shows your weights."
@@ -284,10 +311,10 @@ def _meshboard_user(attempt: _Attempt, live: dict | None) -> str:
     change = attempt.change
     record = (
         WeightChange.objects.filter(
+            WeightChange.changed(),
             cluster=attempt.cluster,
             namespace=change.namespace,
             split=change.split,
-            result__in=WeightChange.CHANGED,
             resource_version_after=rv,
         )
         .order_by("-created_at")

@@ -70,7 +70,7 @@ class SplitView:
 def _last_changes(cluster: Cluster) -> dict[tuple[str, str], WeightChange]:
     """The latest Meshboard write of each split within the set-back window."""
     recent = WeightChange.objects.filter(
-        cluster=cluster, result__in=WeightChange.CHANGED, created_at__gte=timezone.now() - SET_BACK_WINDOW
+        WeightChange.changed(), cluster=cluster, created_at__gte=timezone.now() - SET_BACK_WINDOW
     ).order_by("created_at")
     return {(c.namespace, c.split): c for c in recent}
 

@@ -3,11 +3,16 @@ record of the right class, the page says so, and the cluster (read through the A
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from apps.canary import followup, services
 from apps.canary.models import WeightChange
 from apps.mesh.models import Service, TrafficSplit
 from apps.mesh.services import collect_and_record
+from lab.waiting import wait_for
 from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, set_bookstore_backends
 
 URL = "/splits/bookstore/bookstore-split/"
@@ -16,9 +21,14 @@ OURS = [{"service": "bookstore-v1", "weight": 50}, {"service": "bookstore-v2", "
 BEFORE = [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
 
 
+CLIENT_TIMEOUT = 1.0
+READ_BACK = 4.0
+
+
 @pytest.fixture
-def canary(bookstore, kubeapi, settings):
-    settings.MESHBOARD_KUBE_READ_TIMEOUT = 1.0  # so a stalled write times out quickly
+def canary(bookstore, kubeapi, settings, monkeypatch):
+    settings.MESHBOARD_KUBE_READ_TIMEOUT = CLIENT_TIMEOUT  # so a stalled write times out quickly
+    monkeypatch.setattr(services, "READ_BACK_SECONDS", READ_BACK)  # and the read-back after it ends sooner (6 s)
     set_bookstore_backends(kubeapi, BEFORE)
     collect_and_record(bookstore)
     return TrafficSplit.objects.get(cluster=bookstore, name="bookstore-split")
@@ -31,24 +41,36 @@ def _apply(client, split):
     return client.post(URL, data, follow=True)
 
 
+UNKNOWN_UNCHANGED = "your weights were not stored so far; the API server may still apply them: check"
+
 # (fault on the real PATCH (the dry run, also a PATCH, is let through), result, page text, cluster holds ours)
 CASES = {
+    # The server holds the request past the client's timeout, then stores it while Meshboard reads the split back.
     "delay then store beyond the client timeout": (
-        {"delay": 2.5, "when": "after"},
+        {"delay": CLIENT_TIMEOUT + 1.5},
+        "confirmed",
+        "Applied (confirmed by reading back) to bookstore/bookstore-split",
+        True,
+    ),
+    "store then delay beyond the client timeout": (
+        {"delay": CLIENT_TIMEOUT + 1.5, "when": "after"},
         "confirmed",
         "Applied (confirmed by reading back) to bookstore/bookstore-split",
         True,
     ),
     "500 after store": ({"status": 500, "when": "after"}, "confirmed", "Applied (confirmed by reading back)", True),
-    "500 before store": ({"status": 500}, "not_changed", "Nothing changed (confirmed)", False),
+    # A 5xx is no proof that nothing will be stored: the split still unchanged after reading back says so.
+    "500 before store": ({"status": 500}, "unknown", UNKNOWN_UNCHANGED, False),
     "connection dropped after store": (
         {"drop": True, "when": "after"},
         "confirmed",
         "Applied (confirmed by reading back)",
         True,
     ),
+    "connection dropped before store": ({"drop": True}, "unknown", UNKNOWN_UNCHANGED, False),
     "409": ({"status": 409}, "conflict", "Conflict: nothing written", False),
     "422": ({"status": 422}, "rejected", "Rejected by the API server: nothing changed", False),
+    "429": ({"status": 429}, "rejected", "Rejected by the API server: nothing changed", False),
 }
 
 
@@ -70,6 +92,69 @@ def test_it_records_each_uncertain_write_by_what_the_cluster_holds(client, opera
         assert "Roll back" in client.get("/splits/audit/").content.decode()
     else:
         assert "Roll back" not in client.get("/splits/audit/").content.decode()
+
+
+def test_a_write_stored_after_the_read_back_is_resolved_as_applied_then_treated_as_one(
+    client, operator, canary, kubeapi
+):
+    # The server holds the PATCH past the client's timeout and the whole read-back, then stores it.
+    stored_after = CLIENT_TIMEOUT + READ_BACK + 1.5
+    kubeapi.faults.add(SPLIT_PATH, verb="patch", skip=1, times=1, delay=stored_after)
+    client.force_login(operator)
+
+    html = _apply(client, canary).content.decode()
+
+    record = WeightChange.objects.get()
+    assert record.result == "unknown", record.reason
+    assert "Outcome unknown: check the cluster." in html and UNKNOWN_UNCHANGED in html
+    assert "Roll back" not in client.get("/splits/audit/").content.decode()
+
+    live = wait_for(lambda: (s := bookstore_split(kubeapi))["spec"]["backends"] == OURS and s, timeout=10)
+    collect_and_record(canary.cluster)
+    record.refresh_from_db()
+    assert record.result == "unknown"  # what the operator was told stays on the record, with what came of it
+    assert record.resolved_applied and record.resource_version_after == live["metadata"]["resourceVersion"]
+    assert "found these weights in the cluster (50/50" in record.resolution
+    assert "the write was applied" in record.resolution
+    audit = client.get("/splits/audit/").content.decode()
+    assert record.resolution in audit and f'href="/splits/audit/{record.pk}/rollback/"' in audit
+    assert "+    weight: 100" in client.get(f"/splits/audit/{record.pk}/rollback/").content.decode()
+
+    # Watched like an applied write: Flagger putting its weights back is told on the audit and splits pages.
+    api = custom_api(kubeapi)
+    api.api_client.user_agent = "flagger/1.37.0"
+    api.patch_namespaced_custom_object(*BOOKSTORE_SPLIT, {"spec": {"backends": BEFORE}})
+    collect_and_record(canary.cluster)
+    record.refresh_from_db()
+    assert record.undone_by == "flagger"
+    assert record.undone_notice.startswith("bookstore-split was set back to 100/0 by flagger ")
+    assert record.undone_notice in client.get("/splits/").content.decode()
+    assert record.undone_notice in client.get("/splits/audit/").content.decode()
+
+
+def test_an_unchanged_split_settles_an_unknown_write_as_not_stored_only_after_the_grace(
+    client, operator, canary, kubeapi
+):
+    kubeapi.faults.add(SPLIT_PATH, verb="patch", skip=1, times=1, status=503)
+    client.force_login(operator)
+    _apply(client, canary)
+    record = WeightChange.objects.get()
+    assert record.result == "unknown" and UNKNOWN_UNCHANGED in record.reason
+
+    # The collection right after it: the API server may still store the write, so the record stays open.
+    collect_and_record(canary.cluster)
+    record.refresh_from_db()
+    assert record.resolved_at is None and not record.resolved_applied
+
+    # Once the grace has passed, an unchanged split means the write was not stored; nothing to roll back.
+    old = timezone.now() - followup.UNSTORED_GRACE - timedelta(seconds=1)
+    WeightChange.objects.filter(pk=record.pk).update(created_at=old)
+    collect_and_record(canary.cluster)
+    record.refresh_from_db()
+    assert record.resolved_at is not None and not record.resolved_applied
+    assert "found the split unchanged (100/0): the write was not stored" in record.resolution
+    assert "Roll back" not in client.get("/splits/audit/").content.decode()
+    assert bookstore_split(kubeapi)["spec"]["backends"] == BEFORE
 
 
 def test_it_says_the_outcome_is_unknown_when_the_split_cannot_be_read_back(client, operator, canary, kubeapi):
