@@ -7,7 +7,9 @@ Keys (all expire when their writer stops writing):
   last reported (Redis's clock).
 
 Readers (the page banner, /readyz) call `read()`, which never waits more than its socket timeout and raises
-`HeartbeatsUnavailable` when Redis cannot be asked. Nothing here knows what a queue carries.
+`HeartbeatsUnavailable` when Redis cannot be asked; it goes through the page path's Redis breaker
+(`locks.page_redis_breaker`), so after one timeout the banner says "unreachable" at once for a few seconds instead of
+waiting again. Nothing here knows what a queue carries.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from celery.beat import PersistentScheduler
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from .locks import page_redis_breaker
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +131,13 @@ def read(queues: list[str], *, timeout: float) -> Heartbeats:
     limit = ttl()
     client = _client(settings.REDIS_URL, timeout)
     try:
-        pipe = client.pipeline(transaction=False)
-        pipe.time()
-        pipe.get(BEAT_KEY)
-        for queue in queues:
-            pipe.zrange(queue_key(queue), 0, -1, withscores=True)
-        (seconds, micros), beat_raw, *per_queue = pipe.execute()
+        with page_redis_breaker():
+            pipe = client.pipeline(transaction=False)
+            pipe.time()
+            pipe.get(BEAT_KEY)
+            for queue in queues:
+                pipe.zrange(queue_key(queue), 0, -1, withscores=True)
+            (seconds, micros), beat_raw, *per_queue = pipe.execute()
     except (redis.RedisError, OSError) as exc:
         raise HeartbeatsUnavailable(f"{exc.__class__.__name__}: {exc}") from None
     now = seconds + micros / 1_000_000

@@ -13,7 +13,8 @@ cannot slip extra guesses past the limit. Each failure and each refusal is one l
 The client is REMOTE_ADDR, or, behind MESHBOARD_TRUSTED_PROXIES proxies, the address the outermost trusted proxy
 put in X-Forwarded-For (never a value the client itself can choose). IPv6 clients count per /64, the block one host
 usually holds. When Redis cannot be reached the counts live in this process only (logged), so a Redis outage weakens
-the throttle but never locks anyone out.
+the throttle but never locks anyone out; after a timeout, the page path's Redis breaker keeps logins from waiting for
+Redis again for a few seconds.
 
 Both login forms use it: the site's (`/accounts/login/`) and the admin's.
 """
@@ -38,7 +39,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest
 
-from .locks import page_redis_client
+from .locks import page_redis_breaker, page_redis_client
 
 log = logging.getLogger(__name__)
 PREFIX = "meshboard:login"
@@ -186,7 +187,8 @@ class LoginThrottle:
         global _fallback_logged
         keys = self._keys(attempt)
         try:
-            fn(_RedisStore(page_redis_client()), keys)
+            with page_redis_breaker():
+                fn(_RedisStore(page_redis_client()), keys)
             return
         except redis.RedisError as exc:
             now = time.monotonic()

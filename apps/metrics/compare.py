@@ -3,7 +3,8 @@
 Three instant queries whatever the number of backends, each an `increase()` over the window grouped by Envoy's
 cluster name (the callers' sidecars, so the traffic as routed): requests by response class, the latency histogram's
 buckets, and TCP bytes. Cluster names are mapped to backends as the metrics cycle maps them (`Resolver`), so a
-StatefulSet's truncated names and the alt-stat forms count too. Pages call this on demand, with the chart timeout.
+StatefulSet's truncated names and the alt-stat forms count too. Pages call this on demand, as the charts ask
+Prometheus: within the chart deadline in total, and not at all while the charts' breaker is open (ranges.PageDeadline).
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
 from apps.clusters.models import Cluster
 
 from . import catalog, histogram
-from .prometheus import PrometheusError, gateway_for
-from .ranges import service_pods
+from .prometheus import PrometheusError
+from .ranges import PageDeadline, service_pods
 from .resolve import Resolver
 
 
@@ -65,36 +64,39 @@ def window_counts(
     if not cluster.prometheus_url:
         out.problem = "this cluster has no Prometheus URL"
         return out
+    deadline = PageDeadline(cluster)
+    if held_back := deadline.held_back():
+        out.problem = held_back
+        return out
     selector = _selector(cluster, namespace, backends)
     queries = catalog.window_totals(selector, catalog.duration(seconds))
     resolver = Resolver.for_cluster(cluster)
     problems = []
-    with gateway_for(cluster, read_timeout=settings.MESHBOARD_CHART_READ_TIMEOUT) as gateway:
-        for key, expr in queries.items():
-            try:
-                samples = gateway.instant(expr, at, what=f"compare {key}")
-            except PrometheusError as exc:
-                problems.append(exc.reason)
-                if exc.status is None:  # unreachable or timed out: the other queries would wait as long
-                    break
+    for key, expr in queries.items():
+        try:
+            samples = deadline.ask(lambda gateway, expr=expr, key=key: gateway.instant(expr, at, what=f"compare {key}"))
+        except PrometheusError as exc:
+            problems.append(deadline.why(exc))
+            if exc.status is None:  # timed out, unreachable or out of time: the other queries would fare no better
+                break
+            continue
+        for s in samples:
+            dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+            row = out.backends.get(dest[1]) if dest and dest[0] == namespace else None
+            if row is None or s.value is None:
                 continue
-            for s in samples:
-                dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
-                row = out.backends.get(dest[1]) if dest and dest[0] == namespace else None
-                if row is None or s.value is None:
-                    continue
-                if key == "requests":
-                    cls = s.labels.get("envoy_response_code_class", "")
-                    row.by_class[cls] = row.by_class.get(cls, 0.0) + s.value
-                    row.requests += s.value
-                elif key == "latency":
-                    bound = histogram.parse_le(s.labels.get("le", ""))
-                    if bound is not None:
-                        histogram.add(row.latency_buckets, {bound: s.value})
-                elif key == "sent":
-                    row.bytes_sent = (row.bytes_sent or 0.0) + s.value
-                else:
-                    row.bytes_received = (row.bytes_received or 0.0) + s.value
+            if key == "requests":
+                cls = s.labels.get("envoy_response_code_class", "")
+                row.by_class[cls] = row.by_class.get(cls, 0.0) + s.value
+                row.requests += s.value
+            elif key == "latency":
+                bound = histogram.parse_le(s.labels.get("le", ""))
+                if bound is not None:
+                    histogram.add(row.latency_buckets, {bound: s.value})
+            elif key == "sent":
+                row.bytes_sent = (row.bytes_sent or 0.0) + s.value
+            else:
+                row.bytes_received = (row.bytes_received or 0.0) + s.value
     if not any(b.latency_buckets for b in out.backends.values()) and "latency" not in " ".join(problems):
         out.latency_source = "none"
     out.problem = "; ".join(problems)

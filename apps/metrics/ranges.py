@@ -8,24 +8,76 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 
 from apps.clusters.models import Cluster
 from apps.core.breaker import CircuitBreaker
-from apps.core.locks import page_redis_client
+from apps.core.locks import page_redis_breaker, page_redis_client
 from apps.core.windows import window_seconds
 from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
 
 from . import catalog
 from .models import KPI_FIELDS, MetricsState, success_ratio
-from .prometheus import PrometheusError, RangeSeries, gateway_for
+from .prometheus import PrometheusError, PrometheusGateway, RangeSeries, TransientPrometheusError, gateway_for
 
-# Per cluster: a Prometheus that timed out is not asked again by chart requests for a while (one per web process).
+# Per cluster: a Prometheus that timed out is not asked again by page requests for a while (one per web process).
 BREAKER = CircuitBreaker()
+# A query is not started with less than this left of the page's deadline (the smallest chart timeout settings allow).
+MIN_QUERY_SECONDS = 0.1
+
+T = TypeVar("T")
 
 SERIES = KPI_FIELDS
 REQUEST_SERIES = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_rate")  # all from one query
+
+
+class DeadlinePassed(TransientPrometheusError):
+    """A query not sent: the page request's Prometheus deadline had passed."""
+
+
+class PageDeadline:
+    """Prometheus on the page path (charts, the compare page): every query of one request shares one deadline,
+    MESHBOARD_CHART_READ_TIMEOUT in total from when this object is made, not per query; each query's read timeout is
+    what is left of it. A query that times out or cannot reach Prometheus trips the cluster's breaker, so the next
+    requests fail at once until it closes (MESHBOARD_CHART_BREAKER_SECONDS). Prometheus's connect timeout stays
+    MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT: a Prometheus whose address drops packets can cost one request that long,
+    once per breaker period."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.seconds = float(settings.MESHBOARD_CHART_READ_TIMEOUT)
+        self.ends = time.monotonic() + self.seconds
+        self.tripped_until: float | None = None  # set when a query of this request tripped the breaker
+
+    def held_back(self) -> str:
+        """While the breaker is open, the sentence saying Prometheus is not asked and when it will be; else ""."""
+        until = BREAKER.open_until(_breaker_key(self.cluster))
+        return "" if until is None else f"Prometheus is not answering; retrying at {_clock(until)}"
+
+    def ask(self, call: Callable[[PrometheusGateway], T]) -> T:
+        """`call(gateway)` with a read timeout of what is left of the deadline. Raises DeadlinePassed, without asking,
+        when less than MIN_QUERY_SECONDS is left, and the PrometheusError of a failed query (after tripping the
+        breaker if Prometheus timed out or could not be reached)."""
+        left = self.ends - time.monotonic()
+        if left < MIN_QUERY_SECONDS:
+            raise DeadlinePassed(f"not asked: the {self.seconds:g} s deadline for Prometheus had passed")
+        with gateway_for(self.cluster, read_timeout=round(left, 2)) as gateway:
+            try:
+                return call(gateway)
+            except PrometheusError as exc:
+                if exc.transient and exc.status is None:  # timed out or unreachable: spare the next requests the wait
+                    self.tripped_until = BREAKER.trip(
+                        _breaker_key(self.cluster), settings.MESHBOARD_CHART_BREAKER_SECONDS
+                    )
+                raise
+
+    def why(self, exc: PrometheusError) -> str:
+        """What a page says of a failed query: its reason, and when Prometheus will be asked again if it tripped."""
+        if self.tripped_until is None:
+            return exc.reason
+        return f"Prometheus is not answering ({exc.reason}); retrying at {_clock(self.tripped_until)}"
 
 
 @dataclass(frozen=True)
@@ -128,30 +180,42 @@ def _request_series(result: list[RangeSeries], timestamps: list[float]) -> dict[
     return out
 
 
-def _fetch(cluster: Cluster, queries: dict[str, str], frame: _Frame, data: dict) -> bool:
-    """Run the queries into `data["series"]`; failures go to `data["unavailable"]`. True when every query answered."""
+def _fetch(queries: dict[str, str], frame: _Frame, data: dict, deadline: PageDeadline) -> bool:
+    """Run the queries into `data["series"]` within `deadline`; failures go to `data["unavailable"]`. True when every
+    query answered. The first query failing for a transient reason speaks for the whole chart (`"*"`); after a
+    timeout, or once the deadline has passed, no further query is sent and each series left says why."""
     series, unavailable, timestamps = data["series"], data["unavailable"], data["timestamps"]
-    failed = False
-    with gateway_for(cluster, read_timeout=settings.MESHBOARD_CHART_READ_TIMEOUT) as gateway:
-        for name, expr in queries.items():
-            try:
-                result = gateway.range(expr, frame.start, frame.end, frame.step, what=f"chart {name}")
-            except PrometheusError as exc:
-                failed = True
-                if gateway.requests == 1 and exc.transient:
-                    unavailable["*"] = f"metrics unavailable: {exc.reason}"
-                    if exc.status is None:  # timed out or unreachable: spare the next pages the same wait
-                        until = BREAKER.trip(_breaker_key(cluster), settings.MESHBOARD_CHART_BREAKER_SECONDS)
-                        unavailable["*"] = f"Prometheus is not answering ({exc.reason}); retrying at {_clock(until)}"
-                    break
-                for target in REQUEST_SERIES if name == "requests" else (name,):
-                    unavailable[target] = exc.reason
-                continue
-            if name == "requests":
-                series.update(_request_series(result, timestamps))
-            elif result:
-                series[name] = _align(result[0].points, timestamps)
-    return not failed
+
+    def unavailable_as(name: str, reason: str) -> None:
+        for target in REQUEST_SERIES if name == "requests" else (name,):
+            unavailable[target] = reason
+
+    names = list(queries)
+    answered = True
+    for i, name in enumerate(names):
+        try:
+            result = deadline.ask(
+                lambda gateway, expr=queries[name], name=name: gateway.range(
+                    expr, frame.start, frame.end, frame.step, what=f"chart {name}"
+                )
+            )
+        except PrometheusError as exc:
+            if i == 0 and exc.transient:
+                why = deadline.why(exc)
+                unavailable["*"] = why if deadline.tripped_until else f"metrics unavailable: {why}"
+                return False
+            if isinstance(exc, DeadlinePassed) or deadline.tripped_until is not None:
+                for left in names[i:]:  # the query that failed and those not sent
+                    unavailable_as(left, deadline.why(exc))
+                return False
+            unavailable_as(name, exc.reason)
+            answered = False
+            continue
+        if name == "requests":
+            series.update(_request_series(result, timestamps))
+        elif result:
+            series[name] = _align(result[0].points, timestamps)
+    return answered
 
 
 def _breaker_key(cluster: Cluster) -> tuple[int, str]:
@@ -164,7 +228,8 @@ def _clock(unix: float) -> str:
 
 def _cached(key: str) -> dict | None:
     try:
-        cached = page_redis_client().get(key)
+        with page_redis_breaker():
+            cached = page_redis_client().get(key)
     except Exception:  # a cache that is down must not take the chart with it
         return None
     if not cached:
@@ -199,9 +264,10 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
         }
 
     Never raises for Prometheus trouble: a failed query leaves its series all None with a reason in `unavailable`
-    (and such answers are not cached). When Prometheus times out or cannot be reached, chart requests for that
-    cluster fail at once for MESHBOARD_CHART_BREAKER_SECONDS, saying when they will try again. Raises ValueError
-    for an unknown `window`.
+    (and such answers are not cached). All its queries share one deadline, MESHBOARD_CHART_READ_TIMEOUT in total.
+    When Prometheus times out or cannot be reached, no further query is sent and chart requests for that cluster
+    fail at once for MESHBOARD_CHART_BREAKER_SECONDS, saying when they will try again. Raises ValueError for an
+    unknown `window`.
     """
     return chart_data(
         cluster,
@@ -224,7 +290,9 @@ def chart_data(
 ) -> dict:
     """The charts' JSON (service_series' shape, plus `extra`) for whatever `queries(frame, state)` asks: the frame
     from the window and the scrape interval, a Redis cache for one step keyed by `who`, the circuit breaker, and
-    every series all None until its query answers. Raises ValueError for an unknown `window`."""
+    every series all None until its query answers. Everything it asks of Prometheus and Redis fits in the chart
+    deadline (MESHBOARD_CHART_READ_TIMEOUT, counted from here). Raises ValueError for an unknown `window`."""
+    deadline = PageDeadline(cluster)
     span = window_seconds(window)
     state = MetricsState.objects.filter(cluster=cluster).first()
     scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
@@ -251,12 +319,12 @@ def chart_data(
     if not cluster.prometheus_url:
         data["unavailable"]["*"] = "this cluster has no Prometheus URL"
         return data
-    if (until := BREAKER.open_until(_breaker_key(cluster))) is not None:
-        data["unavailable"]["*"] = f"Prometheus is not answering; retrying at {_clock(until)}"
+    if held_back := deadline.held_back():
+        data["unavailable"]["*"] = held_back
         return data
     asked, data["unavailable"] = queries(frame, state)
-    if _fetch(cluster, asked, frame, data):
+    if _fetch(asked, frame, data, deadline):
         BREAKER.reset(_breaker_key(cluster))
-        with contextlib.suppress(Exception):  # caching is best effort
+        with contextlib.suppress(Exception), page_redis_breaker():  # caching is best effort
             page_redis_client().set(key, json.dumps(data), ex=max(1, math.ceil(frame.step)))
     return data

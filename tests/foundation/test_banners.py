@@ -4,7 +4,9 @@ makes them, against the real Redis (heartbeats as beat and the workers write the
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -12,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.clusters.models import Cluster, CollectionRun
-from apps.core import heartbeats
+from apps.core import heartbeats, locks
 from apps.mesh.services import collect_and_record
 from apps.mesh.tasks import collect_cluster
 from apps.metrics.services import collect_and_record as collect_metrics_and_record
@@ -112,6 +114,27 @@ def test_it_says_when_data_is_older_than_three_poll_intervals_and_why(
     assert internal in _banners(html) and "Operators: reading the Kubernetes version: cannot reach" in html
 
 
+def test_it_says_collections_are_not_finishing_when_the_worker_runs_but_its_runs_never_end(
+    client, viewer, bookstore, redis
+):
+    """A hung worker: its process writes its heartbeat (so it is not "not running"), but the run it took never ends
+    and the data grows older than 3 poll intervals, with no failed run to explain it."""
+    last = _backdate(bookstore, "cluster", 3 * bookstore.poll_interval_seconds + 5)
+    hung = CollectionRun.objects.create(cluster=bookstore, kind="cluster")  # running, and never finishing
+    CollectionRun.objects.filter(pk=hung.pk).update(started_at=last.finished_at + timedelta(seconds=1))
+    _running()
+    client.force_login(viewer)
+
+    banners = _banners(client.get("/").content.decode())
+
+    assert (
+        f"Kubernetes objects of lab are older than 3 poll intervals (last collected at {_clock(last.finished_at)}"
+        in (banners)
+    )
+    assert "Collections are not finishing; an operator can check the log of the worker for cluster data." in banners
+    assert "is not running" not in banners and "Redis" not in banners
+
+
 def test_data_two_poll_intervals_old_is_not_stale(client, viewer, bookstore, redis):
     _backdate(bookstore, "cluster", 2 * bookstore.poll_interval_seconds)
     _running()
@@ -160,6 +183,64 @@ def black_hole():
         server.bind(("127.0.0.1", 0))
         server.listen(16)
         yield server.getsockname()[1]
+
+
+class CountingBlackHole:
+    """A port that accepts connections, counts them and never answers (a stalled Redis, as SIGSTOP leaves it)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self._server = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._held: list[socket.socket] = []
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _addr = self._server.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            self.accepted += 1
+
+    def close(self) -> None:
+        self._server.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def counting_black_hole() -> Iterator[CountingBlackHole]:
+    hole = CountingBlackHole()
+    yield hole
+    hole.close()
+
+
+def test_a_stalled_redis_costs_one_timeout_per_breaker_period_not_one_per_request(
+    client, viewer, bookstore, redis, settings, monkeypatch, counting_black_hole
+):
+    monkeypatch.setattr(locks, "PAGE_REDIS_BREAKER_SECONDS", 1.0)
+    settings.REDIS_URL = f"redis://127.0.0.1:{counting_black_hole.port}/0"
+    client.force_login(viewer)
+    chart = "/services/bookstore/bookstore-v1/series?window=15m"
+
+    first = client.get("/")
+    assert "Redis, the broker, is unreachable" in _banners(first.content.decode())
+    asked = counting_black_hole.accepted
+    assert asked >= 1
+
+    started = time.monotonic()
+    pages = [client.get("/") for _ in range(3)] + [client.get(chart)]  # the banner and the chart cache
+    elapsed = time.monotonic() - started
+    assert all(page.status_code == 200 for page in pages)
+    assert all("Redis, the broker, is unreachable" in _banners(page.content.decode()) for page in pages[:3])
+    assert counting_black_hole.accepted == asked  # nobody asked Redis while the breaker was open
+    assert elapsed < 4 * settings.MESHBOARD_PAGE_REDIS_TIMEOUT, elapsed  # not a timeout each
+
+    time.sleep(1.1)  # the breaker's period is over: the next page asks Redis again (and finds it still stalled)
+    assert "Redis, the broker, is unreachable" in _banners(client.get("/").content.decode())
+    assert counting_black_hole.accepted > asked
 
 
 @pytest.mark.parametrize("how", ["closed port", "never answers"])
