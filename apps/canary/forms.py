@@ -31,6 +31,8 @@ def default_canary_backend(split: TrafficSplit, canary: Canary | None, backends:
 class WeightsForm(forms.Form):
     # (row, why) when the operator asked to remove a row that still has weight; shown on that row.
     removal_error: tuple[int, str] | None = None
+    # Why the backend the operator picked was not added; shown under "Add backend".
+    add_backend_error: str = ""
 
     resource_version = forms.CharField(widget=forms.HiddenInput, max_length=64)
     canary_backend = forms.CharField(required=False, max_length=253)
@@ -62,6 +64,7 @@ class WeightsForm(forms.Form):
             backends = split.backends if backends is None else backends
             rows = len(backends)
         self.rows = min(rows, MAX_BACKENDS)
+        self.rows_posted = rows  # more than MAX_BACKENDS is a form error, not rows silently dropped
         for i in range(self.rows):
             self.fields[f"backend_{i}"] = forms.CharField(widget=forms.HiddenInput, max_length=253)
             self.fields[f"weight_{i}"] = forms.IntegerField(
@@ -94,6 +97,10 @@ class WeightsForm(forms.Form):
         data = super().clean()
         if self.rows == 0:
             raise forms.ValidationError("A TrafficSplit needs at least one backend.")
+        if self.rows_posted > MAX_BACKENDS:
+            raise forms.ValidationError(
+                f"{self.rows_posted} backends were sent; a split edited here has at most {MAX_BACKENDS}."
+            )
         names = [data.get(f"backend_{i}") for i in range(self.rows)]
         weights = [data.get(f"weight_{i}") for i in range(self.rows)]
         if any(n is None for n in names) or any(w is None for w in weights):

@@ -22,7 +22,7 @@ from apps.mesh.models import TrafficSplit
 
 from . import compare as comparison
 from .editor import editor_facts
-from .forms import WeightsForm
+from .forms import MAX_BACKENDS, WeightsForm
 from .models import WeightChange
 from .services import READ_BACK_SECONDS, ChangeOutcome, change_weights, record_refusal
 from .splits import split_views
@@ -119,7 +119,9 @@ def _rebuilt(split: TrafficSplit, form: WeightsForm, backends: list[dict]) -> We
 @login_required
 def edit(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     """GET: the form. POST: `preset`, `add`, `remove_<i>` and `mark` (the canary) refill the form; `preview`
-    validates and shows the diff; `apply` validates and writes."""
+    validates and shows the diff; `apply` validates and writes. Only `apply` is an attempt to write: it leaves one
+    audit record whatever comes of it (refused by the form included). Filling the form and previews send nothing
+    and leave none. Any POST by a signed-in user who may not change weights is refused and recorded as forbidden."""
     ctx = page_context(request)
     if request.method == "POST":
         _require_operator(request, ctx.cluster, namespace, name, request.POST)
@@ -136,7 +138,12 @@ def edit(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         return _editor(request, split, _rebuilt(split, form, backends))
     if action == "add" and request.POST.get("add_backend"):
         # A new backend joins with weight 0, as in OSM's demo before traffic moves; validated when previewed.
-        backends = [*form.posted_backends(), {"service": request.POST["add_backend"][:253], "weight": 0}]
+        backends = form.posted_backends()
+        if len(backends) >= MAX_BACKENDS:
+            rebuilt = _rebuilt(split, form, backends)
+            rebuilt.add_backend_error = f"A split edited here has at most {MAX_BACKENDS} backends."
+            return _editor(request, split, rebuilt)
+        backends.append({"service": request.POST["add_backend"][:253], "weight": 0})
         return _editor(request, split, _rebuilt(split, form, backends))
     if action == "mark":  # the operator marked another backend as the canary: the presets follow
         return _editor(request, split, _rebuilt(split, form, form.posted_backends()))
@@ -154,14 +161,26 @@ def edit(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
 
 
 def _remove(request: HttpRequest, split: TrafficSplit, form: WeightsForm, index: str) -> HttpResponse:
-    """Take a backend out of the form: only once its weight is 0, so traffic has left it before it goes."""
+    """Take a backend out of the form: only once its weight is 0 in the form and in the cluster's split (as last
+    read), so traffic has left it before it goes. Applying then writes the split without it, at the form's
+    resourceVersion: a split changed since is a conflict, not a backend removed under traffic."""
     backends = form.posted_backends()
     i = int(index) if index.isdigit() else -1
     if not 0 <= i < len(backends):
         return _editor(request, split, _rebuilt(split, form, backends))
+    name = backends[i]["service"]
+    live = [b.get("weight") for b in split.backends or [] if isinstance(b, dict) and b.get("service") == name]
+    why = ""
     if str(backends[i]["weight"]) != "0":
+        why = "Set its weight to 0 and apply first, so no traffic is lost, then remove it."
+    elif held := [w for w in live if w != 0]:
+        why = (
+            f"It still has weight {held[0]} in the cluster: apply its weight 0 first, so no traffic is lost, "
+            "then remove it."
+        )
+    if why:
         rebuilt = _rebuilt(split, form, backends)
-        rebuilt.removal_error = (i, "Set its weight to 0 and apply first, so no traffic is lost, then remove it.")
+        rebuilt.removal_error = (i, why)
         return _editor(request, split, rebuilt)
     return _editor(request, split, _rebuilt(split, form, backends[:i] + backends[i + 1 :]))
 

@@ -6,9 +6,12 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from apps.canary.forms import MAX_BACKENDS
 from apps.canary.models import WeightChange
-from apps.mesh.models import TrafficSplit
+from apps.clusters.models import Cluster
+from apps.mesh.models import Service, TrafficSplit
 from apps.mesh.services import collect_and_record
+from lab.seeds.loader import load_seed
 from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, set_bookstore_backends
 
 URL = "/splits/bookstore/bookstore-split/"
@@ -260,17 +263,51 @@ def test_it_shifts_a_three_way_split_keeping_the_stable_backends_shape(client, o
     assert 'name="weight_2" value="50"' in html
 
 
-def test_it_removes_a_backend_only_once_its_weight_is_zero(client, operator, canary, kubeapi):
+def test_it_removes_a_backend_only_once_its_weight_is_zero_in_the_form_and_in_the_cluster(
+    client, operator, canary, kubeapi
+):
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 95}, {"service": "bookstore-v2", "weight": 5}]
+    )
+    collect_and_record(canary.cluster)
+    canary.refresh_from_db()
     client.force_login(operator)
-    rows = [("bookstore-v1", "100"), ("bookstore-v2", "5")]
-    html = _post(client, canary, rows, action="remove_1").content.decode()
+    html = _post(client, canary, [("bookstore-v1", "95"), ("bookstore-v2", "5")], action="remove_1").content.decode()
     assert "Set its weight to 0 and apply first" in html and 'name="backend_1" value="bookstore-v2"' in html
 
-    html = _post(client, canary, [("bookstore-v1", "100"), ("bookstore-v2", "0")], action="remove_1").content.decode()
+    # Typing 0 is not enough while the cluster still sends it 5 parts of the traffic.
+    rows = [("bookstore-v1", "100"), ("bookstore-v2", "0")]
+    html = _post(client, canary, rows, action="remove_1").content.decode()
+    assert "It still has weight 5 in the cluster: apply its weight 0 first" in html
+    assert 'name="backend_1" value="bookstore-v2"' in html
+
+    # Once 100/0 is applied, it can go.
+    assert _post(client, canary, rows).status_code == 302
+    canary.refresh_from_db()
+    html = _post(client, canary, rows, action="remove_1").content.decode()
     assert 'name="backend_1"' not in html and 'name="backend_0" value="bookstore-v1"' in html
     response = _post(client, canary, [("bookstore-v1", "100")])
     assert response.status_code == 302
     assert bookstore_split(kubeapi)["spec"]["backends"] == [{"service": "bookstore-v1", "weight": 100}]
+    assert not WeightChange.objects.exclude(result="applied").exists()  # removing is filling the form, no attempt
+
+
+def test_it_refuses_more_backends_than_the_form_takes_instead_of_dropping_some(client, operator, canary, kubeapi):
+    client.force_login(operator)
+    before = bookstore_split(kubeapi)["metadata"]["resourceVersion"]
+    rows = [("bookstore-v1", "100"), ("bookstore-v2", "0")] + [(f"extra-{i}", "0") for i in range(MAX_BACKENDS - 1)]
+
+    html = _post(client, canary, rows).content.decode()
+
+    assert f"{MAX_BACKENDS + 1} backends were sent; a split edited here has at most {MAX_BACKENDS}." in html
+    assert bookstore_split(kubeapi)["metadata"]["resourceVersion"] == before
+    refused = WeightChange.objects.get()
+    assert refused.result == "invalid" and f"at most {MAX_BACKENDS}" in refused.reason
+    # "Add backend" on a full form says why nothing was added.
+    full = rows[:MAX_BACKENDS]
+    html = _post(client, canary, full, action="add", add_backend="bookstore-v3").content.decode()
+    assert f"A split edited here has at most {MAX_BACKENDS} backends." in html
+    assert f'name="backend_{MAX_BACKENDS - 1}"' in html and f'name="backend_{MAX_BACKENDS}"' not in html
 
 
 def test_it_rolls_back_from_the_audit_page_after_showing_the_change(client, operator, viewer, canary, kubeapi):
@@ -324,3 +361,60 @@ def test_it_adds_a_backend_with_weight_zero_then_applies(client, operator, books
         {"service": "bookstore-v1", "weight": 50},
         {"service": "bookstore-v2", "weight": 50},
     ]
+
+
+def test_it_marks_flaggers_canary_backend_by_default(client, operator, kubeapi_factory):
+    # Flagger's OSM provider splits <apex> between <apex>-primary and <apex>-canary.
+    seed = load_seed("bookstore")
+    seed.objects.append(
+        {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "bookstore", "namespace": "bookstore"},
+            "spec": {
+                "provider": "osm",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bookstore"},
+                "service": {"port": 14001},
+                "analysis": {"interval": "30s", "threshold": 5, "maxWeight": 50, "stepWeight": 10},
+            },
+        }
+    )
+    server = kubeapi_factory(seed)
+    for name in ("bookstore-primary", "bookstore-canary"):
+        _service(server, name, 14001)
+    set_bookstore_backends(
+        server, [{"service": "bookstore-primary", "weight": 100}, {"service": "bookstore-canary", "weight": 0}]
+    )
+    cluster = Cluster.objects.create(name="lab", kubeconfig_path=str(server.kubeconfig))
+    collect_and_record(cluster)
+    client.force_login(operator)
+
+    html = client.get(URL).content.decode()
+
+    assert 'value="bookstore-canary" checked' in html and 'value="bookstore-primary" checked' not in html
+    assert "mark which backend is the canary first" not in html  # the presets can apply at once
+    assert 'value="shift10" disabled' not in html
+
+
+def test_the_editor_warns_about_a_backend_without_a_service_or_a_ready_pod(client, operator, canary, kubeapi):
+    set_bookstore_backends(
+        kubeapi,
+        [
+            {"service": "bookstore-v1", "weight": 90},
+            {"service": "bookstore-v2", "weight": 10},
+            {"service": "bookstore-gone", "weight": 0},
+        ],
+    )
+    collect_and_record(canary.cluster)
+    Service.objects.filter(cluster=canary.cluster, name="bookstore-v1").update(pods_ready=0)
+    client.force_login(operator)
+
+    html = client.get(URL).content.decode()
+
+    def row(backend: str) -> str:
+        start = html[html.index(f'data-backend="{backend}"') :]
+        return start[: start.index("</tr>")]
+
+    assert "There is no Service bookstore-gone: OSM skips this backend." in row("bookstore-gone")
+    assert "No ready pod (0/" in row("bookstore-v1") and "its share of the traffic fails" in row("bookstore-v1")
+    assert "No ready pod" not in row("bookstore-v2")

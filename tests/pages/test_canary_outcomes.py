@@ -221,22 +221,40 @@ def test_it_tells_when_another_manager_sets_the_weights_back(client, operator, c
     assert notice in client.get("/splits/audit/").content.decode()
 
 
-def test_it_asks_for_confirmation_before_writing_a_split_argo_cd_tracks(client, operator, canary, kubeapi):
-    api = custom_api(kubeapi)
-    marker = {
-        "metadata": {
+GITOPS_MARKERS = {
+    # Argo CD's annotation tracking (its default from v3.0) and its instance label (a custom label-tracking key).
+    "argo cd annotation": (
+        {
             "annotations": {
                 "argocd.argoproj.io/tracking-id": "bookstore:split.smi-spec.io/TrafficSplit:bookstore/bookstore-split"
             }
-        }
-    }
-    api.patch_namespaced_custom_object(*BOOKSTORE_SPLIT, marker)
+        },
+        "Argo CD (application bookstore)",
+    ),
+    "argo cd label": ({"labels": {"argocd.argoproj.io/instance": "bookstore"}}, "Argo CD (application bookstore)"),
+    # Flux's kustomize-controller labels what it applies with its Kustomization's name and namespace.
+    "flux kustomization labels": (
+        {
+            "labels": {
+                "kustomize.toolkit.fluxcd.io/name": "apps",
+                "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+            }
+        },
+        "Flux Kustomization (flux-system/apps)",
+    ),
+}
+
+
+@pytest.mark.parametrize("marker", sorted(GITOPS_MARKERS))
+def test_it_asks_for_confirmation_before_writing_a_split_gitops_tracks(client, operator, canary, kubeapi, marker):
+    metadata, manager = GITOPS_MARKERS[marker]
+    custom_api(kubeapi).patch_namespaced_custom_object(*BOOKSTORE_SPLIT, {"metadata": metadata})
     collect_and_record(canary.cluster)
     canary.refresh_from_db()
     client.force_login(operator)
 
     editor = client.get(URL).content.decode()
-    assert "Managed by GitOps: <strong>Argo CD (application bookstore)</strong>" in editor
+    assert f"Managed by GitOps: <strong>{manager}</strong>" in editor
     html = _apply(client, canary).content.decode()
     assert "Change them in Git, or confirm to apply anyway." in html
     assert bookstore_split(kubeapi)["spec"]["backends"] == BEFORE
