@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from apps.canary.models import WeightChange
 from apps.mesh.services import collect_and_record
+from lab.waiting import wait_for
 from tests.browser_fixtures import login, screenshot
 from tests.helpers import bookstore_split, set_bookstore_backends
 
@@ -57,5 +58,72 @@ def test_it_holds_every_click_while_a_slow_write_is_in_flight(page, live_server,
     ]
     assert list(WeightChange.objects.values_list("result", "weights_after")) == [
         ("applied", [{"service": "bookstore-v1", "weight": 90}, {"service": "bookstore-v2", "weight": 10}])
+    ]
+    assert not page.errors
+
+
+def test_a_click_on_apply_during_a_slow_preset_writes_nothing_and_the_page_shows_the_preset(
+    page, live_server, operator, bookstore, kubeapi
+):
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
+    )
+    collect_and_record(bookstore)
+    login(page, live_server.url, "otto", "a-long-operator-pass")
+    page.goto(f"{live_server.url}/splits/bookstore/bookstore-split/")
+    page.check('input[name="canary_backend"][value="bookstore-v2"]')
+    weights = page.locator(".weight-row input[type=number]")
+    weights.nth(0).fill("90")
+    weights.nth(1).fill("10")
+    page.click('button[name="action"][value="preview"]')
+    expect(page.locator("pre.diff")).to_contain_text("+    weight: 10")
+    apply = page.locator('button[name="action"][value="apply"]')
+    where = apply.bounding_box()
+
+    # The browser holds the preset's request until the test lets it go: a server as slow as it likes.
+    held = []
+
+    def hold_presets(route):
+        if route.request.method == "POST" and "preset=" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    patches = kubeapi.requests.count(method="PATCH")  # the test's own setup
+    page.route("**/splits/bookstore/bookstore-split/", hold_presets)
+    page.click('button[name="preset"][value="even"]')
+    wait_for(lambda: page.wait_for_timeout(50) or held, timeout=10)
+    expect(page.locator("#editor-busy")).to_be_visible()
+    expect(apply).to_be_disabled()
+    # The operator clicks where Apply is (the 90/10 preview's), with the real mouse, while the preset is in flight.
+    x, y = where["x"] + where["width"] / 2, where["y"] + where["height"] / 2
+    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).value", [x, y]) == "apply"
+    page.mouse.click(x, y)
+    page.wait_for_timeout(500)
+    assert kubeapi.requests.count(method="PATCH") == patches and not WeightChange.objects.exists()
+
+    held[0].continue_()
+    # The page shows the preset's weights, to preview: no diff, no Apply, nothing written.
+    expect(weights.nth(0)).to_have_value("50")
+    expect(weights.nth(1)).to_have_value("50")
+    expect(page.locator("pre.diff")).to_have_count(0)
+    expect(apply).to_have_count(0)
+    expect(page.locator('button[name="action"][value="preview"]')).to_be_enabled()
+    expect(page.locator(".outcome")).to_have_count(0)
+    screenshot(page, "editor-preset-after-held-click")
+    page.wait_for_timeout(500)
+    assert kubeapi.requests.count(method="PATCH") == patches and not WeightChange.objects.exists()
+    assert bookstore_split(kubeapi)["spec"]["backends"][1]["weight"] == 0
+
+    # What is applied next is what the page shows.
+    page.click('button[name="action"][value="preview"]')
+    page.click('button[name="action"][value="apply"]')
+    page.wait_for_url("**/splits/#split-bookstore-bookstore-split", timeout=15000)
+    assert bookstore_split(kubeapi)["spec"]["backends"] == [
+        {"service": "bookstore-v1", "weight": 50},
+        {"service": "bookstore-v2", "weight": 50},
+    ]
+    assert list(WeightChange.objects.values_list("result", "weights_after")) == [
+        ("applied", [{"service": "bookstore-v1", "weight": 50}, {"service": "bookstore-v2", "weight": 50}])
     ]
     assert not page.errors
