@@ -1,7 +1,11 @@
 """A production-like Meshboard on loopback, for the load test and the fault suite: Redis, the Kubernetes API stand-in
-(seeded with the bookstore demo), a real Prometheus with an hour of backfilled sidecar stats, Celery workers for every
-queue, beat, and gunicorn with the production config. Each runs in its own process group, so a fault can stop
-(SIGSTOP), resume (SIGCONT) or kill one of them; everything binds to 127.0.0.1 and lives in one temporary folder."""
+(seeded with the bookstore demo), a real Prometheus with an hour of backfilled sidecar stats, the Celery workers as
+docker-compose.yml runs them (one per collection queue, each also consuming the tick queue: `worker-cluster` on
+`cluster,tick`, `worker-metrics` on `metrics,tick`, prefork with 2 processes), beat, and gunicorn with the production
+config. Each runs in its own process group, so a fault can stop (SIGSTOP), resume (SIGCONT) or kill one of them, or
+stop only a worker's pool processes (`hung`: its tasks hang while its heartbeat goes on); everything binds to
+127.0.0.1 and lives in one temporary folder. What differs from compose: SQLite instead of PostgreSQL, the stand-in and
+the backfilled Prometheus instead of a cluster, a tick every second and a 5 s poll interval."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from pathlib import Path
 import requests
 
 from lab.metrics_data import OpenMetrics, envoy_edge, piecewise_cdf, sample_times
-from lab.prometheus import PrometheusServer, _free_port, backfill_openmetrics
+from lab.prometheus import PrometheusServer, backfill_openmetrics
+from lab.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -64,8 +69,28 @@ def _celery(*args: str) -> list[str]:
     return [PY, "-m", "celery", "-A", "meshboard", *args, "--loglevel", "WARNING"]
 
 
+# The queues of the collections registered at startup and of the tick, from the settings' task routes (built from
+# MESHBOARD_QUEUES), as `manage.py shell` prints them.
+_QUEUES = (
+    "import json; from django.conf import settings; from apps.clusters.tasks import COLLECTIONS; "
+    "print(json.dumps({'collections': sorted({c.queue for c in COLLECTIONS}), "
+    "'tick': settings.CELERY_TASK_ROUTES['clusters.tick']['queue']}))"
+)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a prefork worker's pool), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 class Stack:
-    """Redis, the stand-in, Prometheus, Celery workers + beat and gunicorn, each its own process group."""
+    """Redis, the stand-in, Prometheus, a Celery worker per collection queue + beat and gunicorn, each its own
+    process group."""
 
     def __init__(self, workdir: Path, *, fault_control: bool = False, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
@@ -73,8 +98,9 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.prometheus: PrometheusServer | None = None
         self.kubeapi_url = ""
-        self.queues = "celery"
-        self.web_port = _free_port()
+        self.collection_queues: list[str] = []
+        self.tick_queue = ""
+        self.web_port = free_port()
         self.env = {
             **os.environ,
             "SECRET_KEY": "load-test-only",
@@ -107,7 +133,7 @@ class Stack:
         ).stdout
 
     def start(self) -> Stack:
-        redis_port = _free_port()
+        redis_port = free_port()
         self._spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""])
         self.env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         kubeconfig = self.workdir / "kubeconfig"
@@ -127,17 +153,20 @@ class Stack:
         self.manage("add_cluster", *cluster, "--poll-interval", str(POLL_SECONDS))
         self.manage("create_user", USER, "--role", "viewer", "--password", PASSWORD)
         self.manage("create_user", OPERATOR, "--role", "operator", "--password", OPERATOR_PASSWORD)
-        routes = "from meshboard.celery import app; print(','.join(sorted({'celery', *(r.get('queue', 'celery') for r in (app.conf.task_routes or {}).values())})))"  # noqa: E501
-        self.queues = self.manage("shell", "--no-imports", "-c", routes).strip()
-        self.start_worker()
+        queues = json.loads(self.manage("shell", "--no-imports", "-c", _QUEUES))
+        self.collection_queues, self.tick_queue = queues["collections"], queues["tick"]
+        for queue in self.collection_queues:
+            self.start_worker(queue)
         self._spawn("beat", _celery("beat", "--schedule", str(self.workdir / "beat-schedule")))
         self._spawn("web", [PY, "-m", "gunicorn", "-c", "meshboard/gunicorn.conf.py", "meshboard.wsgi:application"])
         _wait_http(f"{self.url}/healthz", 30)
         return self
 
-    def start_worker(self) -> subprocess.Popen:
-        """A Celery worker for every queue (threads, so one slow collection does not hold the others)."""
-        return self._spawn("worker", _celery("worker", "-Q", self.queues, "--pool", "threads", "--concurrency", "4"))
+    def start_worker(self, queue: str) -> subprocess.Popen:
+        """`worker-<queue>`: the worker of one collection queue, as docker-compose.yml runs it (that queue and the
+        tick queue, prefork with 2 processes)."""
+        args = _celery("worker", "-Q", f"{queue},{self.tick_queue}", "-n", f"{queue}@%h", "--concurrency", "2")
+        return self._spawn(f"worker-{queue}", args)
 
     def _pid(self, name: str) -> int:
         return self.prometheus._proc.pid if name == "prometheus" else self.procs[name].pid
@@ -150,6 +179,22 @@ class Stack:
             yield
         finally:
             os.killpg(os.getpgid(self._pid(name)), signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def hung(self, worker: str) -> Iterator[None]:
+        """SIGSTOP a worker's pool processes for the block, not the worker's main process: the tasks it runs or
+        receives hang while its heartbeat (a thread of the main process) goes on, as when a collection is stuck."""
+        pool = _children(self._pid(worker))
+        if not pool:
+            raise RuntimeError(f"{worker} has no pool processes")
+        for pid in pool:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pool:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)

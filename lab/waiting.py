@@ -1,7 +1,9 @@
-"""Waiting for something to become true, for tests, fixtures and the lab alike: one poll loop, one failure message."""
+"""Waiting for something to become true, for tests, fixtures and the lab alike: one poll loop, one failure message;
+and the free port a server about to start will be waited on."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -20,3 +22,10 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
             return last
         time.sleep(interval)
     raise AssertionError(f"not within {timeout} s; last: {last!r}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice; free until someone binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,7 +1,10 @@
-"""The fault suite: a production-like Meshboard (gunicorn's threaded workers, a worker per queue, beat, Redis, the
-stand-in, a real Prometheus; lab/stack.py) while one part stalls or dies. For each fault: every page answers 200
-within its deadline, the banner names the part and the action, and Meshboard recovers by itself once the part is
-back, in a time this suite prints. `pytest -m faults` runs it alone."""
+"""The fault suite: a production-like Meshboard (gunicorn's threaded workers, a worker per collection queue as in
+docker-compose.yml, beat, Redis, the stand-in, a real Prometheus; lab/stack.py) while one part stalls, hangs or dies.
+For each fault: every page answers 200 within its deadline, from the fault's start until HOLD_SECONDS after its banner
+came; the banner names the part and the action; and Meshboard recovers by itself once the part is back (the overview
+fresh without a banner, and a chart with every series), in a time this suite prints. `pytest -m faults` runs it alone.
+
+The stack runs with shortened timeouts (ENV), so the banner times printed here are not those of the defaults."""
 
 from __future__ import annotations
 
@@ -9,15 +12,18 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import requests
 
 from lab.stack import OPERATOR, OPERATOR_PASSWORD, POLL_SECONDS, Stack
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.faults
 
+CHART = "/services/bookstore/bookstore-v1/series?window=15m"
 PAGES = {  # path -> deadline in seconds
     "/": 1.5,
     "/splits/": 1.5,
@@ -25,20 +31,25 @@ PAGES = {  # path -> deadline in seconds
     "/policies/": 1.5,
     "/graph/data": 1.5,
     "/services/bookstore/bookstore-v1/": 1.5,
-    "/services/bookstore/bookstore-v1/series?window=15m": 2.5,  # the chart deadline (2 s), then the breaker
+    CHART: 2.5,  # the chart deadline (2 s in total), then the breaker
 }
+ENV = {
+    # A fault shows within a poll interval (5 s) instead of after the default 20 s read timeouts.
+    "MESHBOARD_KUBE_READ_TIMEOUT": "2",
+    "MESHBOARD_PROMETHEUS_READ_TIMEOUT": "2",
+    "MESHBOARD_HEARTBEAT_SECONDS": "2",
+    # The charts' breaker opens for 3 s instead of 30, so recovery (a chart with every series) is measurable and each
+    # hold below sees it close and open again.
+    "MESHBOARD_CHART_BREAKER_SECONDS": "3",
+}
+HOLD_SECONDS = 6.0  # pages keep their deadlines this long after the banner: twice the charts' breaker period
 RECOVERED = []  # (fault, seconds), printed at the end of the module
 DETECTED = []  # (banner, seconds after the fault began)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {
-        "MESHBOARD_KUBE_READ_TIMEOUT": "2",
-        "MESHBOARD_PROMETHEUS_READ_TIMEOUT": "2",
-        "MESHBOARD_HEARTBEAT_SECONDS": "2",
-    }
-    with Stack(Path(tmp_path_factory.mktemp("faults")), fault_control=True, env=env) as running:
+    with Stack(Path(tmp_path_factory.mktemp("faults")), fault_control=True, env=ENV) as running:
         yield running
     for banner, seconds in DETECTED:
         print(f"banner {banner!r} after {seconds:.1f} s")
@@ -59,11 +70,9 @@ def operator(stack: Stack) -> requests.Session:
     return session
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+def _seconds_until(predicate: Callable[[], object], timeout: float) -> float:
     started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, f"not within {timeout} s: {what}"
-        time.sleep(0.5)
+    wait_for(predicate, timeout, interval=0.5)
     return time.monotonic() - started
 
 
@@ -82,9 +91,17 @@ def _all_pages_in_time(session: requests.Session, base: str) -> str:
 
 
 def _healthy(session: requests.Session, base: str) -> bool:
-    """Both collections have data and no banner is up."""
+    """Both collections have data, no banner is up, and a chart has every series (its breaker closed)."""
     html = session.get(f"{base}/", timeout=10).text
-    return 'class="banner' not in html and "not collected yet" not in html and html.count(" s old") >= 2
+    if 'class="banner' in html or "not collected yet" in html or html.count(" s old") < 2:
+        return False
+    return session.get(base + CHART, timeout=10).json()["unavailable"] == {}
+
+
+def _kubernetes_age(base: str) -> float:
+    """Seconds since the last successful Kubernetes collection, as /readyz reports it."""
+    [cluster] = requests.get(f"{base}/readyz", timeout=5).json()["clusters"]
+    return cluster["cluster"]["age_seconds"]
 
 
 def _fault(stack: Stack, method: str, body: dict | None = None) -> None:
@@ -97,24 +114,43 @@ def _fault(stack: Stack, method: str, body: dict | None = None) -> None:
     urllib.request.urlopen(request, timeout=5).close()
 
 
-def _during(session: requests.Session, base: str, banner: str, timeout: float) -> None:
-    """While the fault lasts: pages keep their deadlines, and the banner comes (how soon is printed at the end)."""
+def _during(
+    session: requests.Session, base: str, banner: str, timeout: float, check: Callable[[], None] = lambda: None
+) -> None:
+    """While the fault lasts: the banner comes (how soon is printed at the end), and every page keeps its deadline
+    (and `check()` holds) until then and for HOLD_SECONDS after."""
 
-    def shows_banner() -> bool:
-        return banner in _all_pages_in_time(session, base)
+    def sweep() -> str:
+        html = _all_pages_in_time(session, base)
+        check()
+        return html
 
-    DETECTED.append((banner, _wait(shows_banner, timeout, f"the banner {banner!r}")))
+    DETECTED.append((banner, _seconds_until(lambda: banner in sweep(), timeout)))
+    held = time.monotonic() + HOLD_SECONDS
+    while time.monotonic() < held:
+        assert banner in sweep(), f"the banner {banner!r} went while the fault lasted"
+
+
+def _recovers(stack: Stack, session: requests.Session, fault: str, timeout: float = 30) -> None:
+    RECOVERED.append((fault, _seconds_until(lambda: _healthy(session, stack.url), timeout)))
 
 
 def test_it_starts_healthy(stack, operator):
-    _wait(lambda: _healthy(operator, stack.url), 30, "a first collection of both kinds without a banner")
+    wait_for(lambda: _healthy(operator, stack.url), 40, interval=0.5)
     _all_pages_in_time(operator, stack.url)
 
 
-def test_it_serves_pages_and_says_so_while_prometheus_stalls(stack, operator):
+def test_it_serves_pages_and_says_so_while_prometheus_stalls_and_kubernetes_data_stays_fresh(stack, operator):
+    ages = []
+
+    def kubernetes_fresh() -> None:
+        ages.append(_kubernetes_age(stack.url))
+        assert ages[-1] <= 2 * POLL_SECONDS, f"Kubernetes data {ages[-1]} s old while Prometheus stalls"
+
     with stack.paused("prometheus"):
-        _during(operator, stack.url, "Prometheus did not answer in time", 3 * POLL_SECONDS + 10)
-    RECOVERED.append(("a stalled Prometheus", _wait(lambda: _healthy(operator, stack.url), 30, "recovery")))
+        _during(operator, stack.url, "Prometheus did not answer in time", 3 * POLL_SECONDS + 10, kubernetes_fresh)
+    assert any(later < earlier for earlier, later in pairwise(ages)), ages  # a collection during the stall
+    _recovers(stack, operator, "a stalled Prometheus")
 
 
 def test_it_serves_pages_and_says_so_while_the_api_server_stalls(stack, operator):
@@ -123,19 +159,24 @@ def test_it_serves_pages_and_says_so_while_the_api_server_stalls(stack, operator
         _during(operator, stack.url, "the API server did not answer in time", 3 * POLL_SECONDS + 10)
     finally:
         _fault(stack, "DELETE")
-    RECOVERED.append(("a stalled API server", _wait(lambda: _healthy(operator, stack.url), 45, "recovery")))
+    _recovers(stack, operator, "a stalled API server", 45)
 
 
 def test_it_serves_pages_and_says_so_while_redis_stalls(stack, operator):
     with stack.paused("redis"):
         _during(operator, stack.url, "Redis, the broker, is unreachable", 10)
-    RECOVERED.append(("a stalled Redis", _wait(lambda: _healthy(operator, stack.url), 30, "recovery")))
+    _recovers(stack, operator, "a stalled Redis")
+
+
+def test_it_says_collections_are_not_finishing_while_a_worker_hangs(stack, operator):
+    """The cluster worker's pool processes stopped (SIGSTOP): its heartbeat goes on, its collections never end."""
+    with stack.hung("worker-cluster"):
+        _during(operator, stack.url, "Collections are not finishing", 3 * POLL_SECONDS + 15)
+    _recovers(stack, operator, "a hung worker (its pool resumed)")
 
 
 def test_it_says_when_the_worker_is_gone_and_recovers_when_one_is_back(stack, operator):
-    stack.kill("worker")
-    _during(operator, stack.url, "is not running. Start a worker for the queue", 20)
-    stack.start_worker()
-    RECOVERED.append(
-        ("a killed worker (a new one started)", _wait(lambda: _healthy(operator, stack.url), 30, "recovery"))
-    )
+    stack.kill("worker-cluster")
+    _during(operator, stack.url, "is not running. Start a worker for the queue cluster", 20)
+    stack.start_worker("cluster")
+    _recovers(stack, operator, "a killed worker (a new one started)")
