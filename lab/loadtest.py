@@ -6,8 +6,10 @@ with threaded workers, Celery workers and beat, Redis), with a real Prometheus h
 
 Each viewer logs in and loops over what people open: the overview, the graph's data, the splits page and the chart
 series of a service page (the one request that reaches Prometheus). It prints, per phase, the latency percentiles and
-status counts per endpoint, how many range queries Prometheus received per second, and whether any collection run was
-lost (a gap of more than two poll intervals) or doubled (two runs of one kind overlapping).
+status counts per endpoint, how many range queries Prometheus received per second, and per kind of collection the runs,
+the skipped ones (refused by the lock: another run of the kind was still going), the doubled ones (two runs of one kind
+overlapping, or starting less than half a poll interval apart) and the gaps (starts more than two poll intervals apart:
+a run lost).
 """
 
 from __future__ import annotations
@@ -90,13 +92,21 @@ def run_phase(stack: Stack, name: str, viewers: int, seconds: float) -> Phase:
 
 
 def collection_report(runs: list[dict], started: float) -> dict[str, dict[str, int]]:
-    """Per kind: runs, overlaps (two runs of one kind at once: doubled) and gaps longer than two poll intervals."""
+    """Per kind, over the runs started since `started`: `runs` (not skipped); `skipped`, runs the lock refused because
+    another of the kind was still going; `doubled`, pairs of runs overlapping or starting less than half a poll
+    interval apart (unless the first failed: the backoff's retry may come sooner, by design); and `gaps`, starts more
+    than two poll intervals apart."""
     report = {}
     for kind in sorted({r["kind"] for r in runs}):
-        mine = [r for r in runs if r["kind"] == kind and r["started"] >= started and r["status"] != "skipped"]
-        overlaps = sum(1 for a, b in pairwise(mine) if a["finished"] and b["started"] < a["finished"])
-        gaps = sum(1 for a, b in pairwise(mine) if b["started"] - a["started"] > 2 * POLL_SECONDS + 1)
-        report[kind] = {"runs": len(mine), "overlapping": overlaps, "gaps": gaps}
+        mine = [r for r in runs if r["kind"] == kind and r["started"] >= started]
+        ran = [r for r in mine if r["status"] != "skipped"]
+        doubled = 0
+        for a, b in pairwise(ran):
+            overlapping = a["finished"] is None or b["started"] < a["finished"]
+            too_soon = a["status"] != "failed" and b["started"] - a["started"] < POLL_SECONDS / 2
+            doubled += overlapping or too_soon
+        gaps = sum(1 for a, b in pairwise(ran) if b["started"] - a["started"] > 2 * POLL_SECONDS + 1)
+        report[kind] = {"runs": len(ran), "skipped": len(mine) - len(ran), "doubled": doubled, "gaps": gaps}
     return report
 
 
