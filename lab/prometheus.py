@@ -10,7 +10,6 @@ known series at known times.
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -18,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+from lab.waiting import free_port
 
 
 class PrometheusError(RuntimeError):
@@ -29,12 +30,6 @@ def _binary(name: str) -> str:
     if not path:
         raise PrometheusError(f"{name} is not installed (Debian package prometheus; `make test` installs it)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
@@ -91,7 +86,7 @@ class PrometheusServer:
     ) -> None:
         self.workdir = Path(workdir)
         self.config = config or {"global": {"scrape_interval": "15s"}}
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.tsdb_dir = tsdb_dir or self.workdir / "data"
         self.retention = retention
         self.extra_args = extra_args

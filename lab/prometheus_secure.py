@@ -25,7 +25,8 @@ import bcrypt
 import yaml
 
 from lab.kubeapi.tls import CertificateAuthority
-from lab.prometheus import PrometheusServer, _free_port, stop_process
+from lab.prometheus import PrometheusServer, stop_process
+from lab.waiting import free_port
 
 
 def bcrypt_hash(password: str) -> str:
@@ -178,8 +179,8 @@ class BearerProxy:
         self.workdir = Path(workdir)
         self.upstream_port = upstream_port
         self.tokens = list(tokens)
-        self.port = _free_port()
-        self.admin_port = _free_port()
+        self.port = free_port()
+        self.admin_port = free_port()
         self._proc: subprocess.Popen | None = None
 
     @property

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.waiting import free_port  # also imported from here by tests (`from tests.conftest import free_port`)
+
 pytest_plugins = [
     "lab.kubeapi.pytest_plugin",
     "lab.prometheus_fixtures",
@@ -20,12 +22,6 @@ pytest_plugins = [
     "tests.browser_fixtures",
     "tests.personas",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _find_redis() -> str:
