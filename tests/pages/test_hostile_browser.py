@@ -1,12 +1,16 @@
-"""Hostile cluster data in a real browser (Debian's chromium via Playwright): every page a viewer reaches opens with
-no dialog (no script of the cluster's runs), no console error and no page error, under the strict CSP."""
+"""Hostile cluster data in a real browser (Debian's chromium via Playwright): every page a viewer, and an operator,
+reaches opens with no 5xx, no dialog (no script of the cluster's runs), no console error and no page error, under the
+strict CSP. The operator's crawl includes the pages only operators get: the weight editor's form and the rollback of
+an audited change whose weights hold the hostile names."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
+from apps.canary.models import WeightChange
 from tests.browser_fixtures import login
 from tests.crawl import crawl_as
 from tests.hostile import HostileData, collect_hostile
@@ -41,20 +45,49 @@ WORST = HostileData(
 )
 
 
+ROLES = {  # role -> (persona fixture, password)
+    "viewer": ("viewer", "a-long-viewer-pass"),
+    "operator": ("operator", "a-long-operator-pass"),
+}
+
+
+def _audited_change(cluster, user) -> WeightChange:
+    """An applied change of the hostile split, so the audit offers the operator its rollback (the editor filled with
+    the hostile backends it found)."""
+    return WeightChange.objects.create(
+        cluster=cluster,
+        namespace="bookstore",
+        split="bookstore-split",
+        user=user,
+        username=user.get_username(),
+        weights_before=WORST.backends,
+        weights_after=[{"service": "bookstore-v1", "weight": 100}],
+        result=WeightChange.Result.APPLIED,
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_it_opens_every_page_with_hostile_data_without_a_dialog_or_an_error(
-    page, live_server, client, kubeapi_factory, viewer
+    request, page, live_server, client, kubeapi_factory, role
 ):
-    collect_hostile(kubeapi_factory, WORST)
-    crawled = crawl_as(client, viewer, max_per_path=1)
+    persona, password = ROLES[role]
+    user = request.getfixturevalue(persona)
+    cluster = collect_hostile(kubeapi_factory, WORST)
+    change = _audited_change(cluster, user)
+    crawled = crawl_as(client, user, max_per_path=1)
     assert crawled.failures() == [], crawled.report(crawled.failures())
     paths = list(dict.fromkeys(crawled.pages()))
-    assert {"/splits/", "/graph/", "/policies/", "/mesh/", "/"} <= set(paths)
+    reached = {path.split("?")[0] for path in paths}
+    assert {"/splits/", "/graph/", "/policies/", "/mesh/", "/", "/splits/audit/"} <= reached
+    rollback = f"/splits/audit/{change.pk}/rollback/"
+    assert (rollback in reached) == (role == "operator"), reached  # only operators are offered a rollback
 
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(f"{dialog.type}: {dialog.message}"), dialog.dismiss()))
-    login(page, live_server.url, "vera", "a-long-viewer-pass")
+    login(page, live_server.url, user.get_username(), password)
     for path in paths:
-        page.goto(f"{live_server.url}{path}")
+        response = page.goto(f"{live_server.url}{path}")
+        assert response is not None and response.status < 500, f"{path}: {response and response.status}"
         if path.startswith("/graph/"):
             expect(page.locator("body")).to_have_attribute("data-graph-renders", re.compile(r"^[1-9]"), timeout=20000)
         page.wait_for_load_state("networkidle")
@@ -62,6 +95,10 @@ def test_it_opens_every_page_with_hostile_data_without_a_dialog_or_an_error(
         assert dialogs == [], f"{path}: {dialogs}"
         assert page.errors == [], f"{path}: {page.errors}"
 
+    if role == "operator":  # the editor's form (no dialog above), filled with what the change found
+        page.goto(f"{live_server.url}{rollback}")
+        expect(page.locator(".rollback")).not_to_have_count(0)
+        assert page.locator("input[name^=weight_]").count() >= len(WORST.backends)
     page.goto(f"{live_server.url}/splits/")
     backend = page.locator('tr[data-backend="a/b"]')
     assert backend.locator("a").count() == 0
