@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kombu import pools
 
 from apps.clusters.models import Cluster
 from meshboard.celery import app
@@ -15,12 +16,21 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the collections are enqu
 SPLIT_PATH = r"/trafficsplits/bookstore-split$"
 
 
+def _forget_broker_connections() -> None:
+    """Celery keeps the connection and producer pools of the broker URL it first sent to (an earlier test may have
+    sent to the default URL, which is down), so changing `broker_url` alone does not redirect sending. Drop them,
+    as Celery itself does after a fork."""
+    pools.reset()  # kombu's registry of connection and producer pools, closed and emptied
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker(redis):
-    """The session's Redis as the broker, with no producer connection left over from an earlier broker URL."""
-    app.close()  # Celery keeps its producer pool: drop it, so sending uses the URL the `redis` fixture set
+    """The session's Redis as the broker the write sends to."""
+    _forget_broker_connections()
     yield redis
-    app.close()
+    _forget_broker_connections()
 
 
 def _queued(redis, queue: str) -> list[tuple[str, str]]:
