@@ -1,20 +1,22 @@
 """A bounded load test on loopback: N viewers for T seconds against Meshboard served as in production (gunicorn
-with threaded workers, Celery workers and beat, Redis), with a real Prometheus healthy and then stalled (SIGSTOP).
+with threaded workers, a Celery worker per collection queue, beat, Redis; lab/stack.py), with a real Prometheus
+healthy and then stalled (SIGSTOP).
 
     python -m lab.loadtest                       # 20 viewers, 60 s per phase (the figures in RELIABILITY.md)
     python -m lab.loadtest --viewers 5 --seconds 8
 
 Each viewer logs in and loops over what people open: the overview, the graph's data, the splits page and the chart
 series of a service page (the one request that reaches Prometheus). It prints, per phase, the latency percentiles and
-status counts per endpoint, how many range queries Prometheus received per second, and per kind of collection the runs,
-the skipped ones (refused by the lock: another run of the kind was still going), the doubled ones (two runs of one kind
-overlapping, or starting less than half a poll interval apart) and the gaps (starts more than two poll intervals apart:
-a run lost).
+status counts per endpoint, how many range queries Prometheus received per second, and, while healthy and while
+stalled, per kind of collection the runs, the skipped ones (refused by the lock: another run of the kind was still
+going), the doubled ones (two runs of one kind overlapping, or starting less than half a poll interval apart) and the
+gaps (starts more than two poll intervals apart: a run lost).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import tempfile
 import threading
@@ -45,15 +47,23 @@ class Phase:
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def _viewer(base: str, phase: Phase, until: float, rng: random.Random) -> None:
+def _login(base: str) -> requests.Session:
+    """A session of the load test's viewer; RuntimeError when the login is refused (every page would be a 302)."""
     session = requests.Session()
     session.get(f"{base}/accounts/login/", timeout=10)
-    session.post(
+    response = session.post(
         f"{base}/accounts/login/",
         data={"username": USER, "password": PASSWORD, "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")},
         headers={"Referer": f"{base}/accounts/login/"},
         timeout=10,
+        allow_redirects=False,
     )
+    if response.status_code != 302 or "/accounts/login/" in response.headers.get("Location", ""):
+        raise RuntimeError(f"{USER} could not log in: {response.status_code}")
+    return session
+
+
+def _viewer(base: str, session: requests.Session, phase: Phase, until: float, rng: random.Random) -> None:
     while time.monotonic() < until:
         for endpoint, path in (
             ("overview", "/"),
@@ -76,11 +86,14 @@ def run_phase(stack: Stack, name: str, viewers: int, seconds: float) -> Phase:
     phase = Phase(name, seconds)
     base = stack.url
     healthy = name.startswith("healthy")
+    # Logged in one after another before the clock starts, as people arrive: that many logins of one user from one
+    # address at the same instant are what the login throttle refuses (it counts each attempt before checking it).
+    sessions = [_login(base) for _ in range(viewers)]
     before = range_queries(stack.prometheus.url) if healthy else 0
     until = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=_viewer, args=(base, phase, until, random.Random(i)), daemon=True)
-        for i in range(viewers)
+        threading.Thread(target=_viewer, args=(base, session, phase, until, random.Random(i)), daemon=True)
+        for i, session in enumerate(sessions)
     ]
     for t in threads:
         t.start()
@@ -91,14 +104,14 @@ def run_phase(stack: Stack, name: str, viewers: int, seconds: float) -> Phase:
     return phase
 
 
-def collection_report(runs: list[dict], started: float) -> dict[str, dict[str, int]]:
-    """Per kind, over the runs started since `started`: `runs` (not skipped); `skipped`, runs the lock refused because
-    another of the kind was still going; `doubled`, pairs of runs overlapping or starting less than half a poll
-    interval apart (unless the first failed: the backoff's retry may come sooner, by design); and `gaps`, starts more
-    than two poll intervals apart."""
+def collection_report(runs: list[dict], started: float, until: float = math.inf) -> dict[str, dict[str, int]]:
+    """Per kind, over the runs started from `started` until `until`: `runs` (not skipped); `skipped`, runs the lock
+    refused because another of the kind was still going; `doubled`, pairs of runs overlapping or starting less than
+    half a poll interval apart (unless the first failed: the backoff's retry may come sooner, by design); and `gaps`,
+    starts more than two poll intervals apart."""
     report = {}
     for kind in sorted({r["kind"] for r in runs}):
-        mine = [r for r in runs if r["kind"] == kind and r["started"] >= started]
+        mine = [r for r in runs if r["kind"] == kind and started <= r["started"] < until]
         ran = [r for r in mine if r["status"] != "skipped"]
         doubled = 0
         for a, b in pairwise(ran):
@@ -128,9 +141,14 @@ def main(argv: list[str] | None = None) -> dict:
                 run_phase(stack, "healthy, 1/4 of the viewers", max(1, args.viewers // 4), args.seconds / 2),
                 run_phase(stack, "healthy", args.viewers, args.seconds),
             ]
+            stalled = time.time()
             with stack.paused("prometheus"):
                 phases.append(run_phase(stack, "Prometheus stalled (SIGSTOP)", args.viewers, args.seconds))
-            collections = collection_report(stack.runs(), started)
+            runs = stack.runs()
+            collections = {
+                "healthy": collection_report(runs, started, stalled),
+                "Prometheus stalled": collection_report(runs, stalled),
+            }
         finally:
             stack.stop()
     result = {"phases": [], "collections": collections}
@@ -153,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"| {endpoint} | {row['requests']} | {row['p50_ms']} | {row['p95_ms']} | {row['max_ms']} | "
                 f"{row['statuses']} |"
             )
-    print(f"\ncollections (poll {POLL_SECONDS} s): {collections}")
+    for span, report in collections.items():
+        print(f"\ncollections while {span} (poll {POLL_SECONDS} s): {report}")
     return result
 
 

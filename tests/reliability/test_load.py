@@ -1,5 +1,6 @@
 """The load test, CI-sized: viewers keep getting pages while Prometheus stalls, Prometheus's query rate does not grow
-with the number of viewers, and no collection run is lost or doubled. Generous bounds only: the figures for 20 viewers
+with the number of viewers, and no collection run is lost, skipped or doubled (but metrics runs while Prometheus
+stalls, see below). Generous bounds only: the figures for 20 viewers
 over 60 s are in RELIABILITY.md (`python -m lab.loadtest`)."""
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ def test_it_keeps_serving_pages_while_prometheus_stalls():
     assert stalled["endpoints"]["chart series"]["p95_ms"] < 2500  # the chart deadline, then the breaker
     # Cached for one step: four times the viewers do not ask Prometheus four times as often.
     assert healthy["range_queries_per_s"] <= 2 * quarter["range_queries_per_s"] + 5
-    for kind, report in result["collections"].items():
-        assert report["runs"] >= 2 and report["doubled"] == 0 and report["skipped"] == 0, (kind, report)
-    assert result["collections"]["cluster"]["gaps"] == 0  # a Prometheus stall never delays Kubernetes data
+    while_healthy, while_stalled = result["collections"]["healthy"], result["collections"]["Prometheus stalled"]
+    for kind, report in while_healthy.items():
+        assert report["runs"] >= 1 and report["doubled"] == 0 and report["skipped"] == 0, (kind, report)
+    # A Prometheus stall never delays Kubernetes data, and no collection is ever doubled. While Prometheus stalls, a
+    # metrics run waits for its read timeout (20 s) past the poll interval (5 s), so the tick enqueues the next one
+    # and the lock refuses it: skipped metrics runs then are counted (RELIABILITY.md), not asserted away.
+    cluster = while_stalled["cluster"]
+    assert cluster["runs"] >= 1 and cluster["skipped"] == cluster["doubled"] == cluster["gaps"] == 0, cluster
+    assert while_stalled["metrics"]["doubled"] == 0, while_stalled["metrics"]
