@@ -472,6 +472,10 @@ def _sidecar_checks(snap: _Snapshot) -> Iterator[Finding]:
         opt_out = str((pod.annotations or {}).get("openservicemesh.io/sidecar-injection", "")).strip().lower()
         if opt_out in INJECTION_OFF:
             continue  # the pod opted out on purpose
+        if namespace.sidecar_injection.strip().lower() in INJECTION_OFF:
+            # `osm namespace add --disable-sidecar-injection`: monitored (OSM reads its Services' endpoints, as an
+            # ingress controller's IngressBackend source needs) but outside the mesh on purpose.
+            continue
         missing[pod.namespace].append(pod)
     for ns, pods in sorted(missing.items()):
         namespace = snap.namespaces[ns]

@@ -2,11 +2,11 @@
 
 What it does: serves the REST protocol over HTTP/1.1 on 127.0.0.1 (plain, or HTTPS with a CA of its own: tls.py)
 (JSON only, keep-alive, chunked watch) for Namespaces, Nodes, Services, Pods, Endpoints, ServiceAccounts,
-Deployments, ReplicaSets, StatefulSets, DaemonSets, EndpointSlices and the SMI, OSM, Flagger and Istio custom resources
-whose CRDs ship in `crds/` (only the CRD groups a seed installs exist; the others 404 everywhere, discovery
-included). It answers discovery (/version, /api, /apis, /apis/{group}/{version}), sets server-side metadata, keeps
-one resourceVersion counter (untouched by no-op writes), answers 409 on stale writes and 422 on schema violations of
-custom resources (pruning unknown fields, applying schema defaults, validating
+Deployments, ReplicaSets, StatefulSets, DaemonSets, EndpointSlices, Ingresses, IngressClasses and the SMI, OSM, Flagger
+and Istio custom resources whose CRDs ship in `crds/` (only the CRD groups a seed installs exist; the others 404
+everywhere, discovery included). It answers discovery (/version, /api, /apis, /apis/{group}/{version}), sets
+server-side metadata, keeps one resourceVersion counter (untouched by no-op writes), answers 409 on stale writes and
+422 on schema violations of custom resources (pruning unknown fields, applying schema defaults, validating
 type/required/enum/pattern/bounds/items/oneOf/anyOf/not as a structural schema would), applies merge patches (RFC
 7386) and JSON patches (RFC 6902), filters by label and field selectors, streams watches with bookmarks and 410
 Expired, honours dryRun=All, keeps metadata.managedFields for creates, updates and patches (see managedfields.py),

@@ -122,6 +122,11 @@ BUILTINS: tuple[ResourceType, ...] = (
         tracks_generation=True,
     ),
     _builtin("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
+    # Read by the collector for OSM's ingress (an Ingress's backends, then the IngressBackend that admits them).
+    _builtin(
+        "networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",), status=True, tracks_generation=True
+    ),
+    _builtin("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False, tracks_generation=True),
 )
 
 

@@ -70,6 +70,7 @@ def render(obj: dict, rt: ResourceType, version: str) -> dict:
 # exists already: so their managedFields say `"f:spec": {...}` where a custom resource's say `"f:spec": {".": {}, ...}`.
 _SPEC_STRUCT_KINDS = frozenset(
     {"Namespace", "Node", "Service", "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"}
+    | {"Ingress", "IngressClass"}
 )
 
 

@@ -56,9 +56,12 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
         "PriorityClass",
+        "IngressClass",
     }
 )
-BUILTIN_GROUPS = frozenset({"", "apps", "discovery.k8s.io", "rbac.authorization.k8s.io", "batch", "policy"})
+BUILTIN_GROUPS = frozenset(
+    {"", "apps", "discovery.k8s.io", "networking.k8s.io", "rbac.authorization.k8s.io", "batch", "policy"}
+)
 # Namespaces first, then what pods need (nodes, service accounts), then workloads, then what selects pods.
 _KIND_ORDER = {
     k: i

@@ -112,7 +112,8 @@ def test_it_denies_bookthief_in_smi_mode(bookstore):
     mesh_config = one(bookstore.objects, "MeshConfig", "osm-system", "osm-mesh-config")
     assert mesh_config["apiVersion"] == "config.openservicemesh.io/v1alpha2"
     assert mesh_config["spec"]["traffic"]["enablePermissiveTrafficPolicyMode"] is False
-    assert mesh_config["spec"]["certificate"] == {"serviceCertValidityDuration": "24h", "certKeyBitSize": 2048}
+    certificate = mesh_config["spec"]["certificate"]
+    assert (certificate["serviceCertValidityDuration"], certificate["certKeyBitSize"]) == ("24h", 2048)
     target = one(bookstore.objects, "TrafficTarget", "bookstore", "bookstore")
     assert [s["name"] for s in target["spec"]["sources"]] == ["bookbuyer"]
 
@@ -172,3 +173,46 @@ def test_it_chains_deployment_replicaset_pod(bookstore):
     assert pod["spec"]["nodeName"] in {n["metadata"]["name"] for n in of_kind(bookstore.objects, "Node")}
     assert pod["status"]["phase"] == "Running"
     assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
+
+
+def test_it_admits_ingress_nginx_to_bookstore_as_osms_nginx_demo_does(bookstore):
+    namespace = one(bookstore.objects, "Namespace", None, "ingress-nginx")["metadata"]
+    assert namespace["labels"]["openservicemesh.io/monitored-by"] == "osm"  # OSM resolves the controller's endpoints
+    assert namespace["annotations"]["openservicemesh.io/sidecar-injection"] == "disabled"
+    controller = one(bookstore.objects, "Service", "ingress-nginx", "ingress-nginx-controller")
+    assert [p["appProtocol"] for p in controller["spec"]["ports"]] == ["http", "https"]
+    [pod] = of_kind(bookstore.objects, "Pod", "ingress-nginx")
+    assert "envoy" not in [c["name"] for c in pod["spec"]["containers"]]
+    assert one(bookstore.objects, "IngressClass", None, "nginx")["spec"]["controller"] == "k8s.io/ingress-nginx"
+    ingress = one(bookstore.objects, "Ingress", "bookstore", "bookstore")["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"] == {
+        "name": "bookstore",
+        "port": {"number": 14001},
+    }
+    http = one(bookstore.objects, "IngressBackend", "bookstore", "bookstore-http")["spec"]
+    assert http["backends"] == [{"name": "bookstore", "port": {"number": 14001, "protocol": "http"}}]
+    assert http["sources"] == [{"kind": "Service", "namespace": "ingress-nginx", "name": "ingress-nginx-controller"}]
+    mtls = one(bookstore.objects, "IngressBackend", "bookstore", "bookstore-mtls")["spec"]
+    assert mtls["backends"][0]["port"]["protocol"] == "https"
+    assert mtls["backends"][0]["tls"] == {"skipClientCertValidation": False}
+    principal = {"kind": "AuthenticatedPrincipal", "name": "ingress-nginx.ingress-nginx.cluster.local"}
+    assert principal in mtls["sources"]
+    mesh_config = one(bookstore.objects, "MeshConfig", "osm-system", "osm-mesh-config")["spec"]
+    assert mesh_config["certificate"]["ingressGateway"]["subjectAltNames"] == [principal["name"]]
+
+
+def test_it_has_the_egress_rate_limit_retry_and_root_certificate_the_lab_mesh_reads(bookstore):
+    egress = one(bookstore.objects, "Egress", "bookbuyer", "bookbuyer-external")["spec"]
+    assert (egress["hosts"], egress["ports"]) == (["books.example.com"], [{"number": 80, "protocol": "http"}])
+    setting = one(bookstore.objects, "UpstreamTrafficSetting", "bookstore", "bookstore-rate-limit")["spec"]
+    assert setting["host"] == "bookstore.bookstore.svc.cluster.local"
+    assert setting["httpRoutes"][0]["rateLimit"]["local"]["requests"] >= 1
+    retry = one(bookstore.objects, "Retry", "bookbuyer", "bookbuyer-to-bookstore")["spec"]
+    assert retry["destinations"] == [{"kind": "Service", "name": "bookstore", "namespace": "bookstore"}]
+    mrc = one(bookstore.objects, "MeshRootCertificate", "osm-system", "osm-mesh-root-certificate")
+    assert mrc["status"] == {"state": "active"}
+    flags = one(bookstore.objects, "MeshConfig", "osm-system", "osm-mesh-config")["spec"]["featureFlags"]
+    assert flags["enableEgressPolicy"] is True and flags["enableRetryPolicy"] is True
+    controller = one(bookstore.objects, "Deployment", "osm-system", "osm-controller")
+    assert "--enable-mesh-root-certificate=true" in controller["spec"]["template"]["spec"]["containers"][0]["args"]
