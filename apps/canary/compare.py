@@ -6,15 +6,18 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from apps.core.windows import WINDOWS as CHART_WINDOWS
 from apps.mesh.decode import k8s_time
-from apps.mesh.models import TrafficSplit
+from apps.mesh.models import TrafficSplit, weight_number
 from apps.metrics.compare import BackendCounts, WindowCounts, window_counts
+from apps.metrics.models import success_ratio
 
 from .evidence import Verdict, latency_verdict, success_verdict
 from .models import WeightChange
 
-# The windows a comparison can span (seconds); shorter than the charts' because a canary step is minutes long.
-WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600}
+# The windows a comparison can span (seconds): the charts' up to 6h, and shorter ones of its own because a canary
+# step is minutes long.
+WINDOWS = {"1m": 60, "5m": 300} | {key: CHART_WINDOWS[key].seconds for key in ("15m", "1h", "6h")}
 DEFAULT_WINDOW = "15m"
 OUR_MANAGER = "meshboard"
 
@@ -47,8 +50,7 @@ class BackendRow:
 
     @property
     def success_rate(self) -> float | None:
-        c = self.counts
-        return (c.requests - c.errors) / c.requests if c.requests > 0 else None
+        return success_ratio(self.counts.requests, self.counts.errors)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def default_baseline(split: TrafficSplit) -> str:
     """The backend with the largest weight (the first of equals): what the others are compared against."""
     best, best_weight = "", None
     for b in split.backends or []:
-        weight = b.get("weight") if isinstance(b, dict) else None
-        usable = isinstance(weight, (int, float)) and not isinstance(weight, bool) and b.get("service")
+        weight = weight_number(b.get("weight")) if isinstance(b, dict) else None
+        usable = weight is not None and b.get("service")
         if usable and (best_weight is None or weight > best_weight):
             best, best_weight = b["service"], weight
     return best or (split.backend_services[0] if split.backend_services else "")

@@ -77,6 +77,17 @@ def weight_percents(backends: list[dict]) -> list[float | None]:
     return [weight_number(b.get("weight")) / total * 100 if total else None for b in backends]  # type: ignore[operator]
 
 
+def port_numbers(ports: list | tuple) -> set[object]:
+    """The `port` of each of a Service's ports as stored ([{name, port, targetPort, protocol, appProtocol}])."""
+    return {p.get("port") for p in ports if isinstance(p, dict)}
+
+
+def port_gap(root_ports: list | tuple, backend_ports: list | tuple) -> list[str]:
+    """The port numbers of a TrafficSplit's root Service that a backend Service lacks (OSM skips the backend on
+    those ports), sorted as text. For `Service.port_gap` and the migration assistant's `ServiceInfo.port_gap`."""
+    return sorted(map(str, port_numbers(root_ports) - port_numbers(backend_ports)))
+
+
 def root_service_name(spec_service: str) -> str:
     """The apex's Service name: OSM accepts `svc`, `svc.ns`, `svc.ns.svc` ... `svc.ns.svc.cluster.local`."""
     return spec_service.split(".", 1)[0]
@@ -149,12 +160,12 @@ class Service(SnapshotRow):
 
     @property
     def port_numbers(self) -> set[object]:
-        return {p.get("port") for p in self.ports if isinstance(p, dict)}
+        return port_numbers(self.ports)
 
     def port_gap(self, root: Service | None) -> list[str]:
         """The port numbers of a TrafficSplit's root that this backend Service lacks (OSM skips such a backend);
         none when the root is unknown."""
-        return sorted(map(str, root.port_numbers - self.port_numbers)) if root is not None else []
+        return port_gap(root.ports, self.ports) if root is not None else []
 
 
 class ServiceAccount(SnapshotRow):

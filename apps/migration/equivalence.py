@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from apps.mesh.models import weight_problem
 from apps.policies.smi_access import Identity, Route
 
 from .istio_eval import IstioPolicies, IstioVerdict, Unsupported
@@ -299,12 +300,7 @@ class _Checker:
                 backend = services.get((split.namespace, svc))
                 if backend is None or root is None or not (backend.port_numbers & root.port_numbers):
                     continue
-                if (
-                    isinstance(weight, bool)
-                    or not isinstance(weight, int | float)
-                    or weight < 0
-                    or weight != int(weight)
-                ):
+                if weight_problem(weight):
                     usable = []
                     break
                 usable.append((svc, int(weight)))

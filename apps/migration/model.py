@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from apps.mesh.models import port_gap, port_numbers
 from apps.policies.smi_access import Grant, Identity, Route
 
 from .regex import EXACT
@@ -174,7 +175,12 @@ class ServiceInfo:
 
     @property
     def port_numbers(self) -> set[object]:
-        return {p.get("port") for p in self.ports}
+        return port_numbers(self.ports)
+
+    def port_gap(self, root: ServiceInfo | None) -> list[str]:
+        """The root's port numbers this backend lacks, by the snapshot's rule (`apps.mesh.models.port_gap`); none
+        when the root is unknown."""
+        return port_gap(root.ports, self.ports) if root is not None else []
 
 
 @dataclass(frozen=True)

@@ -939,7 +939,7 @@ class _Builder:
         routes, notes, partial = [], [], False
         for svc, weight in split.backends:
             backend = self.mesh.service(split.namespace, svc)
-            missing = sorted(map(str, root.port_numbers - backend.port_numbers)) if backend else ["all"]
+            missing = backend.port_gap(root) if backend else ["all"]
             if backend is None or not (backend.port_numbers & root.port_numbers):
                 notes.append(f"OSM skips backend {svc} (no Service with the root's ports): left out")
                 continue

@@ -11,10 +11,12 @@ import re
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
+from apps.mesh.names import NAMESPACE, is_valid_name
 
 from . import services
 
@@ -24,6 +26,12 @@ DIFFERENCES_SHOWN = 50  # per namespace; the report lists them all
 
 def _filename(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", "-".join(parts))[:200]
+
+
+def _bundle_url(namespace: str) -> str:
+    """The namespace's bundle, or "" for a name that breaks Kubernetes' rule: never put into a path (apps.mesh.names);
+    the whole bundle still holds it."""
+    return reverse("migration:namespace-bundle", args=[namespace]) if is_valid_name(NAMESPACE, namespace) else ""
 
 
 def _migration(request: HttpRequest) -> tuple[object, services.Migration | None, str]:
@@ -57,6 +65,7 @@ def migrate(request: HttpRequest) -> HttpResponse:
             sections.append(
                 {
                     "plan": plan,
+                    "bundle_url": _bundle_url(name),
                     "order": migration.order_of(name),
                     "counts": plan.counts(),
                     "items": [i for i in plan.items if i.level != "exact"]

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from lab.waiting import wait_for
 from tests.browser_fixtures import login, screenshot
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
@@ -22,15 +23,20 @@ def _observed(page, backend: str) -> float | None:
 
 
 def _wait_for_share(page, url: str, backend: str, low: float, high: float, timeout: float = 90.0) -> float:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
+    """Reload `url` until `backend`'s observed share lies in low..high (`low` > 0: a share in range is truthy)."""
+    seen: list[float | None] = [None]
+
+    def in_range() -> float | None:
         page.goto(url)
-        seen = _observed(page, backend)
-        if seen is not None and low <= seen <= high:
-            return seen
-        time.sleep(2)
-    raise AssertionError(f"{backend}'s observed share stayed outside {low}..{high} for {timeout} s (last {seen})")
+        seen.append(_observed(page, backend))
+        return seen[-1] if seen[-1] is not None and low <= seen[-1] <= high else None
+
+    try:
+        return wait_for(in_range, timeout=timeout, interval=2)
+    except AssertionError:
+        raise AssertionError(
+            f"{backend}'s observed share stayed outside {low}..{high} for {timeout} s (last {seen[-1]})"
+        ) from None
 
 
 def test_it_moves_real_traffic_from_the_browser_and_rolls_it_back(page, live_server, lab_cluster, lab_stack):

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from lab.waiting import wait_for
 from tests.browser_fixtures import login, screenshot
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
@@ -34,17 +35,22 @@ def _number(text: str) -> float | None:
 
 
 def _wait_for(page, url: str, selector: str, low: float, high: float, timeout: float = 90.0) -> float:
-    """Reload `url` until the number in `selector` lies in low..high (the KPI window fills after a few seconds)."""
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
+    """Reload `url` until the number in `selector` lies in low..high (the KPI window fills after a few seconds);
+    `low` > 0, so a number in range is truthy for wait_for."""
+    seen: list[float | None] = [None]
+
+    def in_range() -> float | None:
         page.goto(url)
         cell = page.locator(selector)
-        seen = _number(cell.first.inner_text()) if cell.count() else None
-        if seen is not None and low <= seen <= high:
-            return seen
-        time.sleep(2)
-    raise AssertionError(f"{selector} on {url} stayed outside {low}..{high} for {timeout} s (last {seen})")
+        seen.append(_number(cell.first.inner_text()) if cell.count() else None)
+        return seen[-1] if seen[-1] is not None and low <= seen[-1] <= high else None
+
+    try:
+        return wait_for(in_range, timeout=timeout, interval=2)
+    except AssertionError:
+        raise AssertionError(
+            f"{selector} on {url} stayed outside {low}..{high} for {timeout} s (last {seen[-1]})"
+        ) from None
 
 
 def test_bookbuyers_page_shows_its_outbound_rate_and_charts(viewer_page, live_server, lab_stack):
@@ -89,13 +95,13 @@ def test_bookthiefs_page_shows_its_passthrough_traffic_and_that_nothing_allows_i
 
 def test_clicking_bookbuyer_in_the_bookstore_service_pages_inbound_table_opens_its_page(viewer_page, live_server):
     page = viewer_page
-    deadline = time.monotonic() + 60
     caller = page.locator('section[aria-label="Inbound"] a', has_text="bookbuyer/bookbuyer")
-    while True:  # until the first metrics run has stored bookbuyer's edges
+
+    def listed() -> int:  # until the first metrics run has stored bookbuyer's edges
         page.goto(f"{live_server.url}/services/bookstore/bookstore/")
-        if caller.count() or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+        return caller.count()
+
+    wait_for(listed, timeout=60, interval=2)
 
     caller.first.click()
 

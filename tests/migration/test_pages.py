@@ -6,9 +6,11 @@ import io
 
 import pytest
 import yaml
+from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from apps.mesh.models import MeshNamespace, SnapshotRow
 from tests.helpers import HOSTILE, assert_shown_as_text
 
 
@@ -92,6 +94,20 @@ def test_it_shows_regexes_from_the_cluster_as_text(client, viewer, collected):
     collected(hostile)
     client.force_login(viewer)
     assert_shown_as_text(client.get("/migrate/").content.decode())
+
+
+def test_it_gives_no_bundle_link_to_a_namespace_whose_name_breaks_the_rule(client, viewer, collected):
+    # A name no apiserver accepts, as a hostile or broken snapshot could hold it: never put into a path.
+    cluster, _server = collected()
+    for model in (m for m in apps.get_models() if issubclass(m, SnapshotRow)):
+        model.objects.filter(cluster=cluster, namespace="bookwarehouse").update(namespace="book/warehouse")
+    MeshNamespace.objects.filter(cluster=cluster, name="bookwarehouse").update(name="book/warehouse")
+    client.force_login(viewer)
+    response = client.get("/migrate/?revision=asm-1-27")
+    html = response.content.decode()
+    assert response.status_code == 200 and 'data-namespace="book/warehouse"' in html
+    assert "not a valid namespace name: only in the whole bundle" in html
+    assert "/migrate/bookstore/bundle.yaml?" in html  # the valid ones keep theirs
 
 
 # -- manage.py export_istio ---------------------------------------------------------------------------------------
