@@ -3,9 +3,11 @@
 The number of API calls does not grow with the mesh: /version, /apis, one list per kind, and one get of
 default/kubernetes Endpoints. In namespace-scoped mode (a Cluster with watched namespaces, for a team whose
 identity has Roles in those namespaces only) it is /version, /apis, then per watched namespace one get of the
-Namespace and one list per namespaced kind; cluster-scoped facts (nodes, other namespaces, the API server's
-Endpoints in `default`) are not read, and the run's warnings say so. Custom resources are listed only when
-discovery says their group and version are served, so a cluster without SMI costs no 404s and is reported plainly.
+Namespace and one list per namespaced kind; cluster-scoped facts (nodes, IngressClasses, other namespaces, the API
+server's Endpoints in `default`) are not read, and the run's warnings say so. Custom resources (SMI, OSM's policy API,
+Flagger) and Ingresses are listed only when discovery says their group and version are served, so a cluster without
+SMI costs no 404s and is reported plainly; MeshRootCertificates, whose group OSM 1.1 serves without them, are listed
+whenever their group version is served, and a 404 reads as none.
 Discovery (/version, /apis) needs no grant: every authenticated identity may read it (the API server's
 `system:discovery` and `system:public-info-viewer` ClusterRoles).
 """
@@ -18,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.clusters.kube import KubeError, KubeGateway, PermanentKubeError, Resource
+from apps.clusters.kube import KubeError, KubeGateway, NotFoundKubeError, PermanentKubeError, Resource
 from apps.core.gc import gc_paused
 
 from . import decode
@@ -39,7 +41,17 @@ TRAFFIC_TARGETS = Resource("traffictargets", "access.smi-spec.io", "v1alpha3", "
 HTTP_ROUTE_GROUPS = Resource("httproutegroups", "specs.smi-spec.io", "v1alpha4", "httproutegroups")
 TCP_ROUTES = Resource("tcproutes", "specs.smi-spec.io", "v1alpha4", "tcproutes")
 CANARIES = Resource("canaries", "flagger.app", "v1beta1", "canaries")
+INGRESSES = Resource("ingresses", "networking.k8s.io", "v1", "ingresses")
+INGRESS_CLASSES = Resource("ingressclasses", "networking.k8s.io", "v1", "ingressclasses", namespaced=False)
+POLICY_GROUP = "policy.openservicemesh.io"
+INGRESS_BACKENDS = Resource("ingressbackends", POLICY_GROUP, "v1alpha1", "ingressbackends")
+EGRESSES = Resource("egresses", POLICY_GROUP, "v1alpha1", "egresses")
+UPSTREAM_TRAFFIC_SETTINGS = Resource("upstreamtrafficsettings", POLICY_GROUP, "v1alpha1", "upstreamtrafficsettings")
+RETRIES = Resource("retries", POLICY_GROUP, "v1alpha1", "retries")
 MESHCONFIG_GROUP = "config.openservicemesh.io"
+# OSM 1.2 only; OSM 1.1 serves config.openservicemesh.io/v1alpha2 too (its MeshConfig) but not this kind, so a 404 on
+# its list says "not installed", not "failed".
+MESH_ROOT_CERTIFICATES = Resource("meshrootcertificates", MESHCONFIG_GROUP, "v1alpha2", "meshrootcertificates")
 MESHCONFIG_VERSIONS = ("v1alpha2", "v1alpha1")  # OSM 1.1+ serves v1alpha2; 1.0 only v1alpha1
 
 BUILTIN = (
@@ -55,6 +67,9 @@ BUILTIN = (
     ENDPOINT_SLICES,
 )
 SMI = (TRAFFIC_SPLITS, TRAFFIC_TARGETS, HTTP_ROUTE_GROUPS, TCP_ROUTES)
+# Kinds listed only when discovery says their group and version are served (Egress and IngressBackend since OSM 1.0,
+# UpstreamTrafficSetting and Retry since 1.1; a cluster without networking.k8s.io/v1 predates Kubernetes 1.19).
+OPTIONAL = (INGRESSES, INGRESS_CLASSES, INGRESS_BACKENDS, EGRESSES, UPSTREAM_TRAFFIC_SETTINGS, RETRIES, CANARIES)
 MESH_CONFIG_NAME = "osm-mesh-config"
 FETCH_CONCURRENCY = 4
 CONTROLLER_LABEL = ("app", "osm-controller")
@@ -101,6 +116,8 @@ def scope_warnings(namespaces: tuple[str, ...]) -> list[str]:
         "policies in any other namespace are not collected and not shown.",
         "Nodes are cluster-wide and are not read in namespace-scoped mode, so the checks that need them (AKS node "
         "labels, mesh pods on Windows nodes) do not run.",
+        "IngressClasses are cluster-wide and are not read in namespace-scoped mode, so an Ingress's controller is "
+        "known only by its class name.",
         "The API server's address (Endpoints default/kubernetes) is not read in namespace-scoped mode, so the check "
         "that the MeshConfig excludes it from sidecar interception does not run.",
     ]
@@ -114,7 +131,8 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
 
     if namespaces:
         wanted = [r for r in BUILTIN if r.namespaced]
-        out.absent.append(NODES.key)  # unknown, not kept from an earlier cluster-wide run
+        # Unknown, not kept from an earlier cluster-wide run.
+        out.absent += [NODES.key, INGRESS_CLASSES.key]
         out.warnings += scope_warnings(namespaces)
     else:
         wanted = list(BUILTIN)
@@ -131,16 +149,21 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
             out.warnings.append(f"{r.plural}.{r.group} {r.version} is not served (served versions: {served})")
     wanted += [r for r in SMI if r not in smi_missing]
     out.absent += [r.key for r in smi_missing]
-    if CANARIES.version in out.groups.get(CANARIES.group, []):
-        wanted.append(CANARIES)
-    else:
-        out.absent.append(CANARIES.key)
+    for r in OPTIONAL:
+        if r.version not in out.groups.get(r.group, []):
+            out.absent.append(r.key)
+        elif not (namespaces and not r.namespaced):
+            wanted.append(r)
     served_mc = [v for v in MESHCONFIG_VERSIONS if v in out.groups.get(MESHCONFIG_GROUP, [])]
     if served_mc:
         out.meshconfig_version = served_mc[0]
         wanted.append(Resource("meshconfigs", MESHCONFIG_GROUP, served_mc[0], "meshconfigs"))
     else:
         out.warnings.append("MeshConfig CRD (config.openservicemesh.io) is not served: is OSM installed?")
+    if MESH_ROOT_CERTIFICATES.version in out.groups.get(MESHCONFIG_GROUP, []):
+        wanted.append(MESH_ROOT_CERTIFICATES)
+    else:
+        out.absent.append(MESH_ROOT_CERTIFICATES.key)
 
     # A few lists in flight at once, so the server's serialising of one overlaps our decoding of another.
     scopes = namespaces or ("",)
@@ -150,7 +173,7 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
     for resource, parts in futures.items():
         # A kind missing in one watched namespace is missing as a whole: its table keeps the previous rows rather
         # than losing that namespace's.
-        items, reasons = _gather(parts)
+        items, reasons = _gather(parts, not_found_is_empty=resource is MESH_ROOT_CERTIFICATES)
         if reasons:
             out.failed.append(resource.key)
             out.warnings += reasons
@@ -168,8 +191,9 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
     return out
 
 
-def _gather(parts: list[Future]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The items of every part, and the reasons of the parts that failed permanently (a transient error raises)."""
+def _gather(parts: list[Future], *, not_found_is_empty: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+    """The items of every part, and the reasons of the parts that failed permanently (a transient error raises).
+    With `not_found_is_empty`, a 404 (the server does not serve that kind) counts as no objects."""
     items: list[dict[str, Any]] = []
     reasons: list[str] = []
     for future in parts:
@@ -178,7 +202,8 @@ def _gather(parts: list[Future]) -> tuple[list[dict[str, Any]], list[str]]:
         except KubeError as exc:
             if exc.transient:
                 raise
-            reasons.append(exc.reason)
+            if not (not_found_is_empty and isinstance(exc, NotFoundKubeError)):
+                reasons.append(exc.reason)
     return items, reasons
 
 
@@ -215,6 +240,13 @@ _DECODERS = {
     "httproutegroups": decode.http_route_group_row,
     "tcproutes": decode.tcp_route_row,
     "canaries": decode.canary_row,
+    "ingresses": decode.ingress_row,
+    "ingressclasses": decode.ingress_class_row,
+    "ingressbackends": decode.ingress_backend_row,
+    "egresses": decode.egress_row,
+    "upstreamtrafficsettings": decode.upstream_traffic_setting_row,
+    "retries": decode.retry_row,
+    "meshrootcertificates": decode.mesh_root_certificate_row,
 }
 
 
@@ -321,12 +353,13 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
         if fetched.meshconfig_version
         else "",
         "served_groups": {
-            g: v for g, v in fetched.groups.items() if g in {r.group for r in (*SMI, CANARIES)} | {MESHCONFIG_GROUP}
+            g: v for g, v in fetched.groups.items() if g in {r.group for r in (*SMI, *OPTIONAL)} | {MESHCONFIG_GROUP}
         },
         "control_plane_namespace": control_plane_namespace,
         "mesh_name": "",
         "osm_version": "",
         "certificate_provider": "",
+        "mesh_root_certificates_enabled": None,
         "meshconfig": {},
         "apiserver_addresses": _endpoint_addresses(fetched.apiserver_endpoints),
     }
@@ -338,6 +371,8 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
             mesh_name=str(labels.get("meshName") or flags.get("mesh-name") or "")[:253],
             osm_version=str(labels.get("app.kubernetes.io/version") or decode.image_tag(controller))[:64],
             certificate_provider=flags.get("certificate-manager", "")[:64],
+            # OSM 1.2 reads MeshRootCertificates only with this flag on; older controllers have no such flag.
+            mesh_root_certificates_enabled=_flag_on(flags.get("enable-mesh-root-certificate")),
         )
     elif "deployments" in fetched.lists and fetched.namespaces:
         snap.warnings.append(
@@ -372,6 +407,17 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
     nodes = snap.rows.get("nodes", [])
     state["is_aks"] = any(k.startswith("kubernetes.azure.com/") for row in nodes for k in row["labels"])
     return state
+
+
+def _flag_on(value: str | None) -> bool | None:
+    """A Go boolean flag's value as the controller parses it (strconv.ParseBool), None when absent or unreadable;
+    a bare `--flag` reads as "" and means true."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("", "1", "t", "true"):
+        return True
+    return False if text in ("0", "f", "false") else None
 
 
 def _endpoint_addresses(endpoints: dict[str, Any] | None) -> list[str]:

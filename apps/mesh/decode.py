@@ -343,3 +343,182 @@ def image_tag(deployment: dict) -> str:
         if ":" in image.rsplit("/", 1)[-1]:
             return image.rsplit(":", 1)[-1]
     return ""
+
+
+# OSM's policy API, its MeshRootCertificate and the networking.k8s.io ingress kinds. Their strings are kept as the
+# cluster has them (cut to the column's length), and a field of the wrong type reads as absent, never as an error.
+
+INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"  # before spec.ingressClassName (Kubernetes < 1.18)
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+
+def _number_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _port_ref(value: Any) -> int | str | None:
+    """An Ingress backend's `service.port`: its number or its name."""
+    port = _dict(value)
+    number = _number_or_none(port.get("number"))
+    return number if number is not None else (_str(port.get("name"), 63) or None)
+
+
+def _dicts(value: Any) -> list[dict]:
+    """The objects of a list, leaving out what is not one."""
+    return [item for item in _list(value) if isinstance(item, dict)]
+
+
+def _strs(value: Any) -> list[str]:
+    return [item for item in _list(value) if isinstance(item, str)]
+
+
+def _refs(value: Any, fields: tuple[str, ...] = ("kind", "name", "namespace")) -> list[dict[str, str]]:
+    return [{f: _str(item.get(f)) for f in fields} for item in _dicts(value)]
+
+
+def ingress_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    routes = []
+    default = _dict(_dict(spec.get("defaultBackend")).get("service"))
+    if default:
+        routes.append(
+            {
+                "host": "",
+                "path": "",
+                "path_type": "",
+                "service": _str(default.get("name")),
+                "port": _port_ref(default.get("port")),
+            }
+        )
+    for rule in _dicts(spec.get("rules")):
+        host = _str(rule.get("host"))
+        for path in _dicts(_dict(rule.get("http")).get("paths")):
+            service = _dict(_dict(path.get("backend")).get("service"))
+            routes.append(
+                {
+                    "host": host,
+                    "path": _str(path.get("path"), 1024),
+                    "path_type": _str(path.get("pathType"), 32),
+                    "service": _str(service.get("name")),
+                    "port": _port_ref(service.get("port")),
+                }
+            )
+    row.update(
+        ingress_class=_str(spec.get("ingressClassName")) or row["annotations"].get(INGRESS_CLASS_ANNOTATION, "")[:253],
+        routes=routes,
+        tls=[{"hosts": _strs(t.get("hosts")), "secret": _str(t.get("secretName"))} for t in _dicts(spec.get("tls"))],
+    )
+    return row
+
+
+def ingress_class_row(obj: dict) -> Row:
+    row = base_row(obj)
+    row.update(
+        controller=_str(_dict(obj.get("spec")).get("controller")),
+        is_default=row["annotations"].get(DEFAULT_CLASS_ANNOTATION, "").strip().lower() == "true",
+    )
+    return row
+
+
+def ingress_backend_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    status = _dict(obj.get("status"))
+    backends = []
+    for item in _dicts(spec.get("backends")):
+        port, tls = _dict(item.get("port")), item.get("tls")
+        backends.append(
+            {
+                "name": _str(item.get("name")),
+                "port": _number_or_none(port.get("number")),
+                "protocol": _str(port.get("protocol")),
+                "tls": {
+                    "skipClientCertValidation": _dict(tls).get("skipClientCertValidation") is True,
+                    "sniHosts": _strs(_dict(tls).get("sniHosts")),
+                }
+                if isinstance(tls, dict)
+                else None,
+            }
+        )
+    row.update(
+        backends=backends,
+        sources=_refs(spec.get("sources")),
+        matches=_refs(spec.get("matches"), ("apiGroup", "kind", "name")),
+        status=_str(status.get("currentStatus"), 64),
+        status_reason=_str(status.get("reason"), 512),
+    )
+    return row
+
+
+def egress_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    row.update(
+        sources=_refs(spec.get("sources")),
+        hosts=_strs(spec.get("hosts")),
+        ip_addresses=_strs(spec.get("ipAddresses")),
+        ports=[
+            {"number": _number_or_none(p.get("number")), "protocol": _str(p.get("protocol"))}
+            for p in _dicts(spec.get("ports"))
+        ],
+        matches=_refs(spec.get("matches"), ("apiGroup", "kind", "name")),
+    )
+    return row
+
+
+def upstream_traffic_setting_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    row.update(
+        host=_str(spec.get("host")),
+        connection_settings=_dict(spec.get("connectionSettings")),
+        rate_limit=_dict(spec.get("rateLimit")),
+        http_routes=_dicts(spec.get("httpRoutes")),
+        status=_str(_dict(obj.get("status")).get("currentStatus"), 64),
+    )
+    return row
+
+
+def retry_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    source = _dict(spec.get("source"))
+    row.update(
+        source={f: _str(source.get(f)) for f in ("kind", "name", "namespace")} if source else {},
+        destinations=_refs(spec.get("destinations")),
+        retry_policy=_dict(spec.get("retryPolicy")),
+    )
+    return row
+
+
+MRC_PROVIDERS = ("tresor", "certManager", "vault")
+
+
+def mesh_root_certificate_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    provider = _dict(spec.get("provider"))
+    kind = next((k for k in MRC_PROVIDERS if isinstance(provider.get(k), dict)), "")
+    row.update(
+        trust_domain=_str(spec.get("trustDomain")),
+        provider=kind,
+        provider_spec=_dict(provider.get(kind)) if kind else {},
+        state=_str(_dict(obj.get("status")).get("state"), 64),
+        state_since=_state_since(obj),
+    )
+    return row
+
+
+def _state_since(obj: dict) -> datetime | None:
+    """When an object's status was last set (see MeshRootCertificate.state_since)."""
+    status, meta = _dict(obj.get("status")), _dict(obj.get("metadata"))
+    transitions = [k8s_time(_str(c.get("lastTransitionTime"), 64)) for c in _dicts(status.get("conditions"))]
+    status_writes = [
+        k8s_time(_str(e.get("time"), 64)) for e in _dicts(meta.get("managedFields")) if e.get("subresource") == "status"
+    ]
+    for times in (transitions, status_writes, [k8s_time(_str(meta.get("creationTimestamp"), 64))]):
+        known = [t for t in times if t is not None and t.tzinfo is not None]
+        if known:
+            return max(known)
+    return None

@@ -306,6 +306,112 @@ class Canary(SnapshotRow):
         constraints = _unique("canary")
 
 
+# OSM's policy API (policy.openservicemesh.io/v1alpha1), its MeshRootCertificate and the networking.k8s.io ingress
+# kinds. Nothing admits these strings but OSM's validating webhook, which may be off: each field keeps the cluster's
+# text as it is (typed: a list where the CRD has a list, text where it has a string) and pages escape it.
+
+
+class Ingress(SnapshotRow):
+    """A networking.k8s.io/v1 Ingress: which host and path an ingress controller sends to which backend Service."""
+
+    ingress_class = models.CharField(max_length=253, blank=True)  # spec.ingressClassName, else the old annotation
+    # One per rule path, and the default backend as host "" path "": [{host, path, path_type, service, port}], where
+    # port is the Service port's number or name, as the Ingress names it.
+    routes = models.JSONField(default=list, blank=True)
+    tls = models.JSONField(default=list, blank=True)  # [{hosts, secret}]
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("ingress")
+
+
+class IngressClass(SnapshotRow):
+    controller = models.CharField(max_length=253, blank=True)  # spec.controller, e.g. k8s.io/ingress-nginx
+    is_default = models.BooleanField(default=False)  # ingressclass.kubernetes.io/is-default-class: "true"
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("ingressclass")
+
+
+class IngressBackend(SnapshotRow):
+    """Which sources may reach which backend Service port from outside the mesh (OSM builds no ingress policy for
+    a backend without one)."""
+
+    # [{name, port (number or None), protocol, tls: {skipClientCertValidation, sniHosts} or None}]
+    backends = models.JSONField(default=list, blank=True)
+    # [{kind, name, namespace}], kind one of Service, AuthenticatedPrincipal, IPRange
+    sources = models.JSONField(default=list, blank=True)
+    matches = models.JSONField(default=list, blank=True)  # [{apiGroup, kind, name}]
+    status = models.CharField(max_length=64, blank=True)  # status.currentStatus: committed, error
+    status_reason = models.CharField(max_length=512, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("ingressbackend")
+
+
+class Egress(SnapshotRow):
+    """Traffic the listed service accounts may send out of the mesh (only with featureFlags.enableEgressPolicy)."""
+
+    sources = models.JSONField(default=list, blank=True)  # [{kind, name, namespace}]
+    hosts = models.JSONField(default=list, blank=True)  # [str]
+    ip_addresses = models.JSONField(default=list, blank=True)  # [str] CIDRs
+    ports = models.JSONField(default=list, blank=True)  # [{number, protocol}]
+    matches = models.JSONField(default=list, blank=True)  # [{apiGroup, kind, name}]: HTTPRouteGroups, for HTTP
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("egress")
+
+
+class UpstreamTrafficSetting(SnapshotRow):
+    """Connection limits, timeouts and local rate limits of one upstream host (a Service's FQDN)."""
+
+    host = models.CharField(max_length=253, blank=True)
+    connection_settings = models.JSONField(default=dict, blank=True)  # {tcp: {...}, http: {...}} as written
+    rate_limit = models.JSONField(default=dict, blank=True)  # {local: {tcp: {...}, http: {...}}} as written
+    http_routes = models.JSONField(default=list, blank=True)  # [{path, rateLimit: {local: {...}}}] as written
+    status = models.CharField(max_length=64, blank=True)  # status.currentStatus
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("upstreamtrafficsetting")
+
+
+class Retry(SnapshotRow):
+    """How one service account's sidecars retry their requests to the listed Services (OSM applies it only with
+    featureFlags.enableRetryPolicy)."""
+
+    source = models.JSONField(default=dict, blank=True)  # {kind, name, namespace}
+    destinations = models.JSONField(default=list, blank=True)  # [{kind, name, namespace}]
+    retry_policy = models.JSONField(default=dict, blank=True)  # {retryOn, perTryTimeout, numRetries, ...}
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("retry")
+
+
+# MeshRootCertificate status.state values (OSM v1.2.4 pkg/constants): a rotation goes through the validating and
+# issuing states, in one direction for a rollout and back for a rollback.
+MRC_ACTIVE, MRC_INACTIVE, MRC_ERROR = "active", "inactive", "error"
+MRC_INTERMEDIATE_STATES = ("validatingRollout", "issuingRollout", "issuingRollback", "validatingRollback")
+
+
+class MeshRootCertificate(SnapshotRow):
+    """A root certificate of the mesh (OSM 1.2, config.openservicemesh.io/v1alpha2). v1.2.4's CRD has no role or
+    intent field: what it has is the provider, the trust domain and the status's state."""
+
+    trust_domain = models.CharField(max_length=253, blank=True)
+    provider = models.CharField(max_length=32, blank=True)  # tresor, certManager, vault: the key spec.provider sets
+    provider_spec = models.JSONField(default=dict, blank=True)  # that provider's settings, as written
+    state = models.CharField(max_length=64, blank=True)  # status.state
+    # When the state was last set, as far as the object tells: its newest status condition's lastTransitionTime, else
+    # the last write of its status (managedFields), else its creation.
+    state_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("meshrootcertificate")
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.state in MRC_INTERMEDIATE_STATES
+
+
 class MeshState(models.Model):
     """Cluster-wide facts from the last run: versions, the control plane, MeshConfig, installed CRDs."""
 
@@ -317,6 +423,8 @@ class MeshState(models.Model):
     mesh_name = models.CharField(max_length=253, blank=True)
     osm_version = models.CharField(max_length=64, blank=True)
     certificate_provider = models.CharField(max_length=64, blank=True)
+    # The controller's --enable-mesh-root-certificate (OSM 1.2): None when it has no such flag (or no controller seen).
+    mesh_root_certificates_enabled = models.BooleanField(null=True, blank=True)
     meshconfig_api_version = models.CharField(max_length=128, blank=True)
     meshconfig = models.JSONField(default=dict, blank=True)  # MeshConfig spec, as stored
     served_groups = models.JSONField(default=dict, blank=True)  # {group: [versions]} of the CRD groups we use

@@ -18,17 +18,24 @@ from .collector import ClusterSnapshot, collect
 from .decode import Row
 from .models import (
     Canary,
+    Egress,
     EndpointSlice,
     HTTPRouteGroup,
+    Ingress,
+    IngressBackend,
+    IngressClass,
     MeshNamespace,
+    MeshRootCertificate,
     MeshState,
     Node,
     Pod,
+    Retry,
     Service,
     ServiceAccount,
     TCPRoute,
     TrafficSplit,
     TrafficTarget,
+    UpstreamTrafficSetting,
     Workload,
 )
 from .signals import snapshot_stored
@@ -49,6 +56,13 @@ TABLES: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
     "httproutegroups": (HTTPRouteGroup, ("namespace", "name")),
     "tcproutes": (TCPRoute, ("namespace", "name")),
     "canaries": (Canary, ("namespace", "name")),
+    "ingresses": (Ingress, ("namespace", "name")),
+    "ingressclasses": (IngressClass, ("namespace", "name")),
+    "ingressbackends": (IngressBackend, ("namespace", "name")),
+    "egresses": (Egress, ("namespace", "name")),
+    "upstreamtrafficsettings": (UpstreamTrafficSetting, ("namespace", "name")),
+    "retries": (Retry, ("namespace", "name")),
+    "meshrootcertificates": (MeshRootCertificate, ("namespace", "name")),
 }
 
 
