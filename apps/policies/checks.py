@@ -17,23 +17,34 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
+from django.utils import timezone
+
 from apps.clusters.models import Cluster
 from apps.mesh.models import (
     Canary,
+    Egress,
     HTTPRouteGroup,
+    Ingress,
+    IngressBackend,
     MeshNamespace,
+    MeshRootCertificate,
     MeshState,
     Node,
     Pod,
+    Retry,
     Service,
     ServiceAccount,
     TCPRoute,
     TrafficSplit,
     TrafficTarget,
+    UpstreamTrafficSetting,
     selects,
     weight_number,
     weight_problem,
 )
+from apps.mesh.protocols import TCP, osm_port_protocol
+
+from . import osm_policy
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -101,6 +112,34 @@ CATALOG: dict[str, Check] = {
               "AKS: pods that need the API server must have its address in the global exclusions"),
         Check("MB-AKS-005", ERROR, "Mesh workloads on Windows nodes",
               "AKS: OSM does not support Windows Server containers"),
+        Check("MB-INGRESS-001", ERROR, "An IngressBackend names a backend Service that does not exist",
+              "OSM builds ingress policy per Service of the IngressBackend's namespace: this entry admits nothing"),
+        Check("MB-INGRESS-002", ERROR, "An IngressBackend's port is not a target port of its backend Service",
+              "OSM matches backends[].port.number with the Service port's targetPort (GetIngressBackendPolicy)"),
+        Check("MB-INGRESS-003", ERROR, "An IngressBackend's protocol does not fit its backend port",
+              "OSM's webhook takes http or https only, and a port with appProtocol tcp gets no HTTP route"),
+        Check("MB-INGRESS-004", ERROR, "An Ingress routes to a meshed Service that no IngressBackend admits",
+              "OSM 1.2 builds ingress policy only from IngressBackends (pkg/catalog/ingress.go): the backend's "
+              "sidecar refuses the ingress controller"),
+        Check("MB-INGRESS-005", ERROR, "An IngressBackend's source Service does not exist",
+              "OSM finds no endpoints for it, sets the IngressBackend's status to error and builds no policy"),
+        Check("MB-EGRESS-001", WARNING, "Egress policies exist but egress policy is off",
+              "with featureFlags.enableEgressPolicy false, OSM ignores Egress resources"),
+        Check("MB-EGRESS-002", ERROR, "An Egress's HTTP route match names no HTTPRouteGroup OSM can use",
+              "OSM logs ErrEgressSMIHTTPRouteGroupNotFound and builds no route for it: those requests are refused"),
+        Check("MB-UPSTREAM-001", ERROR, "An UpstreamTrafficSetting's host is not a Service of the mesh",
+              "OSM applies it to the Service whose FQDN <name>.<namespace>.svc.cluster.local is the host, in the "
+              "setting's own namespace"),
+        Check("MB-UPSTREAM-002", ERROR, "Several UpstreamTrafficSettings for one host",
+              "OSM's webhook refuses the second ('conflicts ... since they have the same host'); without it, "
+              "OSM applies one of them"),
+        Check("MB-RETRY-001", WARNING, "Retry policies exist but retry policy is off",
+              "with featureFlags.enableRetryPolicy false (the chart's default), OSM ignores Retry resources"),
+        Check("MB-RETRY-002", ERROR, "A Retry names a Service or service account that does not exist",
+              "OSM applies a Retry to its source service account's requests to each destination Service"),
+        Check("MB-CERT-001", ERROR, "A root certificate rotation is stuck in an intermediate state",
+              "OSM 1.2 moves a MeshRootCertificate through validating and issuing states to active or inactive; "
+              "past the service certificates' validity every leaf has been reissued, so nothing is left to wait for"),
     )
 }  # fmt: skip
 
@@ -252,6 +291,36 @@ class _Snapshot:
     @cached_property
     def canaries(self) -> list[Canary]:
         return list(Canary.objects.filter(cluster=self.cluster))
+
+    @cached_property
+    def ingresses(self) -> list[Ingress]:
+        return list(Ingress.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def ingress_backends(self) -> list[IngressBackend]:
+        return list(IngressBackend.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def egresses(self) -> list[Egress]:
+        return list(Egress.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def upstream_settings(self) -> list[UpstreamTrafficSetting]:
+        return list(UpstreamTrafficSetting.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def retries(self) -> list[Retry]:
+        return list(Retry.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    @cached_property
+    def root_certificates(self) -> list[MeshRootCertificate]:
+        return list(MeshRootCertificate.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
+
+    def sees_namespace(self, namespace: str) -> bool:
+        """Whether the collector reads `namespace`: all of them cluster-wide, the watched ones otherwise. What it
+        does not read cannot be called missing."""
+        watched = self.cluster.watched_namespaces
+        return not watched or namespace in watched
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -623,10 +692,264 @@ def _aks_exclusion_checks(state: MeshState) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# OSM's policy API (the rules it follows are apps.policies.osm_policy's)
+
+
+def _ingress_checks(snap: _Snapshot) -> Iterator[Finding]:
+    for policy in snap.ingress_backends:
+        yield from _ingress_backend_checks(snap, policy)
+    yield from _unadmitted_ingress_paths(snap)
+
+
+def _ingress_backend_checks(snap: _Snapshot, policy: IngressBackend) -> Iterator[Finding]:
+    ns = policy.namespace
+    ref = ObjectRef("IngressBackend", ns, policy.name)
+    for backend in policy.backends or []:
+        name, number = str(backend.get("name", "")), backend.get("port")
+        protocol = str(backend.get("protocol") or "")
+        service = snap.services.get((ns, name))
+        if service is None:
+            yield Finding(
+                "MB-INGRESS-001",
+                f"IngressBackend {ns}/{policy.name} admits traffic to Service {ns}/{name}, which does not exist",
+                f"Create Service {name} in {ns} or fix backends[].name (the backend must be in the IngressBackend's"
+                " namespace).",
+                (ref, ObjectRef("Service", ns, name)),
+            )
+            continue
+        ports = [p for p in service.ports or [] if isinstance(p, dict)]
+        matching = [p for p in ports if osm_policy.admits(backend, name, osm_policy.target_port(p))]
+        if not matching:
+            targets = ", ".join(str(osm_policy.target_port(p)) for p in ports) or "none"
+            yield Finding(
+                "MB-INGRESS-002",
+                f"IngressBackend {ns}/{policy.name}: port {number} is not a target port of Service {ns}/{name}"
+                f" (its target ports: {targets}); OSM admits nothing to it",
+                f"Set backends[].port.number to the target port (the container port) of Service {name}, not its"
+                " service port.",
+                (ref, ObjectRef("Service", ns, name)),
+            )
+            continue
+        if protocol.lower() not in osm_policy.INGRESS_PROTOCOLS:
+            problem = f"protocol {protocol or '(none)'} is not http or https, which OSM's webhook refuses"
+        elif any(osm_port_protocol(p) == TCP for p in matching):
+            app = ", ".join(str(p.get("appProtocol")) for p in matching if osm_port_protocol(p) == TCP)
+            problem = f"protocol {protocol} on a port with appProtocol {app}, which OSM serves as TCP, not HTTP"
+        else:
+            continue
+        yield Finding(
+            "MB-INGRESS-003",
+            f"IngressBackend {ns}/{policy.name} for Service {ns}/{name} port {number}: {problem}",
+            f"Use http or https (https for mTLS from the ingress controller), and an HTTP port (appProtocol http or"
+            f" none) on Service {name}.",
+            (ref, ObjectRef("Service", ns, name)),
+        )
+    yield from _ingress_source_checks(snap, policy, ref)
+
+
+def _ingress_source_checks(snap: _Snapshot, policy: IngressBackend, ref: ObjectRef) -> Iterator[Finding]:
+    for source in policy.sources or []:
+        if source.get("kind") != "Service":
+            continue
+        ns, name = str(source.get("namespace") or ""), str(source.get("name") or "")
+        if not snap.sees_namespace(ns) or (ns, name) in snap.services:
+            continue
+        yield Finding(
+            "MB-INGRESS-005",
+            f"IngressBackend {policy.namespace}/{policy.name} admits source Service {ns or '(no namespace)'}/{name},"
+            " which does not exist; OSM builds no policy from this IngressBackend",
+            "Name the ingress controller's Service (namespace and name, e.g. ingress-nginx/ingress-nginx-controller)"
+            " and add its namespace to the mesh (osm namespace add --disable-sidecar-injection).",
+            (ref, ObjectRef("Service", ns, name)),
+        )
+
+
+def _unadmitted_ingress_paths(snap: _Snapshot) -> Iterator[Finding]:
+    for ingress in snap.ingresses:
+        ns = ingress.namespace
+        missing: dict[str, list[str]] = defaultdict(list)
+        for route in ingress.routes or []:
+            name = str(route.get("service") or "")
+            service = snap.services.get((ns, name))
+            if service is None or service.pods_meshed == 0:
+                continue  # no sidecar to refuse it
+            port = osm_policy.service_port(service, route.get("port"))
+            if port is None:
+                continue
+            target = osm_policy.target_port(port)
+            policies = [p for p in snap.ingress_backends if p.namespace == ns]
+            if not osm_policy.admissions(policies, service, target):
+                missing[name].append(f"{route.get('host') or '*'}{route.get('path') or '/'} -> port {target}")
+        for name, paths in missing.items():
+            yield Finding(
+                "MB-INGRESS-004",
+                f"Ingress {ns}/{ingress.name} routes {_names(paths)} to meshed Service {ns}/{name}, and no"
+                " IngressBackend admits it: its sidecar refuses the ingress controller",
+                f"Create an IngressBackend in {ns} with backends [{{name: {name}, port: {{number: <target port>,"
+                " protocol: http}}]} and the ingress controller's Service as source.",
+                (ObjectRef("Ingress", ns, ingress.name), ObjectRef("Service", ns, name)),
+            )
+
+
+def _egress_checks(snap: _Snapshot) -> Iterator[Finding]:
+    if not snap.egresses:
+        return
+    state = snap.state
+    enabled = osm_policy.flag(state.meshconfig if state else None, "featureFlags", "enableEgressPolicy")
+    if enabled is False:
+        yield Finding(
+            "MB-EGRESS-001",
+            f"{len(snap.egresses)} Egress polic{'ies are' if len(snap.egresses) > 1 else 'y is'} ignored because"
+            f" featureFlags.enableEgressPolicy is off: {_names(f'{e.namespace}/{e.name}' for e in snap.egresses)}",
+            "Set MeshConfig featureFlags.enableEgressPolicy to true (kubectl edit meshconfig osm-mesh-config -n"
+            f" {state.control_plane_namespace if state else 'osm-system'}), or delete the Egress policies.",
+            (
+                ObjectRef("MeshConfig", state.control_plane_namespace if state else "", "osm-mesh-config"),
+                *(ObjectRef("Egress", e.namespace, e.name) for e in snap.egresses),
+            ),
+        )
+    for egress in snap.egresses:
+        problems = []
+        for match in egress.matches or []:
+            kind, name, group = (str(match.get(k) or "") for k in ("kind", "name", "apiGroup"))
+            if kind == "HTTPRouteGroup" and group == osm_policy.HTTP_ROUTE_GROUP_API:
+                if (egress.namespace, name) not in snap.http_routes:
+                    problems.append(f"HTTPRouteGroup {egress.namespace}/{name} does not exist")
+            elif kind == "HTTPRouteGroup":
+                problems.append(
+                    f"match {name} names apiGroup {group or '(none)'}, not {osm_policy.HTTP_ROUTE_GROUP_API}"
+                )
+        if problems:
+            yield Finding(
+                "MB-EGRESS-002",
+                f"Egress {egress.namespace}/{egress.name}: {'; '.join(problems)}",
+                f"Create the HTTPRouteGroup in {egress.namespace} (matches name objects of the Egress's namespace),"
+                " or remove the match to allow every HTTP request to its hosts.",
+                (ObjectRef("Egress", egress.namespace, egress.name),),
+            )
+
+
+def _resilience_checks(snap: _Snapshot) -> Iterator[Finding]:
+    by_host: dict[str, list[UpstreamTrafficSetting]] = defaultdict(list)
+    for setting in snap.upstream_settings:
+        by_host[setting.host].append(setting)
+        ref = ObjectRef("UpstreamTrafficSetting", setting.namespace, setting.name)
+        target = _fqdn_service(setting.host)
+        if target and target[0] == setting.namespace and target in snap.services:
+            continue
+        if target and not snap.sees_namespace(target[0]):
+            continue
+        if target is None:
+            why = "is not a Service FQDN (<name>.<namespace>.svc.cluster.local)"
+        elif target[0] != setting.namespace:
+            why = f"names a Service of namespace {target[0]}, and OSM only applies a setting in the Service's namespace"
+        else:
+            why = f"names Service {target[0]}/{target[1]}, which does not exist"
+        yield Finding(
+            "MB-UPSTREAM-001",
+            f"UpstreamTrafficSetting {setting.namespace}/{setting.name}: host {setting.host or '(none)'} {why};"
+            " OSM applies it to nothing",
+            f"Set spec.host to <service>.{setting.namespace}.svc.cluster.local for a Service of {setting.namespace}.",
+            (ref,),
+        )
+    for host, settings in by_host.items():
+        if len(settings) > 1:
+            yield Finding(
+                "MB-UPSTREAM-002",
+                f"{len(settings)} UpstreamTrafficSettings for host {host}: "
+                f"{_names(f'{s.namespace}/{s.name}' for s in settings)}; OSM applies only one",
+                "Merge them into one UpstreamTrafficSetting per host and delete the others.",
+                tuple(ObjectRef("UpstreamTrafficSetting", s.namespace, s.name) for s in settings),
+            )
+    yield from _retry_checks(snap)
+
+
+def _fqdn_service(host: str) -> tuple[str, str] | None:
+    """(namespace, name) of a Service FQDN as OSM writes it, None for anything else."""
+    parts = host.split(".")
+    if len(parts) == 5 and ".".join(parts[2:]) == osm_policy.FQDN_SUFFIX and all(parts[:2]):
+        return parts[1], parts[0]
+    return None
+
+
+def _retry_checks(snap: _Snapshot) -> Iterator[Finding]:
+    if not snap.retries:
+        return
+    state = snap.state
+    if osm_policy.flag(state.meshconfig if state else None, "featureFlags", "enableRetryPolicy") is False:
+        yield Finding(
+            "MB-RETRY-001",
+            f"{len(snap.retries)} Retry polic{'ies are' if len(snap.retries) > 1 else 'y is'} ignored because"
+            f" featureFlags.enableRetryPolicy is off: {_names(f'{r.namespace}/{r.name}' for r in snap.retries)}",
+            "Set MeshConfig featureFlags.enableRetryPolicy to true (kubectl edit meshconfig osm-mesh-config -n"
+            f" {state.control_plane_namespace if state else 'osm-system'}), or delete the Retry policies.",
+            (
+                ObjectRef("MeshConfig", state.control_plane_namespace if state else "", "osm-mesh-config"),
+                *(ObjectRef("Retry", r.namespace, r.name) for r in snap.retries),
+            ),
+        )
+    for retry in snap.retries:
+        missing: list[ObjectRef] = []
+        source = retry.source if isinstance(retry.source, dict) else {}
+        key = (str(source.get("namespace") or ""), str(source.get("name") or ""))
+        if snap.service_accounts and snap.sees_namespace(key[0]) and key not in snap.service_accounts:
+            missing.append(ObjectRef("ServiceAccount", *key))
+        for dest in retry.destinations or []:
+            key = (str(dest.get("namespace") or ""), str(dest.get("name") or ""))
+            if snap.sees_namespace(key[0]) and key not in snap.services:
+                missing.append(ObjectRef("Service", *key))
+        if missing:
+            yield Finding(
+                "MB-RETRY-002",
+                f"Retry {retry.namespace}/{retry.name} names {_names(missing)}, which"
+                f" {'do' if len(missing) > 1 else 'does'} not exist; OSM retries nothing for"
+                f" {'them' if len(missing) > 1 else 'it'}",
+                "Fix spec.source (a ServiceAccount) and spec.destinations (Services) to name existing objects.",
+                (ObjectRef("Retry", retry.namespace, retry.name), *missing),
+            )
+
+
+DEFAULT_CERT_VALIDITY_SECONDS = 24 * 3600  # the chart's serviceCertValidityDuration
+
+
+def _certificate_checks(snap: _Snapshot) -> Iterator[Finding]:
+    state = snap.state
+    validity = osm_policy.go_duration_seconds(
+        ((state.meshconfig or {}).get("certificate") or {}).get("serviceCertValidityDuration") if state else None
+    )
+    limit = validity if validity and validity > 0 else DEFAULT_CERT_VALIDITY_SECONDS
+    now = timezone.now()
+    for root in snap.root_certificates:
+        if not root.in_rotation or root.state_since is None:
+            continue
+        stuck_for = (now - root.state_since).total_seconds()
+        if stuck_for <= limit:
+            continue
+        yield Finding(
+            "MB-CERT-001",
+            f"MeshRootCertificate {root.namespace}/{root.name} has been in state {root.state} since"
+            f" {root.state_since:%Y-%m-%d %H:%M} UTC ({stuck_for / 3600:.0f} h), longer than the service"
+            f" certificates' validity ({limit / 3600:g} h)",
+            f"Read osm-controller's log (kubectl logs -n {root.namespace} deploy/osm-controller) for why the rotation"
+            " does not advance, and fix the root's provider it names (its CA Secret, cert-manager issuer or Vault).",
+            (ObjectRef("MeshRootCertificate", root.namespace, root.name),),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 
 # The checks that read the control plane's Deployment or its MeshConfig, and so cannot run without them.
-NEED_CONTROL_PLANE = ("MB-ACCESS-004", "MB-AKS-001", "MB-AKS-002", "MB-AKS-003", "MB-AKS-004")
+NEED_CONTROL_PLANE = (
+    "MB-ACCESS-004",
+    "MB-AKS-001",
+    "MB-AKS-002",
+    "MB-AKS-003",
+    "MB-AKS-004",
+    "MB-EGRESS-001",
+    "MB-RETRY-001",
+    "MB-CERT-001",
+)
 
 
 def _control_plane_check(snap: _Snapshot) -> Iterator[Finding]:
@@ -659,7 +982,16 @@ def _mesh_checks(snap: _Snapshot) -> Iterator[Finding]:
     yield from _sidecar_checks(snap)
 
 
-AREAS = {"split": _split_checks, "access": _access_checks, "mesh": _mesh_checks, "aks": _aks_checks}
+AREAS = {
+    "split": _split_checks,
+    "access": _access_checks,
+    "mesh": _mesh_checks,
+    "aks": _aks_checks,
+    "ingress": _ingress_checks,
+    "egress": _egress_checks,
+    "resilience": _resilience_checks,
+    "certificates": _certificate_checks,
+}
 
 
 def run_checks(cluster: Cluster, areas: Iterable[str] = tuple(AREAS)) -> list[Finding]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from apps.policies.checks import CATALOG, aks_osm_version, run_checks, weight_problem
@@ -157,6 +159,99 @@ def _not_aks(objects):
         }
 
 
+def _ingress_backend(objects, name="bookstore-http"):
+    return find(objects, "IngressBackend", "bookstore", name)["spec"]
+
+
+def _backend_edit(**fields):
+    def edit(objects):
+        backend = _ingress_backend(objects)["backends"][0]
+        if "name" in fields:
+            backend["name"] = fields["name"]
+        backend["port"].update({k: v for k, v in fields.items() if k in ("number", "protocol")})
+
+    return edit
+
+
+def _backend_port_with_app_protocol_tcp(objects):
+    find(objects, "Service", "bookstore", "bookstore")["spec"]["ports"][0]["appProtocol"] = "tcp"
+
+
+def _no_ingress_backend(objects):
+    objects.remove(find(objects, "IngressBackend", "bookstore", "bookstore-http"))
+
+
+def _missing_ingress_source(objects):
+    _ingress_backend(objects)["sources"][0]["name"] = "nginx-controller"
+
+
+def _feature_flag(name, value):
+    def edit(objects):
+        find(objects, "MeshConfig", "osm-system", "osm-mesh-config")["spec"]["featureFlags"][name] = value
+
+    return edit
+
+
+def _egress_match(name, api_group="specs.smi-spec.io/v1alpha4"):
+    def edit(objects):
+        find(objects, "Egress", "bookbuyer", "bookbuyer-external")["spec"]["matches"] = [
+            {"apiGroup": api_group, "kind": "HTTPRouteGroup", "name": name}
+        ]
+
+    return edit
+
+
+def _egress_match_that_exists(objects):
+    _egress_match("books-get")(objects)
+    objects.append(
+        {
+            "apiVersion": "specs.smi-spec.io/v1alpha4",
+            "kind": "HTTPRouteGroup",
+            "metadata": {"name": "books-get", "namespace": "bookbuyer"},
+            "spec": {"matches": [{"name": "get", "pathRegex": "/books.*", "methods": ["GET"]}]},
+        }
+    )
+
+
+def _upstream_host(host):
+    def edit(objects):
+        find(objects, "UpstreamTrafficSetting", "bookstore", "bookstore-rate-limit")["spec"]["host"] = host
+
+    return edit
+
+
+def _second_upstream_setting(objects):
+    objects.append(
+        {
+            "apiVersion": "policy.openservicemesh.io/v1alpha1",
+            "kind": "UpstreamTrafficSetting",
+            "metadata": {"name": "bookstore-circuit-breaker", "namespace": "bookstore"},
+            "spec": {
+                "host": "bookstore.bookstore.svc.cluster.local",
+                "connectionSettings": {"tcp": {"maxConnections": 1}},
+            },
+        }
+    )
+
+
+def _retry_to_missing_service(objects):
+    find(objects, "Retry", "bookbuyer", "bookbuyer-to-bookstore")["spec"]["destinations"][0]["name"] = "bookstre"
+
+
+def _root_certificate(state, since):
+    def edit(objects):
+        mrc = find(objects, "MeshRootCertificate", "osm-system", "osm-mesh-root-certificate")
+        mrc["status"] = {
+            "state": state,
+            "conditions": [
+                {"type": "Ready", "status": "False", "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            ],
+        }
+
+    return edit
+
+
+NOW = datetime.now(UTC)
 ALL_EXCLUDED = _exclusions("169.254.0.0/16", "168.63.129.16/32", "203.0.113.10/32")
 
 # code: (an edit of the bookstore seed that breaks the rule, an edit that keeps it (None: the seed as it is))
@@ -185,6 +280,21 @@ CASES = {
     "MB-AKS-003": (_exclusions("169.254.169.254/32", "203.0.113.10/32"), ALL_EXCLUDED),
     "MB-AKS-004": (_exclusions("169.254.169.254/32", "168.63.129.16/32"), ALL_EXCLUDED),
     "MB-AKS-005": (_windows_node, None),
+    "MB-INGRESS-001": (_backend_edit(name="bookstore-v3"), None),
+    "MB-INGRESS-002": (_backend_edit(number=80), None),
+    "MB-INGRESS-003": (_backend_edit(protocol="grpc"), _backend_edit(protocol="HTTP")),
+    "MB-INGRESS-004": (_no_ingress_backend, None),
+    "MB-INGRESS-005": (_missing_ingress_source, None),
+    "MB-EGRESS-001": (_feature_flag("enableEgressPolicy", False), None),
+    "MB-EGRESS-002": (_egress_match("books-get"), _egress_match_that_exists),
+    "MB-UPSTREAM-001": (_upstream_host("bookstore.bookstore"), None),
+    "MB-UPSTREAM-002": (_second_upstream_setting, None),
+    "MB-RETRY-001": (_feature_flag("enableRetryPolicy", False), None),
+    "MB-RETRY-002": (_retry_to_missing_service, None),
+    "MB-CERT-001": (
+        _root_certificate("issuingRollout", NOW - timedelta(days=2)),
+        _root_certificate("issuingRollout", NOW - timedelta(minutes=5)),
+    ),
 }
 
 
@@ -265,3 +375,31 @@ def test_it_says_what_it_looked_for_when_there_is_no_control_plane(client, viewe
     page = client.get("/mesh/").content.decode()
     assert "no OSM control plane found (looked for a Deployment labelled app=osm-controller in every namespace" in page
     assert "not set" not in page  # no MeshConfig: no list of settings as if one existed
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (_backend_port_with_app_protocol_tcp, "appProtocol tcp, which OSM serves as TCP"),
+        (_upstream_host("bookstore.bookbuyer.svc.cluster.local"), "names a Service of namespace bookbuyer"),
+        (_upstream_host("bookstre.bookstore.svc.cluster.local"), "bookstore/bookstre, which does not exist"),
+        (_egress_match("books-get", "specs.smi-spec.io/v1alpha3"), "names apiGroup specs.smi-spec.io/v1alpha3"),
+    ],
+)
+def test_it_says_which_rule_of_a_check_the_object_breaks(mesh, edit, words):
+    assert any(words in f.message for f in run_checks(mesh(edit))), words
+
+
+def test_it_checks_the_ingress_backend_port_against_the_target_port_not_the_service_port(mesh):
+    def edit(objects):
+        port = find(objects, "Service", "bookstore", "bookstore")["spec"]["ports"][0]
+        port["port"], port["targetPort"] = 80, 14001  # the IngressBackend keeps 14001: the target port
+
+    codes = {f.code for f in run_checks(mesh(edit))}
+    assert not codes & {"MB-INGRESS-002", "MB-INGRESS-004"}
+
+
+def test_it_skips_pods_of_a_namespace_added_without_sidecar_injection(mesh):
+    """ingress-nginx as `osm namespace add --disable-sidecar-injection` leaves it: monitored, no sidecar, on purpose."""
+    cluster = mesh()
+    assert not [f for f in run_checks(cluster) if f.code == "MB-MESH-001"]
