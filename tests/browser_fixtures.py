@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,14 @@ def login(page: object, base_url: str, username: str, password: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
+    page.wait_for_url(re.compile(rf"^{re.escape(base_url)}/(\?.*)?$"))  # the page writes its view in
+
+
+def at_path(path: str) -> re.Pattern[str]:
+    """A URL pattern for `path` (and a #fragment it may end with), whatever its query: pages write their view (time
+    range, cluster) into the query."""
+    path, _, fragment = path.partition("#")
+    return re.compile(rf"{re.escape(path)}(\?[^#]*)?" + (rf"#{re.escape(fragment)}" if fragment else "") + "$")
 
 
 def screenshot(page: object, name: str) -> None:

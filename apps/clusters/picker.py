@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from django.http import HttpRequest
 
-from apps.core.windows import DEFAULT_WINDOW, WINDOWS
+from apps.core.windows import DEFAULT_WINDOW, WINDOWS, YOUNG_DATA_WINDOW, TimeRange, parse_range, preset
 
 from .freshness import freshness
 from .models import Cluster, CollectionRun
@@ -17,7 +19,20 @@ from .models import Cluster, CollectionRun
 class PageContext:
     cluster: Cluster | None
     clusters: list[Cluster]
-    window: str
+    window: str  # a WINDOWS key, or "custom"
+    range: TimeRange | None = None
+    range_problem: str = ""  # why the URL's range was not used ("" when it was, or when it gave none)
+
+    @property
+    def time_range(self) -> TimeRange:
+        return self.range or preset(self.window)
+
+    @property
+    def query(self) -> str:
+        """URL parameters that give this view back in a fresh browser: the range, and the cluster when there are
+        several to choose from."""
+        cluster = f"cluster={quote(self.cluster.name)}&" if self.cluster is not None and len(self.clusters) > 1 else ""
+        return cluster + self.time_range.query
 
     def freshness(self) -> dict[str, Any]:
         """`objects` and `metrics` freshness for the page's banners (None without a cluster)."""
@@ -30,15 +45,48 @@ class PageContext:
 
 
 def page_context(request: HttpRequest) -> PageContext:
-    """The cluster (query `?cluster=`, else the session's, else the first) and time window (`?window=`)."""
+    """The cluster (query `?cluster=`, else the session's, else the first) and time range (see `_time_range`)."""
     clusters = list(Cluster.objects.filter(enabled=True).order_by("name"))
     wanted = request.GET.get("cluster") or request.session.get("cluster")
     cluster = next((c for c in clusters if c.name == wanted), clusters[0] if clusters else None)
     if cluster is not None and request.session.get("cluster") != cluster.name:
         request.session["cluster"] = cluster.name
-    window = request.GET.get("window") or request.session.get("window") or DEFAULT_WINDOW
-    if window not in WINDOWS:
-        window = DEFAULT_WINDOW
-    if request.session.get("window") != window:
-        request.session["window"] = window
-    return PageContext(cluster=cluster, clusters=clusters, window=window)
+    time_range, problem = _time_range(request, cluster)
+    return PageContext(
+        cluster=cluster, clusters=clusters, window=time_range.key, range=time_range, range_problem=problem
+    )
+
+
+def _time_range(request: HttpRequest, cluster: Cluster | None) -> tuple[TimeRange, str]:
+    """The URL's range (`?window=` or `?start=&end=`), else the session's (a window chosen before), else the default:
+    1 hour, or 15 min while the cluster's metrics are younger than that. The pages put the range into their URL and
+    links, so a copied URL shows what its sender saw."""
+    problem = ""
+    try:
+        asked = parse_range(request.GET, now=time.time())
+    except ValueError as exc:
+        asked, problem = None, f"The time range in the URL was not used: {exc}."
+    if asked is None:
+        remembered = request.session.get("window")
+        return preset(remembered if remembered in WINDOWS else _default_window(cluster)), problem
+    if not asked.custom and request.session.get("window") != asked.key:
+        request.session["window"] = asked.key  # an explicit choice only: the young-data default is not kept
+    return asked, problem
+
+
+def _default_window(cluster: Cluster | None) -> str:
+    if cluster is None:
+        return DEFAULT_WINDOW
+    first = (
+        CollectionRun.objects.filter(
+            cluster=cluster,
+            kind=CollectionRun.Kind.METRICS,
+            status__in=[CollectionRun.Status.OK, CollectionRun.Status.PARTIAL],
+        )
+        .order_by("started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    if first is None or time.time() - first.timestamp() < WINDOWS[DEFAULT_WINDOW].seconds:
+        return YOUNG_DATA_WINDOW
+    return DEFAULT_WINDOW

@@ -15,7 +15,7 @@ from django.conf import settings
 from apps.clusters.models import Cluster
 from apps.core.breaker import CircuitBreaker
 from apps.core.locks import page_redis_breaker, page_redis_client
-from apps.core.windows import window_seconds
+from apps.core.windows import TimeRange, preset
 from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
 
 from . import catalog
@@ -239,13 +239,16 @@ def _cached(key: str) -> dict | None:
     return data
 
 
-def service_series(cluster: Cluster, namespace: str, service: str, window: str, *, now: float | None = None) -> dict:
-    """Chart data for one service over `window` ("15m", "1h", "6h", "24h" or "7d"), as plain JSON-able data.
+def service_series(
+    cluster: Cluster, namespace: str, service: str, window: str | TimeRange, *, now: float | None = None
+) -> dict:
+    """Chart data for one service over `window` ("15m", "1h", "6h", "24h" or "7d", or a custom TimeRange), as plain
+    JSON-able data.
 
     Returns::
 
         {
-          "window": "1h", "start": 1700000000.0, "end": 1700003600.0,   # unix seconds
+          "window": "1h", "start": 1700000000.0, "end": 1700003600.0,   # unix seconds; window "custom" for a range
           "step": 12.0,                  # seconds between points: max(range / 300, scrape interval)
           "rate_window": "60s",          # every rate() window: max(4 x scrape interval, step)
           "scrape_interval": 15.0,
@@ -280,7 +283,7 @@ def service_series(cluster: Cluster, namespace: str, service: str, window: str, 
 
 def chart_data(
     cluster: Cluster,
-    window: str,
+    window: str | TimeRange,
     *,
     who: str,
     queries: Callable[[_Frame, MetricsState | None], tuple[dict[str, str], dict[str, str]]],
@@ -293,17 +296,20 @@ def chart_data(
     every series all None until its query answers. Everything it asks of Prometheus and Redis fits in the chart
     deadline (MESHBOARD_CHART_READ_TIMEOUT, counted from here). Raises ValueError for an unknown `window`."""
     deadline = PageDeadline(cluster)
-    span = window_seconds(window)
+    time_range = window if isinstance(window, TimeRange) else preset(window)
+    span = time_range.seconds
+    if time_range.custom:
+        now = time_range.end
     state = MetricsState.objects.filter(cluster=cluster).first()
     scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
     frame = _frame(span, scrape, float(now if now is not None else time.time()))
-    key = f"meshboard:{who}:{cluster.pk}:{window}:{frame.end:.0f}"
+    key = f"meshboard:{who}:{cluster.pk}:{time_range.query}:{frame.end:.0f}"
     if (cached := _cached(key)) is not None:
         return cached
 
     timestamps = frame.timestamps
     data = {
-        "window": window,
+        "window": time_range.key,
         "start": frame.start,
         "end": frame.end,
         "step": frame.step,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from apps.clusters.models import Cluster
+from apps.core.windows import TimeRange
 
 from . import catalog
 from .models import EdgeKPI, MetricsState
@@ -95,7 +96,7 @@ def workload_series(
     namespace: str,
     kind: str,
     name: str,
-    window: str,
+    window: str | TimeRange,
     *,
     app: str = "",
     now: float | None = None,

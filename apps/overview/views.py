@@ -107,7 +107,7 @@ def series(request: HttpRequest, namespace: str, name: str) -> JsonResponse:
     service = service_for(request, ctx.cluster, namespace, name)
     from apps.metrics.ranges import service_series
 
-    return JsonResponse(service_series(ctx.cluster, service.namespace, service.name, ctx.window))
+    return JsonResponse(service_series(ctx.cluster, service.namespace, service.name, ctx.time_range))
 
 
 @require_GET
@@ -145,7 +145,7 @@ def workload_series(request: HttpRequest, namespace: str, kind: str, name: str) 
             ref.namespace,
             source_kind,
             source_name if ref.kind != POD else ref.name,
-            ctx.window,
+            ctx.time_range,
             app=app if isinstance(app, str) else "",
         )
     )

@@ -8,6 +8,38 @@
     if (form && event.target.tagName === "SELECT") form.requestSubmit();
   });
 
+  // The view (time range, cluster) lives in the URL: a page reached without it gets it written in, so a copied URL
+  // opens the same view in a fresh browser. Other parameters of the URL are kept.
+  document.addEventListener("DOMContentLoaded", function () {
+    var view = document.body.dataset.viewQuery;
+    if (!view || !window.history.replaceState) return;
+    var url = new URL(window.location.href);
+    if (url.searchParams.has("window") || url.searchParams.has("start")) return;
+    new URLSearchParams(view).forEach(function (value, key) {
+      if (!url.searchParams.has(key)) url.searchParams.set(key, value);
+    });
+    window.history.replaceState(window.history.state, "", url.toString());
+  });
+  // Zooming a chart (drag across it) shows that range on the whole page, in the URL; a double click goes back.
+  function zoomTo(event) {
+    var url = new URL(window.location.href);
+    if (event["xaxis.range[0]"] !== undefined) {
+      // Plotly gives the range as local-time strings ("2026-12-01 10:00:00.5"), or as given when set by a script.
+      var toDate = function (v) { return typeof v === "number" ? new Date(v) : new Date(String(v).replace(" ", "T")); };
+      var from = toDate(event["xaxis.range[0]"]), to = toDate(event["xaxis.range[1]"]);
+      if (isNaN(from) || isNaN(to)) return;
+      url.searchParams.delete("window");
+      url.searchParams.set("start", String(Math.floor(from.getTime() / 1000)));
+      url.searchParams.set("end", String(Math.ceil(to.getTime() / 1000)));
+    } else if (event["xaxis.autorange"] && url.searchParams.has("start")) {
+      url.searchParams.delete("start");
+      url.searchParams.delete("end");
+    } else {
+      return;
+    }
+    window.location.assign(url.toString());
+  }
+
   // The refresh control: every poll interval, fire "mb:refresh" on <body>; widgets listen with
   // hx-trigger="mb:refresh from:body". "paused" stops it; the choice survives page loads.
   var timer = null;
@@ -81,6 +113,7 @@
     if (note) note.textContent = reason ? "Not available: " + reason : "";
     if (el.classList.contains("chart-empty")) { el.classList.remove("chart-empty"); el.textContent = ""; }
     window.Plotly.react(el, traces, layout(spec.title, spec.y), { displaylogo: false, responsive: true });
+    if (!el.dataset.zoomable) { el.dataset.zoomable = "1"; el.on("plotly_relayout", zoomTo); }
   }
   function empty(el, title, why) {
     if (window.Plotly && el.data) window.Plotly.purge(el);

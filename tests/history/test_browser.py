@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apps.history.models import Change, Version
 from apps.mesh.services import collect_and_record
-from tests.browser_fixtures import login, screenshot
+from tests.browser_fixtures import at_path, login, screenshot
 from tests.helpers import custom_api
 
 ACCESS = ("access.smi-spec.io", "v1alpha3")
@@ -33,9 +33,9 @@ def test_it_goes_from_a_removed_traffic_target_to_the_policy_before_its_removal(
     login(page, live_server.url, "vera", "a-long-viewer-pass")
     page.goto(f"{live_server.url}/policies/")
     page.click('[data-target="bookstore/bookstore"] >> text=History')
-    page.wait_for_url("**/history/traffictarget/bookstore/bookstore/")
+    page.wait_for_url(at_path("/history/traffictarget/bookstore/bookstore/"))
     page.click("text=Configuration history")
-    page.wait_for_url("**/history/")
+    page.wait_for_url(at_path("/history/"))
     removed = page.locator('[data-change="TrafficTarget bookstore/bookthief-to-bookstore deleted"]')
     assert "-    name: bookthief" in removed.locator("pre.diff").inner_text()
     screenshot(page, "history-mesh-timeline")

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from apps.canary.models import WeightChange
 from apps.mesh.services import collect_and_record
 from lab.waiting import wait_for
-from tests.browser_fixtures import login, screenshot
+from tests.browser_fixtures import at_path, login, screenshot
 from tests.helpers import bookstore_split, set_bookstore_backends
 
 SPLIT_PATH = r"/trafficsplits/bookstore-split$"
@@ -50,7 +50,7 @@ def test_it_holds_every_click_while_a_slow_write_is_in_flight(page, live_server,
     ):
         page.locator(selector).dispatch_event("click")
 
-    page.wait_for_url("**/splits/#split-bookstore-bookstore-split", timeout=15000)
+    page.wait_for_url(at_path("/splits/#split-bookstore-bookstore-split"), timeout=15000)
     expect(page.locator(".messages")).to_contain_text("Applied to bookstore/bookstore-split: bookstore-v1 90 (90%)")
     assert bookstore_split(kubeapi)["spec"]["backends"] == [
         {"service": "bookstore-v1", "weight": 90},
@@ -118,7 +118,7 @@ def test_a_click_on_apply_during_a_slow_preset_writes_nothing_and_the_page_shows
     # What is applied next is what the page shows.
     page.click('button[name="action"][value="preview"]')
     page.click('button[name="action"][value="apply"]')
-    page.wait_for_url("**/splits/#split-bookstore-bookstore-split", timeout=15000)
+    page.wait_for_url(at_path("/splits/#split-bookstore-bookstore-split"), timeout=15000)
     assert bookstore_split(kubeapi)["spec"]["backends"] == [
         {"service": "bookstore-v1", "weight": 50},
         {"service": "bookstore-v2", "weight": 50},

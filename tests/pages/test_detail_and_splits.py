@@ -57,7 +57,7 @@ def test_it_shows_a_service_with_pods_edges_split_and_latency_source(client, vie
     assert "not available: this Prometheus drops envoy_cluster_upstream_rq_time" in html
     assert "19\xa0hours" in html or "20\xa0hours" in html
     assert "envoy" in html and "ready" in html and "Deployment bookstore<" in html.replace("</td>", "<")
-    assert 'data-series-url="/services/bookstore/bookstore-v1/series?window=1h"' in html
+    assert 'data-series-url="/services/bookstore/bookstore-v1/series?window=15m"' in html  # metrics younger than 1 h
     assert "vendor/plotly/plotly-strict.min.js" in html
 
 

@@ -127,7 +127,7 @@ def test_it_shows_bookbuyer_with_its_outbound_rate_destinations_pods_and_policy(
     policy = _text(_section(html, "Access policy"))
     assert "SMI" in policy and "bookstore/bookstore" in policy and "HTTPRouteGroup bookstore-service-routes" in policy
     assert "bookstore/bookstore-v1: yes" in policy and "Nothing allows it" not in policy
-    assert f'data-series-url="{BUYER}series?window=1h"' in html and "plotly-strict.min.js" in html
+    assert f'data-series-url="{BUYER}series?window=15m"' in html and "plotly-strict.min.js" in html
 
 
 def test_it_shows_bookthiefs_passthrough_and_that_nothing_allows_it(client, viewer, mesh):

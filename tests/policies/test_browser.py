@@ -6,7 +6,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.mesh.services import collect_and_record
-from tests.browser_fixtures import login, screenshot
+from tests.browser_fixtures import at_path, login, screenshot
 
 HOSTILE = "<img src=x onerror=\"document.body.dataset.pwned='1'\"><script>document.body.dataset.pwned='2'</script>"
 
@@ -21,7 +21,7 @@ def _ask(page, source: str, destination: str, answer: str):
 def test_it_answers_who_may_talk_and_lists_the_checks_of_the_demo(page, live_server, viewer, bookstore):
     login(page, live_server.url, "vera", "a-long-viewer-pass")
     page.click("nav >> text=Policies")
-    page.wait_for_url("**/policies/")
+    page.wait_for_url(at_path("/policies/"))
 
     assert "SMI mode" in page.locator(".banner.mode").inner_text()
     _ask(page, "workload bookbuyer/bookbuyer", "service bookstore/bookstore", "yes")
@@ -36,7 +36,7 @@ def test_it_answers_who_may_talk_and_lists_the_checks_of_the_demo(page, live_ser
     screenshot(page, "policies-denied")
 
     page.click("nav >> text=Mesh")
-    page.wait_for_url("**/mesh/")
+    page.wait_for_url(at_path("/mesh/"))
     codes = page.locator(".finding .code").all_inner_texts()
     assert {"MB-AKS-001", "MB-AKS-002", "MB-AKS-003", "MB-AKS-004"} <= set(codes), codes
     assert page.locator('.finding[data-code="MB-AKS-002"]').inner_text().count("169.254.169.254") >= 1

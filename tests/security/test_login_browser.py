@@ -58,7 +58,7 @@ def test_ten_wrong_passwords_lock_that_client_out_but_not_the_user_elsewhere(
         # The same user from another address logs in at once.
         operator_page = elsewhere.new_page()
         _try(operator_page, other_address, RIGHT)
-        assert operator_page.url == f"{other_address}/"
+        assert operator_page.url.split("?")[0] == f"{other_address}/"
         assert operator_page.locator(".who").inner_text().startswith("otto")
 
         # The server saw two clients; the failures were logged one line each, from 127.0.0.1 only.
@@ -68,7 +68,7 @@ def test_ten_wrong_passwords_lock_that_client_out_but_not_the_user_elsewhere(
         # After the configured time the first client may log in again.
         time.sleep(max(0.0, LOCKOUT_SECONDS + 0.5 - (time.monotonic() - locked_at)))
         _try(attacker, live_server.url, RIGHT)
-        assert attacker.url == f"{live_server.url}/"
+        assert attacker.url.split("?")[0] == f"{live_server.url}/"
     finally:
         here.close()
         elsewhere.close()
