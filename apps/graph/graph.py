@@ -9,9 +9,14 @@ Nodes
 - `namespace`: a box holding the rest (Cytoscape compound parent).
 
 Edges
-- `traffic`: observed traffic from EdgeKPI, labelled with rps, 5xx % and p99. Envoy reports a split root's traffic
-  under its backends' clusters (osm.md §4.3), so caller → backend rows are drawn caller → root, and the root → backend
-  `split` edges carry the configured weight beside the observed share (SplitShare) and the backend's traffic.
+- `traffic`: observed traffic from EdgeKPI, labelled with what was denied (`denied 2 rps`), rps, 5xx % and p99.
+  Envoy reports a split root's traffic under its backends' clusters (osm.md §4.3), so caller → backend rows are drawn
+  caller → root. An edge with nothing measured (no request, byte or refusal: a sidecar configured, by policy, for a
+  destination it does not call) is `idle`; so is a caller or unknown peer seen only on idle edges. The page hides them
+  unless its "policy-only edges" box is ticked.
+- `split`: root → backend, one per TrafficSplit and backend, with the configured weight beside the observed share
+  (SplitShare) and the backend's traffic. Several splits on one root are each drawn, named in their labels, with a
+  warning on the root, on their edges and in the response's `warnings` (OSM uses only one: policies MB-SPLIT-001).
 - `lock`: "mtls" when every pod at both ends has the sidecar (OSM encrypts all in-mesh traffic, osm.md §3.3),
   "partial" when some lack it, "plain" when an end has none, "unknown" when an end is not in the snapshot.
 
@@ -82,10 +87,20 @@ def _bytes(value: float) -> str:
     return f"{value:.3g} GB/s"
 
 
-def traffic_label(rps: float | None, error: float | None, p99: float | None, tcp: float | None) -> str:
+def traffic_label(
+    rps: float | None, error: float | None, p99: float | None, tcp: float | None, denied: float | None = None
+) -> str:
+    """An edge's label: what was refused first (`denied 2 rps`, `denied 3 of 5 rps`), then rps, 5xx and p99, or the
+    TCP bytes; "no traffic measured" when none is."""
     parts = []
-    if rps is not None:
+    if denied:
+        of = f"of {_rate(rps)} " if rps is not None and rps >= denied else ""
+        parts.append(f"denied {_rate(denied)} {of}rps")
+        if rps and not of:  # more refused than requested: the two counts come from different stats
+            parts.append(f"{_rate(rps)} rps")
+    elif rps is not None:
         parts.append(f"{_rate(rps)} rps")
+    if rps is not None:
         if error is not None:
             parts.append(f"{_pct(error)} 5xx")
         if p99 is not None:
@@ -286,11 +301,30 @@ def _service_url(detail: str, namespace: str, name: str) -> str:
     return detail.replace("NS", namespace, 1).replace("NAME", name, 1)
 
 
-def _split_edges(snap: _Snapshot, nodes: _Nodes) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
-    """The root → backend edges with configured weight and observed share, by backend node id, and each backend's
-    root node id by (namespace, backend service). Marks backend nodes."""
+def _split_edges(
+    snap: _Snapshot, nodes: _Nodes
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str], list[dict[str, Any]]]:
+    """The root → backend edges with configured weight and observed share, by edge id (one per split and backend:
+    two splits on one root are both drawn), each backend's root node id by (namespace, backend service), and a warning
+    per root that several splits name (policies check MB-SPLIT-001: OSM uses only one of them). Marks backend nodes."""
     root_of: dict[tuple[str, str], str] = {}
     split_edges: dict[str, dict[str, Any]] = {}
+    by_root: dict[str, list[str]] = {}
+    for s in snap.splits:
+        by_root.setdefault(f"svc:{s['namespace']}/{root_service_name(s['root_service'])}", []).append(s["name"])
+    warnings = []
+    for root_id, names in sorted(by_root.items()):
+        if len(names) < 2:
+            continue
+        names.sort()
+        text = (
+            f"{len(names)} TrafficSplits for root {root_id.removeprefix('svc:')}: {', '.join(names)}; OSM uses only "
+            "one of them, so each is drawn apart and the weights of the others are not applied (MB-SPLIT-001)"
+        )
+        warnings.append({"node": root_id, "splits": names, "text": text})
+        if root_id in nodes:
+            nodes[root_id].setdefault("warnings", []).append(text)
+    conflicted = {w["node"]: w["text"] for w in warnings}
     for s in snap.splits:
         ns = s["namespace"]
         root_id = f"svc:{ns}/{root_service_name(s['root_service'])}"
@@ -301,8 +335,9 @@ def _split_edges(snap: _Snapshot, nodes: _Nodes) -> tuple[dict[str, dict[str, An
                 nodes[backend_id]["split"] = "backend"
             root_of.setdefault((ns, b["service"]), root_id)
             share = snap.shares.get((ns, s["name"], b["service"]), {})
-            split_edges[backend_id] = {
-                "id": f"split:{ns}/{s['name']}>{b['service']}",
+            edge_id = f"split:{ns}/{s['name']}>{b['service']}"
+            split_edges[edge_id] = {
+                "id": edge_id,
                 "source": root_id,
                 "target": backend_id,
                 "kind": "split",
@@ -312,8 +347,9 @@ def _split_edges(snap: _Snapshot, nodes: _Nodes) -> tuple[dict[str, dict[str, An
                 "observed_pct": share["share_short"] * 100 if share.get("share_short") is not None else None,
                 "observed_5m_pct": share["share_5m"] * 100 if share.get("share_5m") is not None else None,
                 "observed_window_s": share.get("short_window_seconds"),
+                "warnings": [conflicted[root_id]] if root_id in conflicted else [],
             }
-    return split_edges, root_of
+    return split_edges, root_of, warnings
 
 
 def _fold_traffic(
@@ -341,41 +377,70 @@ def _edges(
     split_edges: dict[str, dict[str, Any]],
     backend_traffic: dict[str, _Acc],
 ) -> dict[str, dict[str, Any]]:
+    """Traffic edges (idle when nothing is measured on them: known from the sidecars' configuration, which OSM derives
+    from policy, with no request, byte or refusal counted) and split edges (never idle: they are configuration)."""
     edges: dict[str, dict[str, Any]] = {}
     for (source, target), acc in traffic.items():
         data = acc.data()
+        idle = not data["rps"] and not data["tcp_bytes_rate"] and not data["denied_rps"]
+        if idle:  # "0% 5xx" of no request says nothing; a measured zero and nothing measured differ
+            measured = data["rps"] == 0 or data["tcp_bytes_rate"] == 0
+            label = "policy-only · " + ("0 rps" if measured else "nothing measured")
+        else:
+            label = traffic_label(
+                data["rps"], data["error"], data["p99_ms"], data["tcp_bytes_rate"], data["denied_rps"]
+            )
         data.update(
             id=f"e:{source}>{target}",
             source=source,
             target=target,
             kind="traffic",
             lock=edge_lock(nodes.coverage(source), nodes.coverage(target)),
-            label=traffic_label(data["rps"], data["error"], data["p99_ms"], data["tcp_bytes_rate"]),
+            label=label,
+            idle=idle,
+            warnings=[],
         )
         edges[data["id"]] = data
-    for backend_id, data in split_edges.items():
-        if data["source"] not in nodes or backend_id not in nodes:
+    for edge_id, data in split_edges.items():
+        if data["source"] not in nodes or data["target"] not in nodes:
             continue
-        data.update(backend_traffic.get(backend_id, _Acc()).data())
-        data["lock"] = edge_lock(nodes.coverage(data["source"]), nodes.coverage(backend_id))
+        data.update(backend_traffic.get(data["target"], _Acc()).data())
+        data["lock"] = edge_lock(nodes.coverage(data["source"]), nodes.coverage(data["target"]))
+        data["idle"] = False
         weight = f"{data['weight_pct']:.0f}%" if data["weight_pct"] is not None else f"{data['weight']!r} (invalid)"
         observed = f"{data['observed_pct']:.0f}%" if data["observed_pct"] is not None else "unknown"
         data["label"] = f"weight {weight} · observed {observed}"
-        edges[data["id"]] = data
+        if data["warnings"]:  # several splits on this root: say whose weight this is
+            data["label"] = f"⚠ {data['split']}: {data['label']}"
+        edges[edge_id] = data
     return edges
 
 
-def _in_namespaces(nodes: dict, edges: dict, wanted: set[str]) -> tuple[dict, dict]:
-    """The chosen namespaces' nodes and the peers they talk to (everything when none is chosen)."""
+def _mark_idle_peers(nodes: dict, edges: dict) -> None:
+    """A caller or unknown peer seen only on idle edges is idle too (hidden with them); services never are."""
+    busy = set()
+    for e in edges.values():
+        if not e["idle"]:
+            busy.update((e["source"], e["target"]))
+    for node_id, n in nodes.items():
+        n["idle"] = n["kind"] != "service" and node_id not in busy
+
+
+def _in_namespaces(nodes: dict, edges: dict, wanted: set[str]) -> tuple[set[str], set[str]]:
+    """The ids of the chosen namespaces' nodes and the peers they talk to, and of the edges between them (everything
+    when none is chosen). A peer reached only by idle edges is marked idle: it goes with them."""
     if not wanted:
-        return nodes, edges
+        return set(nodes), set(edges)
     inside = {i for i, n in nodes.items() if n["namespace"] in wanted}
-    keep = set(inside)
+    keep, busy = set(inside), set(inside)
     for e in edges.values():
         if e["source"] in inside or e["target"] in inside:
             keep.update((e["source"], e["target"]))
-    nodes = {i: n for i, n in nodes.items() if i in keep}
-    return nodes, {i: e for i, e in edges.items() if e["source"] in nodes and e["target"] in nodes}
+            if not e["idle"]:
+                busy.update((e["source"], e["target"]))
+    for node_id in keep - busy:
+        nodes[node_id]["idle"] = True
+    return keep, {i for i, e in edges.items() if e["source"] in keep and e["target"] in keep}
 
 
 def _name_ends(nodes: dict, edges: dict) -> None:
@@ -393,33 +458,50 @@ def _name_ends(nodes: dict, edges: dict) -> None:
         )
     for n in nodes.values():
         n["group"] = "nodes"
+        n.setdefault("warnings", [])
 
 
-def _namespace_boxes(nodes: dict, monitored: dict[str, str]) -> list[dict[str, Any]]:
+def _namespace_boxes(nodes: dict, monitored: dict[str, str], shown: set[str]) -> list[dict[str, Any]]:
+    """A box per namespace: `filtered` when the filters leave none of its nodes, `idle` when all they leave are idle
+    (the page hides it with them)."""
+    busy: set[str] = set()
+    for node_id in shown:
+        if not nodes[node_id]["idle"]:
+            busy.add(nodes[node_id]["namespace"])
+    left = {nodes[i]["namespace"] for i in shown}
     for n in nodes.values():
         n["parent"] = f"ns:{n['namespace']}"
-    return [
-        {
-            "data": {
-                "id": f"ns:{ns}",
-                "group": "nodes",
-                "kind": "namespace",
-                "name": ns,
-                "namespace": ns,
-                "label": ns,
-                "monitored": bool(monitored.get(ns)),
-            },
-            "classes": "namespace" + ("" if monitored.get(ns) else " unmonitored"),
+    boxes = []
+    for ns in sorted({n["namespace"] for n in nodes.values()}):
+        classes = ["namespace"]
+        if not monitored.get(ns):
+            classes.append("unmonitored")
+        if ns not in left:
+            classes.append("filtered")
+        elif ns not in busy:
+            classes.append("idle")
+        data = {
+            "id": f"ns:{ns}",
+            "group": "nodes",
+            "kind": "namespace",
+            "name": ns,
+            "namespace": ns,
+            "label": ns,
+            "monitored": bool(monitored.get(ns)),
+            "idle": ns in left and ns not in busy,
         }
-        for ns in sorted({n["namespace"] for n in nodes.values()})
-    ]
+        boxes.append({"data": data, "classes": " ".join(classes)})
+    return boxes
 
 
 def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str = "", hide: str = "") -> dict[str, Any]:
-    """Nodes and edges for Cytoscape (`{"data": ..., "classes": ...}`), filtered and marked by find/hide.
+    """Nodes and edges for Cytoscape (`{"data": ..., "classes": ...}`), all of them whatever the filters, sorted by id.
 
-    `namespaces` keeps the nodes of those namespaces and the peers they talk to. Raises QueryError for a bad find
-    or hide expression, before touching the database.
+    The page lays out the whole graph once and keeps the positions, so a filter only hides: elements outside the
+    chosen `namespaces` (those namespaces' nodes and the peers they talk to stay) or matched by `hide` carry the class
+    `filtered`; `find` marks `found` among the rest. Idle edges (nothing measured) and the peers seen only on them
+    carry `idle`: the page hides them unless asked to show policy-only edges. Raises QueryError for a bad find or hide
+    expression, before touching the database.
     """
     find_p, hide_p = parse(find), parse(hide)
     wanted = {ns for ns in namespaces if ns}
@@ -427,25 +509,33 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
 
     all_nodes = _Nodes(snap.groups)
     _service_nodes(snap.rows, all_nodes)
-    split_edges, root_of = _split_edges(snap, all_nodes)
+    split_edges, root_of, warnings = _split_edges(snap, all_nodes)
     traffic, backend_traffic = _fold_traffic(snap, all_nodes, root_of)
-    all_edges = _edges(all_nodes, traffic, split_edges, backend_traffic)
-
-    nodes, edges = _in_namespaces(dict(all_nodes), all_edges, wanted)
+    edges = _edges(all_nodes, traffic, split_edges, backend_traffic)
+    nodes = dict(sorted(all_nodes.items()))
+    edges = dict(sorted(edges.items()))
+    _mark_idle_peers(nodes, edges)
     _name_ends(nodes, edges)
+
+    shown_nodes, shown_edges = _in_namespaces(nodes, edges, wanted)
     hidden = 0
     if hide_p is not None:
-        before = len(nodes) + len(edges)
-        nodes = {i: n for i, n in nodes.items() if not hide_p(n)}
-        edges = {i: e for i, e in edges.items() if not hide_p(e) and e["source"] in nodes and e["target"] in nodes}
-        hidden = before - len(nodes) - len(edges)
+        kept = {i for i in shown_nodes if not hide_p(nodes[i])}
+        kept_edges = {
+            i for i in shown_edges if edges[i]["source"] in kept and edges[i]["target"] in kept and not hide_p(edges[i])
+        }
+        hidden = len(shown_nodes) - len(kept) + len(shown_edges) - len(kept_edges)
+        shown_nodes, shown_edges = kept, kept_edges
     found = 0
     if find_p is not None:
-        for element in (*nodes.values(), *edges.values()):
-            element["found"] = find_p(element)
-            found += element["found"]
+        for shown, elements in ((shown_nodes, nodes), (shown_edges, edges)):
+            for i in shown:
+                elements[i]["found"] = find_p(elements[i])
+                found += elements[i]["found"]
 
-    boxes = _namespace_boxes(nodes, snap.monitored)
+    boxes = _namespace_boxes(nodes, snap.monitored, shown_nodes)
+    idle_nodes = sum(nodes[i]["idle"] for i in shown_nodes)
+    idle_edges = sum(edges[i]["idle"] for i in shown_edges)
     return {
         "cluster": cluster.name,
         "namespaces": sorted({r.namespace for r in snap.rows} | set(snap.monitored)),
@@ -453,35 +543,48 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
         "find": find,
         "hide": hide,
         "counts": {
-            "nodes": len(nodes),
-            "edges": len(edges),
+            "nodes": len(shown_nodes) - idle_nodes,
+            "edges": len(shown_edges) - idle_edges,
+            "idle_nodes": idle_nodes,
+            "idle_edges": idle_edges,
             "hidden": hidden,
             "found": found if find_p is not None else None,
         },
+        "warnings": warnings,
         "elements": {
-            "nodes": boxes + [{"data": n, "classes": _node_classes(n)} for n in nodes.values()],
-            "edges": [{"data": e, "classes": _edge_classes(e)} for e in edges.values()],
+            "nodes": boxes + [{"data": n, "classes": _node_classes(n, i in shown_nodes)} for i, n in nodes.items()],
+            "edges": [{"data": e, "classes": _edge_classes(e, i in shown_edges)} for i, e in edges.items()],
         },
     }
 
 
-def _node_classes(n: dict[str, Any]) -> str:
+def _node_classes(n: dict[str, Any], shown: bool) -> str:
     classes = [n["kind"], n["health"], f"sidecars-{n['sidecars']}"]
     if n["split"]:
         classes.append(n["split"])
-    if n.get("found"):
+    if n["idle"]:
+        classes.append("idle")
+    if n["warnings"]:
+        classes.append("warning")
+    if not shown:
+        classes.append("filtered")
+    elif n.get("found"):
         classes.append("found")
     return " ".join(classes)
 
 
-def _edge_classes(e: dict[str, Any]) -> str:
+def _edge_classes(e: dict[str, Any], shown: bool) -> str:
     classes = [e["kind"], e["lock"]]
     if e.get("error"):
         classes.append("errors")
     if e.get("denied_rps"):
         classes.append("denied")
-    if e["kind"] != "split" and not e.get("rps") and not e.get("tcp_bytes_rate") and not e.get("denied_rps"):
-        classes.append("idle")  # known to exist, nothing measured now: drawn faint, without a label
-    if e.get("found"):
+    if e["idle"]:
+        classes.append("idle")  # known to exist (policy, configuration), nothing measured: hidden unless asked for
+    if e.get("warnings"):
+        classes.append("warning")
+    if not shown:
+        classes.append("filtered")
+    elif e.get("found"):
         classes.append("found")
     return " ".join(classes)

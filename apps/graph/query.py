@@ -9,12 +9,13 @@ tightly; `!` or `not` negate; parentheses group):
     term   := field op value | flag
     field  := rps | error | success | p99 | latency | denied | ns | namespace | name | health | kind
     op     := > >= < <= = == !=   (ns, name, health and kind take only = and !=; a value may use * as a wildcard)
-    flag   := mtls | unknown | unmeshed | sidecar | root | backend | split | workload | service | denied
+    flag   := mtls | unknown | unmeshed | sidecar | root | backend | split | workload | service | denied | idle
               | healthy | degraded | failing
 
 `error` and `success` are percentages (`error>1%` and `error>1` mean the same); `p99`/`latency` are milliseconds
 (`p99>100ms`). A value the snapshot does not know (None) never matches a comparison, so `rps<1` does not pick nodes
-without metrics. On an edge, `ns` and `name` match either end; on a node, `rps`, `error` and `p99` are its inbound
+without metrics. `idle` is an edge with nothing measured (known from configuration only) or a peer seen only on
+such edges. On an edge, `ns` and `name` match either end; on a node, `rps`, `error` and `p99` are its inbound
 KPIs. Bad input raises QueryError with the position and what was expected.
 """
 
@@ -49,6 +50,7 @@ FLAGS = (
     "workload",
     "service",
     "denied",
+    "idle",
     "healthy",
     "degraded",
     "failing",
@@ -146,6 +148,8 @@ def _flag(name: str) -> Predicate:
         return lambda e: e.get("kind") == name
     if name == "denied":
         return lambda e: (e.get("denied_rps") or 0) > 0
+    if name == "idle":
+        return lambda e: bool(e.get("idle"))
     return lambda e: e.get("health") == name
 
 

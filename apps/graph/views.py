@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
@@ -33,6 +34,9 @@ def graph(request: HttpRequest) -> HttpResponse:
     config = {
         "dataUrl": reverse("graph:data"),
         "cluster": ctx.cluster.name if ctx.cluster else "",
+        # Kept positions are per user and cluster: the browser's storage key names both.
+        "user": request.user.pk,
+        "icons": {"mtls": static("graph/padlock.svg"), "open": static("graph/padlock-open.svg")},
     }
     context = {
         "page_ctx": ctx,
@@ -41,6 +45,7 @@ def graph(request: HttpRequest) -> HttpResponse:
         "chosen": chosen,
         "find": find,
         "hide": hide,
+        "show_idle": request.GET.get("idle") == "1",
         **ctx.freshness(),
     }
     return render(request, "graph/graph.html", context)

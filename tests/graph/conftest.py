@@ -51,3 +51,50 @@ def mesh(bookstore, kubeapi):
     assert error is None, error
     add_edges(bookstore, BOOKSTORE_EDGES)
     return bookstore
+
+
+# Series the demo's sidecars also report: destinations they are configured for (by policy) but do not call, with
+# nothing measured (idle: drawn only with the "policy-only edges" box), and a peer named only by such a series.
+IDLE_EDGES = {
+    ("bookwarehouse", "mysql", "bookstore", "bookstore-v1"): (0.0, 0.0, None, None, None),
+    ("bookstore", "bookstore", "bookstore", "bookstore"): (0.0, 0.0, None, None, 0.0),  # a self-loop
+    ("bookbuyer", "bookbuyer", "bookwarehouse", "bookwarehouse"): (0.0, 0.0, None, None, None),
+    ("bookthief", "bookthief", "bookwarehouse", "bookwarehouse"): (None, None, None, None, None),
+    ("bookbuyer", "bookbuyer", "bookwarehouse", "mysql"): (None, None, None, 0.0, None),
+    ("ghost", "ghost-app", "bookstore", "bookstore"): (0.0, 0.0, None, None, None),
+}
+
+
+@pytest.fixture
+def demo_mesh(mesh):
+    """`mesh` as the demo shows it: the idle edges above, and bookthief's calls refused by policy (2 req/s denied,
+    no request rate measured)."""
+    add_edges(mesh, IDLE_EDGES)
+    EdgeKPI.objects.filter(cluster=mesh, source_service="bookthief", destination_service="bookstore").update(
+        request_rate=None, rate_2xx=None, rate_4xx=None, rate_5xx=None, success_rate=None, denied_rate=2.0
+    )
+    return mesh
+
+
+def add_split(server: object, name: str, root: str, backends: list[dict], namespace: str = "bookstore") -> dict:
+    """Create a TrafficSplit on the stand-in with the official client, as `kubectl apply` would."""
+    from tests.helpers import custom_api
+
+    body = {
+        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "kind": "TrafficSplit",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"service": root, "backends": backends},
+    }
+    return custom_api(server).create_namespaced_custom_object(
+        "split.smi-spec.io", "v1alpha2", namespace, "trafficsplits", body
+    )
+
+
+@pytest.fixture
+def two_splits(mesh, kubeapi):
+    """A second TrafficSplit on the bookstore root (bookstore-v2 only), collected."""
+    add_split(kubeapi, "bookstore-v2-only", "bookstore.bookstore", [{"service": "bookstore-v2", "weight": 100}])
+    _run, error = collect_and_record(mesh)
+    assert error is None, error
+    return mesh

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 from playwright.sync_api import expect
 
 from apps.metrics.models import EdgeKPI
-from tests.browser_fixtures import screenshot
+from tests.browser_fixtures import SCREENSHOTS, screenshot
 
 from .conftest import add_edges
 
@@ -22,7 +23,8 @@ def _login(page, live_server) -> None:
     page.fill("#id_username", "vera")
     page.fill("#id_password", "a-long-viewer-pass")
     page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    # The home page, whatever query it puts in its URL (such as the time window).
+    page.wait_for_url(re.compile(rf"^{re.escape(live_server.url)}/(?:\?.*)?$"))
 
 
 def _open_graph(page, live_server, query: str = "") -> None:
@@ -41,11 +43,50 @@ def _renders_at_least(page, count: int) -> None:
 
 def _edge(page, edge_id: str) -> dict:
     return page.evaluate(
-        "(id) => { const e = mbGraph.cy.getElementById(id); return e.length ? "
-        "{display: e.data('display'), lock: e.data('lock'), kind: e.data('kind'), visible: e.visible(),"
-        " source: e.source().data('name'), target: e.target().data('name')} : null; }",
+        "(id) => { const e = mbGraph.cy.getElementById(id);" + SHOWN + " return e.length ? "
+        "{display: e.data('display'), label: e.data('label'), lock: e.data('lock'), kind: e.data('kind'),"
+        " visible: shown(e), classes: e.classes().join(' '), rotation: e.style('text-rotation'),"
+        " font: e.style('font-size'), source: e.source().data('name'), target: e.target().data('name')} : null; }",
         edge_id,
     )
+
+
+# Whether Cytoscape draws an element: its style read first (Cytoscape applies styles lazily and caches visible()).
+SHOWN = (
+    " const shown = (x) => { x.union(x.parents()).union(x.connectedNodes()).forEach((y) => y.style('display'));"
+    " return x.visible(); };"
+)
+
+
+def _visible(page, element_id: str) -> bool:
+    return page.evaluate(
+        "(id) => { const e = mbGraph.cy.getElementById(id);" + SHOWN + " return e.length > 0 && shown(e); }",
+        element_id,
+    )
+
+
+def _positions(page) -> dict[str, list[float]]:
+    """Every leaf node's model position (a few dozen numbers)."""
+    return page.evaluate(
+        "() => { const out = {}; mbGraph.cy.nodes().forEach((n) => { if (!n.isParent()) {"
+        " const p = n.position(); out[n.id()] = [p.x, p.y]; } }); return out; }"
+    )
+
+
+def _assert_same_positions(before: dict, after: dict, ids=None) -> None:
+    ids = list(before) if ids is None else ids
+    assert ids and set(ids) <= set(after), set(ids) - set(after)
+    moved = {
+        i: (before[i], after[i]) for i in ids if max(abs(a - b) for a, b in zip(before[i], after[i], strict=True)) > 1
+    }
+    assert not moved, moved
+
+
+def _submit(page, query: str) -> None:
+    """Apply the form and wait until the graph drawn is the one asked with `query` (the page's periodic refresh draws
+    too, so the count of drawings alone does not say which data is shown)."""
+    page.click("#graph-form button[type=submit]")
+    expect(page.locator("body")).to_have_attribute("data-graph-query", query, timeout=20000)
 
 
 def _shot(page, name: str) -> None:
@@ -55,7 +96,6 @@ def _shot(page, name: str) -> None:
 def test_it_draws_bookstore_with_padlocks_labels_and_split_weights(page, live_server, viewer, mesh):
     _login(page, live_server)
     _open_graph(page, live_server)
-    lock = page.evaluate("mbGraph.lockMark('mtls')")
     chain = [
         ("e:wl:bookbuyer/bookbuyer>svc:bookstore/bookstore", "bookbuyer", "bookstore", "10 rps · 5% 5xx · p99 60 ms"),
         ("e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse", "bookstore", "bookwarehouse", "5 rps"),
@@ -64,11 +104,19 @@ def test_it_draws_bookstore_with_padlocks_labels_and_split_weights(page, live_se
     for edge_id, source, target, label in chain:
         edge = _edge(page, edge_id)
         assert (edge["source"], edge["target"], edge["lock"], edge["visible"]) == (source, target, "mtls", True)
-        assert edge["display"].startswith(lock + " ") and label in edge["display"]
+        # Horizontal, 12 px, moved right to make room for the padlock drawn left of it.
+        assert (edge["rotation"], edge["font"]) == ("none", "12px")
+        assert "has-lock" in edge["classes"].split()
+        assert label in edge["display"]
     v1 = _edge(page, "split:bookstore/bookstore-split>bookstore-v1")
     v2 = _edge(page, "split:bookstore/bookstore-split>bookstore-v2")
     assert (v1["display"], v2["display"]) == ("weight 75% · observed 62%", "weight 25% · observed 38%")
-    assert page.locator("#graph-status").inner_text().startswith("12 nodes, 6 edges")
+    expect(page.locator("#graph-status")).to_have_text(re.compile(r"^\d+ nodes, 6 edges$"))
+    # A padlock for each of the four traffic edges (all mTLS), drawn from the vendored SVG on the overlay canvas.
+    expect(page.locator("#cy-locks")).to_have_count(1)
+    page.evaluate("() => { mbGraph.cy.fit(mbGraph.cy.nodes(':visible'), 20); }")
+    assert page.evaluate("mbGraph.locksDrawn") == 4
+    assert page.locator(".legend img.lock-icon").count() == 2
     _shot(page, "graph-bookstore")
 
     # The side panel says which health rule fired; the link opens the service.
@@ -97,6 +145,25 @@ def test_it_keeps_positions_across_refreshes_and_reloads(page, live_server, view
     assert "777 rps" in _edge(page, "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse")["display"]
     assert _edge(page, "e:wl:bookbuyer/bookbuyer>svc:bookwarehouse/bookwarehouse") is not None
 
+    # Peers first seen on a refresh: one beside its neighbour, one in a namespace of its own laid out apart, to the
+    # right; nothing kept moves.
+    kept_before = _positions(page)
+    add_edges(
+        mesh,
+        {
+            ("bookbuyer", "bookbuyer", "bookstore", "fresh"): (1.0, 0.0, 2.0, None, 0.0),
+            ("elsewhere", "newcomer", "elsewhere", "other"): (1.0, 0.0, 2.0, None, 0.0),
+        },
+    )
+    page.evaluate("htmx.trigger(document.body, 'mb:refresh')")
+    _renders_at_least(page, 3)
+    assert page.evaluate("mbGraph.timings.mode") == "placed apart"
+    now = _positions(page)
+    _assert_same_positions(kept_before, now)
+    right = max(x for x, _ in kept_before.values())
+    assert now["svc:elsewhere/newcomer"][0] > right and now["svc:elsewhere/other"][0] > right
+    assert abs(now["svc:bookstore/fresh"][0] - kept_before["wl:bookbuyer/bookbuyer"][0]) <= 71
+
     kept = page.evaluate("() => Object.keys(JSON.parse(localStorage.getItem(mbGraph.key) || '{}')).length")
     page.reload()
     _renders_at_least(page, 1)
@@ -105,14 +172,141 @@ def test_it_keeps_positions_across_refreshes_and_reloads(page, live_server, view
     assert abs(after["x"] - before["x"]) <= 1 and abs(after["y"] - before["y"]) <= 1
 
 
+def test_it_keeps_every_node_in_place_across_a_reload_and_filter_changes(page, live_server, viewer, demo_mesh, browser):
+    _login(page, live_server)
+    _open_graph(page, live_server)
+    assert page.evaluate("mbGraph.timings.mode") == "layout"
+    # Kept per user and cluster.
+    assert page.evaluate("mbGraph.key") == f"mb-graph-pos:{viewer.pk}:lab"
+    first = _positions(page)
+    # Every node, the ghost peer seen only on an idle edge included (hidden, placed all the same).
+    leaves = "mbGraph.data.elements.nodes.filter((n) => n.data.kind !== 'namespace').length"
+    assert "svc:ghost/ghost-app" in first and len(first) == page.evaluate(leaves)
+
+    page.reload()
+    _renders_at_least(page, 1)
+    assert page.evaluate("mbGraph.timings.mode") == "preset"
+    _assert_same_positions(first, _positions(page))
+
+    # Filters hide; nothing is laid out again and nothing moves.
+    page.fill("input[name=hide]", "ns=osm-system or ns=default")
+    _submit(page, "hide=ns%3Dosm-system+or+ns%3Ddefault")
+    assert not _visible(page, "svc:osm-system/osm-controller")
+    assert page.evaluate("mbGraph.timings.mode") == "preset"
+    _assert_same_positions(first, _positions(page))
+    page.select_option("select[name=ns]", ["bookwarehouse"])
+    page.fill("input[name=hide]", "")
+    _submit(page, "ns=bookwarehouse")
+    assert not _visible(page, "wl:bookbuyer/bookbuyer") and _visible(page, "svc:bookwarehouse/mysql")
+    _assert_same_positions(first, _positions(page))
+    page.select_option("select[name=ns]", [])
+    _submit(page, "")
+    assert _visible(page, "wl:bookbuyer/bookbuyer") and not _visible(page, "svc:ghost/ghost-app")
+    page.check("input[name=idle]")
+    assert _visible(page, "svc:ghost/ghost-app")
+    _assert_same_positions(first, _positions(page))
+
+    # The layout is seeded: another browser context (nothing kept) draws the same picture.
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        other = context.new_page()
+        _login(other, live_server)
+        _open_graph(other, live_server)
+        assert other.evaluate("mbGraph.timings.mode") == "layout"
+        _assert_same_positions(first, _positions(other))
+    finally:
+        context.close()
+
+
+def test_it_hides_idle_edges_unless_policy_only_edges_are_asked_for(page, live_server, viewer, demo_mesh):
+    idle = [
+        "e:svc:bookwarehouse/mysql>svc:bookstore/bookstore",
+        "e:svc:bookstore/bookstore>svc:bookstore/bookstore",
+        "e:wl:bookbuyer/bookbuyer>svc:bookwarehouse/bookwarehouse",
+        "e:svc:ghost/ghost-app>svc:bookstore/bookstore",
+    ]
+    _login(page, live_server)
+    _open_graph(page, live_server)
+    for edge_id in idle:
+        assert _edge(page, edge_id)["visible"] is False, edge_id
+    assert not _visible(page, "svc:ghost/ghost-app") and not _visible(page, "ns:ghost")
+    assert _edge(page, "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse")["visible"] is True
+    status = page.locator("#graph-status")
+    expect(status).to_have_text(re.compile(r"^\d+ nodes, 6 edges, 6 policy-only hidden$"))
+    nodes = int(status.inner_text().split()[0])
+    _shot(page, "graph-demo")
+
+    page.check("input[name=idle]")
+    for edge_id in idle:
+        assert _edge(page, edge_id)["visible"] is True, edge_id
+    assert _edge(page, idle[1])["display"] == "policy-only · 0 rps"
+    assert _visible(page, "svc:ghost/ghost-app") and _visible(page, "ns:ghost")
+    expect(status).to_have_text(f"{nodes + 1} nodes, 12 edges (6 policy-only)")
+    assert "idle=1" in page.url
+    _shot(page, "graph-demo-policy-only")
+    page.evaluate(
+        "() => { const p = mbGraph.cy.getElementById('svc:bookstore/bookstore').position();"
+        " mbGraph.cy.zoom({level: 1.6, position: p}); }"
+    )
+    assert page.evaluate("mbGraph.locksDrawn") > 0
+    _shot(page, "graph-demo-zoomed")
+
+    # The box's state is in the URL: a reload (or a link) shows them too; unticking hides them again.
+    page.reload()
+    _renders_at_least(page, 1)
+    expect(page.locator("input[name=idle]")).to_be_checked()
+    assert _edge(page, idle[0])["visible"] is True
+    page.uncheck("input[name=idle]")
+    assert _edge(page, idle[0])["visible"] is False
+    assert "idle=1" not in page.url
+
+
+def test_it_labels_the_denied_edge_with_its_rate(page, live_server, viewer, demo_mesh):
+    _login(page, live_server)
+    _open_graph(page, live_server)
+    edge = _edge(page, "e:wl:bookthief/bookthief>svc:bookstore/bookstore")
+    assert edge["visible"] is True
+    assert edge["display"] == "denied 2 rps"
+    assert "denied" in edge["classes"].split() and "idle" not in edge["classes"].split()
+    page.evaluate(
+        "() => { mbGraph.cy.getElementById('e:wl:bookthief/bookthief>svc:bookstore/bookstore').emit('tap'); }"
+    )
+    assert "denied\n2.0 req/s refused by policy" in page.locator("#graph-panel").inner_text()
+
+
+def test_it_draws_two_splits_on_one_root_with_a_warning(page, live_server, viewer, two_splits):
+    _login(page, live_server)
+    _open_graph(page, live_server)
+    ours = _edge(page, "split:bookstore/bookstore-split>bookstore-v2")
+    theirs = _edge(page, "split:bookstore/bookstore-v2-only>bookstore-v2")
+    assert ours["visible"] and theirs["visible"]
+    assert ours["display"] == "⚠ bookstore-split:\nweight 25% · observed 38%"
+    assert theirs["display"] == "⚠ bookstore-v2-only:\nweight 100% · observed unknown"
+    assert _edge(page, "split:bookstore/bookstore-split>bookstore-v1")["visible"]
+    warning = page.locator("#graph-warnings")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text(
+        "2 TrafficSplits for root bookstore/bookstore: bookstore-split, bookstore-v2-only; OSM uses only one of them"
+    )
+    root = page.evaluate(
+        "() => { const n = mbGraph.cy.getElementById('svc:bookstore/bookstore');"
+        " return {label: n.style('label'), warning: n.hasClass('warning')}; }"
+    )
+    assert root == {"label": "⚠ bookstore", "warning": True}
+    page.evaluate("() => { mbGraph.cy.getElementById('svc:bookstore/bookstore').emit('tap'); }")
+    expect(page.locator("#graph-panel ul.warnings")).to_contain_text("OSM uses only one of them")
+    page.evaluate("() => { mbGraph.cy.getElementById('split:bookstore/bookstore-v2-only>bookstore-v2').emit('tap'); }")
+    expect(page.locator("#graph-panel ul.warnings")).to_contain_text("2 TrafficSplits for root bookstore/bookstore")
+    _shot(page, "graph-two-splits")
+
+
 def test_it_finds_hides_and_explains_a_bad_expression(page, live_server, viewer, mesh):
     _login(page, live_server)
     _open_graph(page, live_server)
     page.fill("input[name=hide]", "ns=osm-system or ns=default")
     page.fill("input[name=find]", "error>1%")
-    page.click("#graph-form button[type=submit]")
-    _renders_at_least(page, 2)
-    assert page.evaluate("mbGraph.cy.getElementById('svc:osm-system/osm-controller').length") == 0
+    _submit(page, "find=error%3E1%25&hide=ns%3Dosm-system+or+ns%3Ddefault")
+    assert not _visible(page, "svc:osm-system/osm-controller")
     assert page.evaluate("mbGraph.cy.getElementById('svc:bookstore/bookstore-v2').hasClass('found')")
     assert "find=error%3E1%25" in page.url
 
@@ -123,9 +317,9 @@ def test_it_finds_hides_and_explains_a_bad_expression(page, live_server, viewer,
     assert error.inner_text() == "Find: 'rps>' at character 1 needs a value after >, e.g. rps>10"
 
 
-def test_it_exports_png_svg_and_json(page, live_server, viewer, mesh, tmp_path):
+def test_it_exports_what_is_shown_as_png_svg_and_json(page, live_server, viewer, demo_mesh, tmp_path):
     _login(page, live_server)
-    _open_graph(page, live_server)
+    _open_graph(page, live_server, "?hide=ns%3Dosm-system")
     for kind, magic in (("png", b"\x89PNG"), ("svg", b"<svg"), ("json", b"{")):
         with page.expect_download() as download:
             page.click(f"button[data-graph={kind}]")
@@ -133,8 +327,14 @@ def test_it_exports_png_svg_and_json(page, live_server, viewer, mesh, tmp_path):
         download.value.save_as(path)
         content = path.read_bytes()
         assert content.startswith(magic), (kind, content[:40])
+        # Neither the filtered nor the policy-only elements.
+        assert b"osm-controller" not in content and b"ghost-app" not in content
+        if kind == "png":
+            shutil.copy(path, SCREENSHOTS / "graph-export.png")  # the padlocks drawn over Cytoscape's picture
         if kind == "svg":
             assert b"weight 75% \xc2\xb7 observed 62%" in content and b"bookwarehouse" in content
+            assert b"denied 2 rps" in content
+            assert content.count(b"<image ") == 4  # a padlock per shown traffic edge (all mTLS)
         if kind == "json":
             assert b'"positions"' in content and b'"svc:bookstore/bookstore"' in content
     assert not [e for e in page.errors if "404" not in e], page.errors  # the favicon is the only 404

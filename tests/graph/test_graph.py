@@ -9,9 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.clusters.models import Cluster
-from apps.graph.graph import build_graph
+from apps.graph.graph import build_graph, traffic_label
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
+from apps.metrics.models import EdgeKPI
 from lab.seeds.loader import load_seed
 from lab.synthetic import generate
 from lab.synthetic_kpis import fill_kpis
@@ -25,6 +26,13 @@ def _index(graph):
     nodes = {n["data"]["id"]: n for n in graph["elements"]["nodes"]}
     edges = {e["data"]["id"]: e for e in graph["elements"]["edges"]}
     return nodes, edges
+
+
+def _shown(graph):
+    """The elements the filters leave (every element is sent; the filtered ones carry the class `filtered`)."""
+    return tuple(
+        {i: e for i, e in elements.items() if "filtered" not in e["classes"].split()} for elements in _index(graph)
+    )
 
 
 def test_it_boxes_every_node_in_its_namespace(mesh):
@@ -151,7 +159,7 @@ def test_it_colours_nodes_by_the_overviews_health_rule(mesh):
 
 
 def test_it_keeps_the_chosen_namespaces_and_the_peers_they_talk_to(mesh):
-    nodes, edges = _index(build_graph(mesh, namespaces=["bookwarehouse"]))
+    nodes, edges = _shown(build_graph(mesh, namespaces=["bookwarehouse"]))
     leaves = {i for i, n in nodes.items() if n["data"]["kind"] != "namespace"}
     assert leaves == {"svc:bookwarehouse/bookwarehouse", "svc:bookwarehouse/mysql", "svc:bookstore/bookstore"}
     assert set(edges) == {
@@ -162,7 +170,7 @@ def test_it_keeps_the_chosen_namespaces_and_the_peers_they_talk_to(mesh):
 
 def test_it_hides_and_finds_by_expression(mesh):
     graph = build_graph(mesh, hide="ns=osm-system or ns=default", find="error>1%")
-    nodes, edges = _index(graph)
+    nodes, edges = _shown(graph)
     assert not [i for i in nodes if "osm-system" in i or "default" in i]
     found = {i for i, e in {**nodes, **edges}.items() if e["data"].get("found")}
     assert found == {
@@ -175,8 +183,121 @@ def test_it_hides_and_finds_by_expression(mesh):
     assert all("found" in e["classes"] for i, e in {**nodes, **edges}.items() if i in found)
     assert graph["counts"]["found"] == len(found)
     assert graph["counts"]["hidden"] == 5  # default/kubernetes and the four OSM control-plane services
-    hidden_edges = _index(build_graph(mesh, hide="!mtls or denied"))[1]
+    hidden_edges = _shown(build_graph(mesh, hide="!mtls or denied"))[1]
     assert "e:wl:bookthief/bookthief>svc:bookstore/bookstore" not in hidden_edges
+
+
+def test_it_sends_every_element_in_the_same_order_whatever_the_filters(mesh):
+    """The page lays out everything once and a filter only hides: so every filter gets the same ids, sorted."""
+    plain = build_graph(mesh)
+    filtered = build_graph(mesh, namespaces=["bookwarehouse"], hide="ns=bookstore", find="rps>1")
+    for kind in ("nodes", "edges"):
+        ids = [e["data"]["id"] for e in plain["elements"][kind]]
+        assert ids == [e["data"]["id"] for e in filtered["elements"][kind]]
+        leaves = [i for i in ids if not i.startswith("ns:")]
+        assert leaves == sorted(leaves)
+    nodes, _ = _index(filtered)
+    assert (
+        "filtered" in nodes["svc:bookbuyer/bookbuyer"]["classes"].split()
+        if "svc:bookbuyer/bookbuyer" in nodes
+        else True
+    )
+    assert "filtered" in nodes["ns:osm-system"]["classes"].split()
+    assert "filtered" not in nodes["ns:bookwarehouse"]["classes"].split()
+    assert "filtered" in nodes["svc:bookstore/bookstore"]["classes"].split()  # a peer, but hidden by `hide`
+    assert not any(n["data"].get("found") for i, n in nodes.items() if "filtered" in n["classes"].split())
+
+
+def test_it_marks_idle_edges_and_the_peers_seen_only_on_them(mesh):
+    from .conftest import IDLE_EDGES
+
+    add_edges(mesh, IDLE_EDGES)
+    graph = build_graph(mesh)
+    nodes, edges = _index(graph)
+    idle = {i for i, e in edges.items() if e["data"]["idle"]}
+    assert idle == {
+        "e:svc:bookwarehouse/mysql>svc:bookstore/bookstore",
+        "e:svc:bookstore/bookstore>svc:bookstore/bookstore",
+        "e:wl:bookbuyer/bookbuyer>svc:bookwarehouse/bookwarehouse",
+        "e:wl:bookthief/bookthief>svc:bookwarehouse/bookwarehouse",
+        "e:wl:bookbuyer/bookbuyer>svc:bookwarehouse/mysql",
+        "e:svc:ghost/ghost-app>svc:bookstore/bookstore",
+    }
+    assert all("idle" in edges[i]["classes"].split() for i in idle)
+    assert edges["e:svc:bookstore/bookstore>svc:bookstore/bookstore"]["data"]["label"] == "policy-only · 0 rps"
+    assert edges["e:wl:bookthief/bookthief>svc:bookwarehouse/bookwarehouse"]["data"]["label"] == (
+        "policy-only · nothing measured"
+    )
+    # The ghost peer is named only by an idle series: idle too. Services and busy callers never are.
+    assert [i for i, n in nodes.items() if n["data"].get("idle")] == ["ns:ghost", "svc:ghost/ghost-app"]
+    assert nodes["ns:ghost"]["data"]["idle"] is True and nodes["ns:bookstore"]["data"]["idle"] is False
+    leaves = [n for i, n in nodes.items() if not i.startswith("ns:")]
+    assert graph["counts"] == {
+        "nodes": len(leaves) - 1,
+        "edges": 6,
+        "idle_nodes": 1,
+        "idle_edges": 6,
+        "hidden": 0,
+        "found": None,
+    }
+    assert {i for i, e in _index(build_graph(mesh, find="idle"))[1].items() if e["data"].get("found")} == idle
+    # bookbuyer talks to bookwarehouse only on an idle edge: with that namespace chosen it goes with its edge.
+    nodes, _ = _shown(build_graph(mesh, namespaces=["bookwarehouse"]))
+    assert "idle" in nodes["wl:bookbuyer/bookbuyer"]["classes"].split()
+    assert "idle" not in nodes["svc:bookstore/bookstore"]["classes"].split()  # it calls bookwarehouse
+
+
+def test_it_labels_a_denied_edge_with_its_rate(mesh):
+    _, edges = _index(build_graph(mesh))
+    thief = edges["e:wl:bookthief/bookthief>svc:bookstore/bookstore"]
+    assert thief["data"]["label"] == "denied 3 of 3 rps · 100% 5xx"
+    assert {"denied", "traffic"} <= set(thief["classes"].split()) and "idle" not in thief["classes"].split()
+    # As the demo has it: refusals counted, no request rate.
+    EdgeKPI.objects.filter(cluster=mesh, source_service="bookthief").update(
+        request_rate=None, rate_2xx=None, rate_4xx=None, rate_5xx=None, success_rate=None, denied_rate=2.0
+    )
+    thief = _index(build_graph(mesh))[1]["e:wl:bookthief/bookthief>svc:bookstore/bookstore"]
+    assert (thief["data"]["label"], thief["data"]["denied_rps"], thief["data"]["idle"]) == ("denied 2 rps", 2.0, False)
+
+
+@pytest.mark.parametrize(
+    ("rps", "denied", "label"),
+    [(None, 2.0, "denied 2 rps"), (5.0, 2.0, "denied 2 of 5 rps"), (1.0, 2.0, "denied 2 rps · 1 rps"),
+     (0.0, 2.0, "denied 2 rps"), (5.0, 0.0, "5 rps")],
+)  # fmt: skip
+def test_it_puts_denied_requests_first_in_a_label(rps, denied, label):
+    assert traffic_label(rps, None, None, None, denied) == label
+
+
+def test_it_draws_each_of_two_splits_on_one_root_with_a_warning(two_splits):
+    graph = build_graph(two_splits)
+    nodes, edges = _index(graph)
+    split_edges = {i: e["data"] for i, e in edges.items() if e["data"]["kind"] == "split"}
+    assert set(split_edges) == {
+        "split:bookstore/bookstore-split>bookstore-v1",
+        "split:bookstore/bookstore-split>bookstore-v2",
+        "split:bookstore/bookstore-v2-only>bookstore-v2",
+    }
+    # Each split keeps its own weights: the later one no longer overwrites the earlier one's edge to bookstore-v2.
+    assert split_edges["split:bookstore/bookstore-split>bookstore-v2"]["weight_pct"] == 25.0
+    assert split_edges["split:bookstore/bookstore-v2-only>bookstore-v2"]["weight_pct"] == 100.0
+    assert split_edges["split:bookstore/bookstore-split>bookstore-v2"]["label"] == (
+        "⚠ bookstore-split: weight 25% · observed 38%"
+    )
+    assert split_edges["split:bookstore/bookstore-v2-only>bookstore-v2"]["label"] == (
+        "⚠ bookstore-v2-only: weight 100% · observed unknown"
+    )
+    text = (
+        "2 TrafficSplits for root bookstore/bookstore: bookstore-split, bookstore-v2-only; OSM uses only one of them, "
+        "so each is drawn apart and the weights of the others are not applied (MB-SPLIT-001)"
+    )
+    assert graph["warnings"] == [
+        {"node": "svc:bookstore/bookstore", "splits": ["bookstore-split", "bookstore-v2-only"], "text": text}
+    ]
+    root = nodes["svc:bookstore/bookstore"]
+    assert root["data"]["warnings"] == [text] and "warning" in root["classes"].split()
+    assert all(e["warnings"] == [text] for e in split_edges.values())
+    assert nodes["svc:bookstore/bookstore-v1"]["data"]["warnings"] == []
 
 
 def test_it_serves_the_graph_as_json_and_rejects_a_bad_expression_with_the_reason(client, viewer, mesh):
@@ -185,7 +306,7 @@ def test_it_serves_the_graph_as_json_and_rejects_a_bad_expression_with_the_reaso
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"cluster", "namespaces", "selected", "find", "hide", "counts", "elements"}
+    assert set(body) == {"cluster", "namespaces", "selected", "find", "hide", "counts", "warnings", "elements"}
     assert body["selected"] == ["bookstore"]
     assert "bookwarehouse" in body["namespaces"]
     response = client.get(URL, {"hide": "rps>>1"})
