@@ -379,13 +379,15 @@ def basic_auth_of(cluster: Any) -> tuple[str, str, str] | None:
 
 def gateway_for(cluster: Any, *, read_timeout: float | None = None) -> PrometheusGateway:
     """The gateway to `cluster`'s Prometheus, with the timeouts from settings (MESHBOARD_PROMETHEUS_*_TIMEOUT) and
-    the cluster's CA file and credentials; `read_timeout` overrides the read timeout (the charts use
-    MESHBOARD_CHART_READ_TIMEOUT)."""
+    the cluster's CA file and credentials; `read_timeout` overrides the read timeout (the page path passes what is
+    left of its deadline) and then bounds the connect timeout too, so a Prometheus whose address drops packets cannot
+    hold a page request past its deadline."""
     from django.conf import settings
 
+    connect = settings.MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT
     return PrometheusGateway(
         cluster.prometheus_url,
-        connect_timeout=settings.MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT,
+        connect_timeout=min(connect, read_timeout) if read_timeout is not None else connect,
         read_timeout=read_timeout if read_timeout is not None else settings.MESHBOARD_PROMETHEUS_READ_TIMEOUT,
         ca_file=getattr(cluster, "prometheus_ca_file", ""),
         basic_auth=basic_auth_of(cluster) if cluster.prometheus_url else None,

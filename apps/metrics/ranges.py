@@ -41,9 +41,9 @@ class PageDeadline:
     """Prometheus on the page path (charts, the compare page): every query of one request shares one deadline,
     MESHBOARD_CHART_READ_TIMEOUT in total from when this object is made, not per query; each query's read timeout is
     what is left of it. A query that times out or cannot reach Prometheus trips the cluster's breaker, so the next
-    requests fail at once until it closes (MESHBOARD_CHART_BREAKER_SECONDS). Prometheus's connect timeout stays
-    MESHBOARD_PROMETHEUS_CONNECT_TIMEOUT: a Prometheus whose address drops packets can cost one request that long,
-    once per breaker period."""
+    requests fail at once until it closes (MESHBOARD_CHART_BREAKER_SECONDS). The connect timeout is bounded by what
+    is left too (gateway_for), so an address that drops packets costs one request its deadline, once per breaker
+    period."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
