@@ -63,13 +63,18 @@ def _forms(url: str) -> Iterable[str]:
     url = url.strip().rstrip("/")
     if not url:
         return
-    parts = urlsplit(url)
+    parts = urlsplit(url if "//" in url else f"//{url}")
     if parts.scheme and parts.netloc:
         yield f"{parts.scheme}://{parts.netloc}"
-        if ":" in parts.netloc or "." in parts.netloc:
-            yield parts.netloc
-    elif ":" in url or "." in url:
-        yield url
+    if ":" in parts.netloc or "." in parts.netloc:
+        yield parts.netloc
+    elif not parts.scheme and parts.netloc:
+        return
+    if parts.hostname and parts.port:
+        # urllib3's words for a connection that failed: HTTPConnection(host='10.0.0.5', port=9090), as JSON carries
+        # them and as a template escapes them.
+        yield f"host='{parts.hostname}', port={parts.port}"
+        yield f"host=&#x27;{parts.hostname}&#x27;, port={parts.port}"
 
 
 def internal_addresses() -> list[str]:

@@ -83,6 +83,8 @@ def test_a_viewer_sees_no_internal_address_anywhere(leaky, viewer):
     for path, text in pages.items():
         for name, address in leaky.items():
             assert address not in text, f"{path} shows the {name} address to a viewer"
+            port = address.rsplit(":", 1)[1]
+            assert f"port={port}" not in text, f"{path} shows the {name} address to a viewer, as urllib3 words it"
     # Where the reasons were, the viewer reads that there is an address, not what it is.
     assert INTERNAL in pages["/splits/audit/"]
     assert INTERNAL in pages["/mesh/"]
