@@ -129,10 +129,10 @@ def markers(split: TrafficSplit, since: datetime) -> list[dict]:
     anyone else that the server's managedFields record ("changed outside Meshboard by …")."""
     out = []
     changes = WeightChange.objects.filter(
+        WeightChange.changed(),
         cluster=split.cluster,
         namespace=split.namespace,
         split=split.name,
-        result__in=WeightChange.CHANGED,
         created_at__gte=since,
     ).order_by("created_at")
     for c in changes:

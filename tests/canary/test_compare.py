@@ -129,3 +129,33 @@ def test_equal_sides_with_a_large_sample_read_as_no_difference():
 
     verdict = _decide("success", ProportionTest(100, 10_000, 102, 10_000), "v2", "v1", True, "5xx")
     assert verdict.outcome == "same" and verdict.sentence.startswith("no difference larger than")
+
+
+def test_markers_are_the_writes_that_changed_the_cluster(canary_cluster):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.canary.compare import markers
+    from apps.canary.models import WeightChange
+    from apps.mesh.models import TrafficSplit
+
+    split = TrafficSplit.objects.get(cluster=canary_cluster, namespace="busy", name="shop-split")
+    row = {"cluster": canary_cluster, "namespace": split.namespace, "split": split.name, "username": "otto"}
+    R = WeightChange.Result
+    for weights, result, resolved in [
+        (90, R.APPLIED, False),
+        (80, R.UNKNOWN, True),  # a later collection found it stored
+        (70, R.UNKNOWN, False),
+        (60, R.FAILED, False),
+        (50, R.CONFIRMED, False),
+    ]:
+        WeightChange.objects.create(
+            **row,
+            weights_after=[{"service": "shop-v1", "weight": weights}],
+            result=result,
+            resolved_applied=resolved,
+        )
+
+    texts = [m["text"] for m in markers(split, timezone.now() - timedelta(minutes=5)) if not m["outside"]]
+    assert texts == [f"otto set shop-v1 {w} in Meshboard" for w in (90, 80, 50)]
