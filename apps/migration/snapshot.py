@@ -13,6 +13,7 @@ from django.db.models import Sum
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import MeshNamespace, MeshState, Pod, Service, TrafficSplit, Workload, selects
+from apps.mesh.protocols import osm_port_protocol
 from apps.metrics.models import EdgeKPI
 from apps.policies.smi_access import load_policy
 
@@ -30,12 +31,6 @@ from .model import (
 
 _HTTP_PROTOCOLS = {"http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c", "kubernetes.io/ws", "ws"}
 _ISTIO_TCP_PREFIXES = ("tcp", "tls", "https", "mongo", "mysql", "redis", "udp")
-
-
-def osm_protocol(port: dict) -> str:
-    """OSM 1.2 reads a Service port's `appProtocol` (tcp, tcp-server-first, http, grpc) and takes http without one."""
-    app = str(port.get("appProtocol") or "").lower()
-    return TCP if app.startswith("tcp") else HTTP
 
 
 def istio_protocol(port: dict) -> str:
@@ -82,7 +77,7 @@ def _ports(labels: dict[str, str], services: list[ServiceInfo]) -> tuple[Port, .
             known = found.get(number)
             names = (*known.services, svc.name) if known else (svc.name,)
             found[number] = Port(
-                number, osm_protocol(p), istio_protocol(p), names, named or (known.named_target if known else "")
+                number, osm_port_protocol(p), istio_protocol(p), names, named or (known.named_target if known else "")
             )
     return tuple(sorted(found.values(), key=lambda p: p.number))
 
