@@ -9,6 +9,7 @@ from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.mesh.protocols import serves_http
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
 from apps.metrics.refused import refused_by_service
+from apps.policies.osm_policy import ServicePolicies, service_policies
 from apps.policies.smi_access import REFUSAL_WORDS
 
 from .workloads import WorkloadIndex, WorkloadRef
@@ -52,6 +53,8 @@ class ServiceDetail:
     quiet_inbound: int = 0
     quiet_outbound: int = 0
     certificate_expires_at: datetime | None = None  # the earliest over every inbound edge, quiet ones included
+    # OSM's policy API about it: reached from outside or not, upstream traffic settings, retries.
+    osm: ServicePolicies | None = None
 
     @property
     def meshed(self) -> bool:
@@ -167,4 +170,5 @@ def service_detail(service: Service, *, all_pairs: bool = False) -> ServiceDetai
             (REFUSAL_WORDS.get(kind, kind), rate)
             for kind, rate in sorted(refused_by_service(cluster, namespace).get((namespace, service.name), {}).items())
         ],
+        osm=service_policies(cluster, service),
     )

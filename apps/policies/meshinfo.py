@@ -10,10 +10,11 @@ from django.db.models import Count, Q
 
 from apps.clusters.freshness import Freshness, freshness
 from apps.clusters.models import Cluster, CollectionRun
-from apps.mesh.models import MeshNamespace, MeshState, Node, Pod
+from apps.mesh.models import Egress, MeshNamespace, MeshState, Node, Pod
 from apps.metrics import preflight as metrics_preflight
 from apps.metrics.models import MetricsState
 
+from . import osm_policy
 from .checks import Finding, aks_evidence, run_checks
 from .smi_access import PERMISSIVE, SMI, policy_mode
 
@@ -71,10 +72,29 @@ class MeshReport:
     namespaces: list[NamespaceRow]
     findings: list[Finding]
     aks: str  # why the cluster counts as AKS, "" if it does not
+    egresses: list[osm_policy.EgressRow] = field(default_factory=list)
+    certificates: osm_policy.Certificates | None = None
 
     @property
     def mode_text(self) -> str:
         return {PERMISSIVE: "permissive", SMI: "SMI (deny by default)"}.get(self.mode, "unknown")
+
+    @property
+    def egress_text(self) -> str:
+        """Global egress (traffic.enableEgress): what pods may reach outside the mesh without an Egress policy."""
+        value = osm_policy.flag(self.state.meshconfig if self.state else None, "traffic", "enableEgress")
+        if value is None:
+            return "unknown (no MeshConfig setting)"
+        if value:
+            return "on: meshed pods may reach any destination outside the mesh"
+        return "off: meshed pods reach outside the mesh only where an Egress policy allows it"
+
+    @property
+    def egress_policy_text(self) -> str:
+        value = osm_policy.flag(self.state.meshconfig if self.state else None, "featureFlags", "enableEgressPolicy")
+        if value is None:
+            return "unknown (no MeshConfig setting)"
+        return "on: OSM applies Egress policies" if value else "off: OSM ignores Egress policies"
 
 
 @dataclass(frozen=True)
@@ -183,4 +203,8 @@ def mesh_report(cluster: Cluster) -> MeshReport:
         namespaces=namespaces,
         findings=run_checks(cluster),
         aks=aks_evidence(state, Node.objects.filter(cluster=cluster).only("labels")),
+        egresses=[
+            osm_policy.EgressRow(e) for e in Egress.objects.filter(cluster=cluster).order_by("namespace", "name")
+        ],
+        certificates=osm_policy.certificates(cluster, state),
     )

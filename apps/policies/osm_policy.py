@@ -141,6 +141,19 @@ class ServicePolicies:
     retries: list[Retry] = field(default_factory=list)
     retry_policy_enabled: bool | None = None
     meshed: bool = False
+    host: str = ""  # the FQDN an UpstreamTrafficSetting names it by
+    # IngressBackends that admit traffic from this Service's pods (it is an ingress controller's Service).
+    source_of: list[IngressBackend] = field(default_factory=list)
+
+    @property
+    def setting_rows(self) -> list[tuple[UpstreamTrafficSetting, list[str], list[tuple[str, str]]]]:
+        """Each setting with its connection limits and its rate limits, in words."""
+        return [(s, connection_limits(s), rate_limits(s)) for s in self.upstream_settings]
+
+    @property
+    def retry_rows(self) -> list[tuple[Retry, str, str]]:
+        """Each Retry with who retries and how."""
+        return [(r, retry_source(r), retry_text(r)) for r in self.retries]
 
     @property
     def reachable(self) -> bool:
@@ -182,8 +195,8 @@ def admissions(policies: Iterable[IngressBackend], service: Service, target: obj
 
 
 def service_policies(cluster: Cluster, service: Service, state: MeshState | None = None) -> ServicePolicies:
-    """The ingress routes, IngressBackends, UpstreamTrafficSettings and Retries of one Service: four queries, each
-    narrowed to what can concern it."""
+    """The ingress routes, IngressBackends, UpstreamTrafficSettings and Retries of one Service, and the IngressBackends
+    it is a source of: a query per kind, whatever the mesh's size."""
     ns, name = service.namespace, service.name
     policies = list(IngressBackend.objects.filter(cluster=cluster, namespace=ns))
     routes: list[IngressRoute] = []
@@ -220,6 +233,16 @@ def service_policies(cluster: Cluster, service: Service, state: MeshState | None
             for d in r.destinations or []
         )
     ]
+    source_of = [
+        p
+        for p in IngressBackend.objects.filter(cluster=cluster).order_by("namespace", "name")
+        if any(
+            isinstance(src, dict)
+            and src.get("kind") == "Service"
+            and (src.get("namespace"), src.get("name")) == (ns, name)
+            for src in p.sources or []
+        )
+    ]
     if state is None:
         state = MeshState.objects.filter(cluster=cluster).first()
     return ServicePolicies(
@@ -229,6 +252,8 @@ def service_policies(cluster: Cluster, service: Service, state: MeshState | None
         retries=retries,
         retry_policy_enabled=flag(state.meshconfig if state else None, "featureFlags", "enableRetryPolicy"),
         meshed=service.pods_meshed > 0,
+        host=fqdn,
+        source_of=source_of,
     )
 
 
@@ -357,8 +382,19 @@ class Certificates:
     roots_enabled: bool | None  # the controller's --enable-mesh-root-certificate
 
     @property
-    def root_providers(self) -> list[str]:
-        return sorted({provider_name(r.provider) for r in self.roots if r.provider})
+    def root_rows(self) -> list[tuple[MeshRootCertificate, str, str]]:
+        """Each MeshRootCertificate with its provider's name and where its root comes from."""
+        return [(r, provider_name(r.provider), root_provider_detail(r)) for r in self.roots]
+
+    @property
+    def roots_note(self) -> str:
+        """Whether OSM reads the MeshRootCertificates ("" when it does, or there is nothing to say)."""
+        if self.roots and self.roots_enabled is False:
+            return (
+                "OSM does not use these: osm-controller runs with --enable-mesh-root-certificate=false, so its "
+                "--certificate-manager provider issues the certificates."
+            )
+        return ""
 
 
 def certificates(cluster: Cluster, state: MeshState | None) -> Certificates:
