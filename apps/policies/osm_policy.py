@@ -34,7 +34,6 @@ from apps.mesh.models import (
 
 FQDN_SUFFIX = "svc.cluster.local"
 INGRESS_PROTOCOLS = ("http", "https")  # what OSM's webhook accepts for an IngressBackend port
-SOURCE_KINDS = ("Service", "AuthenticatedPrincipal", "IPRange")
 HTTP_ROUTE_GROUP_API = "specs.smi-spec.io/v1alpha4"  # the apiGroup an Egress match must name (OSM's webhook)
 PROVIDER_NAMES = {"tresor": "Tresor", "certmanager": "cert-manager", "cert-manager": "cert-manager", "vault": "Vault"}
 
@@ -100,17 +99,11 @@ class Admission:
     def transport(self) -> str:
         if not self.mtls:
             return "HTTP (no TLS: the ingress controller's identity cannot be checked, only its IP)"
+        sni = [h for h in (self.tls or {}).get("sniHosts") or [] if isinstance(h, str)]
+        server_names = f", SNI {', '.join(sni)}" if sni else ""
         if self.client_certificate_checked:
-            return "HTTPS with mTLS, client certificate validated"
-        return "HTTPS, client certificate not validated (skipClientCertValidation)"
-
-    def sources_text(self) -> list[str]:
-        """Each source as "<kind> <what>", as the page lists them."""
-        out = []
-        for s in self.sources:
-            kind, name, namespace = s.get("kind", ""), s.get("name", ""), s.get("namespace", "")
-            out.append(f"{kind or '(no kind)'} {namespace + '/' if namespace else ''}{name}")
-        return out
+            return f"HTTPS with mTLS, client certificate validated{server_names}"
+        return f"HTTPS, client certificate not validated (skipClientCertValidation){server_names}"
 
 
 @dataclass(frozen=True)
