@@ -41,6 +41,7 @@ TRAFFIC_TARGETS = Resource("traffictargets", "access.smi-spec.io", "v1alpha3", "
 HTTP_ROUTE_GROUPS = Resource("httproutegroups", "specs.smi-spec.io", "v1alpha4", "httproutegroups")
 TCP_ROUTES = Resource("tcproutes", "specs.smi-spec.io", "v1alpha4", "tcproutes")
 CANARIES = Resource("canaries", "flagger.app", "v1beta1", "canaries")
+METRIC_TEMPLATES = Resource("metrictemplates", "flagger.app", "v1beta1", "metrictemplates")
 INGRESSES = Resource("ingresses", "networking.k8s.io", "v1", "ingresses")
 INGRESS_CLASSES = Resource("ingressclasses", "networking.k8s.io", "v1", "ingressclasses", namespaced=False)
 POLICY_GROUP = "policy.openservicemesh.io"
@@ -69,7 +70,16 @@ BUILTIN = (
 SMI = (TRAFFIC_SPLITS, TRAFFIC_TARGETS, HTTP_ROUTE_GROUPS, TCP_ROUTES)
 # Kinds listed only when discovery says their group and version are served (Egress and IngressBackend since OSM 1.0,
 # UpstreamTrafficSetting and Retry since 1.1; a cluster without networking.k8s.io/v1 predates Kubernetes 1.19).
-OPTIONAL = (INGRESSES, INGRESS_CLASSES, INGRESS_BACKENDS, EGRESSES, UPSTREAM_TRAFFIC_SETTINGS, RETRIES, CANARIES)
+OPTIONAL = (
+    INGRESSES,
+    INGRESS_CLASSES,
+    INGRESS_BACKENDS,
+    EGRESSES,
+    UPSTREAM_TRAFFIC_SETTINGS,
+    RETRIES,
+    CANARIES,
+    METRIC_TEMPLATES,
+)
 MESH_CONFIG_NAME = "osm-mesh-config"
 FETCH_CONCURRENCY = 4
 CONTROLLER_LABEL = ("app", "osm-controller")
@@ -240,6 +250,7 @@ _DECODERS = {
     "httproutegroups": decode.http_route_group_row,
     "tcproutes": decode.tcp_route_row,
     "canaries": decode.canary_row,
+    "metrictemplates": decode.metric_template_row,
     "ingresses": decode.ingress_row,
     "ingressclasses": decode.ingress_class_row,
     "ingressbackends": decode.ingress_backend_row,

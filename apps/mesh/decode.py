@@ -302,6 +302,10 @@ def tcp_route_row(obj: dict) -> Row:
     return row
 
 
+# Status fields Flagger fills with whole copies of the spec and the tracked ConfigMaps/Secrets: not kept.
+_CANARY_STATUS_DROPPED = ("lastAppliedSpec", "lastPromotedSpec", "trackedConfigs")
+
+
 def canary_row(obj: dict) -> Row:
     row = base_row(obj)
     spec = _dict(obj.get("spec"))
@@ -312,7 +316,20 @@ def canary_row(obj: dict) -> Row:
         service=_dict(spec.get("service")),
         phase=_str(status.get("phase"), 64),
         canary_weight=weight if isinstance(weight, int) and not isinstance(weight, bool) else None,
+        provider=_str(spec.get("provider"), 64),
+        metrics_server=_str(spec.get("metricsServer"), 512),
+        ingress_ref=_str(_dict(spec.get("ingressRef")).get("name")),
+        route_ref=_str(_dict(spec.get("routeRef")).get("name")),
+        analysis=_dict(spec.get("analysis")) or _dict(spec.get("canaryAnalysis")),
+        status={k: v for k, v in status.items() if k not in _CANARY_STATUS_DROPPED},
     )
+    return row
+
+
+def metric_template_row(obj: dict) -> Row:
+    row = base_row(obj)
+    spec = _dict(obj.get("spec"))
+    row.update(provider=_dict(spec.get("provider")), query=_str(spec.get("query"), 65536))
     return row
 
 

@@ -301,9 +301,28 @@ class Canary(SnapshotRow):
     service = models.JSONField(default=dict, blank=True)
     phase = models.CharField(max_length=64, blank=True)
     canary_weight = models.IntegerField(null=True, blank=True)
+    provider = models.CharField(max_length=64, blank=True)  # spec.provider ("osm", "smi:v1alpha2", ...)
+    metrics_server = models.CharField(max_length=512, blank=True)  # spec.metricsServer: Flagger's Prometheus for it
+    ingress_ref = models.CharField(max_length=253, blank=True)  # spec.ingressRef.name ({{ ingress }} in queries)
+    route_ref = models.CharField(max_length=253, blank=True)  # spec.routeRef.name ({{ route }})
+    # spec.analysis (or the older spec.canaryAnalysis) as written: interval, threshold, maxWeight, stepWeight(s),
+    # iterations, metrics [{name, interval, threshold, thresholdRange, templateRef, templateVariables, query}].
+    analysis = models.JSONField(default=dict, blank=True)
+    # status as written, but the large spec copies: failedChecks, iterations, lastTransitionTime, conditions.
+    status = models.JSONField(default=dict, blank=True)
 
     class Meta(SnapshotRow.Meta):
         constraints = _unique("canary")
+
+
+class MetricTemplate(SnapshotRow):
+    """A Flagger MetricTemplate: a query a Canary's analysis names, with the provider Flagger asks."""
+
+    provider = models.JSONField(default=dict, blank=True)  # {type, address, secretRef: {name}, ...} as written
+    query = models.TextField(blank=True)  # a Go template (apps/canary/flagger.py renders it)
+
+    class Meta(SnapshotRow.Meta):
+        constraints = _unique("metrictemplate")
 
 
 # OSM's policy API (policy.openservicemesh.io/v1alpha1), its MeshRootCertificate and the networking.k8s.io ingress

@@ -32,6 +32,7 @@ _DNS_SUBDOMAIN: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 NAMESPACE: Final = "Namespace"
 SERVICE: Final = "Service"
 TRAFFIC_SPLIT: Final = "TrafficSplit"
+CANARY: Final = "Canary"  # Flagger's (flagger.app/v1beta1)
 
 
 def is_dns_label(value: object) -> bool:
@@ -49,6 +50,7 @@ RULES: Final = {
     NAMESPACE: is_dns_label,
     SERVICE: is_dns_label,
     TRAFFIC_SPLIT: is_dns_subdomain,
+    CANARY: is_dns_subdomain,
 }
 
 

@@ -143,9 +143,9 @@ def test_it_grants_the_cluster_wide_identities_exactly_what_the_code_uses(kubeap
     assert {g.namespace for grants_ in bound.values() for g in grants_} == {""}, "ClusterRoleBindings only"
     # One call per kind, whatever the mesh: discovery (2), one list per kind, the API server's Endpoints.
     collector_requests = made["meshboard-collector"]
-    # The lists: 10 built-in kinds, 4 SMI, canaries, meshconfigs, ingresses, ingressclasses, OSM's 4 policy kinds and
-    # meshrootcertificates.
-    assert len(collector_requests) == 2 + 23 + 1
+    # The lists: 10 built-in kinds, 4 SMI, canaries, metrictemplates, meshconfigs, ingresses, ingressclasses, OSM's 4
+    # policy kinds and meshrootcertificates.
+    assert len(collector_requests) == 2 + 24 + 1
     assert all(r.namespace == "" for r in collector_requests if r.verb == "list")
     assert [str(r) for r in made["meshboard-web"]] == [
         "get trafficsplits.split.smi-spec.io/bookstore-split in bookstore",
@@ -180,7 +180,7 @@ def test_it_grants_the_namespace_scoped_identities_exactly_what_the_code_uses(
         rules = [g.rule for g in bound["meshboard-collector"] if g.namespace == namespace]
         assert per_namespace[namespace] == set().union(*(granted(rule) for rule in rules)), namespace
     # Per namespace: its Namespace object, the namespaced built-in kinds, the SMI kinds, the namespaced optional kinds
-    # (canaries, ingresses, OSM's policy kinds; not the cluster-scoped ingressclasses), meshconfigs and
+    # (canaries, metrictemplates, ingresses, OSM's policy kinds; not the cluster-scoped ingressclasses), meshconfigs and
     # meshrootcertificates.
     namespaced = [r for r in (*collector.BUILTIN, *collector.SMI, *collector.OPTIONAL) if r.namespaced]
     calls = 1 + len(namespaced) + 2

@@ -106,11 +106,11 @@ def test_it_makes_the_same_number_of_api_calls_whatever_the_mesh_size(kubeapi_fa
 
     assert error is None, error
     assert run.counts["services"] >= services
-    # discovery (2) + 23 lists + 1 get: a fixed plan, identical for 10 and 1,000 services. The lists: 10 built-in
-    # kinds, 4 SMI, Flagger's canaries, the MeshConfig, Ingresses and IngressClasses, OSM's 4 policy kinds and its
-    # MeshRootCertificates.
-    assert len(server.requests) == run.api_requests == 26
-    assert server.requests.count(verb="list") == 23
+    # discovery (2) + 24 lists + 1 get: a fixed plan, identical for 10 and 1,000 services. The lists: 10 built-in
+    # kinds, 4 SMI, Flagger's canaries and metrictemplates, the MeshConfig, Ingresses and IngressClasses, OSM's 4
+    # policy kinds and its MeshRootCertificates.
+    assert len(server.requests) == run.api_requests == 27
+    assert server.requests.count(verb="list") == 24
 
 
 def test_it_stores_hostile_strings_unchanged(kubeapi_factory, cluster_for):
