@@ -200,6 +200,9 @@ CELERY_TASK_ROUTES = {
     "metrics.collect_metrics": {"queue": MESHBOARD_QUEUES["metrics"]},
     "clusters.tick": {"queue": MESHBOARD_QUEUES["tick"]},
 }
+# Each worker also consumes a queue of its own (`<name>.dq2`), so the tick can hand each collection to the next worker
+# in turn and many workers share a fleet's clusters evenly (apps/clusters/tasks.py).
+CELERY_WORKER_DIRECT = True
 # Beat's scheduler writes beat's heartbeat from inside beat's own loop.
 CELERY_BEAT_SCHEDULER = "apps.core.heartbeats:HeartbeatScheduler"
 
