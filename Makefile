@@ -1,6 +1,6 @@
 # One command runner for Meshboard. Every target installs what it is missing first (scripts/bootstrap.sh).
 SHELL := /bin/bash
-APT_TEST := redis-server prometheus chromium
+APT_TEST := redis-server prometheus chromium postgresql
 PY := .venv/bin/python
 
 .PHONY: test lint bench bootstrap demo
