@@ -14,6 +14,10 @@ from apps.core.windows import DEFAULT_WINDOW, WINDOWS, YOUNG_DATA_WINDOW, TimeRa
 from .freshness import freshness
 from .models import Cluster, CollectionRun
 
+# Up to this many clusters, the switcher is a plain <select>; more, a text field with a list that filters as one types
+# (a <datalist>), since scrolling a select of 50 names is no way to find one.
+SELECT_UP_TO = 8
+
 
 @dataclass(frozen=True)
 class PageContext:
@@ -22,6 +26,14 @@ class PageContext:
     window: str  # a WINDOWS key, or "custom"
     range: TimeRange | None = None
     range_problem: str = ""  # why the URL's range was not used ("" when it was, or when it gave none)
+    cluster_problem: str = ""  # why the URL's cluster was not used ("" when it was, or when it named none)
+
+    @property
+    def switcher(self) -> str:
+        """How the page offers the other clusters: "" (there are none), "select", or "search"."""
+        if len(self.clusters) < 2:
+            return ""
+        return "select" if len(self.clusters) <= SELECT_UP_TO else "search"
 
     @property
     def time_range(self) -> TimeRange:
@@ -45,15 +57,28 @@ class PageContext:
 
 
 def page_context(request: HttpRequest) -> PageContext:
-    """The cluster (query `?cluster=`, else the session's, else the first) and time range (see `_time_range`)."""
+    """The cluster (query `?cluster=`, else the session's, else the first) and time range (see `_time_range`). A
+    `?cluster=` naming no enabled cluster (a typo in the switcher's text field, an old link) is refused aloud, and
+    the page shows the session's cluster rather than silently the first."""
     clusters = list(Cluster.objects.filter(enabled=True).order_by("name"))
-    wanted = request.GET.get("cluster") or request.session.get("cluster")
-    cluster = next((c for c in clusters if c.name == wanted), clusters[0] if clusters else None)
+    by_name = {c.name: c for c in clusters}
+    asked = request.GET.get("cluster", "").strip()
+    cluster_problem = ""
+    if asked and asked not in by_name:
+        cluster_problem = f"No cluster is named {asked[:63]!r}."
+        asked = ""
+    wanted = asked or request.session.get("cluster")
+    cluster = by_name.get(wanted, clusters[0] if clusters else None)
     if cluster is not None and request.session.get("cluster") != cluster.name:
         request.session["cluster"] = cluster.name
     time_range, problem = _time_range(request, cluster)
     return PageContext(
-        cluster=cluster, clusters=clusters, window=time_range.key, range=time_range, range_problem=problem
+        cluster=cluster,
+        clusters=clusters,
+        window=time_range.key,
+        range=time_range,
+        range_problem=problem,
+        cluster_problem=cluster_problem,
     )
 
 

@@ -1,19 +1,27 @@
-"""The overview's rows: every service of a cluster with its KPIs, pods, mTLS and health, from the snapshot only.
+"""The overview's rows: every service of a cluster with its KPIs, pods, mTLS and health, from the snapshot only; and
+the fleet's rows, one per cluster with its services' health, its freshness and its worst services.
 
-A fixed number of queries whatever the mesh size (services, KPIs, split roots); joining, health, sorting and
-paging happen in Python on plain rows, which for 1,000 services is cheaper than the ORM objects would be.
+A fixed number of queries whatever the mesh size (services, KPIs, split roots) or the number of clusters; joining,
+health, sorting and paging happen in Python on plain rows, which for 1,000 services is cheaper than the ORM objects
+would be.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 
+from apps.clusters.freshness import summarize
 from apps.clusters.models import Cluster
+from apps.clusters.status import KindState, cluster_states
+from apps.core.windows import TimeRange
 from apps.mesh.models import Pod, Service, TrafficSplit, Workload, mtls_state, root_service_name
-from apps.metrics.health import Health, assess
+from apps.metrics.health import DEGRADED, FAILING, HEALTHY, UNKNOWN, Health, assess
 from apps.metrics.models import KPI_FIELDS, ServiceKPI, tcp_bytes_total
 
 SORTS = {
@@ -113,3 +121,109 @@ def namespaces(cluster: Cluster) -> list[str]:
     workloads = Workload.objects.filter(cluster=cluster).order_by().values_list("namespace")
     bare_pods = Pod.objects.filter(cluster=cluster, workload_kind="").order_by().values_list("namespace")
     return sorted({ns for (ns,) in services.union(workloads, bare_pods)})
+
+
+# The fleet: how many of a cluster's worst services its row names.
+FLEET_WORST = 3
+_STATUS_ORDER = (FAILING, DEGRADED, HEALTHY, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class WorstService:
+    namespace: str
+    name: str
+    health: Health
+
+
+@dataclass(frozen=True)
+class FleetFreshness:
+    """One kind of collection of a fleet row: its state (last success, stale, failing) and, when its last attempt
+    failed, the sentence for everyone saying why (never the raw reason, which may name internal addresses)."""
+
+    state: KindState
+
+    @property
+    def summary(self) -> str:
+        return summarize(self.state.kind, self.state.last_error) if self.state.failing else ""
+
+
+@dataclass
+class FleetRow:
+    """One cluster of the fleet: its services per health status, its worst services, and the freshness of each
+    collection."""
+
+    cluster: Cluster
+    query: str  # URL parameters opening this cluster in the page's time range
+    health: dict[str, int]
+    worst: list[WorstService]
+    kinds: list[FleetFreshness]
+
+    @property
+    def services(self) -> int:
+        return sum(self.health.values())
+
+    @property
+    def status(self) -> str:
+        """The worst status among its services (unknown without any)."""
+        return next((s for s in _STATUS_ORDER if self.health.get(s)), UNKNOWN)
+
+    @property
+    def counts(self) -> list[tuple[str, int]]:
+        return [(s, self.health[s]) for s in _STATUS_ORDER if self.health.get(s)]
+
+    def _rank(self) -> tuple:
+        return (-Health(self.status).rank, -self.health.get(FAILING, 0), -self.health.get(DEGRADED, 0))
+
+
+def _badness(health: Health, kpi: dict[str, Any], pods_total: int, pods_ready: int) -> tuple:
+    """How bad a service is, for picking a cluster's worst: status, then its 5xx share, then pods not ready."""
+    rate = kpi.get("request_rate") or 0
+    share_5xx = (kpi.get("rate_5xx") or 0) / rate if rate else 0
+    return (health.rank, share_5xx, pods_total - pods_ready, rate)
+
+
+def fleet_rows(clusters: list[Cluster], time_range: TimeRange, *, search: str = "") -> list[FleetRow]:
+    """A row per cluster whose name contains `search`, worst first (then by name), in three queries whatever the
+    number of clusters: every cluster's freshness, every service, every service KPI."""
+    wanted = [c for c in clusters if search.lower() in c.name.lower()]
+    ids = [c.pk for c in wanted]
+    kinds = {state.name: [FleetFreshness(k) for k in state.kinds] for state in cluster_states()}
+    kpis = {
+        (k["cluster_id"], k["namespace"], k["service"]): k
+        for k in ServiceKPI.objects.filter(cluster_id__in=ids).values(
+            "cluster_id", "namespace", "service", "request_rate", "rate_4xx", "rate_5xx"
+        )
+    }
+    tolerances = settings.MESHBOARD_HEALTH
+    health: dict[int, Counter] = {pk: Counter() for pk in ids}
+    worst: dict[int, list] = {pk: [] for pk in ids}
+    services = Service.objects.filter(cluster_id__in=ids).values_list(
+        "cluster_id", "namespace", "name", "pods_total", "pods_ready"
+    )
+    for order, (pk, namespace, name, pods_total, pods_ready) in enumerate(services.iterator(chunk_size=5000)):
+        kpi = kpis.get((pk, namespace, name), {})
+        verdict = assess(
+            request_rate=kpi.get("request_rate"),
+            rate_4xx=kpi.get("rate_4xx"),
+            rate_5xx=kpi.get("rate_5xx"),
+            pods_total=pods_total,
+            pods_ready=pods_ready,
+            tolerances=tolerances,
+        )
+        health[pk][verdict.status] += 1
+        if verdict.status in (FAILING, DEGRADED):
+            # A bounded heap per cluster: the worst few, without sorting every service of the fleet.
+            entry = (_badness(verdict, kpi, pods_total, pods_ready), -order, WorstService(namespace, name, verdict))
+            (heapq.heappush if len(worst[pk]) < FLEET_WORST else heapq.heappushpop)(worst[pk], entry)
+    rows = [
+        FleetRow(
+            cluster=c,
+            query=f"cluster={quote(c.name)}&{time_range.query}",
+            health=dict(health[c.pk]),
+            worst=[entry[2] for entry in sorted(worst[c.pk], reverse=True)],
+            kinds=kinds.get(c.name, []),
+        )
+        for c in wanted
+    ]
+    rows.sort(key=lambda r: (r._rank(), r.cluster.name))
+    return rows

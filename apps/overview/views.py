@@ -13,7 +13,7 @@ from apps.core.pages import render_page
 
 from .detail import service_detail
 from .lookup import NotInSnapshot, service_for, workload_for
-from .overview import SORTS, namespaces, overview_rows
+from .overview import SORTS, fleet_rows, namespaces, overview_rows
 from .workload_detail import workload_detail
 from .workloads import POD, WORKLOAD_SORTS, workload_rows
 
@@ -40,18 +40,27 @@ WORKLOAD_COLUMNS = [
     ("refused", "Passthrough / refused"),
     ("coverage", "Sidecars"),
 ]
-SERVICES, WORKLOADS = "services", "workloads"
+SERVICES, WORKLOADS, FLEET = "services", "workloads", "fleet"
 
 
 @require_GET
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    """Every service (default) or every workload (`?show=workloads`) of the cluster, filtered, sorted, paged."""
+    """Every service (default) or every workload (`?show=workloads`) of the cluster, filtered, sorted, paged; or
+    every cluster (`?show=fleet`), worst first, with its health, freshness and worst services."""
     require_viewer(request)
     ctx = page_context(request)
-    show = WORKLOADS if request.GET.get("show") == WORKLOADS else SERVICES
+    show = request.GET.get("show") if request.GET.get("show") in (WORKLOADS, FLEET) else SERVICES
     namespace = request.GET.get("namespace", "")
     search = request.GET.get("q", "").strip()[:253]
+    if show == FLEET:
+        context = {
+            "page_ctx": ctx,
+            "show": show,
+            "search": search,
+            "fleet": fleet_rows(ctx.clusters, ctx.time_range, search=search),
+        }
+        return render_page(request, "overview/overview.html", "table", context)
     sorts = WORKLOAD_SORTS if show == WORKLOADS else SORTS
     sort = request.GET.get("sort", "name")
     sort = sort if sort.lstrip("-") in sorts else "name"
@@ -102,12 +111,22 @@ def detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
 @require_GET
 @login_required
 def series(request: HttpRequest, namespace: str, name: str) -> JsonResponse:
-    """Chart data for one service over the chosen window, from Prometheus through the metrics app (cached)."""
-    ctx = page_context(request)
-    service = service_for(request, ctx.cluster, namespace, name)
+    """Chart data for one service over the chosen window, from Prometheus through the metrics app (cached), with the
+    weight changes of the splits that name it as markers (from the canary app: never cached, so a change made a
+    moment ago shows at once)."""
+    from datetime import UTC, datetime
+
+    from apps.canary.markers import service_markers
     from apps.metrics.ranges import service_series
 
-    return JsonResponse(service_series(ctx.cluster, service.namespace, service.name, ctx.time_range))
+    ctx = page_context(request)
+    service = service_for(request, ctx.cluster, namespace, name)
+    data = service_series(ctx.cluster, service.namespace, service.name, ctx.time_range)
+    since = datetime.fromtimestamp(data["start"], UTC)
+    # A window ending now takes changes up to now: the series may come from a cache up to one step old.
+    until = datetime.fromtimestamp(data["end"], UTC) if ctx.time_range.custom else None
+    data["markers"] = service_markers(ctx.cluster, service.namespace, service.name, since, until)
+    return JsonResponse(data)
 
 
 @require_GET
