@@ -7,19 +7,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apps.core.windows import WINDOWS as CHART_WINDOWS
-from apps.mesh.decode import k8s_time
 from apps.mesh.models import TrafficSplit, weight_number
 from apps.metrics.compare import BackendCounts, WindowCounts, window_counts
 from apps.metrics.models import success_ratio
 
 from .evidence import Verdict, latency_verdict, success_verdict
-from .models import WeightChange
+from .markers import split_markers
 
 # The windows a comparison can span (seconds): the charts' up to 6h, and shorter ones of its own because a canary
 # step is minutes long.
 WINDOWS = {"1m": 60, "5m": 300} | {key: CHART_WINDOWS[key].seconds for key in ("15m", "1h", "6h")}
 DEFAULT_WINDOW = "15m"
-OUR_MANAGER = "meshboard"
 
 
 @dataclass(frozen=True)
@@ -124,31 +122,7 @@ def compare(split: TrafficSplit, window: str, baseline: str = "", *, at: float |
     return Comparison(split, window, seconds, baseline, rows, counts)
 
 
-def markers(split: TrafficSplit, since: datetime) -> list[dict]:
-    """Weight changes since `since` for the charts: Meshboard's own writes from the audit, and the last write by
-    anyone else that the server's managedFields record ("changed outside Meshboard by …")."""
-    out = []
-    changes = WeightChange.objects.filter(
-        WeightChange.changed(),
-        cluster=split.cluster,
-        namespace=split.namespace,
-        split=split.name,
-        created_at__gte=since,
-    ).order_by("created_at")
-    for c in changes:
-        weights = ", ".join(f"{w.get('service')} {w.get('weight')}" for w in c.weights_after if isinstance(w, dict))
-        out.append(
-            {"at": c.created_at.timestamp(), "text": f"{c.username} set {weights} in Meshboard", "outside": False}
-        )
-    last = split.last_writer or {}
-    when = k8s_time(last.get("time", ""))
-    if when and when >= since and last.get("manager") != OUR_MANAGER:
-        out.append(
-            {
-                "at": when.timestamp(),
-                "text": f"changed outside Meshboard by {last.get('manager') or 'an unnamed manager'}"
-                f" ({last.get('operation') or 'write'})",
-                "outside": True,
-            }
-        )
-    return sorted(out, key=lambda m: m["at"])
+def markers(split: TrafficSplit, since: datetime, until: datetime | None = None) -> list[dict]:
+    """Weight changes since `since` for the charts: Meshboard's own writes from the audit, and every other writer's
+    from the configuration history ("changed outside Meshboard by …", or Flagger's steps); see markers.py."""
+    return split_markers(split.cluster, split.namespace, split.name, since, until, split=split)

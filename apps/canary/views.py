@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -23,6 +25,7 @@ from apps.mesh.models import TrafficSplit
 from . import compare as comparison
 from .editor import editor_facts
 from .forms import MAX_BACKENDS, WeightsForm
+from .markers import weight_steps
 from .models import WeightChange
 from .services import READ_BACK_SECONDS, ChangeOutcome, change_weights, record_refusal
 from .splits import split_views
@@ -303,9 +306,8 @@ def compare(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
 @require_GET
 @login_required
 def compare_series(request: HttpRequest, namespace: str, name: str) -> JsonResponse:
-    """Chart data of every backend over the window, on one time axis, and the weight changes in it."""
-    from datetime import UTC, datetime
-
+    """Chart data of every backend over the window, on one time axis, the weight changes in it and the weight
+    steps."""
     from apps.core.windows import WINDOWS
     from apps.metrics.ranges import service_series
 
@@ -316,11 +318,18 @@ def compare_series(request: HttpRequest, namespace: str, name: str) -> JsonRespo
     backends = {
         b: service_series(ctx.cluster, split.namespace, b, chart_window) for b in dict.fromkeys(split.backend_services)
     }
-    start = min((d["start"] for d in backends.values()), default=0.0)
+    start = datetime.fromtimestamp(min((d["start"] for d in backends.values()), default=time.time()), UTC)
+    # Up to now, not to the charts' last point: that is floored to their step, and a change made since would be lost.
+    end = datetime.now(UTC)
+    baseline = request.GET.get("baseline", "")[:253]
+    baseline = baseline if baseline in backends else comparison.default_baseline(split)
     return JsonResponse(
         {
             "window": chart_window,
             "backends": backends,
-            "markers": comparison.markers(split, datetime.fromtimestamp(start, UTC)),
+            "markers": comparison.markers(split, start, end),
+            # Each backend's share of the weight over the window, drawn as steps for every backend but the baseline.
+            "steps": {"points": weight_steps(split, start, end), "show": [b for b in backends if b != baseline]},
         }
     )
+

@@ -1,4 +1,5 @@
-// The compare page's charts: every backend of a split on one time axis, weight changes as vertical lines.
+// The compare page's charts: every backend of a split on one time axis, weight changes as vertical lines (drawn by
+// meshboard.js's helpers, loaded first), each non-baseline backend's weight share as steps.
 (function () {
   "use strict";
   var SPECS = {
@@ -9,23 +10,18 @@
     tcp: { title: "TCP bytes sent", y: "bytes/s", key: "tcp_bytes_sent_rate" },
   };
 
-  function markerShapes(markers) {
-    return markers.map(function (m) {
+  // Each shown backend's share of the weight over time, as steps on a second axis (0-100 %): Flagger's steps, or
+  // anyone's changes. The last point is the window's end, so the line reaches the right edge.
+  function stepTraces(steps) {
+    if (!steps || !steps.points || steps.points.length < 2) return [];
+    return (steps.show || []).map(function (name) {
       return {
-        type: "line", xref: "x", yref: "paper", x0: new Date(m.at * 1000), x1: new Date(m.at * 1000), y0: 0, y1: 1,
-        line: { width: 1, dash: m.outside ? "dot" : "solid", color: m.outside ? "#b45309" : "#555" },
+        x: steps.points.map(function (p) { return new Date(p.at * 1000); }),
+        y: steps.points.map(function (p) { var v = p.percents[name]; return v === undefined ? null : v; }),
+        name: name + " weight %", yaxis: "y2", mode: "lines", line: { shape: "hv", dash: "dash", width: 1 },
+        hovertemplate: name + " weight %{y:.0f} %<extra></extra>",
       };
     });
-  }
-
-  function markerTrace(markers) {
-    // An invisible point on each line carries the hover text (shapes have none).
-    return {
-      x: markers.map(function (m) { return new Date(m.at * 1000); }),
-      y: markers.map(function () { return 0; }),
-      text: markers.map(function (m) { return m.text; }),
-      mode: "markers", name: "weight changes", hoverinfo: "text", marker: { symbol: "triangle-up", size: 9 },
-    };
   }
 
   function draw(el, data) {
@@ -43,18 +39,24 @@
         name: name, mode: "lines", connectgaps: false,
       });
     });
-    var markers = data.markers || [];
-    if (markers.length) traces.push(markerTrace(markers));
+    var markers = data.markers || [], steps = stepTraces(data.steps);
+    traces = traces.concat(steps);
+    if (markers.length) traces.push(window.Meshboard.markerTrace(markers));
     var note = el.parentElement.querySelector(".chart-note");
     if (note) note.textContent = reasons.length ? "Not available: " + reasons.join("; ") : "";
     window.Plotly.react(el, traces, {
       title: { text: spec.title, font: { size: 14 } },
-      margin: { l: 55, r: 30, t: 35, b: 55 }, height: 260,
+      margin: { l: 55, r: 55, t: 35, b: 55 }, height: 260,
       xaxis: { type: "date" }, yaxis: { title: { text: spec.y }, rangemode: "tozero" },
-      legend: { orientation: "h" }, shapes: markerShapes(markers),
+      yaxis2: {
+        title: { text: "weight %" }, overlaying: "y", side: "right", range: [0, 100], showgrid: false,
+        tickmode: "linear", tick0: 0, dtick: 25,
+      },
+      legend: { orientation: "h" }, shapes: window.Meshboard.markerShapes(markers),
     }, { displaylogo: false, responsive: true });
     el.dataset.traces = String(traces.length);
     el.dataset.markers = String(markers.length);
+    el.dataset.steps = String(steps.length);
   }
 
   function load() {

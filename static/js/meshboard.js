@@ -87,6 +87,27 @@
     tcp: { title: "TCP traffic", y: "bytes/s", keys: ["tcp_bytes_sent_rate", "tcp_bytes_received_rate"] },
     passthrough: { title: "Sent outside its routes (egress passthrough)", y: "conn/s", keys: ["passthrough_rate"] },
   };
+  // Weight changes on a chart: a vertical line each (dotted and amber when made outside Meshboard), and an invisible
+  // point on each line carrying the hover text (shapes have none). The compare page's charts use these too.
+  function markerShapes(markers) {
+    return markers.map(function (m) {
+      return {
+        type: "line", xref: "x", yref: "paper", x0: new Date(m.at * 1000), x1: new Date(m.at * 1000), y0: 0, y1: 1,
+        line: { width: 1, dash: m.outside ? "dot" : "solid", color: m.outside ? "#b45309" : "#555" },
+      };
+    });
+  }
+  function markerTrace(markers) {
+    return {
+      x: markers.map(function (m) { return new Date(m.at * 1000); }),
+      y: markers.map(function () { return 0; }),
+      text: markers.map(function (m) { return m.text; }),
+      mode: "markers", name: "weight changes", hoverinfo: "text",
+      marker: { symbol: "triangle-up", size: 9, color: markers.map(function (m) { return m.outside ? "#b45309" : "#555"; }) },
+    };
+  }
+  window.Meshboard = { markerShapes: markerShapes, markerTrace: markerTrace };
+
   function draw(el, data) {
     var kind = el.dataset.chart, traces = [], x = times(data), s = data.series || {};
     var spec = SPECS[kind];
@@ -112,7 +133,10 @@
     }
     if (note) note.textContent = reason ? "Not available: " + reason : "";
     if (el.classList.contains("chart-empty")) { el.classList.remove("chart-empty"); el.textContent = ""; }
-    window.Plotly.react(el, traces, layout(spec.title, spec.y), { displaylogo: false, responsive: true });
+    var markers = data.markers || [], look = layout(spec.title, spec.y);
+    if (markers.length) { traces.push(markerTrace(markers)); look.shapes = markerShapes(markers); }
+    el.dataset.markers = String(markers.length);
+    window.Plotly.react(el, traces, look, { displaylogo: false, responsive: true });
     if (!el.dataset.zoomable) { el.dataset.zoomable = "1"; el.on("plotly_relayout", zoomTo); }
   }
   function empty(el, title, why) {
