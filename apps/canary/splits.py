@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from apps.clusters.models import Cluster
 from apps.mesh.decode import k8s_time
-from apps.mesh.models import Service, TrafficSplit, weight_problem
+from apps.mesh.models import Canary, Service, TrafficSplit, weight_problem
 from apps.metrics.catalog import windows
 from apps.metrics.models import MetricsState, ServiceKPI, SplitShare
-from apps.policies.checks import Finding, split_findings
+from apps.policies.checks import Finding, flagger_canaries, split_findings
 
 from .editor import backend_warnings
 from .followup import SET_BACK_WINDOW
@@ -61,6 +61,7 @@ class SplitView:
     waiting: bool = False  # "waiting for the first sample after the change"
     changed_at: datetime | None = None
     undone_notice: str = ""  # a recent Meshboard write another manager replaced
+    canaries: tuple[str, ...] = ()  # the Flagger Canaries driving it that the snapshot holds (their pages are linked)
 
     @property
     def problems(self) -> list[str]:
@@ -88,6 +89,13 @@ def _waiting(changed_at: datetime | None, shares: list[SplitShare]) -> bool:
     return not windows or min(windows) < changed_at
 
 
+def _canaries(split: TrafficSplit, canaries: list[Canary]) -> tuple[str, ...]:
+    """The Canaries driving `split` that have a page: an ownerReference may name one the snapshot does not hold (the
+    mesh check MB-SPLIT-008 still names it)."""
+    held = {c.name for c in canaries}
+    return tuple(name for name in flagger_canaries(split, canaries) if name in held)
+
+
 def split_views(cluster: Cluster) -> list[SplitView]:
     shares = {(s.namespace, s.split, s.backend): s for s in SplitShare.objects.filter(cluster=cluster)}
     services = {(s.namespace, s.name): s for s in Service.objects.filter(cluster=cluster)}
@@ -96,6 +104,7 @@ def split_views(cluster: Cluster) -> list[SplitView]:
     changes = _last_changes(cluster)
     state = MetricsState.objects.filter(cluster=cluster).only("scrape_interval_seconds").first()
     long_window = timedelta(seconds=windows(state.scrape_interval_seconds if state else 15.0).long)
+    canaries = list(Canary.objects.filter(cluster=cluster))
     views = []
     for split in TrafficSplit.objects.filter(cluster=cluster).order_by("namespace", "name"):
         mine = [
@@ -138,6 +147,7 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                 waiting=waiting,
                 changed_at=changed_at,
                 undone_notice=ours.undone_notice if ours else "",
+                canaries=_canaries(split, [c for c in canaries if c.namespace == split.namespace]),
             )
         )
     return views

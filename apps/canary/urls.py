@@ -10,4 +10,5 @@ urlpatterns = [
     path("splits/<str:namespace>/<str:name>/", views.edit, name="edit"),
     path("splits/<str:namespace>/<str:name>/compare/", views.compare, name="compare"),
     path("splits/<str:namespace>/<str:name>/compare/series", views.compare_series, name="compare_series"),
+    path("canaries/<str:namespace>/<str:name>/", views.canary, name="canary"),
 ]

@@ -4,7 +4,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,18 +20,21 @@ from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
 from apps.clusters.roles import VIEW_PERMISSION, can_change_weights, require_viewer
 from apps.core.pages import render_page
-from apps.mesh.models import TrafficSplit
+from apps.mesh.models import Canary, TrafficSplit
 
 from . import compare as comparison
 from .editor import editor_facts
+from .flagger import canary_view, preflight
 from .forms import MAX_BACKENDS, WeightsForm
-from .markers import weight_steps
+from .markers import FLAGGER_MANAGER, split_markers, weight_steps
 from .models import WeightChange
 from .services import READ_BACK_SECONDS, ChangeOutcome, change_weights, record_refusal
 from .splits import split_views
 from .weights import PRESETS, apply_preset, percentages, preset_problem, yaml_diff
 
 log = logging.getLogger(__name__)
+
+MANUAL_CHANGES_SHOWN = timedelta(days=7)  # how far back the Canary page lists changes not made by Flagger
 
 
 def split_for(request: HttpRequest, cluster: Cluster | None, namespace: str, name: str) -> TrafficSplit:
@@ -333,3 +336,32 @@ def compare_series(request: HttpRequest, namespace: str, name: str) -> JsonRespo
         }
     )
 
+
+@require_GET
+@login_required
+def canary(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """One Flagger Canary, read-only (Flagger owns the weights): its status, its analysis settings and weight steps,
+    a pre-flight of its metric checks against Prometheus now, and the manual changes of the split it drives."""
+    require_viewer(request)
+    ctx = page_context(request)
+    found = Canary.objects.filter(cluster=ctx.cluster, namespace=namespace, name=name).first() if ctx.cluster else None
+    if found is None:
+        raise Http404("No such Flagger Canary in the latest snapshot of this cluster.")
+    view = canary_view(found)
+    manual = []
+    for split in view.splits:
+        since = datetime.now(UTC) - MANUAL_CHANGES_SHOWN
+        manual += [
+            (split, m)
+            for m in split_markers(split.cluster, split.namespace, split.name, since, split=split)
+            if m["manager"] != FLAGGER_MANAGER
+        ]
+    context = {
+        "page_ctx": ctx,
+        "v": view,
+        "checks": preflight(found),
+        "manual": sorted(manual, key=lambda pair: -pair[1]["at"]),
+        "manual_days": MANUAL_CHANGES_SHOWN.days,
+        **ctx.freshness(),
+    }
+    return render_page(request, "canary/canary.html", "preflight", context)
