@@ -130,7 +130,7 @@ def down(state_dir: Path) -> int:
         if _alive(pid) and binary in _cmdline(pid):
             os.kill(pid, signal.SIGTERM)
             print(f"stopped {name} (pid {pid})")
-    for sidecar in (state.get("sidecars") or {}).values():
+    for sidecar in [*(state.get("sidecars") or {}).values(), *(state.get("ingress") or {}).values()]:
         with contextlib.suppress(FileNotFoundError, TypeError):
             Path(f"/dev/shm/envoy_shared_memory_{int(sidecar['base_id']) * 10}").unlink()  # noqa: S108
     path.unlink(missing_ok=True)

@@ -5,6 +5,8 @@ each line). Clients: `HttpClient` (bookbuyer, bookthief, bookstore's restocking)
 queries), each at a bounded rate, for a bounded time, sending through its own sidecar's outbound listener and counting
 what came back, so tests can compare Prometheus with the generator's own numbers.
 Servers disable Nagle and buffer their writes (reference lab-mesh.md gotcha 7: otherwise a 40 ms floor per request).
+Each HTTP client names itself in an `x-lab-client` header and servers count answers per client too, so what a sidecar
+did in between (retries: more attempts reached the app than the client sent) can be counted from both ends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CLIENT_HEADER = "x-lab-client"
 
 
 @dataclass
@@ -59,12 +63,14 @@ class _Server(ThreadingHTTPServer):
 
 
 class HttpApp:
-    """An HTTP/1.1 server that names itself in `x-lab-served-by` and the body; counts answers by status."""
+    """An HTTP/1.1 server that names itself in `x-lab-served-by` and the body; counts answers by status, and by
+    (client, status) for requests that carry the lab's `x-lab-client` header."""
 
     def __init__(self, name: str, behaviour: Behaviour | None = None) -> None:
         self.name = name
         self.behaviour = behaviour or Behaviour()
         self.counts: Counter[int] = Counter()
+        self.by_client: Counter[tuple[str, int]] = Counter()
         self._lock = threading.Lock()
         app = self
 
@@ -92,6 +98,8 @@ class HttpApp:
                 self.wfile.write(body)
                 with app._lock:
                     app.counts[status] += 1
+                    if client := self.headers.get(CLIENT_HEADER):
+                        app.by_client[(client, status)] += 1
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer
 
@@ -110,6 +118,11 @@ class HttpApp:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def answered(self, client: str) -> dict[str, int]:
+        """Answers to one client by status (as strings, like the clients' counts)."""
+        with self._lock:
+            return {str(status): n for (c, status), n in sorted(self.by_client.items()) if c == client}
 
 
 class TcpEchoApp:
@@ -246,6 +259,7 @@ class HttpClient(_Paced):
             self._i += 1
         try:
             headers = {"host": self.host, **dict(req.headers)} if self.host else dict(req.headers)
+            headers[CLIENT_HEADER] = self.name
             conn.request(req.method, req.path, body=b"" if req.method != "GET" else None, headers=headers)
             resp = conn.getresponse()
             resp.read()
@@ -263,6 +277,25 @@ class HttpClient(_Paced):
 
     def _close(self, conn) -> None:
         conn.close()
+
+    def burst(self, n: int, connections: int = 1) -> None:
+        """Send `n` more requests now, back to back over `connections` connections of their own, counted like the
+        others (returns when all are answered)."""
+
+        def send(count: int) -> None:
+            conn = self._open()
+            try:
+                for _ in range(count):
+                    conn = self._once(conn)
+            finally:
+                self._close(conn)
+
+        shares = [n // connections + (1 if i < n % connections else 0) for i in range(connections)]
+        workers = [threading.Thread(target=send, args=(k,), daemon=True) for k in shares if k]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
 
     def snapshot(self) -> dict:
         with self._lock:

@@ -1,7 +1,10 @@
-"""The lab controller: watches the stand-in's SMI objects and MeshConfig and rewrites the sidecars' config files.
+"""The lab controller: watches the stand-in's SMI objects, OSM's policy API objects (IngressBackend, Egress,
+UpstreamTrafficSetting, Retry), the Ingresses and the MeshConfig, and rewrites the sidecars' (and the ingress
+controller's) config files.
 
 One thread per kind lists, then watches from the list's resourceVersion (bookmarks on); when the server answers 410
-Gone it lists again and carries on. Any change marks the policy dirty; the render thread re-renders every sidecar
+Gone it lists again and carries on. A kind the server does not serve (404: its CRD is not installed) is empty and not
+watched. Any change marks the policy dirty; the render thread re-renders every sidecar
 within `debounce` seconds and each sidecar writes only the files that changed, by atomic rename, so Envoy applies
 them without a restart (well within a second).
 """
@@ -27,6 +30,11 @@ WATCHED = (
     ("http_route_groups", "specs.smi-spec.io", "v1alpha4", "httproutegroups"),
     ("tcp_routes", "specs.smi-spec.io", "v1alpha4", "tcproutes"),
     ("mesh_configs", "config.openservicemesh.io", "v1alpha2", "meshconfigs"),
+    ("ingress_backends", "policy.openservicemesh.io", "v1alpha1", "ingressbackends"),
+    ("egresses", "policy.openservicemesh.io", "v1alpha1", "egresses"),
+    ("upstream_traffic_settings", "policy.openservicemesh.io", "v1alpha1", "upstreamtrafficsettings"),
+    ("retries", "policy.openservicemesh.io", "v1alpha1", "retries"),
+    ("ingresses", "networking.k8s.io", "v1", "ingresses"),
 )
 
 
@@ -60,6 +68,7 @@ class LabController:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.relists: dict[str, int] = {}  # plural -> lists done (1 + one per 410 or broken watch)
+        self.absent: set[str] = set()  # plurals the server does not serve (404)
         self.applied = 0  # how many times the policy was applied
         self.last_applied: float | None = None
         self.errors: list[str] = []
@@ -67,15 +76,24 @@ class LabController:
     # ---- public ----------------------------------------------------------------------------------------------
     def load(self) -> Policy:
         """List everything once (synchronously) and return the policy; `start` then watches from there."""
+        from kubernetes.client.rest import ApiException
+
         self._rvs = {}
         for attr, group, version, plural in WATCHED:
-            self._rvs[plural] = self._list(attr, group, version, plural)
+            try:
+                self._rvs[plural] = self._list(attr, group, version, plural)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                self.absent.add(plural)
         return self.snapshot()
 
     def start(self) -> LabController:
         if not hasattr(self, "_rvs"):
             self.load()
         for spec in WATCHED:
+            if spec[3] in self.absent:
+                continue
             t = threading.Thread(target=self._watch_loop, args=spec, name=f"watch-{spec[3]}", daemon=True)
             t.start()
             self._threads.append(t)

@@ -21,6 +21,28 @@ v1.2.4 sidecars in tests/labmesh/test_osm_dumps.py):
   (the admin port); Prometheus scrapes this, as OSM's relabeling sends it to port 15010.
 - clusters `<ns>/<svc>|<targetPort>` (mTLS, SNI the FQDN, ALPN `osm`; a dotted headless name kept as is, with no
   `alt_stat_name`, so the stats carry the truncated name real OSM sidecars emit) and `<ns>/<svc>|<targetPort>|local`.
+  Every mesh connection manager has OSM v1.2.4's HTTP filters: RBAC, then `envoy.filters.http.local_ratelimit` (no
+  token bucket: off unless a virtual host or route configures one), then the router.
+
+OSM's policy API (policy.openservicemesh.io/v1alpha1), as osm v1.2.4 programs it:
+- IngressBackend: on the backend's inbound listener, after its mesh chain, a chain `ingress_<ns>/<svc>_<port>_<proto>`
+  matching the port and the sources' addresses (a Service source's endpoint IPs, as /32), plain HTTP, or for HTTPS TLS
+  (`server_names` the SNI hosts) terminated with a client certificate required unless `skipClientCertValidation`;
+  its connection manager `mesh-http-conn-manager.rds-ingress` uses route configuration `rds-ingress`, where the
+  policies of all the pod's services are merged into one virtual host `ingress_virtual-host|<ns>/<svc>_from_<ib>`
+  (domains `*`; OSM merges policies with equal hostnames), one wildcard route per backend to its local cluster, each
+  with its RBAC principals (any for HTTP; the AuthenticatedPrincipal sources for HTTPS).
+- Egress (with `enableEgressPolicy`): for each HTTP port a chain `egress-http.<port>` (matching the port and the HTTP
+  inspector's protocols) with connection manager `mesh-http-conn-manager.rds-egress.<port>`, route configuration
+  `rds-egress.<port>` with a virtual host `egress_virtual-host|<host>` per host (domains host and host:port; routes
+  from the referenced HTTPRouteGroup, or a wildcard) to cluster `<host>:<port>`: STRICT_DNS, `alt_stat_name` with `.`
+  and `:` replaced by `_` (so its stats are `envoy_cluster_..{envoy_cluster_name="books_example_com_80"}`).
+- UpstreamTrafficSetting (host = the service's FQDN): connection settings as the circuit-breaker thresholds (and
+  connect timeout) of the upstream clusters, OSM's unlimited thresholds otherwise; `rateLimit.local.http` on the
+  inbound virtual host and `httpRoutes[].rateLimit.local` on the inbound route whose path is that path, as
+  `envoy.filters.http.local_ratelimit` per-filter config (stat prefix `http_local_rate_limiter`, token bucket
+  requests + burst, refilled with `requests` per unit); `rateLimit.local.tcp` as network filter `l4_local_rate_limit`.
+- Retry (with `enableRetryPolicy`): the `retry_policy` of the caller's outbound route to the destination service.
 
 Where the lab cannot be a pod, it stands in for the pod's network and keeps OSM's stat names:
 - No iptables: each upstream service has its own port on 127.0.0.1 (the caller's app connects there instead of to a
@@ -29,6 +51,14 @@ Where the lab cannot be a pod, it stands in for the pod's network and keeps OSM'
 - No original destination: the passthrough chain sets it itself (`set_filter_state`) to 127.0.0.2 on the same port,
   which the inbound listener of the first pod backing that service also binds, so a passed-through connection reaches
   the destination's sidecar as it would through a ClusterIP.
+- Pod IPs: a pod outside the mesh the lab plays (the ingress controller) connects from its own loopback address
+  (127.0.0.3 ...), which the ingress chains' `source_prefix_ranges` hold where OSM would hold its pod IP
+  (`LabNetwork.addresses`).
+- External hosts: an egress port (80) is a port of its own on the outbound listener, as a mesh service's is; the
+  egress cluster resolves the host through the lab's DNS server (the bootstrap's c-ares resolver stands for the pod's
+  cluster DNS) and connects to the port the lab's server for that host listens on (`LabNetwork.external`), where OSM
+  would connect to the Egress port itself. HTTP egress only (no TCP/HTTPS egress chains: they need the original
+  destination of an intercepted connection).
 - Certificates and routes come from files (filesystem xDS), not from the controller (ADS/SDS); no Lua/WASM stats
   filters (OSM's `enableWASMStats`).
 Files are replaced by atomic rename (Envoy watches the folder for renames only) and only when their content changed.
@@ -41,6 +71,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -52,7 +83,18 @@ from pathlib import Path
 import yaml
 
 from lab.mesh.certs import CertFiles
-from lab.mesh.topology import InboundRule, MeshService, Policy, Workload, backing, mesh_services
+from lab.mesh.topology import (
+    WILDCARD_PRINCIPAL,
+    HttpMatch,
+    InboundRule,
+    IngressPolicy,
+    MeshService,
+    Policy,
+    Workload,
+    backing,
+    http_match,
+    mesh_services,
+)
 
 T = "type.googleapis.com/envoy."
 
@@ -80,6 +122,12 @@ HCM = "http_connection_manager"
 TCP_PROXY = "tcp_proxy"
 NETWORK_RBAC = "envoy.filters.network.rbac"
 HTTP_RBAC = "envoy.filters.http.rbac"
+HTTP_LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+L4_LOCAL_RATE_LIMIT = "l4_local_rate_limit"
+HTTP_LOCAL_RATE_LIMITER = "http_local_rate_limiter"  # OSM's stat prefix for per virtual host/route rate limits
+INGRESS_ROUTE_CONFIG = "rds-ingress"
+EGRESS_HTTP_PROTOCOLS = ["http/1.0", "http/1.1", "h2c"]
+UINT32_MAX = 4294967295
 ROUTER = {"name": "http_router", "typed_config": {"@type": T + "extensions.filters.http.router.v3.Router"}}
 MATCH_ALL = ".*"
 
@@ -107,6 +155,17 @@ class SidecarPorts:
     app: int | None  # where the app behind this sidecar really listens
     outbound: dict[str, int] = field(default_factory=dict)  # MeshService key -> its port on the outbound listener
     prometheus: int | None = None  # the inbound-prometheus-listener (OSM's 15010)
+    egress: dict[int, int] = field(default_factory=dict)  # an Egress port (80) -> its port on the outbound listener
+
+
+@dataclass
+class LabNetwork:
+    """How the lab stands in for the cluster's network: Services' endpoints (`<ns>/<svc>` -> pod IPs), the loopback
+    address each pod IP's connections come from, and where the lab serves each external host."""
+
+    endpoints: dict[str, list[str]] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)
+    external: dict[str, int] = field(default_factory=dict)
 
 
 def _addr(port: int, address: str = "127.0.0.1") -> dict:
@@ -174,6 +233,7 @@ class _Render:
     ports: dict[str, SidecarPorts]
     certs: dict[str, CertFiles]
     ca: Path
+    network: LabNetwork = field(default_factory=LabNetwork)
     services: dict[str, MeshService] = field(init=False)
     clusters: dict[str, dict] = field(default_factory=dict)
     routes: dict[str, dict] = field(default_factory=dict)
@@ -205,7 +265,9 @@ class _Render:
                 },
             }
             endpoints = [self.ports[p.pod].inbound for p in pods if self.ports[p.pod].inbound]
-            self.clusters[ms.cluster] = _static_cluster(ms.cluster, endpoints, tls)
+            cluster = _static_cluster(ms.cluster, endpoints, tls)
+            _apply_connection_settings(cluster, self.policy.upstream_setting_for(ms))
+            self.clusters[ms.cluster] = cluster
         return ms.cluster
 
     def upstream_clusters(self, ms: MeshService) -> list[tuple[str, int]]:
@@ -229,10 +291,11 @@ def render(
     ports: dict[str, SidecarPorts],
     certs: dict[str, CertFiles],
     ca: Path,
+    network: LabNetwork | None = None,
 ) -> SidecarConfig:
-    """LDS, CDS and one RDS document per route configuration (`rds-outbound.<port>`, `rds-inbound.<port>`) for the
-    sidecar of `wl` (`ports`/`certs` by pod)."""
-    r = _Render(wl, workloads, policy, ports, certs, ca)
+    """LDS, CDS and one RDS document per route configuration (`rds-outbound.<port>`, `rds-inbound.<port>`,
+    `rds-ingress`, `rds-egress.<port>`) for the sidecar of `wl` (`ports`/`certs` by pod)."""
+    r = _Render(wl, workloads, policy, ports, certs, ca, network or LabNetwork())
     # outbound first: its clusters come first in CDS, before the inbound `|local` ones
     listeners = [li for li in (_outbound_listener(r), _inbound_listener(r), _prometheus_listener(r)) if li]
     return SidecarConfig(_xds_files(listeners, r.clusters, r.routes))
@@ -282,10 +345,114 @@ def _hcm(stat_prefix: str, route: dict, http_filters: list[dict]) -> dict:
 
 
 def _mesh_hcm(route_config_name: str) -> dict:
-    """OSM's mesh connection manager: `mesh-http-conn-manager.<route config>`, RBAC (rules per route) then router."""
+    """OSM's mesh connection manager: `mesh-http-conn-manager.<route config>`: RBAC (rules per route), local rate
+    limit (no bucket here: virtual hosts and routes configure it), router (osm v1.2.4 httpConnManagerOptions)."""
     rds = {"rds": {"route_config_name": route_config_name, "config_source": _file_source(f"{route_config_name}.yaml")}}
     rbac = {"name": HTTP_RBAC, "typed_config": {"@type": T + "extensions.filters.http.rbac.v3.RBAC"}}
-    return _hcm(f"{MESH_HCM}.{route_config_name}", rds, [rbac, ROUTER])
+    prefix = f"{MESH_HCM}.{route_config_name}"
+    ratelimit = {
+        "name": HTTP_LOCAL_RATE_LIMIT,
+        "typed_config": {
+            "@type": T + "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": prefix,
+        },
+    }
+    return _hcm(prefix, rds, [rbac, ratelimit, ROUTER])
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+def _token_bucket(requests: int, burst: int, unit: str) -> dict:
+    if unit not in _UNITS:
+        raise ValueError(f"invalid unit {unit!r} for local rate limiting")
+    return {"max_tokens": requests + burst, "tokens_per_fill": requests, "fill_interval": f"{_UNITS[unit]}s"}
+
+
+def _http_local_rate_limit(spec: dict) -> dict:
+    """OSM's per virtual host/route HTTP local rate limit (pkg/envoy/rds/route getLocalRateLimitFilterConfig)."""
+    config: dict = {
+        "@type": T + "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": HTTP_LOCAL_RATE_LIMITER,
+        "token_bucket": _token_bucket(int(spec.get("requests", 0)), int(spec.get("burst", 0)), spec.get("unit", "")),
+    }
+    headers = [
+        {"header": {"key": h["name"], "value": str(h["value"])}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for h in spec.get("responseHeadersToAdd") or []
+    ]
+    if headers:
+        config["response_headers_to_add"] = headers
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    config["filter_enabled"] = always
+    config["filter_enforced"] = always
+    if int(spec.get("responseStatusCode") or 0) > 0:
+        config["status"] = {"code": int(spec["responseStatusCode"])}
+    return config
+
+
+def _tcp_local_rate_limit(spec: dict, stat_prefix: str) -> dict:
+    """OSM's network local rate limit on an inbound chain (`rateLimit.local.tcp`), named `l4_local_rate_limit`."""
+    config = {
+        "@type": T + "extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": stat_prefix,
+        "token_bucket": _token_bucket(int(spec.get("connections", 0)), int(spec.get("burst", 0)), spec.get("unit", "")),
+    }
+    return {"name": L4_LOCAL_RATE_LIMIT, "typed_config": config}
+
+
+def _duration(text: str) -> str:
+    """A Kubernetes duration ("1s", "100ms", "1m30s") as a protobuf JSON duration ("1s", "0.100s", "90s")."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"([0-9.]+)(h|ms|m|s|us|µs|ns)", str(text))
+    if not parts or "".join(n + u for n, u in parts) != str(text):
+        raise ValueError(f"not a duration: {text!r}")
+    seconds = sum(float(n) * units[u] for n, u in parts)
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def _retry_policy(spec: dict) -> dict:
+    """OSM's route retry policy from a Retry's `retryPolicy` (pkg/envoy/rds/route buildRetryPolicy)."""
+    policy: dict = {"retry_on": spec.get("retryOn", "")}
+    if spec.get("numRetries") is not None:
+        policy["num_retries"] = int(spec["numRetries"])
+    if spec.get("perTryTimeout"):
+        policy["per_try_timeout"] = _duration(spec["perTryTimeout"])
+    if spec.get("retryBackoffBaseInterval"):
+        policy["retry_back_off"] = {"base_interval": _duration(spec["retryBackoffBaseInterval"])}
+    return policy
+
+
+def _apply_connection_settings(cluster: dict, setting: dict | None) -> None:
+    """OSM's `applyUpstreamTrafficSetting`: unlimited circuit-breaker thresholds, lowered by the setting's
+    connection settings (and its TCP connect timeout)."""
+    threshold = {
+        "max_connections": UINT32_MAX,
+        "max_pending_requests": UINT32_MAX,
+        "max_requests": UINT32_MAX,
+        "max_retries": UINT32_MAX,
+        "track_remaining": True,
+    }
+    cluster["circuit_breakers"] = {"thresholds": [threshold]}
+    settings = ((setting or {}).get("spec") or {}).get("connectionSettings") or {}
+    tcp, http = settings.get("tcp") or {}, settings.get("http") or {}
+    if tcp.get("connectTimeout"):
+        cluster["connect_timeout"] = _duration(tcp["connectTimeout"])
+    for key, field_name in (
+        (tcp.get("maxConnections"), "max_connections"),
+        (http.get("maxRequests"), "max_requests"),
+        (http.get("maxPendingRequests"), "max_pending_requests"),
+        (http.get("maxRetries"), "max_retries"),
+    ):
+        if key is not None:
+            threshold[field_name] = int(key)
+    if http.get("maxRequestsPerConnection") is not None:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"max_requests_per_connection": int(http["maxRequestsPerConnection"])},
+                "use_downstream_protocol_config": {"http2_protocol_options": {}},
+            }
+        }
 
 
 def _tcp_proxy(prefix: str, clusters: list[tuple[str, int]]) -> dict:
@@ -350,10 +517,12 @@ def _outbound_listener(r: _Render) -> dict | None:
         )
     for port, hosts in sorted(virtual_hosts.items()):
         r.routes[f"rds-outbound.{port}"] = _route_config(f"rds-outbound.{port}", hosts)
+    egress_chains, egress_ports = _egress_chains(r)
+    chains += egress_chains
     if not r.mine.outbound or (not chains and not r.policy.enable_egress):
         return None
     inspectors = ["tls_inspector", "http_inspector"] if r.policy.egress_policy else []
-    ports = [("127.0.0.1", p) for p in sorted(r.mine.outbound.values())]
+    ports = [("127.0.0.1", p) for p in sorted([*r.mine.outbound.values(), *egress_ports])]
     listener = _listener(OUTBOUND_LISTENER, "OUTBOUND", ports, ["original_dst", *inspectors])
     if inspectors:
         listener["continue_on_listener_filters_timeout"] = True
@@ -365,13 +534,81 @@ def _outbound_listener(r: _Render) -> dict | None:
 
 def _outbound_virtual_host(r: _Render, ms: MeshService, clusters: list[tuple[str, int]]) -> dict:
     """`outbound_virtual-host|<fqdn>`: any path and method to the weighted clusters (none when their total is 0:
-    OSM refuses such a split, and Envoy answers 404)."""
+    OSM refuses such a split, and Envoy answers 404), with the Retry policy for this caller and service if any."""
     routes = [_route(MATCH_ALL, MATCH_ALL, (), clusters)] if sum(w for _c, w in clusters) >= 1 else []
+    retry = r.policy.retry_for(r.wl, ms)
+    if retry is not None:
+        for route in routes:
+            route["route"]["retry_policy"] = _retry_policy(retry)
     return {
         "name": f"outbound_virtual-host|{ms.fqdn}",
         "domains": ms.hostnames(local_namespace=ms.namespace == r.wl.namespace),
         "routes": routes,
     }
+
+
+def _egress_chains(r: _Render) -> tuple[list[dict], list[int]]:
+    """OSM's egress for this identity's Egress policies (HTTP ports): chains `egress-http.<port>`, route
+    configurations `rds-egress.<port>` and clusters `<host>:<port>`; and the lab ports the chains match."""
+    hosts_by_port: dict[int, dict[str, dict]] = {}
+    for egress in r.policy.egresses_for(r.wl):
+        ns, spec = egress["metadata"].get("namespace", ""), egress.get("spec") or {}
+        setting, matches, invalid = None, [], False
+        http_matches_given = False
+        for m in spec.get("matches") or []:
+            group = (m.get("apiGroup") or "").split("/")[0]
+            if m.get("kind") == "UpstreamTrafficSetting" and group == "policy.openservicemesh.io":
+                setting = r.policy.upstream_setting_named(ns, m.get("name", ""))
+                invalid = setting is None  # OSM ignores the whole Egress
+            elif m.get("kind") == "HTTPRouteGroup" and group == "specs.smi-spec.io":
+                http_matches_given = True  # a missing group gives no routes (OSM logs an error)
+                route_group = r.policy.http_route_groups.get(f"{ns}/{m.get('name')}")
+                matches += [http_match(x) for x in ((route_group or {}).get("spec") or {}).get("matches") or []]
+        if invalid:
+            continue
+        if not http_matches_given:
+            matches = [HttpMatch(None, (), ())]
+        for port_spec in spec.get("ports") or []:
+            if str(port_spec.get("protocol", "")).lower() != "http":
+                continue  # TCP and HTTPS egress: not in the lab (see the module's docstring)
+            port = int(port_spec["number"])
+            for host in spec.get("hosts") or []:
+                cluster = f"{host}:{port}"
+                routes = [
+                    _route(m.path_regex or MATCH_ALL, method, m.headers, [(cluster, 100)])
+                    for m in matches
+                    for method in (m.methods or (MATCH_ALL,))
+                ]
+                vhost = {"name": f"egress_virtual-host|{host}", "domains": [host, cluster], "routes": routes}
+                hosts_by_port.setdefault(port, {}).setdefault(host, vhost)  # OSM deduplicates by host and port
+                if cluster not in r.clusters:
+                    r.clusters[cluster] = _egress_cluster(r, host, port, setting)
+    chains, lab_ports = [], []
+    for port, vhosts in sorted(hosts_by_port.items()):
+        lab_port = r.mine.egress.get(port)
+        if lab_port is None:
+            continue  # no port of the outbound listener stands for it
+        name = f"rds-egress.{port}"
+        r.routes[name] = _route_config(name, list(vhosts.values()))
+        match = {"destination_port": lab_port, "application_protocols": EGRESS_HTTP_PROTOCOLS}
+        chains.append({"name": f"egress-http.{port}", "filter_chain_match": match, "filters": [_mesh_hcm(name)]})
+        lab_ports.append(lab_port)
+    return chains, lab_ports
+
+
+def _egress_cluster(r: _Render, host: str, port: int, setting: dict | None) -> dict:
+    """OSM's egress HTTP cluster `<host>:<port>`: STRICT_DNS on the host, its stats named with `.` and `:` as `_`."""
+    name = f"{host}:{port}"
+    endpoint = {"endpoint": {"address": _addr(r.network.external.get(host, port), host)}, "load_balancing_weight": 100}
+    cluster = {
+        "@type": T + "config.cluster.v3.Cluster",
+        "name": name,
+        "type": "STRICT_DNS",
+        "alt_stat_name": name.replace(".", "_").replace(":", "_"),
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]},
+    }
+    _apply_connection_settings(cluster, setting)
+    return cluster
 
 
 def _passthrough_chain(r: _Render) -> dict:
@@ -408,21 +645,30 @@ def _inbound_listener(r: _Render) -> dict | None:
     rules = [] if r.policy.permissive else r.policy.inbound_rules(r.wl.namespace, r.wl.service_account)
     chains = []
     virtual_hosts: dict[int, list[dict]] = {}
+    ingress: list[IngressPolicy] = []
     for ms in r.wl.services:
         r.clusters[ms.local_cluster] = _static_cluster(
             ms.local_cluster, [r.mine.app] if r.mine.app else [], alt_stat_name=ms.local_cluster
         )
+        tcp_limit = ((r.policy.upstream_setting_for(ms) or {}).get("spec") or {}).get("rateLimit") or {}
+        tcp_limit = (tcp_limit.get("local") or {}).get("tcp")
+        limits = [_tcp_local_rate_limit(tcp_limit, ms.inbound_match_name)] if tcp_limit else []
         if ms.protocol == "tcp":
             filters = [
                 *_network_rbac(r, rules),
+                *limits,
                 _tcp_proxy(f"inbound-mesh-tcp-proxy.{ms.local_cluster}", [(ms.local_cluster, 100)]),
             ]
         else:
             virtual_hosts.setdefault(ms.target_port, []).append(_inbound_virtual_host(r, ms, rules))
-            filters = [*_network_rbac(r, rules), _mesh_hcm(f"rds-inbound.{ms.target_port}")]
+            filters = [*_network_rbac(r, rules), *limits, _mesh_hcm(f"rds-inbound.{ms.target_port}")]
         chains.append(_inbound_chain(r, ms, filters))
+        if ms.protocol != "tcp":
+            chains += _ingress_chains(r, ms, ingress)
     for port, hosts in sorted(virtual_hosts.items()):
         r.routes[f"rds-inbound.{port}"] = _route_config(f"rds-inbound.{port}", hosts)
+    if ingress:
+        r.routes[INGRESS_ROUTE_CONFIG] = _route_config(INGRESS_ROUTE_CONFIG, [_ingress_virtual_host(ingress)])
     listener = _listener(INBOUND_LISTENER, "INBOUND", _inbound_addresses(r), ["tls_inspector", "original_dst"])
     listener["filter_chains"] = chains
     return listener
@@ -499,22 +745,97 @@ def _inbound_virtual_host(r: _Render, ms: MeshService, rules: list[InboundRule])
             for method in (m.methods if m else ()) or (MATCH_ALL,):
                 key = (path, method, m.headers if m else ())
                 allowed.setdefault(key, set()).update(rule.sources)
+    setting = (r.policy.upstream_setting_for(ms) or {}).get("spec") or {}
+    per_route = {
+        h.get("path"): ((h.get("rateLimit") or {}).get("local"))
+        for h in reversed(setting.get("httpRoutes") or [])  # the first route of a path wins, as in OSM
+    }
     routes = []
     for (path, method, headers), sources in allowed.items():
         route = _route(path, method, headers, local)
         principals = _principals(tuple(sorted(sources)) if sources is not None else None)
-        route["typed_per_filter_config"] = {
-            HTTP_RBAC: {
-                "@type": T + "extensions.filters.http.rbac.v3.RBACPerRoute",
-                "rbac": {
-                    "rules": {
-                        "policies": {ROUTE_RBAC_POLICY: {"permissions": [{"any": True}], "principals": principals}}
-                    }
+        route["typed_per_filter_config"] = {HTTP_RBAC: _route_rbac(principals)}
+        if per_route.get(path):  # OSM matches a setting's route by the route's path, exactly
+            route["typed_per_filter_config"][HTTP_LOCAL_RATE_LIMIT] = _http_local_rate_limit(per_route[path])
+        routes.append(route)
+    vhost = {"name": f"inbound_virtual-host|{ms.fqdn}", "domains": ms.hostnames(local_namespace=True), "routes": routes}
+    vhost_limit = ((setting.get("rateLimit") or {}).get("local") or {}).get("http")
+    if vhost_limit:
+        vhost["typed_per_filter_config"] = {HTTP_LOCAL_RATE_LIMIT: _http_local_rate_limit(vhost_limit)}
+    return vhost
+
+
+def _route_rbac(principals: list[dict]) -> dict:
+    """OSM's per-route RBAC: one policy `rbac-for-route`, any permission, these principals."""
+    policy = {"permissions": [{"any": True}], "principals": principals}
+    return {
+        "@type": T + "extensions.filters.http.rbac.v3.RBACPerRoute",
+        "rbac": {"rules": {"policies": {ROUTE_RBAC_POLICY: policy}}},
+    }
+
+
+# ---- ingress (IngressBackend) ---------------------------------------------------------------------------------------
+def _ingress_chains(r: _Render, ms: MeshService, policies: list[IngressPolicy]) -> list[dict]:
+    """OSM's ingress filter chains for `ms` (pkg/envoy/lds/ingress.go), one per traffic match of its ingress policy;
+    the policy is added to `policies` for `rds-ingress`."""
+    policy = r.policy.ingress_policy(ms, r.network.endpoints)
+    if policy is None:
+        return []
+    policies.append(policy)
+    chains = []
+    for m in policy.matches:
+        ranges = []
+        for cidr in m.source_ranges:
+            ip, _, length = cidr.partition("/")
+            address = r.network.addresses.get(ip, ip) if length in ("", "32") else ip
+            ranges.append({"address_prefix": address, "prefix_len": int(length or 32)})
+        match: dict = {"destination_port": r.mine.inbound}
+        if ranges:
+            match["source_prefix_ranges"] = ranges
+        chain: dict = {"name": m.name, "filter_chain_match": match, "filters": [_mesh_hcm(INGRESS_ROUTE_CONFIG)]}
+        protocol = m.protocol.lower()
+        if protocol == "https":
+            match["transport_protocol"] = "tls"
+            if m.server_names:
+                match["server_names"] = list(m.server_names)
+            chain["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": T + "extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "common_tls_context": r.tls_common(None),
+                    "require_client_certificate": not m.skip_client_cert_validation,
                 },
             }
+        elif protocol != "http":
+            continue  # OSM: "Unsupported ingress protocol ..., must be one of 'http, https'"
+        chains.append(chain)
+    return chains
+
+
+def _ingress_virtual_host(policies: list[IngressPolicy]) -> dict:
+    """`rds-ingress`'s one virtual host: OSM merges ingress policies with equal hostnames (all are `*`) into the
+    first, and rules with the same route (wildcard) and cluster into one with both rules' principals. OSM takes the
+    pod's services in its informer's order; the lab by name, so the root `bookstore` comes before `bookstore-v1`
+    (every route matches any request: the first one takes all the pod's ingress traffic, with its principals)."""
+    merged: list[tuple[str, set[str]]] = []
+    policies = sorted(policies, key=lambda p: p.service)
+    for policy in policies:
+        for rule in policy.rules:
+            for cluster, principals in merged:
+                if cluster == rule.cluster:
+                    principals.update(rule.principals)
+                    break
+            else:
+                merged.append((rule.cluster, set(rule.principals)))
+    routes = []
+    for cluster, principals in merged:
+        route = _route(MATCH_ALL, MATCH_ALL, (), [(cluster, 100)])
+        anyone = WILDCARD_PRINCIPAL in principals
+        route["typed_per_filter_config"] = {
+            HTTP_RBAC: _route_rbac(_principals(None if anyone else tuple(sorted(principals))))
         }
         routes.append(route)
-    return {"name": f"inbound_virtual-host|{ms.fqdn}", "domains": ms.hostnames(local_namespace=True), "routes": routes}
+    return {"name": f"ingress_virtual-host|{policies[0].name}", "domains": ["*"], "routes": routes}
 
 
 # ---- metrics --------------------------------------------------------------------------------------------------------
@@ -553,13 +874,23 @@ def _discovery(resources: list[dict]) -> dict:
     return {"version_info": digest, "resources": resources}
 
 
-def bootstrap(wl: Workload, admin_port: int, xds_dir: Path) -> dict:
+def bootstrap(wl: Workload, admin_port: int, xds_dir: Path, dns_port: int | None = None) -> dict:
+    """Filesystem LDS and CDS; with `dns_port`, c-ares resolves through the lab's DNS server on that port (the
+    pod's cluster DNS: it knows the external hosts the lab serves)."""
     lds, cds = _file_source("lds.yaml"), _file_source("cds.yaml")
-    doc = {
+    doc: dict = {
         "node": {"id": f"{wl.labels.get('osm-proxy-uuid', wl.pod)}", "cluster": f"{wl.name}.{wl.namespace}"},
         "admin": {"address": _addr(admin_port)},
         "dynamic_resources": {"lds_config": lds, "cds_config": cds},
     }
+    if dns_port:
+        doc["typed_dns_resolver_config"] = {
+            "name": "envoy.network.dns_resolver.cares",
+            "typed_config": {
+                "@type": T + "extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+                "resolvers": [_addr(dns_port)],
+            },
+        }
     return _place(doc, xds_dir)
 
 
@@ -590,12 +921,15 @@ def _die_with_parent() -> None:
 class EnvoyProcess:
     """One sidecar Envoy: writes its files under `folder`, runs with `--base-id base_id`, stops by pid."""
 
-    def __init__(self, wl: Workload, folder: Path, ports: SidecarPorts, base_id: int) -> None:
+    def __init__(
+        self, wl: Workload, folder: Path, ports: SidecarPorts, base_id: int, dns_port: int | None = None
+    ) -> None:
         self.wl = wl
         self.folder = Path(folder)
         self.xds_dir = self.folder / "xds"
         self.ports = ports
         self.base_id = base_id
+        self.dns_port = dns_port
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -620,7 +954,8 @@ class EnvoyProcess:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         boot = self.folder / "bootstrap.yaml"
-        boot.write_text(yaml.safe_dump(bootstrap(self.wl, self.ports.admin, self.xds_dir), sort_keys=False))
+        doc = bootstrap(self.wl, self.ports.admin, self.xds_dir, self.dns_port)
+        boot.write_text(yaml.safe_dump(doc, sort_keys=False))
         log = (self.folder / "envoy.log").open("ab")
         self.proc = subprocess.Popen(
             [

@@ -19,9 +19,11 @@ from typing import Any
 from lab.mesh.apps import Behaviour, HttpApp, HttpClient, Request, TcpClient, TcpEchoApp
 from lab.mesh.certs import CertFiles, LabCA
 from lab.mesh.controller import LabController
-from lab.mesh.envoy import EnvoyProcess, SidecarPorts, render
+from lab.mesh.dns import DnsServer
+from lab.mesh.envoy import EnvoyProcess, LabNetwork, SidecarPorts, render
+from lab.mesh.ingress import ingress_routes, render_ingress
 from lab.mesh.prom import prometheus_config
-from lab.mesh.topology import Policy, Workload, mesh_services, read_workloads
+from lab.mesh.topology import IngressController, Policy, Topology, Workload, mesh_services, read_topology
 from lab.prometheus import PrometheusServer
 
 log = logging.getLogger("lab.mesh")
@@ -46,11 +48,30 @@ TRAFFIC: dict[str, list[tuple[str, Any, float]]] = {
     "bookwarehouse": [("bookwarehouse/mysql-0.mysql", "tcp", 1.0)],
 }
 
+# Calls to hosts outside the mesh, by the pod's `app` label: (host, port, requests, requests/s). Sent to the port of
+# the caller's outbound listener that stands for the Egress port; they reach the host only where an Egress allows it.
+EGRESS_TRAFFIC: dict[str, list[tuple[str, int, list[Request], float]]] = {
+    "bookbuyer": [
+        (
+            "books.example.com",
+            80,
+            [Request("GET", "/catalog/new-releases", (("user-agent", "bookbuyer" + _UA),))],
+            1.0,
+        )
+    ],
+}
+# The "external" hosts the lab serves itself (a local HTTP server each) and its DNS server resolves to 127.0.0.1.
+EXTERNAL_HOSTS = ("books.example.com",)
+# Ingress traffic from outside the cluster: requests/s per path of each Ingress the lab's ingress controller serves,
+# sent to the controller with the rule's host, to `<path>/books-bought`.
+INGRESS_RATE = 2.0
+
 # How each server answers by default (by workload name); bookstore-v2, the canary, is slower and fails sometimes.
 BEHAVIOURS = {
     "bookstore": Behaviour(0.0, 2.0, 15.0),
     "bookstore-v2": Behaviour(0.05, 20.0, 60.0),
     "bookwarehouse": Behaviour(0.0, 1.0, 5.0),
+    "books.example.com": Behaviour(0.0, 2.0, 10.0),
 }
 
 
@@ -72,7 +93,10 @@ class LabMesh:
     """The bookstore mesh with real Envoys and a real Prometheus, from the stand-in at `kubeconfig`.
 
     `LabMesh(kubeconfig, workdir).start()` reads the meshed pods and services, issues certificates, starts the apps,
-    one Envoy per pod, the controller and Prometheus, then the traffic; `stop()` stops everything it started.
+    one Envoy per pod, one Envoy per ingress controller pod (ingress-nginx, outside the mesh: lab/mesh/ingress.py),
+    the external hosts' servers and the DNS server that resolves them, the controller and Prometheus, then the
+    traffic (the demo's calls, ingress through the controller, egress to the external hosts); `stop()` stops
+    everything it started.
     `rate_scale` multiplies every client's rate; `duration` bounds how long the clients send (seconds).
     With `supervise`, a thread restarts Prometheus or an Envoy that exits (`lab.supervise.Backoff`: 1 s, 2 s, 4 s ...
     capped at 30 s) and prints one line per restart, "lab mesh: prometheus exited (killed by SIGKILL); restarting in
@@ -101,7 +125,14 @@ class LabMesh:
         self._with_prometheus = prometheus
         self._control_port = control_port
         self.workloads: list[Workload] = []
+        self.topology = Topology([])
         self.sidecars: dict[str, EnvoyProcess] = {}  # by pod name
+        self.ingress_proxies: dict[str, EnvoyProcess] = {}  # the ingress controllers' Envoys, by pod name
+        self.ingress_ports: dict[str, SidecarPorts] = {}  # by pod name: admin, and `inbound` = its HTTP port
+        self.external: dict[str, HttpApp] = {}  # by host
+        self.dns: DnsServer | None = None
+        self.network = LabNetwork()
+        self.ingress_cert: CertFiles | None = None  # OSM's ingress gateway certificate (MeshConfig), for nginx
         self.ports: dict[str, SidecarPorts] = {}
         self.servers: dict[str, HttpApp | TcpEchoApp] = {}  # by workload name
         self.clients: dict[str, HttpClient | TcpClient] = {}  # "<workload> -> <ns>/<svc>"
@@ -122,29 +153,47 @@ class LabMesh:
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> LabMesh:
-        from kubernetes import config
+        from kubernetes import client, config
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
-            self.workloads = read_workloads(api_client)
+            configuration = client.Configuration()
+            config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
+            # one connection per watch (a thread per kind: lab/mesh/controller.py), and one for lists and writes
+            configuration.connection_pool_maxsize = 32
+            api_client = client.ApiClient(configuration)
+            self.topology = read_topology(api_client)
+            self.workloads = self.topology.workloads
             if not self.workloads:
                 raise RuntimeError("the stand-in has no meshed pods (label osm-proxy-uuid)")
+            self.controller = LabController(api_client, self._apply)
+            self.policy = self.controller.load()
             self._ca = LabCA(self.workdir / "certs")
             for wl in self.workloads:
                 self._certs[wl.pod] = self._ca.issue(wl.identity)
+            if self.topology.ingress_controllers and self.policy.ingress_gateway_names:
+                self.ingress_cert = self._ca.issue(self.policy.ingress_gateway_names[0])
             self._start_servers()
             self._allocate_ports()
-            self.controller = LabController(api_client, self._apply)
-            self.policy = self.controller.load()
+            self.network = LabNetwork(
+                endpoints=self.topology.endpoints,
+                addresses=self.topology.addresses(),
+                external={host: app.port for host, app in self.external.items()},
+            )
+            dns_port = self.dns.port if self.dns else None
             for wl in self.workloads:
                 self.sidecars[wl.pod] = EnvoyProcess(
-                    wl, self.workdir / "envoy" / wl.name, self.ports[wl.pod], base_id=self.ports[wl.pod].admin
+                    wl, self.workdir / "envoy" / wl.name, self.ports[wl.pod], self.ports[wl.pod].admin, dns_port
+                )
+            for ic in self.topology.ingress_controllers:
+                ports = self.ingress_ports[ic.workload.pod]
+                self.ingress_proxies[ic.workload.pod] = EnvoyProcess(
+                    ic.workload, self.workdir / "envoy" / f"ingress-{ic.name}", ports, ports.admin, dns_port
                 )
             self._apply(self.policy)
-            for sidecar in self.sidecars.values():
+            for sidecar in self._envoys():
                 sidecar.start()
-            for sidecar in self.sidecars.values():
+            for sidecar in self._envoys():
                 sidecar.wait_ready()
             self.controller.start()
             if self._with_prometheus:
@@ -181,14 +230,18 @@ class LabMesh:
         self.clients.clear()
         if self.controller is not None:
             self.controller.stop()
-        for sidecar in self.sidecars.values():
+        for sidecar in self._envoys():
             sidecar.stop()
         if self.prometheus is not None:
             self.prometheus.stop()
             self.prometheus = None
-        for server in self.servers.values():
+        for server in [*self.servers.values(), *self.external.values()]:
             server.stop()
         self.servers.clear()
+        self.external.clear()
+        if self.dns is not None:
+            self.dns.stop()
+            self.dns = None
         with contextlib.suppress(FileNotFoundError):
             (self.workdir / "lab.json").unlink()
 
@@ -199,6 +252,9 @@ class LabMesh:
         self.stop()
 
     # ---- parts -------------------------------------------------------------------------------------------------
+    def _envoys(self) -> list[EnvoyProcess]:
+        return [*self.sidecars.values(), *self.ingress_proxies.values()]
+
     def _start_servers(self) -> None:
         for wl in self.workloads:
             if not wl.services:
@@ -208,27 +264,51 @@ class LabMesh:
             else:
                 behaviour = BEHAVIOURS.get(wl.name, Behaviour())
                 self.servers[wl.name] = HttpApp(wl.name, Behaviour(**asdict(behaviour))).start()
+        for host in EXTERNAL_HOSTS:
+            behaviour = BEHAVIOURS.get(host, Behaviour())
+            self.external[host] = HttpApp(host, Behaviour(**asdict(behaviour))).start()
+        self.dns = DnsServer(dict.fromkeys(EXTERNAL_HOSTS, "127.0.0.1")).start()
+
+    def _egress_ports(self) -> list[int]:
+        """The Egress ports each sidecar gets a port of its own for: 80 and those of the Egress policies at start
+        (one added later on another port has none in the lab)."""
+        ports = {80}
+        for egress in self.policy.egresses.values():
+            ports |= {int(p["number"]) for p in (egress.get("spec") or {}).get("ports") or [] if "number" in p}
+        return sorted(ports)
 
     def _allocate_ports(self) -> None:
         services = mesh_services(self.workloads)
+        egress = self._egress_ports()
         for wl in self.workloads:
             keys = sorted(services)
-            ports = free_ports(3 + len(keys))
+            ports = free_ports(3 + len(keys) + len(egress))
             server = self.servers.get(wl.name)
             self.ports[wl.pod] = SidecarPorts(
                 admin=ports[0],
                 inbound=ports[1] if wl.services else None,
                 app=server.port if server else None,
-                outbound=dict(zip(keys, ports[3:], strict=True)),
+                outbound=dict(zip(keys, ports[3 : 3 + len(keys)], strict=True)),
                 prometheus=ports[2],
+                egress=dict(zip(egress, ports[3 + len(keys) :], strict=True)),
             )
+        for ic in self.topology.ingress_controllers:
+            admin, http = free_ports(2)
+            self.ingress_ports[ic.workload.pod] = SidecarPorts(admin=admin, inbound=http, app=None)
 
     def _apply(self, policy: Policy) -> None:
         with self._render_lock:
             self.policy = policy
             for wl in self.workloads:
-                config = render(wl, self.workloads, policy, self.ports, self._certs, self._ca.cert_path)
+                config = render(wl, self.workloads, policy, self.ports, self._certs, self._ca.cert_path, self.network)
                 self.sidecars[wl.pod].write(config)
+            inbound = {pod: p.inbound for pod, p in self.ports.items()}
+            for ic in self.topology.ingress_controllers:
+                http = self.ingress_ports[ic.workload.pod].inbound
+                config = render_ingress(
+                    ic, self.workloads, policy, http, inbound, self.ingress_cert, self._ca.cert_path
+                )
+                self.ingress_proxies[ic.workload.pod].write(config)
 
     def _start_clients(self) -> None:
         services = mesh_services(self.workloads)
@@ -253,6 +333,32 @@ class LabMesh:
                         host=f"{ms.name}.{ms.namespace}:{ms.port}",  # as an app calls a service: by its name
                     )
                 self.clients[name] = client.start()
+            for host, port, requests, rate in EGRESS_TRAFFIC.get(wl.app, []):
+                lab_port = self.ports[wl.pod].egress.get(port)
+                if lab_port is None or host not in self.external:
+                    continue
+                name = f"{wl.name} -> {host}:{port}"
+                client = HttpClient(
+                    name, lab_port, requests, rate=rate * self.rate_scale, threads=1, duration=self.duration, host=host
+                )
+                self.clients[name] = client.start()
+        for ic in self.topology.ingress_controllers:
+            self._start_ingress_clients(ic)
+
+    def _start_ingress_clients(self, ic: IngressController) -> None:
+        """One client per path of the Ingresses the controller serves at start, from outside the cluster."""
+        port = self.ingress_ports[ic.workload.pod].inbound
+        for route in ingress_routes(ic, self.policy):
+            host = route.host if route.host != "*" else f"{ic.name}.{ic.namespace}"
+            path = route.path if route.path_type == "Exact" else f"{route.path.rstrip('/')}/books-bought"
+            name = f"internet -> {host}{route.path}"
+            if name in self.clients:
+                continue
+            requests = [Request("GET", path, (("user-agent", "curl/8.5.0"),))]
+            client = HttpClient(
+                name, port, requests, rate=INGRESS_RATE * self.rate_scale, threads=1, duration=self.duration, host=host
+            )
+            self.clients[name] = client.start()
 
     def _prometheus_config(self) -> dict:
         targets = [(wl, self.ports[wl.pod].prometheus) for wl in self.workloads]
@@ -312,6 +418,7 @@ class LabMesh:
 
     def pids(self) -> dict[str, int]:
         pids = {f"envoy:{s.wl.name}": s.proc.pid for s in self.sidecars.values() if s.proc}
+        pids |= {f"envoy:ingress {s.wl.name}": s.proc.pid for s in self.ingress_proxies.values() if s.proc}
         if self.prometheus is not None and self.prometheus._proc is not None:
             pids["prometheus"] = self.prometheus._proc.pid
         return pids
@@ -340,6 +447,21 @@ class LabMesh:
                 }
                 for s in self.sidecars.values()
             },
+            "ingress": {
+                s.wl.name: {
+                    "pod": s.wl.pod,
+                    "namespace": s.wl.namespace,
+                    "address": ic.address,
+                    "admin": s.ports.admin,
+                    "http": s.ports.inbound,
+                    "base_id": s.base_id,
+                    "pid": s.proc.pid if s.proc else None,
+                }
+                for ic in self.topology.ingress_controllers
+                if (s := self.ingress_proxies.get(ic.workload.pod)) is not None
+            },
+            "external": {host: {"port": app.port, "address": "127.0.0.1"} for host, app in self.external.items()},
+            "dns_port": self.dns.port if self.dns else None,
             "pids": self.pids(),
             "restarts": dict(self.restarts),
             "behaviours": {n: asdict(s.behaviour) for n, s in self.servers.items() if isinstance(s, HttpApp)},
@@ -368,6 +490,10 @@ class LabMesh:
             proc = sidecar.proc
             code = True if proc is None else proc.poll()
             found.append((f"envoy {sidecar.wl.name}", code, lambda s=sidecar: self._restart_envoy(s)))
+        for proxy in self.ingress_proxies.values():
+            proc = proxy.proc
+            code = True if proc is None else proc.poll()
+            found.append((f"envoy ingress {proxy.wl.name}", code, lambda s=proxy: self._restart_envoy(s)))
         return found
 
     def _restart_prometheus(self) -> None:

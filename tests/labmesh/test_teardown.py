@@ -35,10 +35,13 @@ def test_it_leaves_no_process_or_shared_memory_behind(tmp_path: Path) -> None:
             time.sleep(0.2)
         status = json.loads((state / "lab.json").read_text())
         pids = status["pids"]
-        assert len([n for n in pids if n.startswith("envoy:")]) == 6 and "prometheus" in pids
+        # six sidecars, and the ingress controller's Envoy (outside the mesh)
+        assert len([n for n in pids if n.startswith("envoy:")]) == 7 and "prometheus" in pids
+        assert "envoy:ingress ingress-nginx-controller" in pids
         assert all(alive(pid) for pid in pids.values())
-        shm = [Path(f"/dev/shm/envoy_shared_memory_{s['base_id'] * 10}") for s in status["sidecars"].values()]
-        assert len({s["base_id"] for s in status["sidecars"].values()}) == 6, "one --base-id per Envoy"
+        envoys = [*status["sidecars"].values(), *status["ingress"].values()]
+        shm = [Path(f"/dev/shm/envoy_shared_memory_{s['base_id'] * 10}") for s in envoys]
+        assert len({s["base_id"] for s in envoys}) == 7, "one --base-id per Envoy"
         assert any(p.exists() for p in shm)
     finally:
         proc.send_signal(signal.SIGINT)
