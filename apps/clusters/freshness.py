@@ -221,22 +221,20 @@ class Freshness:
     def label(self) -> str:
         return CollectionRun.Kind(self.kind).label
 
-    @cached_property
-    def warming_up(self) -> Warmup | None:
-        """For metrics: whether the latest data covers less than one rate window, and until when (one query, made
-        only when a page asks)."""
-        if self.kind != CollectionRun.Kind.METRICS or self.last_good is None:
+    def stretch_start(self, span: timedelta) -> datetime | None:
+        """When the latest unbroken stretch of successful runs began (no pause longer than `stretch_gap_seconds`),
+        if that is less than `span` before the latest one; None when it began earlier or nothing was collected."""
+        if self.last_good is None:
             return None
         latest = self.last_good.started_at
-        window = timedelta(seconds=self.window_seconds)
         gap = timedelta(seconds=self.stretch_gap_seconds)
         starts = (
             CollectionRun.objects.filter(
                 cluster_id=self.last_good.cluster_id,
-                kind=CollectionRun.Kind.METRICS,
+                kind=self.kind,
                 status__in=_GOOD,
                 started_at__lte=latest,
-                started_at__gte=latest - window - gap,
+                started_at__gte=latest - span - gap,
             )
             .order_by("-started_at")
             .values_list("started_at", flat=True)
@@ -246,9 +244,21 @@ class Freshness:
             if first - started > gap:
                 break
             first = started
-            if latest - first >= window:
+            if latest - first >= span:
                 return None
-        covered = latest - first
+        return first
+
+    @cached_property
+    def warming_up(self) -> Warmup | None:
+        """For metrics: whether the latest data covers less than one rate window, and until when (one query, made
+        only when a page asks)."""
+        if self.kind != CollectionRun.Kind.METRICS or self.last_good is None:
+            return None
+        window = timedelta(seconds=self.window_seconds)
+        first = self.stretch_start(window)
+        if first is None:
+            return None
+        covered = self.last_good.started_at - first
         return Warmup(
             covered_seconds=max(1, int(covered.total_seconds())),
             window_seconds=int(self.window_seconds),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -100,18 +101,12 @@ def _time_range(request: HttpRequest, cluster: Cluster | None) -> tuple[TimeRang
 
 
 def _default_window(cluster: Cluster | None) -> str:
+    """1 hour, or 15 min while the cluster's metrics (their latest unbroken stretch) are younger than an hour: a
+    new cluster, a demo just started, metrics back after an outage."""
     if cluster is None:
         return DEFAULT_WINDOW
-    first = (
-        CollectionRun.objects.filter(
-            cluster=cluster,
-            kind=CollectionRun.Kind.METRICS,
-            status__in=[CollectionRun.Status.OK, CollectionRun.Status.PARTIAL],
-        )
-        .order_by("started_at")
-        .values_list("started_at", flat=True)
-        .first()
-    )
-    if first is None or time.time() - first.timestamp() < WINDOWS[DEFAULT_WINDOW].seconds:
+    metrics = freshness(cluster, CollectionRun.Kind.METRICS)
+    span = timedelta(seconds=WINDOWS[DEFAULT_WINDOW].seconds)
+    if metrics.last_good is None or metrics.stretch_start(span) is not None:
         return YOUNG_DATA_WINDOW
     return DEFAULT_WINDOW

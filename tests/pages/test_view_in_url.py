@@ -26,22 +26,29 @@ def _series_urls(page: str) -> set[str]:
     return set(re.findall(r'data-series-url="([^"]+)"', page))
 
 
-def _old_metrics(cluster) -> None:
-    """Metrics collected for two hours already: the default window is then 1 hour."""
-    started = timezone.now() - timezone.timedelta(hours=2)
-    CollectionRun.objects.create(
-        cluster=cluster, kind=CollectionRun.Kind.METRICS, status=CollectionRun.Status.OK, started_at=started,
-        finished_at=started,
-    )  # fmt: skip
+def _metrics_for(cluster, minutes: int) -> None:
+    """Metrics collected every 4 minutes (no pause long enough to break the stretch) for the last `minutes`."""
+    now = timezone.now()
+    for ago in range(minutes, -1, -4):
+        started = now - timezone.timedelta(minutes=ago)
+        CollectionRun.objects.create(
+            cluster=cluster, kind=CollectionRun.Kind.METRICS, status=CollectionRun.Status.OK, started_at=started,
+            finished_at=started,
+        )  # fmt: skip
 
 
-def test_the_default_is_15_minutes_while_metrics_are_younger_than_an_hour(client, viewer, bookstore):
+def test_the_default_is_15_minutes_while_the_metrics_stretch_is_younger_than_an_hour(client, viewer, bookstore):
     client.force_login(viewer)
     page = _page(client, "/services/bookstore/bookstore-v1/")
     assert _series_urls(page) == {"/services/bookstore/bookstore-v1/series?window=15m"}
     assert 'data-view-query="window=15m"' in page
 
-    _old_metrics(bookstore)
+    _metrics_for(bookstore, 40)  # a stretch younger than an hour (a demo just started): still 15 minutes
+    page = _page(client, "/services/bookstore/bookstore-v1/")
+    assert _series_urls(page) == {"/services/bookstore/bookstore-v1/series?window=15m"}
+
+    CollectionRun.objects.filter(cluster=bookstore).delete()
+    _metrics_for(bookstore, 70)
     page = _page(client, "/services/bookstore/bookstore-v1/")
     assert _series_urls(page) == {"/services/bookstore/bookstore-v1/series?window=1h"}
 
