@@ -30,6 +30,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from .osm_scrape import osm_keep_regex
+
 INTERNAL_CLUSTERS = ("osm-controller", "envoy-metrics-cluster", "envoy-tracing-cluster", "passthrough-outbound")
 
 # Destination-service clusters: `<ns>/...`, not the inbound `...|local` ones.
@@ -229,6 +231,62 @@ def passthrough(window: str) -> str:
     )
 
 
+# Resilience counters per destination service (issue 21 item 4), by ServiceKPI field stem:
+# - "rate_limited": requests the destination's own sidecars refused with a local rate limit (OSM programs
+#   UpstreamTrafficSetting `rateLimit.local.http` as Envoy's HTTP local_ratelimit filter, stat prefix
+#   `http_local_rate_limiter`; Envoy's tag extraction makes it `envoy_http_local_rate_limit_rate_limited{
+#   envoy_local_http_ratelimit_prefix="http_local_rate_limiter"}`, scraped from the destination's pod);
+# - "retried": retries the callers' sidecars made to it (`upstream_rq_retry` on their clusters to it);
+# - "overflow": requests the callers' sidecars refused because the cluster's pending queue was full
+#   (`upstream_rq_pending_overflow`: an UpstreamTrafficSetting's connection limits, or Envoy's defaults).
+RATE_LIMIT_PREFIX = "http_local_rate_limiter"
+RATE_LIMITED_METRIC = "envoy_http_local_rate_limit_rate_limited"
+RESILIENCE_METRICS = {
+    "rate_limited": RATE_LIMITED_METRIC,
+    "retried": "envoy_cluster_upstream_rq_retry",
+    "overflow": "envoy_cluster_upstream_rq_pending_overflow",
+}
+_RESILIENCE_NAMES = {
+    # an Envoy without the prefix tag keeps it in the name
+    "rate_limited": re.compile(rf"envoy_(?:{RATE_LIMIT_PREFIX}_)?http_local_rate_limit_rate_limited"),
+    "retried": re.compile(r"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_retry"),
+    "overflow": re.compile(r"envoy_cluster_(?:[a-zA-Z0-9_]+_[0-9]+_)?upstream_rq_pending_overflow"),
+}
+RESILIENCE = tuple(RESILIENCE_METRICS)
+
+
+def resilience_kept(names: set[str]) -> frozenset[str]:
+    """The resilience counters (RESILIENCE keys) this Prometheus has, from its metric names."""
+    return frozenset(k for k, pattern in _RESILIENCE_NAMES.items() if any(pattern.fullmatch(n) for n in names))
+
+
+def resilience(window: str, kept: frozenset[str] | set[str]) -> str:
+    """Per-second rates of the kept resilience counters, tagged `resilience` (a RESILIENCE key), by the scraped pod
+    (`source_*`) and Envoy cluster: the rate-limited count is the destination's own pod's, the others the callers'
+    clusters to the destination. One query for all three, whatever the mesh size."""
+    terms = {
+        "rate_limited": (
+            f'{{__name__=~"{_RESILIENCE_NAMES["rate_limited"].pattern}",'
+            f'envoy_local_http_ratelimit_prefix=~"{RATE_LIMIT_PREFIX}|"}}'
+        ),
+        "retried": cluster_metric("upstream_rq_retry"),
+        "overflow": cluster_metric("upstream_rq_pending_overflow"),
+    }
+    inner = " or ".join(
+        f'label_replace(rate({terms[k]}[{window}]), "resilience", "{k}", "", "")' for k in RESILIENCE if k in kept
+    )
+    return f"sum by ({EDGE}, resilience) ({inner})"
+
+
+def resilience_unavailable(key: str) -> str:
+    """Why a resilience KPI is not available when Prometheus has none of its series."""
+    name = RESILIENCE_METRICS[key]
+    text = f"not available: this Prometheus keeps no {name} series"
+    if not re.fullmatch(osm_keep_regex(), name):
+        return f"{text} (OSM's shipped keep-list drops it; keep it in your own Prometheus to see it)"
+    return f"{text} (OSM's shipped keep-list keeps it: is the sidecars' scrape job missing, or its keep-list changed?)"
+
+
 @dataclass(frozen=True)
 class Available:
     """What this Prometheus keeps, from the metric names it has (one cheap index lookup per cycle)."""
@@ -237,6 +295,7 @@ class Available:
     tls: bool
     denials: bool
     passthrough: bool = True
+    resilience: frozenset[str] = frozenset(RESILIENCE)  # the RESILIENCE keys kept
 
     @classmethod
     def from_names(cls, names: set[str]) -> Available:
@@ -246,6 +305,7 @@ class Available:
             tls=TLS_HANDSHAKE in names or any(_TRUNCATED_SSL.match(n) for n in names),
             denials=any(n in names for n in REFUSAL_METRICS) or any(_ROUTE_RBAC.match(n) for n in names),
             passthrough="envoy_cluster_upstream_cx_total" in names,
+            resilience=resilience_kept(names),
         )
 
     @classmethod
@@ -255,6 +315,7 @@ class Available:
             state.latency_source,
             not state.tls_unavailable_reason,
             DENIALS_NOT_KEPT not in state.denials_unavailable_reason,
+            resilience=frozenset(k for k in RESILIENCE if not getattr(state, f"{k}_unavailable_reason")),
         )
 
 
@@ -303,6 +364,8 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         queries["refusals"] = refusals(short, duration(w.scrape_interval))
     if available.passthrough:
         queries["passthrough"] = passthrough(short)
+    if available.resilience:
+        queries["resilience"] = resilience(short, available.resilience)
     return queries
 
 

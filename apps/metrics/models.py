@@ -79,6 +79,12 @@ class ServiceKPI(Traffic):
     # (rates, and latency buckets, whose quantiles are those of all the traffic addressed to it).
     # The backend services, in the split's order; empty for any other service.
     routed_backends = models.JSONField(default=list, blank=True)
+    # Resilience, requests/s (issue 21 item 4): refused by its own sidecars' local rate limit, retried by its callers'
+    # sidecars, refused by its callers' sidecars for a full pending queue. None: not available (MetricsState's
+    # `<name>_unavailable_reason` says why) or not meshed.
+    rate_limited_rate = models.FloatField(null=True, blank=True)
+    retried_rate = models.FloatField(null=True, blank=True)
+    overflow_rate = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -220,6 +226,10 @@ class MetricsState(models.Model):
     latency_unavailable_reason = models.TextField(blank=True)
     tls_unavailable_reason = models.TextField(blank=True)  # blank: TLS evidence is available
     denials_unavailable_reason = models.TextField(blank=True)  # blank: denial counts are available
+    # blank: the resilience counter is kept (catalog.resilience_unavailable says why not)
+    rate_limited_unavailable_reason = models.TextField(blank=True)
+    retried_unavailable_reason = models.TextField(blank=True)
+    overflow_unavailable_reason = models.TextField(blank=True)
     queries = models.PositiveIntegerField(default=0)  # PromQL queries issued in the last run
     # The metrics pre-flight: which series and labels Meshboard reads this Prometheus keeps (apps.metrics.preflight).
     preflight = models.JSONField(default=dict, blank=True)

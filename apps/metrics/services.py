@@ -27,6 +27,8 @@ from .resolve import Resolver
 HISTORY_POINTS = 60  # sparkline points kept per service (one per cycle)
 REQUEST_FIELDS = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", "success_rate")
 TCP_FIELDS = {"bytes_sent": "tcp_bytes_sent_rate", "bytes_received": "tcp_bytes_received_rate"}
+# Resilience KPIs per destination service (catalog.RESILIENCE key -> ServiceKPI field).
+RESILIENCE_FIELDS = {key: f"{key}_rate" for key in catalog.RESILIENCE}
 SUMMED = ("request_rate", "rate_2xx", "rate_4xx", "rate_5xx", *TCP_FIELDS.values(), "tcp_active_connections")
 
 # source ns, source app (OSM's source_service), source workload kind and name, destination ns, destination service
@@ -273,8 +275,53 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     _map_tls(cycle, resolver, out)
     _map_denials(cycle, resolver, out)
     _sum_services(out, resolver, service_buckets)
+    _map_resilience(cycle, resolver, out)
     out.splits = _map_splits(cycle, resolver, out.edges)
     return out
+
+
+def _pod_services(labels: dict, resolver: Resolver) -> list[ServiceKey]:
+    """Every service whose selector picks the scraped pod (its workload's template labels; else its app label)."""
+    ns = labels.get("source_namespace", "")
+    workload = resolver.wasm_workload(catalog.mangle(ns), catalog.mangle(labels.get("source_workload_name", "")))
+    if workload and workload["namespace"] == ns:
+        names = workload["services"]
+    else:
+        names = resolver.services_of_labels(ns, {"app": labels.get("source_service", "")})
+    return [(ns, name) for name in names]
+
+
+def _map_resilience(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
+    """Rate-limited, retried and overflowed requests/s per destination service. Rate-limited: what the service's
+    pods' sidecars refused (a pod several services select counts for each); retried and overflow: the callers'
+    clusters to it, and a split root's include its backends' (callers route to the backends' clusters). A counter
+    this Prometheus does not keep is None for every service (MetricsState says why); a kept one reads 0 on a quiet
+    meshed service. When the query fails the stored values stay."""
+    kept = cycle.available.resilience
+    if kept and not cycle.ok("resilience"):
+        return
+    out.service_fields.update(RESILIENCE_FIELDS.values())
+    rates: dict[str, dict[ServiceKey, float]] = {key: {} for key in catalog.RESILIENCE}
+    for s in cycle.results.get("resilience", []):
+        key = s.labels.get("resilience", "")
+        if key not in rates or s.value is None:
+            continue
+        if key == "rate_limited":
+            destinations = _pod_services(s.labels, resolver)
+        else:
+            dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+            destinations = [dest] if dest else []
+        for dest in destinations:
+            rates[key][dest] = rates[key].get(dest, 0.0) + s.value
+    for (ns, root), backends in resolver.splits.items():
+        for key in ("retried", "overflow"):
+            routed = [rates[key][(ns, b)] for b in backends if b != root and (ns, b) in rates[key]]
+            if routed:
+                rates[key][(ns, root)] = rates[key].get((ns, root), 0.0) + sum(routed)
+    for service, row in out.services.items():
+        quiet = 0.0 if resolver.meshed.get(service) else None
+        for key, name in RESILIENCE_FIELDS.items():
+            row[name] = rates[key].get(service, quiet) if key in kept else None
 
 
 def _wasm_source(labels: dict, resolver: Resolver) -> tuple[str, str, str, str]:
@@ -499,6 +546,10 @@ def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) 
             "latency_unavailable_reason": catalog.LATENCY_UNAVAILABLE if available.latency_source == "none" else "",
             "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
             "denials_unavailable_reason": denials_statement(available, mapped.refusals),
+            **{
+                f"{key}_unavailable_reason": "" if key in available.resilience else catalog.resilience_unavailable(key)
+                for key in catalog.RESILIENCE
+            },
             "queries": cycle.queries,
             **({"preflight": cycle.preflight} if cycle.preflight is not None else {}),
         },

@@ -19,6 +19,12 @@ Namespace `shop-1` (a dash, so OSM's WASM mangling shows) and `data`:
   refused 2 connections/s it had no route for; secret's inbound listener refused 1.5/s that came in without mTLS;
   cart's network RBAC refused 0.2/s and its per-route RBAC 0.3/s on port 8080 plus 0.1/s on port 9090; catalog's
   network RBAC 0.4/s under an older Envoy's name. Every other listener counts 0.
+- resilience (RESILIENCE), in every Prometheus: frontend's sidecar retried 0.3/s to cart, 0.2/s to checkout-v1 and
+  0.1/s to checkout-v2, 0.05/s to data/mysql-0 (truncated name), none to catalog; it overflowed cart's pending queue
+  0.05/s. Noise: cart's `|local` cluster's retries, `upstream_rq_retry_success`/`_overflow`. Only the user's own
+  Prometheus (`byo`) keeps the local rate limit (OSM's keep-list drops it): cart's pod rate-limited 0.4/s and
+  checkout-v1's pod 0.25/s under OSM's stat prefix `http_local_rate_limiter`; another prefix and the `_ok` count are
+  noise.
 """
 
 from __future__ import annotations
@@ -63,6 +69,18 @@ REFUSALS = {
     "caller": {(NS, "frontend"): 2.0},
     "destination": {(NS, "secret"): 1.5, (NS, "cart"): 0.6, (NS, "catalog"): 0.4},
 }
+# Requests/s per service: (rate-limited by its pods' sidecars, retried by callers, pending overflow at callers).
+# checkout is the split root: its pods include checkout-v1's, and its callers' retries go to its backends' clusters.
+RESILIENCE = {
+    (NS, "cart"): (0.4, 0.3, 0.05),
+    (NS, "catalog"): (0.0, 0.0, 0.0),
+    (NS, "checkout"): (0.25, 0.3, 0.0),
+    (NS, "checkout-v1"): (0.25, 0.2, 0.0),
+    (NS, "checkout-v2"): (0.0, 0.1, 0.0),
+    (NS, "quiet"): (0.0, 0.0, 0.0),  # meshed, no caller: a measured zero
+    ("data", "mysql"): (0.0, 0.05, 0.0),
+    (NS, "legacy"): (None, None, None),  # no sidecar
+}
 
 
 def pod_labels(app: str, pod_name: str, workload: str | None = None) -> dict[str, str]:
@@ -88,6 +106,28 @@ def _reset_counter(om: OpenMetrics, labels: dict[str, str], rate: float) -> None
         return 5000 + rate * STEP * i if i < reset_at else rate * STEP * (i - reset_at + 1)
 
     om.series("envoy_cluster_upstream_rq_xx", {**labels, "envoy_response_code_class": "2"}, value)
+
+
+def resilience_series(om: OpenMetrics, *, rate_limits: bool) -> None:
+    """Retries and pending overflow on frontend's clusters; with `rate_limits`, the destinations' local rate limits."""
+    for dest, retry, overflow in (("cart", 0.3, 0.05), ("catalog", 0.0, 0.0), ("checkout-v1", 0.2, 0.0),
+                                  ("checkout-v2", 0.1, 0.0)):  # fmt: skip
+        labels = {**SOURCE, "envoy_cluster_name": _cluster(dest)}
+        om.counter("envoy_cluster_upstream_rq_retry", labels, retry)
+        om.counter("envoy_cluster_upstream_rq_pending_overflow", labels, overflow)
+    om.counter("envoy_cluster_mysql_3306_upstream_rq_retry", {**SOURCE, "envoy_cluster_name": "data/mysql-0"}, 0.05)
+    cart = pod_labels("cart", "cart-v1-5f-xyz", "cart-v1")
+    om.counter("envoy_cluster_upstream_rq_retry", {**cart, "envoy_cluster_name": f"{_cluster('cart')}|local"}, 5.0)
+    om.counter("envoy_cluster_upstream_rq_retry_success", {**SOURCE, "envoy_cluster_name": _cluster("cart")}, 0.3)
+    om.counter("envoy_cluster_upstream_rq_retry_overflow", {**SOURCE, "envoy_cluster_name": _cluster("cart")}, 1.0)
+    if not rate_limits:
+        return
+    checkout = pod_labels("checkout", "checkout-v1-1", "checkout-v1")
+    for pod, rate in ((cart, 0.4), (checkout, 0.25), (pod_labels("quiet", "quiet-1"), 0.0)):
+        prefix = {"envoy_local_http_ratelimit_prefix": "http_local_rate_limiter"}
+        om.counter("envoy_http_local_rate_limit_rate_limited", {**pod, **prefix}, rate)
+        om.counter("envoy_http_local_rate_limit_ok", {**pod, **prefix}, 7.0)
+    om.counter("envoy_http_local_rate_limit_rate_limited", {**cart, "envoy_local_http_ratelimit_prefix": "other"}, 9.0)
 
 
 def envoy_series(om: OpenMetrics, *, latency: bool, tls: bool, denials: bool) -> None:
@@ -166,15 +206,17 @@ def wasm_series(om: OpenMetrics) -> None:
 class Proms:
     byo: object  # Envoy latency, TLS and denials kept (a user's own Prometheus)
     osm: object  # OSM's keep-list + WASM latency
-    bare: object  # OSM's keep-list, no WASM
+    bare: object  # OSM's keep-list, no WASM, and no resilience series at all (the absent-series case)
 
 
 @pytest.fixture(scope="session")
 def proms(prometheus_factory) -> Proms:
     byo = OpenMetrics(TIMES)
     envoy_series(byo, latency=True, tls=True, denials=True)
+    resilience_series(byo, rate_limits=True)
     osm = OpenMetrics(TIMES)
     envoy_series(osm, latency=False, tls=False, denials=False)
+    resilience_series(osm, rate_limits=False)
     wasm_series(osm)
     bare = OpenMetrics(TIMES)
     envoy_series(bare, latency=False, tls=False, denials=False)
@@ -247,6 +289,13 @@ def snapshot_cluster(db):
         )
         Workload.objects.create(
             cluster=cluster, namespace=NS, kind="Deployment", name="frontend", template_labels={"app": "frontend"}
+        )
+        Workload.objects.create(
+            cluster=cluster,
+            namespace=NS,
+            kind="Deployment",
+            name="checkout-v1",
+            template_labels={"app": "checkout", "version": "v1"},
         )
         TrafficSplit.objects.create(
             cluster=cluster,

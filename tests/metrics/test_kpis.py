@@ -11,7 +11,7 @@ from apps.clusters.models import CollectionRun
 from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI, SplitShare
 from apps.metrics.services import collect_and_record
 
-from .conftest import AT, CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY, NS, REFUSALS
+from .conftest import AT, CLUSTER_CERT_EXPIRY, LISTENER_CERT_EXPIRY, NS, REFUSALS, RESILIENCE
 
 pytestmark = pytest.mark.django_db
 
@@ -202,6 +202,61 @@ def test_it_says_latency_is_not_available_on_a_keep_list_prometheus(proms, snaps
     assert edge.p99_ms is None and edge.request_rate == approx(11.5)
 
 
+def _resilience(cluster) -> dict:
+    return {
+        (k.namespace, k.service): (k.rate_limited_rate, k.retried_rate, k.overflow_rate)
+        for k in ServiceKPI.objects.filter(cluster=cluster)
+        if (k.namespace, k.service) in RESILIENCE
+    }
+
+
+def test_it_reports_rate_limited_retried_and_overflowed_requests_per_service(byo):
+    cluster, run = byo
+    assert run.status == CollectionRun.Status.OK, run.error
+    got = _resilience(cluster)
+    assert got.keys() == RESILIENCE.keys()
+    for key, expected in RESILIENCE.items():
+        assert got[key] == tuple(None if v is None else approx(v) for v in expected), key
+    state = MetricsState.objects.get(cluster=cluster)
+    assert (state.rate_limited_unavailable_reason, state.retried_unavailable_reason) == ("", "")
+    assert state.overflow_unavailable_reason == ""
+
+
+def test_it_says_why_the_local_rate_limit_is_not_available_on_osms_prometheus(proms, snapshot_cluster):
+    """OSM's keep-list keeps retries and overflow, and drops the local rate limit's stats."""
+    cluster = snapshot_cluster(proms.osm.url)
+    _collect(cluster)
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.rate_limited_unavailable_reason == (
+        "not available: this Prometheus keeps no envoy_http_local_rate_limit_rate_limited series (OSM's shipped "
+        "keep-list drops it; keep it in your own Prometheus to see it)"
+    )
+    assert state.retried_unavailable_reason == state.overflow_unavailable_reason == ""
+    got = _resilience(cluster)
+    for key, (_limited, retried, overflow) in RESILIENCE.items():
+        expected = (None, retried, overflow)
+        assert got[key] == tuple(None if v is None else approx(v) for v in expected), key
+
+
+def test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists(proms, snapshot_cluster):
+    cluster = snapshot_cluster(proms.bare.url)
+    run = _collect(cluster)
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.retried_unavailable_reason.startswith(
+        "not available: this Prometheus keeps no envoy_cluster_upstream_rq_retry series (OSM's shipped keep-list "
+        "keeps it"
+    )
+    assert "envoy_cluster_upstream_rq_pending_overflow" in state.overflow_unavailable_reason
+    assert "keep-list drops it" in state.rate_limited_unavailable_reason
+    assert set(_resilience(cluster).values()) == {(None, None, None)}
+    assert _service("cart").request_rate == approx(11.5)
+    # nothing to ask: the cycle sends no resilience query; the osm Prometheus (same keep-list) gets two more, the
+    # WASM latency buckets and the resilience query
+    osm = snapshot_cluster(proms.osm.url, name="osm")
+    osm_run = _collect(osm)
+    assert osm_run.counts["queries"] == run.counts["queries"] + 2
+
+
 def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms, kubeapi_factory):
     """Counted where Prometheus receives them (a proxy in front of it), for two meshes ten times apart in size."""
     from apps.clusters.models import Cluster
@@ -232,7 +287,9 @@ def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms,
     # The meshes differ: KPIs for ten times the services came back from the same set of requests.
     assert kpis[50] > 5 * kpis[5] > 0
     # buildinfo, config, metric names and the pre-flight's label names (4), then the PromQL of one cycle (5 traffic,
-    # 1 latency buckets, 1 refusals): written here, not taken from the code.
+    # 1 latency buckets, 1 refusals): written here, not taken from the code. The synthetic mesh's series have no
+    # retry, overflow or local rate-limit counter, so no resilience query is asked (one more where any is kept:
+    # test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists).
     assert {services: len(paths) for services, paths in received.items()} == {5: 11, 50: 11}, received
 
 
