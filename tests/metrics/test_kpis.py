@@ -299,3 +299,33 @@ def test_it_uses_the_per_cluster_scrape_interval_for_windows(proms, snapshot_clu
     assert MetricsState.objects.get().scrape_interval_seconds == 30
     assert SplitShare.objects.filter(backend="checkout-v1").get().short_window_seconds == 120
     assert _edge("cart").request_rate == approx(11.5)
+
+
+def _facts(client, viewer, service: str) -> dict[str, str]:
+    """The service page's KPI rows, `<dt>` text -> `<dd>` text (tags dropped)."""
+    import re
+
+    client.force_login(viewer)
+    response = client.get(f"/services/{NS}/{service}/")
+    assert response.status_code == 200
+    facts = response.content.decode().split('<dl class="facts">', 1)[1].split("</dl>", 1)[0]
+    rows = re.findall(r"<dt>(.*?)</dt><dd[^>]*>(.*?)</dd>", facts, re.S)
+    return {dt: " ".join(re.sub(r"<[^>]+>", "", dd).split()) for dt, dd in rows}
+
+
+def test_the_service_page_shows_rate_limited_retried_and_overflow(byo, client, viewer):
+    facts = _facts(client, viewer, "cart")
+    assert facts["Rate-limited"] == "0.4 req/s (refused by its pods' sidecars' local rate limit)"
+    assert facts["Retried"] == "0.3 req/s (retries its callers' sidecars made to it)"
+    assert facts["Overflow"] == "0.05 req/s (refused by its callers' sidecars: pending queue full)"
+    assert _facts(client, viewer, "legacy")["Retried"] == "–"  # no sidecar: nothing measures it
+
+
+def test_the_service_page_says_why_the_rate_limit_is_not_available(proms, snapshot_cluster, client, viewer):
+    _collect(snapshot_cluster(proms.osm.url))
+    facts = _facts(client, viewer, "cart")
+    assert facts["Rate-limited"].startswith(
+        "not available: this Prometheus keeps no envoy_http_local_rate_limit_rate_limited series (OSM&#x27;s shipped "
+        "keep-list drops it"
+    )
+    assert facts["Retried"].startswith("0.3 req/s")
