@@ -187,6 +187,34 @@ NEEDS: tuple[Need, ...] = (
         "passthrough",
     ),
     Need(
+        "rate_limited",
+        "series",
+        catalog.RATE_LIMITED_METRIC,
+        f"envoy_({catalog.RATE_LIMIT_PREFIX}_)?http_local_rate_limit_rate_limited",
+        "Requests a service's own sidecars refused with a local rate limit (an UpstreamTrafficSetting's "
+        "rateLimit.local.http) are 'not available' on the service page, so a rate-limited service looks like any "
+        "other.",
+        "rate-limited requests",
+    ),
+    Need(
+        "retried",
+        "series",
+        "envoy_cluster_upstream_rq_retry",
+        _CLUSTER + "upstream_rq_retry",
+        "Retries the callers' sidecars made to a service (a Retry policy at work) are 'not available' on the service "
+        "page.",
+        "retries",
+    ),
+    Need(
+        "overflow",
+        "series",
+        "envoy_cluster_upstream_rq_pending_overflow",
+        _CLUSTER + "upstream_rq_pending_overflow",
+        "Requests the callers' sidecars refused because a service's pending queue was full (an "
+        "UpstreamTrafficSetting's connection limits) are 'not available' on the service page.",
+        "overflow",
+    ),
+    Need(
         "label_cluster",
         "label",
         "envoy_cluster_name",

@@ -34,6 +34,11 @@ SIDECAR_NAMES = {
     "envoy_cluster_upstream_rq_time_count",
     "envoy_cluster_external_upstream_rq_time_bucket",
     "envoy_cluster_upstream_rq_retry",
+    "envoy_cluster_upstream_rq_retry_success",
+    "envoy_cluster_upstream_rq_pending_overflow",
+    "envoy_cluster_mysql_3306_upstream_rq_retry",
+    "envoy_http_local_rate_limit_rate_limited",
+    "envoy_http_local_rate_limit_ok",
     "envoy_cluster_ssl_handshake",
     "envoy_cluster_ssl_connection_error",
     "envoy_cluster_ssl_fail_verify_san",
@@ -77,10 +82,11 @@ SERIES_OSM_DROPS = {
     "envoy_rbac_denied (envoy_network_rbac_denied on older Envoys)",
     "envoy_http_rds_inbound_<port>_rbac_denied",
     'envoy_cluster_upstream_cx_total{envoy_cluster_name="passthrough-outbound"}',
+    "envoy_http_local_rate_limit_rate_limited",
 }
 OSM_SUMMARY = (
-    "Prometheus keeps 4 of 13 series and all 6 labels Meshboard reads; missing ones blank: latency, TLS evidence, "
-    "certificate expiry, refused traffic, passthrough."
+    "Prometheus keeps 6 of 16 series and all 6 labels Meshboard reads; missing ones blank: latency, TLS evidence, "
+    "certificate expiry, refused traffic, passthrough, rate-limited requests."
 )
 
 
@@ -96,7 +102,7 @@ def by_name(items: list[dict]) -> dict[str, dict]:
 def test_it_finds_everything_on_a_prometheus_that_keeps_everything():
     items = preflight.evaluate(SIDECAR_NAMES, RQ_XX_LABELS)
 
-    assert preflight.summary(items) == "Prometheus keeps all 13 series and all 6 labels Meshboard reads."
+    assert preflight.summary(items) == "Prometheus keeps all 16 series and all 6 labels Meshboard reads."
     statuses = {i["name"]: i["status"] for i in items}
     assert statuses.pop("osm_request_duration_ms_bucket") == "not needed"
     assert set(statuses.values()) == {"present"}
@@ -150,7 +156,7 @@ def test_missing_source_labels_say_who_loses_the_callers():
     assert "a canary's v1 and v2 (one app label) cannot be told apart" in rows["source_workload_name"]["cost"]
     assert rows["source_service"]["cost"].startswith("Callers are unknown")
     assert preflight.summary(items) == (
-        "Prometheus keeps all 13 series and 3 of 6 labels Meshboard reads; missing ones blank: callers, "
+        "Prometheus keeps all 16 series and 3 of 6 labels Meshboard reads; missing ones blank: callers, "
         "caller workloads."
     )
     advice = preflight.advice({"items": items})
@@ -167,7 +173,7 @@ def test_it_says_could_not_check_when_prometheus_does_not_answer_the_label_reque
     labels = [i for i in report["items"] if i["kind"] == "label"]
     assert {i["status"] for i in labels} == {"unchecked"}
     assert all(i["reason"].startswith("listing label names: cannot reach Prometheus at 127.0.0.1:") for i in labels)
-    assert report["summary"].startswith("Prometheus keeps 4 of 13 series Meshboard reads (its labels could not be")
+    assert report["summary"].startswith("Prometheus keeps 6 of 16 series Meshboard reads (its labels could not be")
     assert report["checked_at"] == 1300.0 and report["window_seconds"] == 300.0
     assert preflight.advice(report).missing_labels == []
 

@@ -44,5 +44,5 @@ def test_it_finds_every_series_and_label_meshboard_reads_in_one_request(lab_stac
     assert set(statuses.values()) == {"present"}
     client.force_login(viewer)
     page = client.get("/mesh/").content.decode()
-    assert "Prometheus keeps all 13 series and all 6 labels Meshboard reads." in page
+    assert "Prometheus keeps all 16 series and all 6 labels Meshboard reads." in page
     assert "Keeping what is missing" not in page

@@ -103,7 +103,7 @@ def test_the_advised_keep_rule_keeps_every_series_on_the_real_prometheus(lab_sta
     page = mesh_page(client)
 
     text = html_lib.unescape(page)
-    assert "Prometheus keeps all 13 series and all 6 labels Meshboard reads." in text
+    assert "Prometheus keeps all 16 series and all 6 labels Meshboard reads." in text
     assert "Keeping what is missing" not in text
     assert {status for status, _shown, _cost in preflight_rows(page).values()} == {"present", "not-needed"}
 
