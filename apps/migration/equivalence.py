@@ -136,7 +136,7 @@ class _Checker:
         self.t = translation
         mesh = translation.mesh
         self.mesh = mesh
-        self.osm = OsmPolicy(mesh.mode, mesh.grants)
+        self.osm = OsmPolicy(mesh.mode, mesh.grants, egress=mesh.egress_passthrough)
         self.groups = [
             dataclasses.replace(g, meshed=configured_sidecar(mesh.namespace(g.namespace), g)) for g in mesh.groups
         ]
@@ -223,8 +223,6 @@ class _Checker:
             return
         self.check.destinations += 1
         sources: list[Identity | None] = [*self._sources(group, policies)]
-        if not group.meshed:
-            sources = sources[-1:]  # a pod without a sidecar: one caller shows what every meshed caller gets
         sources.append(None)  # and a caller without a sidecar
         for source in sources:
             self.check.pairs += 1

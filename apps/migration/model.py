@@ -212,6 +212,13 @@ class MeshInput:
     edges: tuple[tuple[str, str, float], ...] = ()
     collected_at: str = ""
 
+    @property
+    def egress_passthrough(self) -> bool:
+        """MeshConfig `traffic.enableEgress`: a sidecar passes what it has no route for through to the original
+        destination (false when no MeshConfig was collected: OSM's CRD has no default but Go's false)."""
+        traffic = (self.meshconfig or {}).get("traffic")
+        return isinstance(traffic, dict) and traffic.get("enableEgress") is True
+
     def namespace(self, name: str) -> NamespaceInfo | None:
         return next((n for n in self.namespaces if n.name == name), None)
 

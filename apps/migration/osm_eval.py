@@ -14,7 +14,14 @@ destination service account (from the TrafficTargets naming it, `osm@v1.2.4:pkg/
 3. a TCP port has no routes: the network filter alone decides.
 
 In permissive mode every meshed source is let through. A source without a sidecar never is (OSM's inbound requires
-mTLS), and a destination without a sidecar cannot answer a meshed caller's mTLS.
+mTLS). The destination is looked at first, since it is where OSM's inbound policy lives:
+- a destination without a sidecar has no inbound policy. A caller without a sidecar reaches it: no proxy sees the
+  request at all. A meshed caller's sidecar decides alone (`pkg/catalog/outbound_traffic_policies.go`): when it routes
+  the destination's services as mesh services (permissive mode: every service of a monitored namespace; SMI mode: the
+  services of the identities whose TrafficTargets list the caller) it speaks mTLS, which the pod cannot answer;
+  otherwise it has no route for them, and with the MeshConfig's `traffic.enableEgress` its default filter chain
+  passes the connection through to the original destination in plaintext (`outbound-egress-filter-chain`), which the
+  pod answers; without `enableEgress` the outbound listener refuses it.
 
 Where OSM's answer depends on the order of overlapping matches from different TrafficTargets (which OSM takes from
 its informer cache, an order nobody controls) the verdict says so (`order_dependent`).
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 
 from apps.policies.smi_access import Grant, Identity, Route
 
-from .model import PERMISSIVE, TCP, Request
+from .model import PERMISSIVE, TCP, Request, WorkloadGroup
 from .regex import full_match, re2_problem
 
 
@@ -69,8 +76,10 @@ class _Destination:
 class OsmPolicy:
     """The SMI policy of one cluster, ready to judge requests."""
 
-    def __init__(self, mode: str, grants: tuple[Grant, ...] | list[Grant]):
+    def __init__(self, mode: str, grants: tuple[Grant, ...] | list[Grant], egress: bool = False):
+        """`egress`: the MeshConfig's `traffic.enableEgress` (OSM's passthrough to what a sidecar has no route for)."""
         self.mode = mode
+        self.egress = egress
         self._grants: dict[Identity, list[Grant]] = {}
         for grant in grants:
             if grant.allows:
@@ -118,14 +127,19 @@ class OsmPolicy:
         self._destinations[identity] = dest
         return dest
 
+    def routes_as_mesh_service(self, source: Identity, destination: Identity) -> bool:
+        """Whether `source`'s sidecar has an outbound route (mTLS) to the services of `destination`'s pods: every mesh
+        service in permissive mode, in SMI mode those of the identities whose TrafficTargets list it."""
+        if self.mode == PERMISSIVE:
+            return True
+        return any(g.source == source for g in self._grants.get(destination, []))
+
     def evaluate(self, request: Request) -> OsmVerdict:
         source, group = request.source, request.destination
+        if not group.meshed:
+            return self._unmeshed(source, group)
         if source is None:
             return OsmVerdict(False, "the source has no sidecar: OSM's sidecars accept only mTLS from the mesh")
-        if not group.meshed:
-            return OsmVerdict(
-                False, f"{group} has no sidecar: the caller's sidecar speaks mTLS, which the pod cannot answer"
-            )
         if self.mode == PERMISSIVE:
             return OsmVerdict(True, "permissive mode: every meshed source is allowed")
         dest = self._destination(group.identity)
@@ -151,3 +165,26 @@ class OsmPolicy:
         if dependent:
             reason += "; another matching route would decide otherwise, so OSM's answer depends on route order"
         return OsmVerdict(allowed, reason, route, tuple(first.targets), dependent)
+
+    def _unmeshed(self, source: Identity | None, group: WorkloadGroup) -> OsmVerdict:
+        """A destination without a sidecar: only the caller's sidecar, if it has one, can stand in the way."""
+        if source is None:
+            return OsmVerdict(True, f"neither the source nor {group} has a sidecar: no proxy sees the request")
+        if self.routes_as_mesh_service(source, group.identity):
+            why = "permissive mode" if self.mode == PERMISSIVE else f"a TrafficTarget to {group.identity} lists it"
+            return OsmVerdict(
+                False,
+                f"{source}'s sidecar routes to {group}'s services as mesh services ({why}) and speaks mTLS, which a "
+                "pod without a sidecar cannot answer",
+            )
+        if self.egress:
+            return OsmVerdict(
+                True,
+                f"{source}'s sidecar has no route to {group}'s services (no TrafficTarget to {group.identity} lists "
+                "it), so enableEgress passes the request through in plaintext, which the pod answers",
+            )
+        return OsmVerdict(
+            False,
+            f"{source}'s sidecar has no route to {group}'s services and enableEgress is off: its outbound listener "
+            "refuses the request",
+        )

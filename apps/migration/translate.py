@@ -419,21 +419,7 @@ class _Builder:
                 )
             will_be_meshed = configured_sidecar(ns, group)
             if not will_be_meshed and group.ports:
-                caller = self._a_meshed_caller(group)
-                port = group.ports[0].number
-                self.item(
-                    group.namespace,
-                    key=f"unmeshed-reach:{group.key}",
-                    level=BROADER,
-                    mapping="a pod without a sidecar in a meshed namespace: unreachable from sidecars in OSM, "
-                    "reached in plaintext in Istio",
-                    subject=subject,
-                    reason="OSM's sidecars call every service of a meshed namespace with mTLS, which a pod without a "
-                    "sidecar cannot answer; Istio's auto mTLS falls back to plaintext, so every meshed caller "
-                    "reaches it with no policy applied (mesh it to protect it).",
-                    example=f"GET / from {caller or 'any meshed caller'} to {group.namespace}/{group.name} port {port}",
-                    scope=(f"group:{group.key}",),
-                )
+                self._unmeshed_reach(group, subject)
             if will_be_meshed:
                 for field_name, annotation, istio in EXCLUSIONS:
                     values: list[str] = [str(v) for v in traffic.get(field_name) or [] if str(v).strip()]
@@ -467,12 +453,60 @@ class _Builder:
                     )
                 self.plan(group.namespace).patches.append(patch)
 
-    def _a_meshed_caller(self, group: WorkloadGroup) -> Identity | None:
-        for g in self.mesh.grants:
-            if g.destination.namespace == group.namespace and g.allows:
-                return g.source
-        other = next((g for g in self.mesh.groups if g.meshed and g.identity != group.identity), None)
-        return other.identity if other else None
+    def _unmeshed_reach(self, group: WorkloadGroup, subject: str) -> None:
+        """Who reaches a pod that has no sidecar. Istio's auto mTLS sends it plaintext from every meshed caller, with
+        no policy applied. OSM refuses the callers whose sidecars route to it as a mesh service (with mTLS, which it
+        cannot answer): all of them in permissive mode, the sources of TrafficTargets to it in SMI mode; the others
+        have no route to it and reach it in plaintext through enableEgress's passthrough, or not at all without it."""
+        port = group.ports[0].number
+        mapping = (
+            "a pod without a sidecar in a meshed namespace: OSM refuses the callers that route to it with mTLS, "
+            "Istio's auto mTLS reaches it in plaintext"
+        )
+        refused = self._callers_osm_refuses(group)
+        if refused is None:
+            self.item(
+                group.namespace,
+                key=f"unmeshed-reach:{group.key}",
+                level=EXACT,
+                mapping=mapping,
+                subject=subject,
+                reason="No TrafficTarget names it, so OSM's sidecars have no route to it and enableEgress passes "
+                "their requests through in plaintext, which it answers; Istio's auto mTLS reaches it in plaintext "
+                "too, with no policy applied in either mesh (mesh it to protect it).",
+                scope=(f"group:{group.key}",),
+            )
+            return
+        if self.mesh.mode == PERMISSIVE:
+            why = "In permissive mode every OSM sidecar routes to it as a mesh service, with mTLS"
+        elif refused and self.mesh.egress_passthrough:
+            why = f"The sidecars of the sources a TrafficTarget to {group.identity} names route to it with mTLS"
+        else:
+            why = (
+                "OSM's sidecars route to it with mTLS when a TrafficTarget to it names them, and refuse it at the "
+                "caller otherwise (enableEgress is off)"
+            )
+        self.item(
+            group.namespace,
+            key=f"unmeshed-reach:{group.key}",
+            level=BROADER,
+            mapping=mapping,
+            subject=subject,
+            reason=f"{why}, which a pod without a sidecar cannot answer; Istio's auto mTLS falls back to plaintext, "
+            "so every meshed caller reaches it with no policy applied (mesh it to protect it).",
+            example=f"GET / from {refused[0] if refused else 'any meshed caller'} to {group.namespace}/{group.name} "
+            f"port {port}",
+            scope=(f"group:{group.key}",),
+        )
+
+    def _callers_osm_refuses(self, group: WorkloadGroup) -> list[Identity] | None:
+        """The meshed callers OSM refuses at `group` (a pod without a sidecar), the first ones to name in an example
+        ([] when all of them, none to name); None when OSM refuses none."""
+        named = list(dict.fromkeys(g.source for g in self.mesh.grants if g.destination == group.identity and g.allows))
+        others = [g.identity for g in self.mesh.groups if g.meshed and g.identity != group.identity]
+        if self.mesh.mode == PERMISSIVE or not self.mesh.egress_passthrough:
+            return list(dict.fromkeys([*named, *others]))
+        return named or None
 
     # -- TrafficTargets --------------------------------------------------------------------------------------------
     def targets(self) -> None:

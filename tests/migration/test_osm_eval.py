@@ -152,3 +152,25 @@ def test_it_never_matches_a_route_whose_regex_re2_refuses():
 def test_it_refuses_a_meshed_caller_at_a_pod_without_a_sidecar():
     legacy = group("ns/legacy", meshed=False)
     assert not OsmPolicy(PERMISSIVE, []).evaluate(request("ns/a", legacy)).allowed
+
+
+def test_it_lets_a_caller_without_a_sidecar_reach_a_pod_without_one():
+    """No proxy sees a request between two pods without sidecars: nothing refuses it, whatever the mode."""
+    legacy = group("ns/legacy", meshed=False)
+    for policy in (OsmPolicy(PERMISSIVE, []), OsmPolicy(SMI, []), OsmPolicy(SMI, [], egress=True)):
+        verdict = policy.evaluate(request(None, legacy))
+        assert verdict.allowed and "no proxy sees" in verdict.reason
+    assert not OsmPolicy(SMI, []).evaluate(request(None, BOOKSTORE)).allowed  # a sidecar there refuses plaintext
+
+
+def test_a_meshed_callers_sidecar_decides_alone_at_a_pod_without_a_sidecar():
+    """pkg/catalog/outbound_traffic_policies.go: a sidecar routes (with mTLS) to the services of the identities whose
+    TrafficTargets list it; for anything else, enableEgress passes plaintext through to the original destination."""
+    legacy = group("ns/legacy", meshed=False)
+    named = grants("ns/t", "ns/legacy", ["ns/a"], [http("r", "all")])
+    smi_egress = OsmPolicy(SMI, named, egress=True)
+    assert not smi_egress.evaluate(request("ns/a", legacy)).allowed  # routed as a mesh service: mTLS, unanswered
+    verdict = smi_egress.evaluate(request("ns/b", legacy))
+    assert verdict.allowed and "passes the request through" in verdict.reason
+    assert not OsmPolicy(SMI, named).evaluate(request("ns/b", legacy)).allowed  # no passthrough without enableEgress
+    assert not OsmPolicy(PERMISSIVE, [], egress=True).evaluate(request("ns/b", legacy)).allowed  # every route is mTLS

@@ -117,7 +117,10 @@ def test_export_writes_the_bundle_to_stdout_and_the_report_to_stderr(bookstore_c
     out, err = io.StringIO(), io.StringIO()
     call_command("export_istio", revision="asm-1-27", stdout=out, stderr=err)
     docs = [d for d in yaml.safe_load_all(out.getvalue()) if d]
-    assert len(docs) == 17
+    # 4 application namespaces (Namespace, PeerAuthentication, allow-nothing), 2 TrafficTarget policies in bookstore,
+    # 2 in bookwarehouse, the split's VirtualService; and ingress-nginx, in the mesh without injection: its
+    # PeerAuthentication and allow-nothing policy (no Namespace label).
+    assert len(docs) == 19
     assert "Fidelity:" in err.getvalue() and "apiVersion" not in err.getvalue()
 
 
@@ -130,6 +133,7 @@ def test_export_writes_files_with_output_and_one_namespace_with_namespace(bookst
         "bookstore.yaml",
         "bookthief.yaml",
         "bookwarehouse.yaml",
+        "ingress-nginx.yaml",
         "meshboard-istio.yaml",
         "report.txt",
     ]

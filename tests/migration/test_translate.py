@@ -68,6 +68,22 @@ def test_pod_opt_out_becomes_an_inject_false_label_and_is_broader_for_reachabili
     assert reach.level == BROADER and reach.example.startswith("GET / from")
 
 
+def test_a_pod_without_a_sidecar_is_reached_alike_when_osm_passes_callers_through():
+    """SMI mode with enableEgress and no TrafficTarget to the pod: OSM's sidecars pass their requests through in
+    plaintext, as Istio's auto mTLS sends them; a TrafficTarget naming it makes its sources' sidecars speak mTLS."""
+    egress = {"traffic": {"enablePermissiveTrafficPolicyMode": False, "enableEgress": True}}
+    web = group("shop/web")
+    legacy = group("shop/legacy", annotations={"openservicemesh.io/sidecar-injection": "disabled"}, meshed=False)
+    t = translate_mesh(mesh([web, legacy], meshconfig=egress), AKS)
+    assert items(t)["unmeshed-reach:shop/Deployment/legacy"].level == EXACT
+    named = grants("shop/t", "shop/legacy", ["shop/web"], [http("r", "all")])
+    t = translate_mesh(mesh([web, legacy], named, meshconfig=egress), AKS)
+    reach = items(t)["unmeshed-reach:shop/Deployment/legacy"]
+    assert reach.level == BROADER and reach.example.startswith("GET / from shop/web to shop/legacy")
+    result = check(t)
+    assert result.unexplained == [] and {str(d.request.source) for d in result.differences} == {"shop/web"}
+
+
 def test_pod_opt_in_in_a_namespace_without_injection_becomes_a_revision_label():
     m = mesh(
         [group("shop/web", annotations={"openservicemesh.io/sidecar-injection": "enabled"})],
