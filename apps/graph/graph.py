@@ -6,7 +6,9 @@ Nodes
   (reference osm.md §4.2), so a client such as bookbuyer is drawn by that label, with the sidecars its pods carry.
 - `unknown`: a peer the metrics name but the snapshot does not hold (a deleted service, a source from outside the
   mesh, a mislabelled series). Its strings come from Prometheus and are shown as text only.
-- `namespace`: a box holding the rest (Cytoscape compound parent).
+- `namespace`: a box holding the rest (each node's `parent`). The page draws a namespace either as that box around
+  its nodes or collapsed into one node, with its members counted by kind and health and their KPIs summed
+  (`_namespace_summary`); above a node count it starts with every namespace collapsed.
 
 Edges
 - `traffic`: observed traffic from EdgeKPI, labelled with what was denied (`denied 2 rps`), rps, 5xx % and p99.
@@ -461,18 +463,57 @@ def _name_ends(nodes: dict, edges: dict) -> None:
         n.setdefault("warnings", [])
 
 
+HEALTH_ORDER = ("failing", "degraded", "healthy", "unknown")  # the worst first: a namespace shows its worst member
+
+
+def _namespace_summary(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """A namespace drawn collapsed, as one node: its members counted by kind and by health, and their KPIs summed
+    (inbound requests and 5xx of its services, so the error ratio is the namespace's; p99 the worst member's: a p99
+    cannot be added). All members count, whatever the filters: the filters hide, they do not change a namespace."""
+    kinds = dict.fromkeys(("service", "workload", "unknown"), 0)
+    health = dict.fromkeys(HEALTH_ORDER, 0)
+    rps = rate5 = p99 = None
+    for n in members:
+        kinds[n["kind"]] = kinds.get(n["kind"], 0) + 1
+        health[n["health"]] = health.get(n["health"], 0) + 1
+        if n["rps"] is not None:
+            rps = (rps or 0.0) + n["rps"]
+            if n["error"] is not None:
+                rate5 = (rate5 or 0.0) + n["rps"] * n["error"]
+        if n["p99_ms"] is not None:
+            p99 = n["p99_ms"] if p99 is None else max(p99, n["p99_ms"])
+    worst = next((h for h in HEALTH_ORDER if health[h]), "unknown")
+    total = len(members) or 1
+    return {
+        "members": len(members),
+        "services": kinds["service"],
+        "workloads": kinds["workload"],
+        "unknown_peers": kinds["unknown"],
+        "health": worst,
+        "health_counts": health,
+        # The collapsed node's pie: each health's share of the members, in percent.
+        **{f"pie_{h}": round(100 * health[h] / total, 1) for h in HEALTH_ORDER},
+        "rps": rps,
+        "error": error_ratio(rps, rate5),
+        "p99_ms": p99,
+    }
+
+
 def _namespace_boxes(nodes: dict, monitored: dict[str, str], shown: set[str]) -> list[dict[str, Any]]:
-    """A box per namespace: `filtered` when the filters leave none of its nodes, `idle` when all they leave are idle
-    (the page hides it with them)."""
+    """A box per namespace, with what the page shows when it draws the namespace collapsed (`_namespace_summary`):
+    `filtered` when the filters leave none of its nodes, `idle` when all they leave are idle (the page hides it with
+    them)."""
     busy: set[str] = set()
     for node_id in shown:
         if not nodes[node_id]["idle"]:
             busy.add(nodes[node_id]["namespace"])
     left = {nodes[i]["namespace"] for i in shown}
+    members: dict[str, list[dict[str, Any]]] = {}
     for n in nodes.values():
         n["parent"] = f"ns:{n['namespace']}"
+        members.setdefault(n["namespace"], []).append(n)
     boxes = []
-    for ns in sorted({n["namespace"] for n in nodes.values()}):
+    for ns in sorted(members):
         classes = ["namespace"]
         if not monitored.get(ns):
             classes.append("unmonitored")
@@ -489,6 +530,7 @@ def _namespace_boxes(nodes: dict, monitored: dict[str, str], shown: set[str]) ->
             "label": ns,
             "monitored": bool(monitored.get(ns)),
             "idle": ns in left and ns not in busy,
+            **_namespace_summary(members[ns]),
         }
         boxes.append({"data": data, "classes": " ".join(classes)})
     return boxes

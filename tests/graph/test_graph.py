@@ -47,6 +47,28 @@ def test_it_boxes_every_node_in_its_namespace(mesh):
     assert "unmonitored" in nodes["ns:osm-system"]["classes"]
 
 
+def test_it_sums_each_namespaces_kpis_for_its_collapsed_node(mesh):
+    nodes, _ = _index(build_graph(mesh, hide="ns=bookstore"))  # filters hide; a namespace's sums stay whole
+    store = nodes["ns:bookstore"]["data"]
+    members = [n["data"] for n in nodes.values() if n["data"].get("parent") == "ns:bookstore"]
+    assert len(members) == store["members"] == store["services"] == 3 and store["workloads"] == 0
+    # The personas' KPIs: bookstore 20 req/s (2 5xx), v1 10 (0), v2 10 (2); p99 15, 11, 60 ms.
+    assert (store["rps"], store["p99_ms"]) == (40.0, 60.0)
+    assert store["error"] == pytest.approx(0.1)
+    counts = {h: sum(m["health"] == h for m in members) for h in ("failing", "degraded", "healthy", "unknown")}
+    assert store["health_counts"] == counts and store["health"] == "failing"
+    assert sum(store[f"pie_{h}"] for h in counts) == pytest.approx(100.0)
+    # A caller only: counted, no KPIs of its own to add.
+    buyer = nodes["ns:bookbuyer"]["data"]
+    assert (buyer["members"], buyer["workloads"], buyer["rps"], buyer["error"], buyer["p99_ms"]) == (
+        1,
+        1,
+        None,
+        None,
+        None,
+    )
+
+
 def test_it_draws_the_bookstore_chain_with_labels_and_padlocks(mesh):
     nodes, edges = _index(build_graph(mesh))
     chain = [
