@@ -1,22 +1,40 @@
 // The service graph: Cytoscape.js + fcose, drawn from the JSON endpoint (no inline script; the CSP forbids it).
 // Every string from the cluster or Prometheus reaches the page as Cytoscape canvas text or DOM textContent, never HTML.
-// Positions are stable: the endpoint sends every node and edge whatever the filters (sorted by id) and the page lays
-// them all out once with fcose under a seeded random source, so the same graph gets the same picture in any browser;
-// the positions are then kept per node id (in memory and in localStorage per user and cluster), and a filter (the
-// namespaces, find/hide, the policy-only box) only hides elements: nothing is laid out again. Nodes first seen on a
-// refresh are placed beside their neighbours at an angle derived from their id.
+//
+// Positions are stable: the endpoint sends every node and edge whatever the filters (sorted by id); the page lays out
+// what it draws once, with fcose under a seeded random source, so the same graph gets the same picture in any
+// browser; positions are then kept per node id (in memory and in localStorage per user and cluster), and a filter
+// (the namespaces, find/hide, the policy-only box) only hides elements: nothing is laid out again. Nodes first seen on
+// a refresh are placed beside their neighbours at an angle derived from their id.
+//
+// Scale (issue 25):
+// - Namespace aggregation: a namespace is drawn either as a box around its nodes or collapsed into one node (a pie of
+//   its members' health, with their summed KPIs); edges to a collapsed namespace are folded into one per pair of
+//   ends, their KPIs summed. Above `collapseAbove` nodes the page starts with every namespace collapsed (the chosen
+//   ones, and those in the URL's `expand`, open); a click on a collapsed namespace expands it. A namespace expanded
+//   for the first time is laid out on its own, centred where its node was (the collapsed layout leaves each one room
+//   for that), and its positions are kept like any other.
+// - Level of detail: labels (and padlocks) only on what is in view once zoomed in far enough to read them; collapsed
+//   namespaces and boxes always carry theirs.
+// - Elements are built once: a refresh (or an expand, a collapse) adds and removes what changed and patches only the
+//   elements whose data or classes changed. Boxes are plain nodes drawn under everything, sized from their members
+//   (Cytoscape's compound nodes cost a third of the build); layouts run on an instance of their own (headless above
+//   LARGE nodes), where the namespaces are compound nodes. Above LARGE nodes the layout has two levels (layoutAll).
 (function () {
   "use strict";
 
   var COLORS = { healthy: "#3c9a45", degraded: "#e0a400", failing: "#d33b2f", unknown: "#9aa0a6" };
-  var LARGE = 300; // nodes above which the layout runs in fcose's draft quality and the renderer saves effort
+  var LARGE = 300; // nodes above which the layout ignores labels and the renderer saves effort
+  var DRAFT = 3000; // nodes above which one layout runs in fcose's draft quality (layouts are per namespace: rare)
   var FONT = "sans-serif";
   var EDGE_FONT = 12; // px at zoom 1; labels (and their padlocks) are not drawn below MIN_FONT px on screen
   var MIN_FONT = 6;
+  var LOD_ZOOM = MIN_FONT / EDGE_FONT; // below it no label is readable: none is given (level of detail)
   var LOCK = EDGE_FONT + 1; // a padlock's size, drawn left of its label (which moves right to make room)
+  var BOX_PAD = 14; // room between a box's edge and its outermost nodes (with their names)
   var SEED = 20240611;
-  var state = { cy: null, data: null, positions: {}, key: "", renders: 0, timings: {}, showIdle: false,
-    icons: {}, locksDrawn: 0 };
+  var state = { cy: null, data: null, model: null, positions: {}, key: "", renders: 0, timings: {}, showIdle: false,
+    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0 };
   window.mbGraph = state;
 
   // Which padlock an edge gets: closed for mTLS, open when an end lacks the sidecar; none when unknown.
@@ -63,13 +81,30 @@
     if (kind === "rps") return (value < 10 ? value.toPrecision(2) : value.toFixed(0)) + " req/s";
     return String(value);
   }
+  // As the server's labels write them (apps.graph.graph.traffic_label), for the edges folded here.
+  function rate(v) { return v < 10 ? String(Number(v.toPrecision(2))) : v.toFixed(0); }
+  function pct(ratio) {
+    var p = ratio * 100;
+    return p === 0 ? "0%" : (p < 10 ? String(Number(p.toPrecision(2))) : p.toFixed(0)) + "%";
+  }
+  function bytes(v) {
+    var units = ["B/s", "kB/s", "MB/s"];
+    for (var i = 0; i < units.length; i++) {
+      if (v < 1000) return Number(v.toPrecision(3)) + " " + units[i];
+      v /= 1000;
+    }
+    return Number(v.toPrecision(3)) + " GB/s";
+  }
 
   function style(large) {
     return [
-      { selector: "node", style: {
-        "label": "data(name)", "font-size": 13, "font-family": FONT, "text-valign": "bottom", "text-margin-y": 3,
-        "min-zoomed-font-size": MIN_FONT, "background-color": "#9aa0a6", "width": 22, "height": 22,
-        "border-width": 2, "border-color": "#4a4f55", "text-wrap": "ellipsis", "text-max-width": "160px",
+      // Labels, and how their text looks, come with `.lod` (in view, zoomed in): every style property costs on every
+      // element when Cytoscape builds, and most of a large graph is never labelled.
+      { selector: "node", style: { "background-color": "#9aa0a6", "width": 22, "height": 22,
+        "border-width": 2, "border-color": "#4a4f55" } },
+      { selector: "node.lod", style: { "label": "data(name)",
+        "font-size": 13, "font-family": FONT, "text-valign": "bottom", "text-margin-y": 3,
+        "min-zoomed-font-size": MIN_FONT, "text-wrap": "ellipsis", "text-max-width": "160px",
         "color": "#1d2329", "text-background-color": "#ffffff", "text-background-opacity": 0.75,
         "text-background-padding": 1, "text-background-shape": "round-rectangle" } },
       { selector: "node.healthy", style: { "background-color": COLORS.healthy } },
@@ -83,23 +118,44 @@
         "border-style": "dotted" } },
       { selector: "node.sidecars-none", style: { "border-style": "dashed", "border-color": "#e07b00" } },
       { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00" } },
-      { selector: "node.warning", style: { "label": "data(display)", "border-color": "#c77700", "border-width": 5,
+      { selector: "node.warning", style: { "border-color": "#c77700", "border-width": 5,
         "border-style": "double", "color": "#7a4b00", "font-weight": "bold" } },
-      { selector: "node.namespace", style: {
-        "shape": "round-rectangle", "background-color": "#eef1f6", "background-opacity": 0.6,
-        "border-width": 1, "border-color": "#aab", "label": "data(label)", "text-valign": "top",
-        "text-halign": "center", "font-size": 13, "font-weight": "bold", "color": "#335", "padding": 14,
-        "text-background-opacity": 0, "min-zoomed-font-size": 5 } },
-      { selector: "node.namespace.unmonitored", style: { "border-style": "dashed", "background-color": "#f6efe6" } },
+      { selector: "node.warning.lod", style: { "label": "data(display)" } },
+      // A namespace drawn open: a box under its nodes and edges, sized from them (not a compound node).
+      { selector: "node.namespace.box", style: {
+        "shape": "round-rectangle", "width": "data(w)", "height": "data(h)", "z-compound-depth": "bottom",
+        "background-color": "#eef1f6", "background-opacity": 0.6, "border-width": 1, "border-color": "#aab",
+        "label": "data(label)", "text-valign": "top", "text-halign": "center", "text-margin-y": -2,
+        "font-size": 13, "font-weight": "bold", "color": "#335", "text-background-opacity": 0,
+        "min-zoomed-font-size": 5 } },
+      { selector: "node.namespace.box.unmonitored", style: { "border-style": "dashed", "background-color": "#f6efe6" } },
+      // A namespace collapsed into one node: a pie of its members' health, its name and summed KPIs below.
+      { selector: "node.namespace.collapsed", style: {
+        "shape": "ellipse", "width": "data(agg_size)", "height": "data(agg_size)", "background-color": "#ffffff",
+        "border-width": "mapData(agg_size, 30, 300, 3, 12)", "border-color": "#335", "label": "data(agg_label)",
+        "text-wrap": "wrap", "text-max-width": "data(agg_text_width)", "font-size": "data(agg_font)",
+        "font-weight": "bold", "color": "#223", "text-valign": "bottom", "text-margin-y": 4,
+        "min-zoomed-font-size": 4, "text-background-color": "#ffffff", "text-background-opacity": 0.7,
+        "pie-size": "100%",
+        "pie-1-background-color": COLORS.failing, "pie-1-background-size": "data(pie_failing)",
+        "pie-2-background-color": COLORS.degraded, "pie-2-background-size": "data(pie_degraded)",
+        "pie-3-background-color": COLORS.healthy, "pie-3-background-size": "data(pie_healthy)",
+        "pie-4-background-color": COLORS.unknown, "pie-4-background-size": "data(pie_unknown)" } },
+      { selector: "node.namespace.collapsed.unmonitored", style: { "border-style": "dashed",
+        "border-color": "#e07b00" } },
       { selector: "edge", style: {
         "width": 1.5, "line-color": "#8b95a1", "target-arrow-color": "#8b95a1", "target-arrow-shape": "triangle",
         "curve-style": large ? "straight" : "bezier", "arrow-scale": 0.8, "control-point-step-size": 60,
-        "label": "data(display)", "font-size": EDGE_FONT, "font-family": FONT, "min-zoomed-font-size": MIN_FONT,
-        "text-rotation": "none", "color": "#1d2329",
+        "text-rotation": "none", "font-size": EDGE_FONT } },
+      { selector: "edge.lod", style: { "label": "data(display)",
+        "font-family": FONT, "min-zoomed-font-size": MIN_FONT, "color": "#1d2329",
         "text-background-color": "#ffffff", "text-background-opacity": 0.94, "text-background-padding": 2,
         "text-background-shape": "round-rectangle", "text-border-width": 1, "text-border-color": "#c3c9d1",
         "text-border-opacity": 1 } },
       { selector: "edge.has-lock", style: { "text-margin-x": (LOCK + 3) / 2 } },
+      // Edges folded into a collapsed namespace: thicker with more folded in.
+      { selector: "edge.aggregate", style: { "width": "data(agg_width)", "line-color": "#6b7683",
+        "target-arrow-color": "#6b7683", "curve-style": "straight", "opacity": 0.6 } },
       { selector: "edge.errors", style: { "line-color": "#d33b2f", "target-arrow-color": "#d33b2f" } },
       { selector: "edge.plain, edge.partial", style: { "line-style": "dashed", "line-color": "#e07b00",
         "target-arrow-color": "#e07b00" } },
@@ -117,31 +173,35 @@
       { selector: ".found", style: { "overlay-color": "#1e6fd9", "overlay-opacity": 0.25, "overlay-padding": 6 } },
       { selector: "node.found", style: { "border-color": "#1e6fd9", "border-width": 4 } },
       { selector: ":selected", style: { "overlay-color": "#000", "overlay-opacity": 0.15, "overlay-padding": 5 } },
+      { selector: "node.box:selected", style: { "overlay-opacity": 0, "border-color": "#1e6fd9", "border-width": 3 } },
       // Filtered out, or idle while policy-only edges are not asked for: kept (with its position), not drawn.
       { selector: ".off", style: { "display": "none" } },
     ];
   }
 
   // -- positions kept across refreshes and reloads ------------------------------------------------------------
+  // Leaves by their id; a collapsed namespace by its box's id (`ns:<name>`), also kept while it is open (the centre
+  // of its nodes) so that it collapses and opens in place.
   function loadPositions() {
     try { state.positions = JSON.parse(localStorage.getItem(state.key) || "{}") || {}; }
     catch (e) { state.positions = {}; }
   }
+  function storePositions() {
+    try { localStorage.setItem(state.key, JSON.stringify(state.positions)); } catch (e) { /* quota: memory only */ }
+  }
   function savePositions() {
     if (!state.cy) return;
     state.cy.nodes().forEach(function (n) {
-      if (n.isParent()) return;
+      if (isBox(n.data())) return;
       var p = n.position();
       state.positions[n.id()] = [Math.round(p.x), Math.round(p.y)];
     });
-    try { localStorage.setItem(state.key, JSON.stringify(state.positions)); } catch (e) { /* quota: memory only */ }
-  }
-  // Nodes take the kept (rounded) position itself, so a reload draws them exactly where they were.
-  function snap(nodes) {
-    nodes.forEach(function (n) {
-      var p = state.positions[n.id()];
-      if (p) n.position({ x: p[0], y: p[1] });
+    state.model.order.forEach(function (ns) {
+      if (state.collapsed[ns]) return;
+      var c = centreOf(ns);
+      if (c) state.positions["ns:" + ns] = c;
     });
+    storePositions();
   }
 
   // Hidden: filtered out by the server's filters, or idle (policy-only) while the box is not ticked.
@@ -155,14 +215,24 @@
     return classes;
   }
 
-  function prepare(data) {
+  // -- the model: everything the server sent, by id and by namespace ---------------------------------------------
+  function buildModel(data) {
+    var m = { nodes: {}, boxes: {}, members: {}, order: [], edges: data.elements.edges, leaves: 0 };
     data.elements.nodes.forEach(function (n) {
-      var p = state.positions[n.data.id];
-      if (p) n.position = { x: p[0], y: p[1] }; // kept: drawn there from the start, nothing to move afterwards
-      if (n.data.warnings && n.data.warnings.length) n.data.display = "\u26A0 " + n.data.name;
+      var d = n.data;
+      if (d.kind === "namespace") {
+        m.boxes[d.name] = n;
+        m.order.push(d.name);
+        m.members[d.name] = m.members[d.name] || [];
+        return;
+      }
+      if (d.warnings && d.warnings.length) d.display = "\u26A0 " + d.name;
       n.classes = classesOf(n);
+      m.nodes[d.id] = n;
+      (m.members[d.namespace] = m.members[d.namespace] || []).push(d.id);
+      m.leaves += 1;
     });
-    data.elements.edges.forEach(function (e) {
+    m.edges.forEach(function (e) {
       var d = e.data;
       e.classes = classesOf(e);
       d.display = d.label;
@@ -171,7 +241,480 @@
         d.label_dy = 0; // set by stackSplitLabels once the positions are known
       }
     });
-    return data.elements;
+    return m;
+  }
+
+  // Which namespaces start collapsed: above the node count all but the chosen ones and those the URL opens; below it
+  // only those the URL closes. Namespaces first seen on a refresh follow the same rule.
+  function initCollapsed(m) {
+    var url = new URLSearchParams(window.location.search);
+    if (state.auto === null) {
+      state.auto = m.leaves > (state.config.collapseAbove || Infinity);
+      state.seen = {};
+      var shut = state.auto ? {} : toSet(url.getAll("collapse"));
+      var open = toSet(url.getAll("expand").concat(state.data.selected || []));
+      m.order.forEach(function (ns) { if (state.auto ? !open[ns] : shut[ns]) state.collapsed[ns] = true; });
+    } else if (state.auto) {
+      m.order.forEach(function (ns) { if (!state.seen[ns]) state.collapsed[ns] = true; });
+    }
+    m.order.forEach(function (ns) { state.seen[ns] = true; });
+  }
+  function toSet(list) { var s = {}; list.forEach(function (x) { s[x] = true; }); return s; }
+
+  // The size a collapsed namespace gets, and the room the collapsed layout leaves it (about what its nodes take once
+  // it is opened and laid out).
+  function footprint(count) { return Math.round(60 + 130 * Math.sqrt(Math.max(1, count))); }
+  function aggSize(count) { return Math.round(Math.max(30, 0.3 * footprint(count))); }
+
+  // -- what is drawn: open namespaces' nodes with a box, collapsed ones as one node, edges folded accordingly -------
+  function display(m) {
+    var nodes = [], edges = [], meta = {}, metaIds = [], found = {};
+    m.edges.forEach(function (e) { // which namespaces hold something found (shown on them when collapsed)
+      if ((" " + e.classes + " ").indexOf(" found ") < 0) return;
+      found[m.nodes[e.data.source].data.namespace] = found[m.nodes[e.data.target].data.namespace] = true;
+    });
+    Object.keys(m.nodes).forEach(function (id) {
+      var n = m.nodes[id];
+      if ((" " + n.classes + " ").indexOf(" found ") >= 0) found[n.data.namespace] = true;
+    });
+    m.order.forEach(function (ns) {
+      var box = m.boxes[ns], d = Object.assign({}, box.data);
+      if (state.collapsed[ns]) {
+        var parts = [d.members + (d.members === 1 ? " node" : " nodes")];
+        if (d.rps !== null) parts.push(rate(d.rps) + " rps");
+        if (d.error !== null) parts.push(pct(d.error) + " 5xx");
+        d.agg_label = ns + "\n" + parts.join(" · ");
+        // Sized by the room it has (its footprint), so that it reads at the zoom that shows every namespace.
+        d.agg_size = aggSize(d.members);
+        d.agg_font = d.agg_font_max = Math.round(Math.max(13, footprint(d.members) * 0.11)); // updateLod: by zoom
+        d.agg_text_width = footprint(d.members);
+        nodes.push({ group: "nodes", data: d, classes: box.classes + " collapsed" + (found[ns] ? " found" : "") });
+      } else {
+        d.w = d.h = 1; // fitBoxes sizes it once its nodes are placed
+        nodes.push({ group: "nodes", data: d, classes: box.classes + " box" });
+      }
+    });
+    m.order.forEach(function (ns) {
+      if (state.collapsed[ns]) return;
+      m.members[ns].forEach(function (id) {
+        var n = m.nodes[id], d = Object.assign({}, n.data);
+        delete d.parent; // boxes are plain nodes here: no compound
+        nodes.push({ group: "nodes", data: d, classes: n.classes });
+      });
+    });
+    function rep(id) {
+      var ns = m.nodes[id].data.namespace;
+      return state.collapsed[ns] ? "ns:" + ns : id;
+    }
+    m.edges.forEach(function (e) {
+      var d = e.data, s = rep(d.source), t = rep(d.target);
+      if (s === d.source && t === d.target) { edges.push({ group: "edges", data: d, classes: e.classes }); return; }
+      if (s === t) return; // inside a collapsed namespace: counted in its node
+      var key = s + ">" + t, acc = meta[key];
+      if (!acc) {
+        acc = meta[key] = { source: s, target: t, n: 0, shown: 0, busy: 0, found: false, rps: null, rate5: null,
+          p99: null, tcp: null, denied: null, tls: null, locks: {} };
+        metaIds.push(key);
+      }
+      acc.n += 1;
+      var cls = " " + e.classes + " ";
+      if (cls.indexOf(" filtered ") >= 0) return; // the filters hide it: it counts for nothing drawn
+      acc.shown += 1;
+      if (cls.indexOf(" found ") >= 0) acc.found = true;
+      if (!d.idle) acc.busy += 1;
+      acc.locks[d.lock] = true;
+      if (d.rps !== null) {
+        acc.rps = (acc.rps || 0) + d.rps;
+        if (d.error !== null) acc.rate5 = (acc.rate5 || 0) + d.rps * d.error;
+      }
+      if (d.p99_ms !== null) acc.p99 = acc.p99 === null ? d.p99_ms : Math.max(acc.p99, d.p99_ms);
+      if (d.tcp_bytes_rate !== null) acc.tcp = (acc.tcp || 0) + d.tcp_bytes_rate;
+      if (d.denied_rps) acc.denied = (acc.denied || 0) + d.denied_rps;
+      if (d.tls_error_rps) acc.tls = (acc.tls || 0) + d.tls_error_rps;
+    });
+    metaIds.forEach(function (key) { edges.push(foldedEdge(m, meta[key])); });
+    return { nodes: nodes, edges: edges };
+  }
+
+  // One edge for the edges between two ends, one of them (or both) a collapsed namespace: their KPIs summed, the p99
+  // the worst one's, the padlock closed only when every one is mTLS.
+  function foldedEdge(m, acc) {
+    var locks = Object.keys(acc.locks);
+    var lock = locks.length === 1 ? locks[0] : locks.indexOf("unknown") >= 0 ? "unknown" : "partial";
+    var error = acc.rps ? (acc.rate5 || 0) / acc.rps : null;
+    var parts = [acc.n + (acc.n === 1 ? " edge" : " edges")];
+    var idle = acc.shown > 0 && acc.busy === 0;
+    if (idle) parts.push("policy-only");
+    if (acc.denied) parts.push("denied " + rate(acc.denied) + " rps");
+    if (acc.rps !== null && acc.rps > 0) {
+      parts.push(rate(acc.rps) + " rps");
+      if (error !== null) parts.push(pct(error) + " 5xx");
+      if (acc.p99 !== null) parts.push("worst p99 " + Number(acc.p99.toPrecision(3)) + " ms");
+    } else if (acc.tcp) {
+      parts.push("TCP " + bytes(acc.tcp));
+    }
+    function end(id) {
+      return m.nodes[id] ? m.nodes[id].data : { namespace: id.slice(3), name: "", kind: "namespace" };
+    }
+    var s = end(acc.source), t = end(acc.target);
+    var data = { id: "agg:" + acc.source + ">" + acc.target, group: "edges", source: acc.source, target: acc.target,
+      kind: "aggregate", edges: acc.n, rps: acc.rps, error: error, p99_ms: acc.p99, tcp_bytes_rate: acc.tcp,
+      denied_rps: acc.denied, tls_error_rps: acc.tls, lock: lock, idle: idle, warnings: [],
+      label: parts.join(" · "), source_namespace: s.namespace, source_name: s.name, source_kind: s.kind,
+      target_namespace: t.namespace, target_name: t.name, target_kind: t.kind,
+      agg_width: Math.min(6, 1.5 + Math.log(acc.n) / Math.LN2 * 0.75) };
+    data.display = data.label;
+    var classes = ["aggregate", lock];
+    if (error >= 0.01) classes.push("errors"); // folded: red from 1 % (a few 5xx somewhere in a namespace is the norm)
+    if (acc.denied) classes.push("denied");
+    if (idle) classes.push("idle");
+    if (!acc.shown) classes.push("filtered");
+    else if (acc.found) classes.push("found");
+    if (lockIcon(lock)) classes.push("has-lock");
+    return { group: "edges", data: data, classes: classes.join(" ") };
+  }
+
+  // -- drawing into Cytoscape: built once, then only what changed ------------------------------------------------
+  function signature(e) { return e.classes + "|" + JSON.stringify(e.data); }
+
+  // Adds what is new, removes what is gone, patches what changed; returns the ids added.
+  function sync(cy, disp) {
+    var keep = {}, added = {}, all = disp.nodes.concat(disp.edges);
+    all.forEach(function (e) { keep[e.data.id] = true; });
+    cy.batch(function () {
+      cy.elements().forEach(function (ele) {
+        if (!keep[ele.id()]) { delete state.sigs[ele.id()]; if (!ele.removed()) ele.remove(); }
+      });
+      var fresh = [];
+      all.forEach(function (e) {
+        var id = e.data.id, sig = signature(e), ele = cy.getElementById(id);
+        if (ele.length) {
+          if (state.sigs[id] !== sig) { ele.data(e.data); ele.classes(e.classes); }
+        } else {
+          fresh.push(e);
+          added[id] = true;
+        }
+        state.sigs[id] = sig;
+      });
+      if (fresh.length) cy.add(fresh);
+    });
+    return added;
+  }
+
+  // Kept positions onto what is drawn; the ids of the nodes with none. A collapsed namespace sits at the centre of its
+  // nodes' kept positions (or its own, if none of them was ever placed); boxes follow their nodes (fitBoxes).
+  function applyKept(disp) {
+    var unplaced = [];
+    disp.nodes.forEach(function (e) {
+      var d = e.data, p;
+      if (d.kind === "namespace") {
+        if (!state.collapsed[d.name]) return;
+        p = centreOf(d.name) || state.positions[d.id];
+      } else {
+        p = state.positions[d.id];
+      }
+      if (p) e.position = { x: p[0], y: p[1] };
+      else unplaced.push(d.id);
+    });
+    return unplaced;
+  }
+  function centreOf(ns) {
+    var x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+    (state.model.members[ns] || []).forEach(function (id) {
+      var p = state.positions[id];
+      if (!p) return;
+      x1 = Math.min(x1, p[0]); x2 = Math.max(x2, p[0]); y1 = Math.min(y1, p[1]); y2 = Math.max(y2, p[1]);
+    });
+    return x1 === Infinity ? null : [Math.round((x1 + x2) / 2), Math.round((y1 + y2) / 2)];
+  }
+
+  // Each open namespace's box around its shown nodes and their names (hidden with them), as Cytoscape sizes a compound
+  // node: 14 px around its children with their labels (a label's width estimated, so a box does not change with the
+  // level of detail).
+  function fitBoxes(cy, only) {
+    var m = state.model;
+    cy.batch(function () {
+      m.order.forEach(function (ns) {
+        if (state.collapsed[ns] || (only && only !== ns)) return;
+        var box = cy.getElementById("ns:" + ns);
+        if (!box.length) return;
+        var x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+        m.members[ns].forEach(function (id) {
+          var n = cy.getElementById(id);
+          if (!n.length || n.hasClass("off")) return;
+          var p = n.position(), name = n.data("display") || n.data("name") || "";
+          var half = Math.max(14, Math.min(160, 7.2 * name.length) / 2);
+          x1 = Math.min(x1, p.x - half); x2 = Math.max(x2, p.x + half);
+          y1 = Math.min(y1, p.y - 14); y2 = Math.max(y2, p.y + 32);
+        });
+        if (x1 === Infinity) return;
+        box.data({ w: Math.round(x2 - x1 + 2 * BOX_PAD), h: Math.round(y2 - y1 + 2 * BOX_PAD) });
+        box.position({ x: (x1 + x2) / 2, y: (y1 + y2) / 2 });
+      });
+    });
+  }
+
+  // -- layouts: on an instance of their own (the one drawn is only told the positions) ------------------------------
+  // Up to LARGE nodes, one layout of all that is drawn, the namespaces as compound nodes (labels measured). Above, two
+  // levels: each namespace's nodes are laid out on their own, then the namespaces as nodes (an open one the size of
+  // its nodes' layout, a collapsed one the size it will take open: `footprint`), with an edge where any edge runs
+  // between two, then pushed apart until no two overlap. Either way a namespace opened later is laid out then,
+  // centred where its node was, and nothing else moves. Why two levels: fcose's draft quality (its spectral step
+  // alone) piles a thousand nodes up (measured: 1,026 nodes in 1,050 × 640 px) and its default quality on all of
+  // them mixes the namespaces, while fifty nodes take it 10–40 ms; and a namespace looks the same open or collapsed.
+  // `count`: the nodes in this layout; the rest depends on the graph's size (state.model.leaves).
+  function layoutOptions(count, eles) {
+    var leaves = state.model.leaves;
+    return {
+      name: "fcose", eles: eles, quality: count > DRAFT ? "draft" : "default", randomize: true, animate: false,
+      // Below LARGE, labels count in node sizes and repulsion is stronger, so labels do not overlap.
+      nodeDimensionsIncludeLabels: leaves <= LARGE, packComponents: true, nodeSeparation: 60,
+      // Split edges carry the longest labels (weight and observed share): longer, so their labels part.
+      idealEdgeLength: leaves > LARGE ? 70 : function (edge) { return edge.hasClass("split") ? 170 : 110; },
+      nodeRepulsion: leaves > LARGE ? 6000 : 20000,
+      tile: true, fit: false, padding: 20,
+    };
+  }
+  // Lays out `elements` on an instance of its own (headless when `measured` is false: no labels to measure) and
+  // returns the positions of its leaves, rounded; seeded.
+  function runFcose(elements, count, measured, options) {
+    var box = null;
+    if (measured) { // a renderer off screen, so that the labels count in the nodes' sizes
+      box = document.createElement("div");
+      box.style.cssText = "position:absolute;left:-10000px;top:0;width:400px;height:300px;";
+      document.body.appendChild(box);
+    }
+    var cy = window.cytoscape({
+      container: box, headless: !measured, styleEnabled: true, elements: elements,
+      style: [
+        { selector: "node", style: { "width": 22, "height": 22, "font-size": 13, "font-family": FONT,
+          "text-valign": "bottom", "text-margin-y": 3, "text-wrap": "ellipsis", "text-max-width": "160px",
+          "label": measured ? "data(name)" : "" } },
+        { selector: "node.workload", style: { "width": 26, "height": 18 } },
+        { selector: "node.root", style: { "width": 28, "height": 26 } },
+        { selector: "node[w]", style: { "width": "data(w)", "height": "data(h)", "label": "" } },
+        { selector: ":parent", style: { "padding": 14, "label": "" } },
+      ],
+    });
+    var positions = {};
+    try {
+      withSeed(function () { cy.layout(Object.assign(layoutOptions(count, cy.elements()), options || {})).run(); });
+      cy.nodes().forEach(function (n) {
+        if (n.isParent()) return;
+        var p = n.position();
+        positions[n.id()] = [Math.round(p.x), Math.round(p.y)];
+      });
+    } finally {
+      cy.destroy();
+      if (box) box.remove();
+    }
+    return positions;
+  }
+  // Drawn nodes (leaves, in their namespace as a compound node; collapsed namespaces the size of their footprint)
+  // with the edges among them, laid out together.
+  function layoutOf(nodeIds, edgeSource, flat, options) {
+    var m = state.model, inSet = toSet(nodeIds), parents = {}, elements = [];
+    nodeIds.forEach(function (id) {
+      var n = m.nodes[id];
+      if (n) {
+        var ns = n.data.namespace;
+        if (!flat && !parents[ns]) { parents[ns] = true; elements.push({ data: { id: "ns:" + ns } }); }
+        elements.push({ data: { id: id, parent: flat ? undefined : "ns:" + ns, name: n.data.display || n.data.name },
+          classes: n.classes });
+      } else { // a collapsed namespace
+        var size = footprint(m.boxes[id.slice(3)].data.members);
+        elements.push({ data: { id: id, w: size, h: size } });
+      }
+    });
+    edgeSource.forEach(function (e) {
+      var d = e.data;
+      if (inSet[d.source] && inSet[d.target] && d.source !== d.target) {
+        elements.push({ data: { id: d.id, source: d.source, target: d.target }, classes: d.kind });
+      }
+    });
+    return runFcose(elements, nodeIds.length, m.leaves <= LARGE, options);
+  }
+  function drawnEdges() { return state.cy ? state.cy.edges().map(function (e) { return { data: e.data() }; }) : []; }
+  function bounds(points) {
+    var b = { x1: Infinity, y1: Infinity, x2: -Infinity, y2: -Infinity };
+    points.forEach(function (p) {
+      b.x1 = Math.min(b.x1, p[0]); b.x2 = Math.max(b.x2, p[0]); b.y1 = Math.min(b.y1, p[1]); b.y2 = Math.max(b.y2, p[1]);
+    });
+    return b;
+  }
+  // One namespace's nodes laid out on their own, centred on (0, 0).
+  // A namespace holds tens of nodes, not thousands: the roomier spacing of small graphs (labels need it once zoomed
+  // in), without measuring labels. Measured on the synthetic mesh: 50 nodes in about 850 × 700 px, 10–40 ms.
+  var LOCAL = { idealEdgeLength: 110, nodeRepulsion: 20000 };
+  function layoutNamespace(ns) {
+    var ids = state.model.members[ns];
+    var positions = layoutOf(ids, state.model.edges, true, state.model.leaves > LARGE ? LOCAL : null);
+    var b = bounds(ids.map(function (id) { return positions[id]; }));
+    var cx = Math.round((b.x1 + b.x2) / 2), cy = Math.round((b.y1 + b.y2) / 2), out = {};
+    ids.forEach(function (id) { out[id] = [positions[id][0] - cx, positions[id][1] - cy]; });
+    return { positions: out, w: b.x2 - b.x1, h: b.y2 - b.y1 };
+  }
+
+  // Nothing kept yet (a first visit, or after Re-layout): the seeded layout of all that is drawn.
+  function layoutAll(disp) {
+    var m = state.model, inside = {}, elements = [], pairs = {};
+    if (m.leaves <= LARGE) {
+      var ids = disp.nodes.filter(function (e) { return !isBox(e.data); }).map(function (e) { return e.data.id; });
+      var all = layoutOf(ids, disp.edges);
+      Object.keys(all).forEach(function (id) { state.positions[id] = all[id]; });
+      return;
+    }
+    m.order.forEach(function (ns) {
+      var count = m.members[ns].length, size = footprint(count);
+      if (!state.collapsed[ns]) inside[ns] = layoutNamespace(ns);
+      // An open namespace: its nodes' spread, room for names (up to 160 px wide, 18 px high) and the box's padding.
+      var w = inside[ns] ? inside[ns].w + 160 + 2 * BOX_PAD : size;
+      var h = inside[ns] ? inside[ns].h + 46 + 2 * BOX_PAD : size;
+      elements.push({ data: { id: "ns:" + ns, w: w, h: h } });
+    });
+    m.edges.forEach(function (e) {
+      var a = m.nodes[e.data.source].data.namespace, b = m.nodes[e.data.target].data.namespace;
+      if (a === b) return;
+      var key = a < b ? a + ">" + b : b + ">" + a;
+      if (pairs[key]) return;
+      pairs[key] = true;
+      elements.push({ data: { id: "p:" + key, source: "ns:" + (a < b ? a : b), target: "ns:" + (a < b ? b : a) } });
+    });
+    var centres = runFcose(elements, m.order.length, false, { idealEdgeLength: 80, nodeRepulsion: 45000 });
+    // Namespaces call one another a lot (a mesh's namespace graph is close to complete), so the forces leave big
+    // boxes on top of one another: pushed apart afterwards, the least way each time, until none overlaps.
+    separate(spread(elements.filter(function (e) { return !e.data.source; }).map(function (e) {
+      var c = centres[e.data.id];
+      return { id: e.data.id, x: c[0], y: c[1], w: e.data.w, h: e.data.h };
+    })), 40).forEach(function (r) { centres[r.id] = [Math.round(r.x), Math.round(r.y)]; });
+    m.order.forEach(function (ns) {
+      var c = centres["ns:" + ns];
+      state.positions["ns:" + ns] = c;
+      if (!inside[ns]) return;
+      m.members[ns].forEach(function (id) {
+        var p = inside[ns].positions[id];
+        state.positions[id] = [c[0] + p[0], c[1] + p[1]];
+      });
+    });
+  }
+  function isBox(d) { return d.kind === "namespace" && !state.collapsed[d.name]; }
+
+  // Rectangles scaled apart from their middle until their centres' box is twice the area they take together: the
+  // arrangement keeps its shape and `separate` has little left to do (alone, it pushes a dense pile into a column).
+  function spread(rects) {
+    if (rects.length < 2) return rects;
+    var b = bounds(rects.map(function (r) { return [r.x, r.y]; })), area = 0;
+    rects.forEach(function (r) { area += r.w * r.h; });
+    var have = Math.max(1, (b.x2 - b.x1) * (b.y2 - b.y1)), k = Math.sqrt(2 * area / have);
+    if (k <= 1) return rects;
+    var mx = (b.x1 + b.x2) / 2, my = (b.y1 + b.y2) / 2;
+    rects.forEach(function (r) { r.x = mx + (r.x - mx) * k; r.y = my + (r.y - my) * k; });
+    return rects;
+  }
+  // Rectangles (centre x, y; w, h) moved apart until no two overlap (with `gap` between), each overlapping pair along
+  // the axis where it overlaps least, half each way; deterministic. A hundred namespaces take a few milliseconds.
+  function separate(rects, gap) {
+    for (var round = 0; round < 500; round++) {
+      var moved = false;
+      for (var i = 0; i < rects.length; i++) {
+        for (var j = i + 1; j < rects.length; j++) {
+          var a = rects[i], b = rects[j], dx = b.x - a.x, dy = b.y - a.y;
+          var ox = (a.w + b.w) / 2 + gap - Math.abs(dx), oy = (a.h + b.h) / 2 + gap - Math.abs(dy);
+          if (ox <= 0 || oy <= 0) continue;
+          moved = true;
+          if (ox < oy) {
+            var sx = (dx < 0 || (dx === 0 && a.id > b.id) ? -1 : 1) * ox / 2;
+            a.x -= sx; b.x += sx;
+          } else {
+            var sy = (dy < 0 || (dy === 0 && a.id > b.id) ? -1 : 1) * oy / 2;
+            a.y -= sy; b.y += sy;
+          }
+        }
+      }
+      if (!moved) break;
+    }
+    return rects;
+  }
+
+  // A namespace opened for the first time (none of its nodes has a position): laid out on its own and centred where
+  // its collapsed node was; the rest does not move.
+  function layoutInside(cy, ns) {
+    var centre = state.positions["ns:" + ns], local = layoutNamespace(ns);
+    cy.batch(function () {
+      state.model.members[ns].forEach(function (id) {
+        var p = local.positions[id], pos = { x: centre[0] + p[0], y: centre[1] + p[1] };
+        cy.getElementById(id).position(pos);
+        state.positions[id] = [pos.x, pos.y];
+      });
+    });
+  }
+
+  // Nodes with no kept position: a namespace opened for the first time is laid out inside; other new nodes go next to
+  // placed neighbours (or their namespace); what is left (a namespace first seen on a refresh) is laid out apart.
+  function place(cy, unplaced) {
+    var m = state.model, byNs = {}, rest = [], total = unplaced.length;
+    unplaced.forEach(function (id) {
+      var n = m.nodes[id];
+      if (n) (byNs[n.data.namespace] = byNs[n.data.namespace] || []).push(id);
+      else rest.push(id);
+    });
+    var inside = false;
+    Object.keys(byNs).forEach(function (ns) {
+      var ids = byNs[ns];
+      var anyKept = m.members[ns].some(function (id) { return !!state.positions[id]; });
+      if (!anyKept && state.positions["ns:" + ns]) { layoutInside(cy, ns); inside = true; }
+      else rest = rest.concat(ids);
+    });
+    function placeBeside(id) {
+      var n = cy.getElementById(id), ns = n.data("namespace"), agg = n.data("kind") === "namespace";
+      var anchors = n.neighborhood("node").filter(function (o) {
+        return !!state.positions[o.id()] && (agg || o.data("kind") !== "namespace");
+      });
+      if (!anchors.length && !agg) { // none: its namespace's placed nodes
+        anchors = cy.collection(m.members[ns].map(function (i) { return cy.getElementById(i)[0]; })
+          .filter(function (o) { return o && !!state.positions[o.id()]; }));
+      }
+      if (!anchors.length) return false;
+      var x = 0, y = 0;
+      anchors.forEach(function (o) { var p = state.positions[o.id()]; x += p[0]; y += p[1]; });
+      var angle = (hash(id) / 4294967296) * 2 * Math.PI; // the same place for the same node, every time
+      var r = agg ? footprint(n.data("members")) : 70;
+      var pos = { x: Math.round(x / anchors.length + r * Math.cos(angle)),
+        y: Math.round(y / anchors.length + r * Math.sin(angle)) };
+      n.position(pos);
+      state.positions[id] = [pos.x, pos.y];
+      return true;
+    }
+    // Again while any is placed: a new node can be the anchor of another.
+    var stuck = rest, before = -1;
+    while (stuck.length && stuck.length !== before) {
+      before = stuck.length;
+      stuck = stuck.filter(function (id) { return !placeBeside(id); });
+    }
+    if (stuck.length) layoutApart(cy, stuck);
+    return { placed: total - stuck.length, stuck: stuck, total: total, inside: inside };
+  }
+
+  // Laid out among themselves, seeded, then set to the right of what is kept; the kept nodes do not move.
+  function layoutApart(cy, stuck) {
+    var positions = layoutOf(stuck, drawnEdges());
+    var right = -Infinity, top = Infinity, x1 = Infinity, y1 = Infinity;
+    var mine = toSet(stuck);
+    cy.nodes().forEach(function (n) {
+      var p = state.positions[n.id()];
+      if (!p || mine[n.id()] || isBox(n.data())) return;
+      right = Math.max(right, p[0]);
+      top = Math.min(top, p[1]);
+    });
+    stuck.forEach(function (id) { x1 = Math.min(x1, positions[id][0]); y1 = Math.min(y1, positions[id][1]); });
+    var dx = (right > -Infinity ? right + 200 : 0) - x1, dy = (top < Infinity ? top : 0) - y1;
+    cy.batch(function () {
+      stuck.forEach(function (id) {
+        var pos = { x: Math.round(positions[id][0] + dx), y: Math.round(positions[id][1] + dy) };
+        cy.getElementById(id).position(pos);
+        state.positions[id] = [pos.x, pos.y];
+      });
+    });
   }
 
   // Several splits on one root: their edges run side by side and their labels (two lines each) would cover one
@@ -194,95 +737,66 @@
   // Show or hide by the filters and the policy-only box; positions are untouched.
   // An edge goes with either end. Code asks for `.off` rather than the visible selector: Cytoscape applies styles
   // lazily and caches visible(), which can answer for the classes before the last change.
+  // Only the elements that change are touched: Cytoscape's toggleClass restyles an element whatever it had.
   function applyVisibility(cy) {
+    function set(ele, off) { if (off !== ele.hasClass("off")) ele.toggleClass("off", off); }
     cy.batch(function () {
-      cy.nodes().forEach(function (n) { n.toggleClass("off", isOff(n.classes().join(" "))); });
+      cy.nodes().forEach(function (n) { set(n, isOff(n.classes().join(" "))); });
       cy.edges().forEach(function (e) {
-        e.toggleClass("off", isOff(e.classes().join(" ")) || e.source().hasClass("off") || e.target().hasClass("off"));
+        set(e, isOff(e.classes().join(" ")) || e.source().hasClass("off") || e.target().hasClass("off"));
       });
     });
+    fitBoxes(cy);
   }
 
-  // Nodes we have a position for go there; new ones next to placed neighbours (or their namespace), else unplaced.
-  function place(cy, added) {
-    var unplaced = [];
-    cy.nodes().forEach(function (n) {
-      if (n.isParent() || (added && !added[n.id()])) return; // nodes already drawn stay where they are
-      if (!state.positions[n.id()]) unplaced.push(n); // the others were created at their kept position
-    });
-    function placeBeside(n) {
-      var anchors = n.neighborhood("node").filter(function (m) { return !!state.positions[m.id()]; });
-      if (!anchors.length) {
-        anchors = cy.nodes().filter(function (m) {
-          return m.data("namespace") === n.data("namespace") && !m.isParent() && !!state.positions[m.id()];
-        });
+  // -- level of detail ---------------------------------------------------------------------------------------------
+  // Labels only where they can be read: zoomed in to LOD_ZOOM or more, on the shown nodes and edges in view (with a
+  // margin). Zoomed out, no label is measured or drawn: that is most of what a large graph costs to draw.
+  // A collapsed namespace's name is sized to read at the zoom that shows them all, and no bigger than about 16 px on
+  // screen once zoomed in (in half-octave steps, so that zooming restyles it rarely).
+  function updateLod() {
+    var cy = state.cy;
+    if (!cy) return;
+    var zoom = cy.zoom(), on = zoom >= LOD_ZOOM, ext = cy.extent(), margin = 120 / zoom, count = 0;
+    var x1 = ext.x1 - margin, x2 = ext.x2 + margin, y1 = ext.y1 - margin, y2 = ext.y2 + margin;
+    var font = Math.pow(2, Math.round(2 * Math.log(16 / zoom) / Math.LN2) / 2);
+    function inView(p) { return p.x >= x1 && p.x <= x2 && p.y >= y1 && p.y <= y2; }
+    cy.batch(function () {
+      cy.nodes(".collapsed").forEach(function (n) {
+        var f = Math.round(Math.max(13, Math.min(n.data("agg_font_max"), font)));
+        if (n.data("agg_font") !== f) n.data("agg_font", f);
+      });
+      if (!on) {
+        if (state.lodCount) cy.elements(".lod").removeClass("lod");
+        state.lodCount = 0;
+        return;
       }
-      if (!anchors.length) return false;
-      var x = 0, y = 0;
-      anchors.forEach(function (m) { var p = state.positions[m.id()]; x += p[0]; y += p[1]; });
-      var angle = (hash(n.id()) / 4294967296) * 2 * Math.PI; // the same place for the same node, every time
-      var pos = { x: Math.round(x / anchors.length + 70 * Math.cos(angle)),
-        y: Math.round(y / anchors.length + 70 * Math.sin(angle)) };
-      n.position(pos);
-      state.positions[n.id()] = [pos.x, pos.y];
-      return true;
-    }
-    // Again while any is placed: a new node can be the anchor of another.
-    var stuck = unplaced, before = -1;
-    while (stuck.length && stuck.length !== before) {
-      before = stuck.length;
-      stuck = stuck.filter(function (n) { return !placeBeside(n); });
-    }
-    return { placed: unplaced.length - stuck.length, stuck: stuck, total: unplaced.length };
-  }
-
-  function layoutOptions(leaves, eles) {
-    return {
-      name: "fcose", eles: eles, quality: leaves > LARGE ? "draft" : "default", randomize: true, animate: false,
-      // Below LARGE, labels count in node sizes and repulsion is stronger, so namespace boxes do not overlap.
-      nodeDimensionsIncludeLabels: leaves <= LARGE, packComponents: true, nodeSeparation: 60,
-      // Split edges carry the longest labels (weight and observed share): longer, so their labels part.
-      idealEdgeLength: leaves > LARGE ? 70 : function (edge) { return edge.hasClass("split") ? 170 : 110; },
-      nodeRepulsion: leaves > LARGE ? 6000 : 20000,
-      tile: true, fit: false, padding: 20,
-    };
-  }
-
-  // The whole graph, hidden elements included (fcose leaves hidden ones where they are), seeded.
-  function runLayout(cy) {
-    var started = performance.now();
-    var leaves = cy.nodes().filter(function (n) { return !n.isParent(); }).length;
-    cy.elements(".off").removeClass("off");
-    withSeed(function () { cy.layout(layoutOptions(leaves)).run(); });
-    savePositions();
-    snap(cy.nodes());
-    applyVisibility(cy);
-    state.timings.layout_ms = performance.now() - started;
-  }
-
-  // New nodes with no placed neighbour and no placed node in their namespace (a namespace first seen on a refresh):
-  // laid out among themselves, seeded, then set to the right of what is kept; the kept nodes do not move.
-  function layoutApart(cy, stuck) {
-    var group = cy.collection(stuck);
-    var eles = group.union(group.parents()).union(group.edgesWith(group));
-    eles.removeClass("off");
-    withSeed(function () { eles.layout(layoutOptions(group.length, eles)).run(); });
-    var right = -Infinity, top = Infinity;
-    group.forEach(function (n) { delete state.positions[n.id()]; });
-    Object.keys(state.positions).forEach(function (id) {
-      if (!cy.getElementById(id).length) return; // kept for a node not in the graph now
-      right = Math.max(right, state.positions[id][0]);
-      top = Math.min(top, state.positions[id][1]);
+      cy.nodes().forEach(function (n) {
+        if (n.data("kind") === "namespace") return; // labelled at any zoom
+        var want = !n.hasClass("off") && inView(n.position());
+        if (want !== n.hasClass("lod")) n.toggleClass("lod", want);
+        count += want;
+      });
+      cy.edges().forEach(function (e) {
+        var want = false;
+        if (!e.hasClass("off") && (zoom >= 2 * LOD_ZOOM || !e.hasClass("aggregate"))) { // folded: from zoom 1
+          var s = e.source().position(), t = e.target().position();
+          want = Math.max(s.x, t.x) >= x1 && Math.min(s.x, t.x) <= x2 && Math.max(s.y, t.y) >= y1 &&
+            Math.min(s.y, t.y) <= y2;
+        }
+        if (want !== e.hasClass("lod")) e.toggleClass("lod", want);
+        count += want;
+      });
+      state.lodCount = count;
     });
-    var nb = group.boundingBox({ includeLabels: false });
-    var dx = (right > -Infinity ? right + 200 : 0) - nb.x1, dy = (top < Infinity ? top : 0) - nb.y1;
-    group.forEach(function (n) {
-      var p = n.position(), pos = { x: Math.round(p.x + dx), y: Math.round(p.y + dy) };
-      n.position(pos);
-      state.positions[n.id()] = [pos.x, pos.y];
-    });
-    applyVisibility(cy);
   }
+  var lodQueued = false;
+  function queueLod() {
+    if (lodQueued) return;
+    lodQueued = true;
+    requestAnimationFrame(function () { lodQueued = false; updateLod(); });
+  }
+  state.updateLod = updateLod;
 
   function status() {
     var c = state.data.counts, idle = state.showIdle;
@@ -290,6 +804,8 @@
     if (c.idle_edges) text += idle ? " (" + c.idle_edges + " policy-only)" : ", " + c.idle_edges + " policy-only hidden";
     if (c.hidden) text += ", " + c.hidden + " hidden";
     if (c.found !== null && c.found !== undefined) text += ", " + c.found + " found";
+    var order = state.model.order, shut = order.filter(function (ns) { return state.collapsed[ns]; }).length;
+    if (shut) text += "; " + shut + " of " + order.length + " namespaces collapsed (click one to open it)";
     document.getElementById("graph-status").textContent = text;
   }
 
@@ -301,74 +817,108 @@
   }
 
   function finished(mode, started) {
-    state.renders += 1;
-    state.timings.mode = mode;
-    state.timings.total_ms = performance.now() - started;
-    document.body.dataset.graphRenders = String(state.renders);
+    var timings = state.timings, renders = state.renders + 1;
+    state.renders = renders;
+    timings.mode = mode;
+    timings.total_ms = performance.now() - started;
+    document.body.dataset.graphRenders = String(renders);
     document.body.dataset.graphQuery = state.drawnQuery || ""; // what the drawn data was asked with
     status();
     showWarnings(state.data.warnings);
+    // On screen: after Cytoscape's next frame (or two frames on, when it had nothing to draw again).
+    var done = false;
+    function painted() {
+      if (done) return;
+      done = true;
+      timings.painted_ms = performance.now() - started;
+      timings.since_navigation_ms = performance.now(); // the page's clock starts with the navigation
+      document.body.dataset.graphPainted = String(renders);
+    }
+    state.cy.one("render", painted);
+    requestAnimationFrame(function () { requestAnimationFrame(painted); });
   }
 
-  function draw(data, started) {
-    var elements = prepare(data);
-    var leaves = elements.nodes.length;
+  // What is drawn from the model and the collapsed namespaces: built the first time, patched afterwards. `kind`
+  // names an expand or a collapse; otherwise the mode says how the positions came (layout, preset, placed...).
+  function redraw(started, kind) {
+    var disp = display(state.model);
+    var unplaced = applyKept(disp);
+    var drawable = disp.nodes.length - disp.nodes.filter(function (e) { return isBox(e.data); }).length;
+    var mode = "preset", timings = state.timings;
+    if (drawable && unplaced.length === drawable) { // nothing kept yet: the seeded layout of all that is drawn
+      var t = performance.now();
+      layoutAll(disp);
+      unplaced = applyKept(disp);
+      timings.layout_ms = performance.now() - t;
+      mode = "layout";
+    }
     var t0 = performance.now();
-    var added = null; // null: every node is new
     if (!state.cy) {
-      var large = leaves > LARGE;
+      var large = state.model.leaves > LARGE;
       state.cy = window.cytoscape({
-        container: document.getElementById("cy"), elements: elements, style: style(large),
+        container: document.getElementById("cy"), elements: disp.nodes.concat(disp.edges), style: style(large),
         layout: { name: "preset" }, wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 4,
         textureOnViewport: large, hideEdgesOnViewport: large, pixelRatio: large ? 1 : "auto",
       });
+      disp.nodes.concat(disp.edges).forEach(function (e) { state.sigs[e.data.id] = signature(e); });
       wire(state.cy);
     } else {
-      var cy = state.cy;
-      added = {};
-      cy.batch(function () {
-        var keep = {};
-        elements.nodes.concat(elements.edges).forEach(function (e) { keep[e.data.id] = e; });
-        cy.elements().forEach(function (ele) { if (!keep[ele.id()]) ele.remove(); });
-        // Nodes before edges, parents before children.
-        elements.nodes.concat(elements.edges).forEach(function (e) {
-          var ele = cy.getElementById(e.data.id);
-          if (ele.length) {
-            ele.data(e.data);
-            ele.classes(e.classes);
-          } else {
-            cy.add({ group: e.data.group === "edges" ? "edges" : "nodes", data: e.data, classes: e.classes,
-              position: e.position });
-            added[e.data.id] = true;
-          }
+      sync(state.cy, disp);
+      state.cy.batch(function () {
+        disp.nodes.forEach(function (e) { // kept positions win over where a node is (a re-layout, a collapse)
+          if (!e.position || (mode !== "layout" && e.data.kind !== "namespace")) return;
+          state.cy.getElementById(e.data.id).position(e.position);
         });
       });
     }
-    state.timings.build_ms = performance.now() - t0;
+    timings.build_ms = performance.now() - t0;
     var t1 = performance.now();
-    var result = place(state.cy, added);
-    var known = state.cy.nodes().filter(function (n) { return !n.isParent(); }).length - result.total;
-    var mode = result.placed ? "placed" : "preset";
-    if (result.total && known === 0) {
-      runLayout(state.cy); // nothing kept yet (first visit, or after Re-layout): the seeded layout of everything
-      mode = "layout";
-    } else {
-      if (result.stuck.length) { layoutApart(state.cy, result.stuck); mode = "placed apart"; }
-      applyVisibility(state.cy);
-      state.timings.layout_ms = performance.now() - t1;
-      if (result.total) savePositions();
+    if (mode !== "layout") {
+      var todo = unplaced.filter(function (id) { return state.cy.getElementById(id).length; });
+      if (todo.length) {
+        var placed = place(state.cy, todo);
+        mode = placed.stuck.length ? "placed apart" : placed.inside ? "laid out inside" : "placed";
+      }
+      timings.layout_ms = performance.now() - t1;
     }
+    timings.placement = mode;
+    applyVisibility(state.cy);
+    if (mode !== "preset") savePositions();
     stackSplitLabels(state.cy);
     // The first drawing fits what is shown; later ones keep the user's viewport.
     if (state.renders === 0) state.cy.fit(state.cy.nodes().not(".off"), 20);
-    finished(mode, started);
+    updateLod();
+    finished(kind || mode, started);
   }
+
+  function draw(data) {
+    var t = performance.now();
+    state.model = buildModel(data);
+    initCollapsed(state.model);
+    state.timings.model_ms = performance.now() - t;
+    redraw(state.started);
+  }
+
+  function setCollapsed(names, shut) {
+    var started = performance.now();
+    names = names.filter(function (ns) { return state.model.boxes[ns] && !!state.collapsed[ns] !== shut; });
+    if (!names.length || !state.cy) return;
+    state.timings = {};
+    document.getElementById("graph-tip").hidden = true; // it named what is no longer drawn so
+    if (shut) savePositions(); // its nodes' positions, kept for when it opens again
+    names.forEach(function (ns) { if (shut) state.collapsed[ns] = true; else delete state.collapsed[ns]; });
+    redraw(started, shut ? "collapse" : "expand");
+    keepInUrl();
+  }
+  state.expand = function (ns) { setCollapsed([ns], false); };
+  state.collapse = function (ns) { setCollapsed([ns], true); };
 
   function setShowIdle(show) {
     state.showIdle = show;
     if (!state.cy) return;
     applyVisibility(state.cy);
     stackSplitLabels(state.cy);
+    updateLod();
     if (state.data) status();
   }
   state.setShowIdle = setShowIdle;
@@ -415,7 +965,8 @@
         state.timings = { fetch_ms: performance.now() - started };
         state.data = res.body;
         state.drawnQuery = asked;
-        draw(res.body, started);
+        state.started = started;
+        draw(res.body);
         refreshPanel();
       })
       .catch(function (err) {
@@ -426,11 +977,18 @@
   }
   state.load = load;
 
-  // The page's URL with the form's state (other parameters, such as the time window, kept), for links and reloads.
+  // The page's URL with the form's state and the namespaces opened or closed by hand (other parameters, such as the
+  // time window, kept), for links and reloads.
   function keepInUrl() {
     var url = new URLSearchParams(window.location.search);
-    ["ns", "find", "hide", "idle"].forEach(function (name) { url.delete(name); });
+    ["ns", "find", "hide", "idle", "expand", "collapse"].forEach(function (name) { url.delete(name); });
     query().forEach(function (value, name) { url.append(name, value); });
+    if (state.model) {
+      state.model.order.forEach(function (ns) {
+        if (state.auto && !state.collapsed[ns]) url.append("expand", ns);
+        if (!state.auto && state.collapsed[ns]) url.append("collapse", ns);
+      });
+    }
     var search = url.toString();
     history.replaceState(null, "", window.location.pathname + (search ? "?" + search : ""));
   }
@@ -441,19 +999,44 @@
     dl.appendChild(el("dt", term));
     dl.appendChild(el("dd", value));
   }
+  function healthCounts(d) {
+    var c = d.health_counts || {};
+    return ["failing", "degraded", "healthy", "unknown"].filter(function (h) { return c[h]; })
+      .map(function (h) { return c[h] + " " + h; }).join(", ") || "–";
+  }
+  function namespacePanel(panel, d) {
+    var shut = !!state.collapsed[d.name];
+    panel.appendChild(el("h2", "namespace " + d.name + (shut ? " (collapsed)" : "")));
+    var dl = el("dl");
+    row(dl, "in the mesh", d.monitored ? "yes (monitored)" : "no");
+    row(dl, "nodes", d.members + " (" + d.services + " services, " + d.workloads + " callers, " + d.unknown_peers +
+      " unknown peers)");
+    row(dl, "health", healthCounts(d));
+    row(dl, "inbound (sum)", fmt(d.rps, "rps"));
+    row(dl, "5xx", fmt(d.error, "pct"));
+    row(dl, "worst p99", fmt(d.p99_ms, "ms"));
+    panel.appendChild(dl);
+    var button = el("button", shut ? "Expand namespace" : "Collapse namespace", "graph-ns-toggle");
+    button.type = "button";
+    button.addEventListener("click", function () {
+      if (shut) state.expand(d.name); else state.collapse(d.name);
+      refreshPanel();
+    });
+    panel.appendChild(button);
+  }
+  function endName(ns, name) { return name ? ns + "/" + name : "namespace " + ns; }
   function showPanel(ele) {
     var panel = document.getElementById("graph-panel");
     panel.replaceChildren();
     if (!ele || !ele.length) {
-      panel.appendChild(el("p", "Select a service or an edge. Double-click a service to open it.", "hint"));
+      panel.appendChild(el("p", "Select a service or an edge. Double-click a service to open it; click a collapsed " +
+        "namespace to open it.", "hint"));
       return;
     }
     var d = ele.data();
     var dl = el("dl");
     if (ele.isNode() && d.kind === "namespace") {
-      panel.appendChild(el("h2", "namespace " + d.name));
-      row(dl, "in the mesh", d.monitored ? "yes (monitored)" : "no");
-      panel.appendChild(dl);
+      namespacePanel(panel, d);
       return;
     }
     if (ele.isNode()) {
@@ -477,8 +1060,13 @@
       }
       return;
     }
-    panel.appendChild(el("h2", d.source_namespace + "/" + d.source_name + " → " + d.target_namespace + "/" + d.target_name));
+    panel.appendChild(el("h2", endName(d.source_namespace, d.source_name) + " → " +
+      endName(d.target_namespace, d.target_name)));
     warningList(panel, d.warnings);
+    if (d.kind === "aggregate") {
+      panel.appendChild(el("p", d.edges + " edges folded into one (a collapsed namespace): requests, 5xx and bytes " +
+        "summed, the worst p99.", "hint"));
+    }
     if (d.idle) {
       panel.appendChild(el("p", "Policy-only: the sidecars are configured for this edge (OSM derives that from " +
         "policy) but no request, byte or refusal was measured on it.", "hint"));
@@ -494,7 +1082,7 @@
       plain: "no: an end has no sidecar", unknown: "unknown: an end is not in the snapshot" }[d.lock] || d.lock);
     row(dl, "requests", fmt(d.rps, "rps"));
     row(dl, "5xx", fmt(d.error, "pct"));
-    row(dl, "p99", fmt(d.p99_ms, "ms"));
+    row(dl, d.kind === "aggregate" ? "worst p99" : "p99", fmt(d.p99_ms, "ms"));
     if (d.tcp_bytes_rate !== null) row(dl, "TCP", d.tcp_bytes_rate.toFixed(0) + " B/s");
     if (d.tls_error_rps) row(dl, "TLS errors", fmt(d.tls_error_rps, "rps"));
     panel.appendChild(dl);
@@ -515,31 +1103,72 @@
     cy.on("tap", function (event) {
       if (event.target === cy) { selectedId = null; showPanel(null); return; }
       selectedId = event.target.id();
-      showPanel(event.target);
+      if (event.target.isNode() && event.target.hasClass("collapsed")) state.expand(event.target.data("name"));
+      showPanel(cy.getElementById(selectedId));
     });
     cy.on("dbltap", "node", function (event) {
       var url = event.target.data("url");
       if (typeof url === "string" && url.charAt(0) === "/" && url.charAt(1) !== "/") window.location.assign(url);
     });
     cy.on("mouseover", "node", function (event) {
-      var d = event.target.data();
-      if (d.kind === "namespace") return;
-      tip.textContent = d.namespace + "/" + d.name + " · " + d.health + ": " + (d.reasons || []).join("; ") +
-        ((d.warnings || []).length ? "\n\u26A0 " + d.warnings.join("\n\u26A0 ") : "");
+      var d = event.target.data(), text;
+      if (d.kind === "namespace") {
+        if (!state.collapsed[d.name]) return;
+        text = "namespace " + d.name + ": " + d.members + " nodes · " + healthCounts(d) + " · " + fmt(d.rps, "rps") +
+          " · 5xx " + fmt(d.error, "pct") + " · worst p99 " + fmt(d.p99_ms, "ms") + "\nclick to open";
+      } else {
+        text = d.namespace + "/" + d.name + " · " + d.health + ": " + (d.reasons || []).join("; ") +
+          ((d.warnings || []).length ? "\n\u26A0 " + d.warnings.join("\n\u26A0 ") : "");
+      }
+      tip.textContent = text;
       var box = document.getElementById("cy").getBoundingClientRect(), p = event.renderedPosition || { x: 0, y: 0 };
       tip.style.left = (box.left + p.x + 12) + "px";
       tip.style.top = (box.top + p.y + 12) + "px";
       tip.hidden = false;
     });
     cy.on("mouseout", "node", function () { tip.hidden = true; });
-    cy.on("dragfree", "node", function () { savePositions(); stackSplitLabels(cy); });
+    // A box dragged takes its nodes along; a node dragged resizes its box; a collapsed namespace dragged moves the
+    // kept positions of its nodes with it, so it opens where it now is.
+    var from = {};
+    cy.on("grab", "node", function (event) {
+      var p = event.target.position();
+      from[event.target.id()] = { x: p.x, y: p.y };
+    });
+    cy.on("drag", "node", function (event) {
+      var n = event.target, d = n.data();
+      if (d.kind !== "namespace") { fitBoxes(cy, d.namespace); return; }
+      if (state.collapsed[d.name] || !from[n.id()]) return;
+      var p = n.position(), dx = p.x - from[n.id()].x, dy = p.y - from[n.id()].y;
+      from[n.id()] = { x: p.x, y: p.y };
+      cy.batch(function () {
+        state.model.members[d.name].forEach(function (id) {
+          var m = cy.getElementById(id);
+          if (m.length) m.shift({ x: dx, y: dy });
+        });
+      });
+    });
+    cy.on("dragfree", "node", function (event) {
+      var n = event.target, d = n.data(), was = from[n.id()];
+      delete from[n.id()];
+      if (d.kind === "namespace" && state.collapsed[d.name] && was) {
+        var p = n.position(), dx = Math.round(p.x - was.x), dy = Math.round(p.y - was.y);
+        state.model.members[d.name].forEach(function (id) {
+          var q = state.positions[id];
+          if (q) state.positions[id] = [q[0] + dx, q[1] + dy];
+        });
+      }
+      savePositions();
+      stackSplitLabels(cy);
+      queueLod();
+    });
+    cy.on("viewport", queueLod);
     cy.on("render", drawLocks);
   }
 
   // -- padlocks --------------------------------------------------------------------------------------------------
   // Cytoscape draws no image on an edge, so the padlocks go on a canvas over its own, just left of each label (moved
-  // right by half the room, so the pair stays centred), after every frame it renders; not when labels are too small
-  // to be drawn.
+  // right by half the room, so the pair stays centred), after every frame it renders; only on labelled edges (in
+  // view, zoomed in).
   var LABEL_BOX = { includeNodes: false, includeEdges: false, includeLabels: true, includeMainLabels: true,
     includeSourceLabels: false, includeTargetLabels: false, includeOverlays: false, includeUnderlays: false };
   function loadIcons(urls) {
@@ -552,7 +1181,7 @@
   // Each shown edge's padlock: [icon kind, model x, model y, model size, opacity (an idle edge's)] left of its label.
   function lockSpots(cy, within) {
     var spots = [];
-    cy.edges(".has-lock").forEach(function (e) {
+    cy.edges(".has-lock.lod").forEach(function (e) {
       if (e.hasClass("off")) return;
       var bb = e.boundingBox(LABEL_BOX);
       if (!bb.w || (within && (bb.x2 < within.x1 || bb.x1 > within.x2 || bb.y2 < within.y1 || bb.y1 > within.y2))) return;
@@ -614,7 +1243,7 @@
   }
   state.svg = function () {
     // Our own SVG writer (the cytoscape-svg plugin is GPL-3.0): boxes, straight edges with labels and padlocks,
-    // nodes, names; what is shown only.
+    // nodes, collapsed namespaces, names; what is shown only.
     var NS = "http://www.w3.org/2000/svg", cy = state.cy, shown = cy.elements().not(".off");
     var bb = shown.boundingBox(), pad = 30, svg = document.createElementNS(NS, "svg");
     svg.setAttribute("xmlns", NS);
@@ -636,18 +1265,20 @@
     var marker = add(defs, "marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 6,
       markerHeight: 6, orient: "auto-start-reverse" });
     add(marker, "path", { d: "M0,0 L10,5 L0,10 z", fill: "#666" });
-    shown.nodes().filter(function (n) { return n.isParent(); }).forEach(function (n) {
-      var b = n.boundingBox({ includeLabels: false });
-      add(svg, "rect", { x: b.x1, y: b.y1, width: b.w, height: b.h, rx: 6, fill: "#eef1f6", stroke: "#aab" });
-      add(svg, "text", { x: b.x1 + b.w / 2, y: b.y1 - 4, "text-anchor": "middle", "font-size": 12,
+    shown.nodes(".box").forEach(function (n) {
+      var p = n.position(), w = n.data("w"), h = n.data("h");
+      add(svg, "rect", { x: p.x - w / 2, y: p.y - h / 2, width: w, height: h, rx: 6, fill: "#eef1f6", stroke: "#aab" });
+      add(svg, "text", { x: p.x, y: p.y - h / 2 - 4, "text-anchor": "middle", "font-size": 12,
         "font-weight": "bold" }, n.data("name"));
     });
     shown.edges().forEach(function (e) {
       var s = e.source().position(), t = e.target().position(), d = e.data();
       var color = d.denied_rps ? "#b3261e" : d.kind === "split" ? "#1e6fd9" : d.lock === "mtls" ? "#8b95a1" : "#e07b00";
       var dx = t.x - s.x, dy = t.y - s.y, len = Math.sqrt(dx * dx + dy * dy) || 1;
-      add(svg, "line", { x1: s.x, y1: s.y, x2: t.x - dx / len * 12, y2: t.y - dy / len * 12, stroke: color,
-        "stroke-width": 1.5, "stroke-dasharray": d.lock === "mtls" && d.kind !== "split" && !d.idle ? "none" : "5,3",
+      var r = e.target().hasClass("collapsed") ? e.target().data("agg_size") / 2 : 12;
+      add(svg, "line", { x1: s.x, y1: s.y, x2: t.x - dx / len * r, y2: t.y - dy / len * r, stroke: color,
+        "stroke-width": d.kind === "aggregate" ? d.agg_width : 1.5,
+        "stroke-dasharray": d.lock === "mtls" && d.kind !== "split" && !d.idle ? "none" : "5,3",
         "marker-end": "url(#arrow)" });
       var icon = e.hasClass("has-lock") ? icons[lockIcon(d.lock)] : "";
       var width = measure.measureText(d.label).width + (icon ? 13 : 0), x = (s.x + t.x) / 2 - width / 2;
@@ -657,7 +1288,16 @@
       add(svg, "text", { x: x + (icon ? 13 : 0), y: y, "font-size": 10, fill: d.denied_rps ? "#8c1d18" : "#222" },
         d.label);
     });
-    shown.nodes().filter(function (n) { return !n.isParent(); }).forEach(function (n) {
+    shown.nodes(".collapsed").forEach(function (n) {
+      var p = n.position(), d = n.data(), r = d.agg_size / 2;
+      add(svg, "circle", { cx: p.x, cy: p.y, r: r, fill: COLORS[d.health] || COLORS.unknown, stroke: "#335",
+        "stroke-width": 3 });
+      d.agg_label.split("\n").forEach(function (line, i) {
+        add(svg, "text", { x: p.x, y: p.y + r + 16 + i * 14, "text-anchor": "middle", "font-size": 12,
+          "font-weight": i ? "normal" : "bold" }, line);
+      });
+    });
+    shown.nodes().filter(function (n) { return n.data("kind") !== "namespace"; }).forEach(function (n) {
       var p = n.position(), d = n.data();
       add(svg, "circle", { cx: p.x, cy: p.y, r: 11, fill: COLORS[d.health] || COLORS.unknown,
         stroke: d.sidecars === "all" ? "#4a4f55" : "#e07b00", "stroke-width": 2,
@@ -666,9 +1306,14 @@
     });
     return new XMLSerializer().serializeToString(svg);
   };
-  // Cytoscape's PNG of the whole graph with the padlocks drawn over it, as the page shows them.
+  // Cytoscape's PNG of the whole graph, every shown label on it, with the padlocks drawn over, as the page shows them.
   function png(done) {
     var cy = state.cy, bb = cy.elements().boundingBox(); // the box cy.png({full: true}) draws
+    cy.elements().not(".off").addClass("lod");
+    var uri = cy.png({ output: "base64uri", full: true, bg: "#ffffff", maxWidth: 8000, maxHeight: 8000 });
+    var spots = lockSpots(cy, null);
+    state.lodCount = -1; // all of them: updateLod takes the ones out of view off again
+    updateLod();
     var img = new Image();
     img.onload = function () {
       var canvas = document.createElement("canvas");
@@ -676,33 +1321,42 @@
       canvas.height = img.height;
       var ctx = canvas.getContext("2d"), scale = img.width / Math.ceil(bb.w);
       ctx.drawImage(img, 0, 0);
-      drawSpots(ctx, lockSpots(cy, null), function (x, y) {
+      drawSpots(ctx, spots, function (x, y) {
         return { x: (x - bb.x1) * scale, y: (y - bb.y1) * scale };
       }, scale);
       canvas.toBlob(done, "image/png");
     };
-    img.src = cy.png({ output: "base64uri", full: true, bg: "#ffffff", maxWidth: 8000, maxHeight: 8000 });
+    img.src = uri;
   }
   var actions = {
     fit: function () { state.cy.fit(state.cy.nodes().not(".off"), 20); },
     relayout: function () {
       state.positions = {};
       try { localStorage.removeItem(state.key); } catch (e) { /* ignore */ }
-      var started = performance.now();
-      runLayout(state.cy);
+      state.timings = {};
+      redraw(performance.now());
       state.cy.fit(state.cy.nodes().not(".off"), 20);
-      finished("layout", started);
+      updateLod();
     },
+    "collapse-all": function () { setCollapsed(state.model.order.slice(), true); },
+    "expand-all": function () { setCollapsed(state.model.order.slice(), false); },
     png: function () { png(function (blob) { download(blob, stamp() + ".png"); }); },
     svg: function () { download(new Blob([state.svg()], { type: "image/svg+xml" }), stamp() + ".svg"); },
     json: function () {
-      // What is shown: the filters' and the policy-only box's hidden elements are left out.
-      var out = JSON.parse(JSON.stringify(state.data));
-      var shown = function (e) { return !state.cy.getElementById(e.data.id).hasClass("off"); };
-      out.elements = { nodes: out.elements.nodes.filter(shown), edges: out.elements.edges.filter(shown) };
+      // What is shown, as drawn: the filters' and the policy-only box's hidden elements are left out; a collapsed
+      // namespace is one node and its folded edges are edges of kind "aggregate".
+      var cy = state.cy, out = Object.assign({}, state.data), m = state.model;
+      out.elements = { nodes: [], edges: [] };
       out.positions = {};
-      state.cy.nodes().not(".off").forEach(function (n) {
-        if (!n.isParent()) out.positions[n.id()] = n.position();
+      out.collapsed = m.order.filter(function (ns) { return state.collapsed[ns]; });
+      cy.nodes().not(".off").forEach(function (n) {
+        var leaf = m.nodes[n.id()];
+        out.elements.nodes.push(leaf ? { data: leaf.data, classes: leaf.classes }
+          : { data: n.data(), classes: n.classes().join(" ") });
+        if (!isBox(n.data())) out.positions[n.id()] = n.position();
+      });
+      cy.edges().not(".off").forEach(function (e) {
+        out.elements.edges.push({ data: e.data(), classes: e.classes().join(" ") });
       });
       download(new Blob([JSON.stringify(out, null, 1)], { type: "application/json" }), stamp() + ".json");
     },

@@ -68,7 +68,7 @@ def _visible(page, element_id: str) -> bool:
 def _positions(page) -> dict[str, list[float]]:
     """Every leaf node's model position (a few dozen numbers)."""
     return page.evaluate(
-        "() => { const out = {}; mbGraph.cy.nodes().forEach((n) => { if (!n.isParent()) {"
+        "() => { const out = {}; mbGraph.cy.nodes().forEach((n) => { if (n.data('kind') !== 'namespace') {"
         " const p = n.position(); out[n.id()] = [p.x, p.y]; } }); return out; }"
     )
 
@@ -363,3 +363,20 @@ def test_it_shows_hostile_strings_as_text_without_running_them(page, live_server
     assert page.evaluate("document.body.dataset.pwned") is None
     assert page.locator("img[src=x]").count() == 0
     _shot(page, "graph-hostile")
+
+
+def test_it_preloads_its_data_and_asks_for_it_once(page, live_server, viewer, mesh):
+    """The page names its data URL in a preload link (fetched while the scripts load), written as the script writes it
+    (URLSearchParams: `*` kept, `~` and spaces encoded), so the script's fetch takes the preloaded response."""
+    _login(page, live_server)
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/graph/data" in r.url else None)
+    query = "?ns=bookwarehouse&ns=bookstore&find=name%3Dbook*%20rps%3E1&hide=%20ns%3Dosm~system%20&idle=1"
+    _open_graph(page, live_server, query)
+    page.wait_for_timeout(300)
+    assert len(asked) == 1, asked
+    assert asked[0].endswith(
+        "/graph/data?ns=bookstore&ns=bookwarehouse&find=name%3Dbook*+rps%3E1&hide=ns%3Dosm%7Esystem&idle=1"
+    )
+    assert page.locator("link[rel=preload][as=fetch]").get_attribute("href") == asked[0].removeprefix(live_server.url)
+    assert not [e for e in page.errors if "preload" in e], page.errors
