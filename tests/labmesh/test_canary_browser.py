@@ -11,7 +11,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from lab.waiting import wait_for
-from tests.browser_fixtures import login, screenshot
+from tests.browser_fixtures import at_path, login, screenshot
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 
@@ -54,7 +54,7 @@ def test_it_moves_real_traffic_from_the_browser_and_rolls_it_back(page, live_ser
     page.click("button[value=preview]")
     expect(page.locator("pre.diff")).to_contain_text("bookstore-v2")
     page.click("button[value=apply]")
-    page.wait_for_url(re.compile(r".*/splits/#split-bookstore-bookstore-split$"))
+    page.wait_for_url(at_path("/splits/#split-bookstore-bookstore-split"))
     expect(page.locator(".messages")).to_contain_text("bookstore-v2 50 (50%)")
 
     started = time.monotonic()
@@ -66,7 +66,7 @@ def test_it_moves_real_traffic_from_the_browser_and_rolls_it_back(page, live_ser
     page.locator("tr.result-applied").first.locator("a", has_text="Roll back").click()
     expect(page.locator(".rollback pre.diff")).to_contain_text("-    weight: 50")  # what it will do, before it does
     page.click("text=Confirm the rollback")
-    page.wait_for_url(re.compile(r".*/splits/#split-bookstore-bookstore-split$"))
+    page.wait_for_url(at_path("/splits/#split-bookstore-bookstore-split"))
     expect(page.locator(".messages")).to_contain_text("Applied")
     _wait_for_share(page, f"{live_server.url}/splits/", "bookstore-v1", 90, 100)
     print(f"observed 50/50 after {moved_after:.1f} s (v2 at {share:.1f}%)")
