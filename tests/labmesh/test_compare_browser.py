@@ -6,7 +6,6 @@ backends on one time axis and marks both weight changes, the second as made outs
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from lab.mesh.pytest_plugin import LabStack
-from tests.browser_fixtures import login, screenshot
+from tests.browser_fixtures import at_path, login, screenshot
 from tests.labmesh.conftest import SPLIT
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
@@ -36,7 +35,7 @@ def test_it_compares_v2_with_v1_and_marks_weight_changes(page, live_server, lab_
         page.click("button[value=even]")
         page.click("button[value=preview]")
         page.click("button[value=apply]")
-        page.wait_for_url(re.compile(r".*/splits/#split-bookstore-bookstore-split$"))
+        page.wait_for_url(at_path("/splits/#split-bookstore-bookstore-split"))
         time.sleep(3)
         backends = [{"service": "bookstore-v1", "weight": 60}, {"service": "bookstore-v2", "weight": 40}]
         lab_stack.custom_api().patch_namespaced_custom_object(
