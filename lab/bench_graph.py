@@ -1,8 +1,13 @@
-"""`python -m lab.bench graph`: the service graph on the synthetic mesh (`--services 1000`, about 3,000 edges).
+"""`python -m lab.bench graph`: the service graph on the synthetic mesh (`--services 1000`, about 1,900 edges;
+`--services 5000` for the collapsed graph).
 
 1. JSON server time: `/graph/data` through Django's test client (no network), p95 over `runs`, and its DB queries.
-2. In Debian's chromium (Playwright, against a threaded WSGI server on 127.0.0.1): the first layout (nothing kept,
-   fcose) and a redraw from kept positions (a reload, and an in-page refresh), as the page's own timers report them.
+2. In Debian's chromium (Playwright, against a threaded WSGI server on 127.0.0.1), as the page's own timers report
+   them, up to the picture on screen (`painted_ms`: Cytoscape's next frame after the drawing): the first drawing
+   (nothing kept: the layout), a reload (kept positions) and an in-page refresh. When the graph starts collapsed (above
+   the page's node count, 1,500), also opening a namespace of median size for the first time (laid out then),
+   collapsing it, opening it again (kept positions), and opening the largest one. The periodic refresh is switched
+   off so that only these draw. The load average is printed: the machine is shared.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from lab.benchkit import fmt, p95, setup_django, standin, timed, user
 from lab.synthetic_kpis import fill_kpis
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+KEYS = ("fetch_ms", "layout_ms", "build_ms", "total_ms", "painted_ms", "since_navigation_ms", "navigation_ms")
 
 
 def _serve() -> tuple[str, Any]:
@@ -42,41 +48,75 @@ def _serve() -> tuple[str, Any]:
     return f"http://127.0.0.1:{httpd.server_port}", httpd
 
 
+def _painted(page: Any, renders: int) -> None:
+    """Wait until the page's `renders`-th drawing is on screen, through Playwright's matcher (the page's CSP forbids the
+    eval that wait_for_function needs)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("body")).to_have_attribute("data-graph-painted", str(renders), timeout=180_000)
+
+
+def _timings(page: Any, started: float | None = None) -> dict[str, Any]:
+    timings = page.evaluate("() => mbGraph.timings")
+    if started is not None:
+        timings["navigation_ms"] = (time.perf_counter() - started) * 1000
+    timings.update(
+        page.evaluate(
+            "() => ({nodes: mbGraph.cy.nodes().length, edges: mbGraph.cy.edges().length,"
+            " collapsed: mbGraph.model.order.filter((ns) => mbGraph.collapsed[ns]).length})"
+        )
+    )
+    return timings
+
+
 def _browser_runs(base: str, session: str, cluster: str, runs: int) -> dict[str, list[dict]]:
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         sys.exit("Debian chromium is not installed (package chromium)")
-    out: dict[str, list[dict]] = {"first": [], "reload": [], "refresh": []}
-    wait = "(n) => Number(document.body.dataset.graphRenders || 0) >= n"
+    out: dict[str, list[dict]] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             for _ in range(runs):
                 context = browser.new_context(viewport={"width": 1600, "height": 1000})
                 context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
+                context.add_init_script("localStorage.setItem('mb-refresh', 'off')")  # no periodic refresh
                 page = context.new_page()
                 started = time.perf_counter()
                 page.goto(f"{base}/graph/?cluster={cluster}")
-                page.wait_for_function(wait, arg=1, timeout=180_000)
-                first = page.evaluate("() => mbGraph.timings")
-                first["navigation_ms"] = (time.perf_counter() - started) * 1000
-                first["nodes"] = page.evaluate("() => mbGraph.cy.nodes().length")
-                first["edges"] = page.evaluate("() => mbGraph.cy.edges().length")
-                out["first"].append(first)
-                page.evaluate("() => new Promise((r) => setTimeout(r, 500))")  # positions reach localStorage
+                _painted(page, 1)
+                first = _timings(page, started)
+                out.setdefault("first", []).append(first)
+                renders = 1
+                if first["collapsed"]:
+                    sizes = page.evaluate(
+                        "() => mbGraph.model.order.map((ns) => [mbGraph.model.members[ns].length, ns])"
+                    )
+                    sizes.sort()
+                    median, largest = sizes[len(sizes) // 2][1], sizes[-1][1]
+                    for step, call, ns in (
+                        ("expand", "expand", median),
+                        ("collapse", "collapse", median),
+                        ("expand again (kept)", "expand", median),
+                        ("expand the largest", "expand", largest),
+                    ):
+                        page.evaluate(f"(ns) => {{ mbGraph.{call}(ns); }}", ns)
+                        renders += 1
+                        _painted(page, renders)
+                        timings = _timings(page)
+                        timings["namespace"] = f"{ns} ({dict((n, s) for s, n in sizes)[ns]} nodes)"
+                        out.setdefault(step, []).append(timings)
 
                 started = time.perf_counter()
-                page.reload()
-                page.wait_for_function(wait, arg=1, timeout=60_000)
-                again = page.evaluate("() => mbGraph.timings")
-                again["navigation_ms"] = (time.perf_counter() - started) * 1000
-                out["reload"].append(again)
+                page.reload()  # kept positions; the URL keeps the namespaces opened above
+                _painted(page, 1)
+                out.setdefault("reload", []).append(_timings(page, started))
 
-                page.evaluate("() => htmx.trigger(document.body, 'mb:refresh')")
-                page.wait_for_function(wait, arg=2, timeout=60_000)
-                out["refresh"].append(page.evaluate("() => mbGraph.timings"))
+                page.evaluate("() => { htmx.trigger(document.body, 'mb:refresh'); }")
+                _painted(page, 2)
+                out.setdefault("refresh", []).append(_timings(page))
                 context.close()
         finally:
             browser.close()
@@ -118,10 +158,12 @@ def bench_graph(services: int, runs: int) -> None:
         filtered = timed(lambda: client.get(url, {"hide": "rps<1 or ns=legacy", "find": "error>1% !mtls"}), 10)
 
         base, httpd = _serve()
+        load_before = os.getloadavg()
         try:
             browser = _browser_runs(base, client.cookies["sessionid"].value, cluster.name, max(1, min(runs, 3)))
         finally:
             httpd.shutdown()
+        load_after = os.getloadavg()
 
     counts = body["counts"]
     print(
@@ -133,31 +175,25 @@ def bench_graph(services: int, runs: int) -> None:
         f"{len(queries)} DB queries, {size / 1e6:.2f} MB JSON"
     )
     print(f"- with find and hide (`hide=rps<1 or ns=legacy`, `find=error>1% !mtls`): {fmt(filtered)}")
-
-    def line(label: str, rows: list[dict], keys: tuple[str, ...]) -> None:
-        parts = [f"{k} median {statistics.median(r[k] for r in rows if k in r):.0f} ms" for k in keys]
-        modes = sorted({r.get("mode", "?") for r in rows})
-        print(f"- {label} ({len(rows)} runs, mode {'/'.join(modes)}): " + ", ".join(parts))
-        print(f"  raw: {[{k: round(r[k]) for k in keys if k in r} for r in rows]}")
-
-    line(
-        "chromium first layout (nothing kept, fcose)",
-        browser["first"],
-        ("fetch_ms", "build_ms", "layout_ms", "total_ms", "navigation_ms"),
-    )
-    line(
-        "chromium redraw from kept positions (reload)",
-        browser["reload"],
-        ("fetch_ms", "build_ms", "layout_ms", "total_ms", "navigation_ms"),
-    )
-    line(
-        "chromium in-page refresh (mb:refresh, same nodes)",
-        browser["refresh"],
-        ("fetch_ms", "build_ms", "layout_ms", "total_ms"),
-    )
     print(
-        "  (layout_ms: the layout or the placing of kept positions; total_ms: from the fetch starting to the graph "
-        "drawn; navigation_ms: from navigation to drawn, as the harness sees it)"
+        "- load average (1, 5, 15 min) before the browser runs "
+        f"{', '.join(f'{x:.2f}' for x in load_before)}, after {', '.join(f'{x:.2f}' for x in load_after)}"
+    )
+
+    for label, rows in browser.items():
+        parts = [f"{k} median {statistics.median(r[k] for r in rows if k in r):.0f}" for k in KEYS if k in rows[0]]
+        modes = sorted({str(r.get("mode", "?")) + "/" + str(r.get("placement", "")) for r in rows})
+        drawn = f"{rows[0]['nodes']} nodes and {rows[0]['edges']} edges drawn, {rows[0]['collapsed']} collapsed"
+        where = f", {rows[0]['namespace']}" if "namespace" in rows[0] else ""
+        print(f"- chromium {label} ({len(rows)} runs, {', '.join(modes)}; {drawn}{where}): " + ", ".join(parts))
+        print(f"  raw ms: {[{k: round(r[k]) for k in KEYS if k in r} for r in rows]}")
+        if "layout_parts" in rows[0]:
+            print(f"  the layout's parts, ms: {[r['layout_parts'] for r in rows]}")
+    print(
+        "  (layout_ms: the layout or the placing of new nodes; build_ms: Cytoscape built or patched; total_ms: from "
+        "the fetch starting (or the expand/collapse call) to the drawing done; painted_ms: to Cytoscape's next frame; "
+        "since_navigation_ms: the page's clock at that frame; navigation_ms: from navigation to painted, as the "
+        "harness sees it)"
     )
 
 
