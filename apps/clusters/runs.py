@@ -114,6 +114,11 @@ def schedule_after_failure(cluster: Cluster, kind: str, failures: int, *, transi
     Cluster.objects.filter(pk=cluster.pk).update(**{DUE_FIELDS[kind]: due})
 
 
+def collection_lock(kind: str, cluster_id: int) -> str:
+    """The lock one collection of `kind` for a cluster holds while it runs."""
+    return f"collect-{kind}:{cluster_id}"
+
+
 def run_collection(
     task: Task,
     cluster: Cluster,
@@ -126,7 +131,7 @@ def run_collection(
     at the poll interval, counted across runs; permanent errors: one poll interval), and the tick starts it then.
     `task` is the calling Celery task (bound), kept so every collection calls this the same way."""
     what = f"{CollectionRun.Kind(kind).label.lower()} of {cluster.name}"
-    with exclusive(f"collect-{kind}:{cluster.pk}", ttl_seconds=settings.MESHBOARD_COLLECT_TIME_LIMIT + 30) as held:
+    with exclusive(collection_lock(kind, cluster.pk), ttl_seconds=settings.MESHBOARD_COLLECT_TIME_LIMIT + 30) as held:
         if not held:
             record_skipped(cluster, kind, f"a collection of {what} was still running")
             return "skipped"

@@ -23,10 +23,10 @@ from django.utils import timezone
 from kombu import Queue
 
 from apps.core import heartbeats
-from apps.core.locks import redis_client
+from apps.core.locks import held, redis_client
 
 from .models import Cluster
-from .runs import DUE_FIELDS
+from .runs import DUE_FIELDS, collection_lock
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,10 @@ def tick() -> list[tuple[str, int]]:
     for collection in COLLECTIONS:
         candidates = enabled.exclude(prometheus_url="") if collection.needs_prometheus else enabled
         claimed = _claim_due(candidates, collection.due_field, now)
+        # A cluster whose previous collection of this kind still runs (a stalled source outlasting the poll interval)
+        # gets nothing: that run covers the slot, and a second message would only be refused by its lock.
+        running = held([collection_lock(collection.kind, c.pk) for c in claimed])
+        claimed = [c for c, busy in zip(claimed, running, strict=True) if not busy]
         if not claimed:
             continue
         for cluster, route in zip(claimed, _routes(collection.queue, len(claimed)), strict=True):

@@ -59,13 +59,27 @@ def page_redis_breaker() -> Iterator[None]:
         raise
 
 
+def _lock_key(name: str) -> str:
+    return f"meshboard:lock:{name}"
+
+
+def held(names: list[str]) -> list[bool]:
+    """Whether each lock is held now (one round trip for all of them)."""
+    if not names:
+        return []
+    pipe = redis_client().pipeline(transaction=False)
+    for name in names:
+        pipe.exists(_lock_key(name))
+    return [bool(found) for found in pipe.execute()]
+
+
 @contextmanager
 def exclusive(name: str, *, ttl_seconds: float) -> Iterator[bool]:
     """Hold the lock `name` for the block; yields False (and runs nothing of its own) when another holder has it.
 
     The TTL bounds how long a crashed holder can block others; it must exceed the job's hard time limit.
     """
-    lock = redis_client().lock(f"meshboard:lock:{name}", timeout=ttl_seconds, blocking=False)
+    lock = redis_client().lock(_lock_key(name), timeout=ttl_seconds, blocking=False)
     acquired = lock.acquire()
     try:
         yield acquired

@@ -50,6 +50,21 @@ def test_it_skips_a_run_while_another_holds_the_cluster_lock(kubeapi, cluster_fo
     wait_for(lambda: _runs(cluster, status="ok"))
 
 
+def test_the_tick_sends_nothing_for_a_cluster_whose_collection_still_runs(kubeapi, cluster_for, redis):
+    # A stalled source can hold a run past the poll interval: that run covers the slot, and a second message would
+    # only be refused by the lock (a "skipped" run for nothing).
+    cluster = cluster_for(kubeapi, poll_interval_seconds=60)
+    with exclusive(f"collect-cluster:{cluster.pk}", ttl_seconds=30) as held:
+        assert held
+        assert tick() == []
+    assert not _runs(cluster)
+    cluster.refresh_from_db()
+    assert cluster.next_collect_at > timezone.now()  # the slot was taken by the run in progress
+
+    Cluster.objects.filter(pk=cluster.pk).update(next_collect_at=None)
+    assert tick() == [("mesh.collect_cluster", cluster.pk)]  # the lock released: the next slot is sent
+
+
 def _after_failure(cluster, task_outcomes, task) -> tuple[CollectionRun, float]:
     """The run one task recorded and how long after it ended the next attempt is due (the cluster's due time)."""
     task_outcomes.assert_ended_without_retry(task.id)  # the backoff is the schedule's, not a Celery retry
