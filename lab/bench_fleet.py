@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from lab.stack import PY, ROOT, Processes
+
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
 LOG_KEY = "meshboard:bench:fleet:executions"
 COLLECT = "mesh.collect_cluster"
 COLLECTED = ("ok", "partial")
@@ -208,7 +208,7 @@ def _wait(predicate: Callable[[], T], timeout: float, what: str) -> T:
     raise RuntimeError(f"{what} not within {timeout:g} s")
 
 
-class Fleet:
+class Fleet(Processes):
     """PostgreSQL, Redis, `clusters` stand-ins of `services` services each, `workers` workers and beat."""
 
     def __init__(
@@ -241,19 +241,6 @@ class Fleet:
             "DJANGO_SETTINGS_MODULE": "meshboard.settings",
         }
         self._redis = None
-
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        with (self.workdir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.procs[name] = proc
-        return proc
-
-    def manage(self, *args: str) -> str:
-        return subprocess.run(
-            [PY, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
-        ).stdout
 
     def start(self) -> Fleet:
         from lab.waiting import free_port

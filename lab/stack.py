@@ -88,7 +88,29 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-class Stack:
+class Processes:
+    """Processes of Meshboard's stack started from the repository, each in its own session with its log in
+    `workdir`, all sharing one environment (`env`), plus `manage` for its management commands."""
+
+    workdir: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen]
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs[name] = proc
+        return proc
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [PY, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
+
+
+class Stack(Processes):
     """Redis, the stand-in, Prometheus, a Celery worker per collection queue + beat and gunicorn, each its own
     process group."""
 
@@ -117,20 +139,6 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
-
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = (self.workdir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def manage(self, *args: str) -> str:
-        return subprocess.run(
-            [PY, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
-        ).stdout
 
     def start(self) -> Stack:
         redis_port = free_port()
