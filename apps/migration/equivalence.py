@@ -10,6 +10,14 @@ in a cluster of at most `EVERY_SOURCE_UP_TO` service accounts, simply all of the
 Both sides are judged as configured: a pod has a sidecar when the namespace and pod annotations say so, whatever
 the pods running now carry.
 
+OSM's policy API joins the pairs. Ingress: the ingress controllers that IngressBackends name by their Service are a
+source at every destination (under OSM a pod without a sidecar, admitted by address; under Istio the identity its
+outbound-only sidecar gives it), over plaintext, and over TLS with the MeshConfig's ingress gateway certificate where
+an `https` backend admits it; an IPRange source is an address inside it. Egress: every meshed service account (or
+the ones an Egress names plus one it does not) to each host and port an Egress names, by its protocol, and to a host
+none names on each of its HTTP ports, judged by OSM's Egress chains and passthrough and by Istio's ServiceEntries and
+outbound traffic policy. UpstreamTrafficSettings and Retries change no decision and are not checked here.
+
 Traffic: each TrafficSplit's shares as OSM applies them (weights over their total, backends OSM skips left out)
 against the generated VirtualService's.
 """
@@ -19,14 +27,29 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from apps.mesh.models import weight_problem
+from apps.mesh.models import selects, weight_problem
 from apps.policies.smi_access import Identity, Route
 
-from .istio_eval import IstioPolicies, IstioVerdict, Unsupported
-from .model import HTTP, TCP, Item, Request, WorkloadGroup, identity_of, route_key, route_scope, sa_key, target_key
-from .osm_eval import OsmPolicy, OsmVerdict
+from .istio_eval import IstioEgress, IstioPolicies, IstioVerdict, Unsupported
+from .model import (
+    HTTP,
+    TCP,
+    TLS,
+    ExternalRequest,
+    Item,
+    Origin,
+    Request,
+    WorkloadGroup,
+    identity_of,
+    route_key,
+    route_scope,
+    sa_key,
+    target_key,
+)
+from .osm_eval import OsmPolicy, OsmVerdict, egress_capture_key
+from .policy_api import admissions_by_group, an_address_in, resolve_ingress, services_of
 from .regex import BROADER, HEADER, MANUAL, NARROWER, PATH, outside, samples
-from .translate import ANY_METHODS, Translation, configured_sidecar
+from .translate import ANY_METHODS, UNLISTED_HOST, Translation, configured_sidecar
 
 UNLISTED = "meshboard-unlisted"
 # Up to this many meshed service accounts, every one is a source for every destination; beyond, the ones a policy
@@ -36,7 +59,7 @@ EVERY_SOURCE_UP_TO = 50
 
 @dataclass(frozen=True)
 class Difference:
-    request: Request
+    request: Request | ExternalRequest
     osm: OsmVerdict
     istio: IstioVerdict
     direction: str  # narrower: Istio denies what OSM allows; broader: Istio allows what OSM denies
@@ -48,7 +71,7 @@ class Difference:
 
     @property
     def namespace(self) -> str:
-        return self.request.destination.namespace
+        return self.request.namespace
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,7 @@ class Check:
     requests: int = 0
     pairs: int = 0
     destinations: int = 0
+    external: int = 0  # destinations outside the mesh (Egress hosts and addresses)
     differences: list[Difference] = field(default_factory=list)
     splits: list[SplitCheck] = field(default_factory=list)
     found_items: list[Item] = field(default_factory=list)  # what the check itself found (OSM's route order)
@@ -136,17 +160,28 @@ class _Checker:
         self.t = translation
         mesh = translation.mesh
         self.mesh = mesh
-        self.osm = OsmPolicy(mesh.mode, mesh.grants, egress=mesh.egress_passthrough)
+        self.osm = OsmPolicy.for_mesh(mesh)
         self.groups = [
             dataclasses.replace(g, meshed=configured_sidecar(mesh.namespace(g.namespace), g)) for g in mesh.groups
         ]
         sidecars = {g.key for g in self.groups if g.meshed}
         strict = {
-            m.namespace for m in translation.manifests if m.kind == "PeerAuthentication"
+            m.namespace
+            for m in translation.manifests
+            if m.kind == "PeerAuthentication" and not (m.body["spec"].get("selector") or {}).get("matchLabels")
         }  # STRICT in every namespace the bundle covers
         self.istio = IstioPolicies(
-            translation.authorization_policies(), translation.target.root_namespace, strict, sidecars
+            translation.authorization_policies(),
+            translation.target.root_namespace,
+            strict,
+            sidecars,
+            self._permissive_ports(),
         )
+        self.egress = IstioEgress(
+            translation.outbound_policy, [m.body for m in translation.manifests if m.kind == "ServiceEntry"]
+        )
+        self.admissions = admissions_by_group(resolve_ingress(mesh))
+        self.controllers, self.ingress_callers = self._ingress_callers()
         self.check = Check()
         self.items = translation.items
         self.routes_to: dict[Identity, list[Route]] = {}
@@ -158,10 +193,56 @@ class _Checker:
         self.target_routes: dict[str, list[Route]] = {}
         for grant in mesh.grants:
             self.target_routes.setdefault(f"{grant.target.namespace}/{grant.target.name}", list(grant.routes))
+        self.outbound_only = set(translation.outbound_only.values())
         self.identities = list(dict.fromkeys(g.identity for g in self.groups if g.meshed))
 
     def wanted(self, namespace: str) -> bool:
         return namespace in self.t.namespaces
+
+    def _permissive_ports(self) -> dict[str, frozenset[int]]:
+        """Per workload group, the ports a workload-selecting PeerAuthentication of the bundle sets PERMISSIVE."""
+        found: dict[str, set[int]] = {}
+        for m in self.t.manifests:
+            spec = m.body.get("spec") or {}
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            if m.kind != "PeerAuthentication" or not selector:
+                continue
+            ports = {
+                int(p) for p, v in (spec.get("portLevelMtls") or {}).items() if (v or {}).get("mode") == "PERMISSIVE"
+            }
+            for g in self.groups:
+                if g.namespace == m.namespace and selects(selector, g.label_dict):
+                    found.setdefault(g.key, set()).update(ports)
+        return {k: frozenset(v) for k, v in found.items()}
+
+    def _ingress_callers(self) -> tuple[list[Origin], dict[str, list[Origin]]]:
+        """The ingress controllers IngressBackends name (as a plaintext source for every destination), and per backend
+        group the callers its admissions let in: the controllers over the admitted transport, an address per range."""
+        certificate = self.mesh.ingress_gateway_names[0] if self.mesh.ingress_gateway_names else ""
+        controllers: dict[str, Origin] = {}
+        per_group: dict[str, list[Origin]] = {}
+        for r in resolve_ingress(self.mesh):
+            if r.admission is None:
+                continue
+            tls = r.admission.tls
+            callers = []
+            for g in r.source_groups:
+                plain = controllers.setdefault(
+                    g.key,
+                    Origin(
+                        f"{g.namespace}/{g.name} (ingress controller)",
+                        g.key,
+                        services_of(self.mesh, g),
+                        istio_identity=self.t.outbound_only.get(g.key),
+                    ),
+                )
+                callers.append(dataclasses.replace(plain, tls=True, certificate=certificate) if tls else plain)
+            for cidr in r.admission.ranges:
+                callers.append(Origin(f"an address in {cidr}", cidr, address=an_address_in(cidr), tls=tls))
+            for group, _number in r.backends:
+                found = per_group.setdefault(group.key, [])
+                found += [c for c in callers if c not in found]
+        return list(controllers.values()), per_group
 
     def run(self) -> Check:
         for group in self.groups:
@@ -172,6 +253,7 @@ class _Checker:
                 self._destination(group)
             except Unsupported as exc:
                 self.check.unsupported.append(f"{group}: {exc}")
+        self._external()
         self._splits()
         return self.check
 
@@ -182,8 +264,8 @@ class _Checker:
                 for item in (rule or {}).get("from") or []:
                     for text in ((item or {}).get("source") or {}).get("principals") or []:
                         found = identity_of(str(text))
-                        if found is not None:
-                            named.append(found)
+                        if found is not None and found not in self.outbound_only:
+                            named.append(found)  # an ingress controller comes as an origin: no OSM sidecar
         named = list(dict.fromkeys(named))
         if len(self.identities) <= EVERY_SOURCE_UP_TO:
             return list(dict.fromkeys([*named, *self.identities, Identity(group.namespace, UNLISTED)]))
@@ -222,46 +304,114 @@ class _Checker:
         if not probes:
             return
         self.check.destinations += 1
-        sources: list[Identity | None] = [*self._sources(group, policies)]
-        sources.append(None)  # and a caller without a sidecar
-        for source in sources:
+        callers: list[tuple[Identity | None, Origin | None]] = [(s, None) for s in self._sources(group, policies)]
+        callers.append((None, None))  # and a caller without a sidecar
+        origins = [*self.controllers, *self.ingress_callers.get(group.key, [])]
+        callers += [(None, o) for o in dict.fromkeys(origins)]
+        for source, origin in callers:
             self.check.pairs += 1
-            for probe in probes if source is not None else probes[:1]:
-                request = Request(source, group, probe.port, probe.protocol, probe.method, probe.path, probe.headers)
-                self.check.requests += 1
-                osm = self.osm.evaluate(request)
-                istio = self.istio.evaluate(request)
-                if osm.order_dependent:
-                    self._order(request, osm, istio)
-                elif osm.allowed != istio.allowed:
-                    direction = NARROWER if osm.allowed else BROADER
-                    self.check.differences.append(
-                        Difference(request, osm, istio, direction, self._explain(request, osm, istio, direction))
-                    )
+            for probe in probes if source is not None or origin is not None else probes[:1]:
+                request = Request(
+                    source, group, probe.port, probe.protocol, probe.method, probe.path, probe.headers, origin
+                )
+                self._judge(request, self.osm.evaluate(request), self.istio.evaluate(request))
 
-    def _order(self, request: Request, osm: OsmVerdict, istio: IstioVerdict) -> None:
+    def _judge(self, request: Request | ExternalRequest, osm: OsmVerdict, istio: IstioVerdict) -> None:
+        self.check.requests += 1
+        if osm.order_dependent:
+            self._order(request, osm, istio)
+        elif osm.allowed != istio.allowed:
+            direction = NARROWER if osm.allowed else BROADER
+            self.check.differences.append(
+                Difference(request, osm, istio, direction, self._explain(request, osm, istio, direction))
+            )
+
+    def _external(self) -> None:
+        """Requests out of the mesh: every source to each host and port an Egress names, and to a host none names."""
+        if not self.mesh.egresses:
+            return
+        named = [s for e in self.mesh.egresses for s in e.sources]
+        if len(self.identities) <= EVERY_SOURCE_UP_TO:
+            sources = list(dict.fromkeys([*self.identities, *named]))
+        else:
+            outsider = next((i for i in self.identities if i not in named), None)
+            sources = list(dict.fromkeys([*named, *([outsider] if outsider else [])]))
+        sources = [s for s in sources if self.wanted(s.namespace)]
+        targets: list[tuple[str, int, str, str, tuple[Route, ...] | None]] = []  # host, port, protocol, address
+        for egress in self.mesh.egresses:
+            for number, protocol in egress.ports:
+                kind = {"http": HTTP, "https": TLS}.get(protocol, TCP)
+                if kind != TCP:
+                    targets += [(h, number, kind, "", egress.routes if kind == HTTP else None) for h in egress.hosts]
+                    if kind == HTTP:
+                        targets.append((UNLISTED_HOST, number, HTTP, "", None))
+                targets += [("", number, TCP, an_address_in(c), None) for c in egress.ip_addresses]
+        targets = list(dict.fromkeys(targets))
+        self.check.external += len({(h, p, a) for h, p, _k, a, _r in targets})
+        for source in sources:
+            for host, port, kind, address, routes in targets:
+                self.check.pairs += 1
+                paths = [("GET", "/", ())]
+                for route in routes or ():
+                    method = next((m for m in route.methods if m != "*"), "GET")
+                    sample = (samples(route.path_regex or ".*", PATH) or ("/",))[0]
+                    headers = tuple((n, (samples(v, HEADER) or ("",))[0]) for n, v in route.headers)
+                    paths.append((method, sample, headers))
+                for method, path, headers in paths if kind == HTTP else [("", "", ())]:
+                    request = ExternalRequest(source, host, port, kind, method, path, headers, address)
+                    self._judge(request, self.osm.evaluate_external(request), self.egress.evaluate(request))
+
+    def _order(self, request: Request | ExternalRequest, osm: OsmVerdict, istio: IstioVerdict) -> None:
         """OSM's answer depends on the order of overlapping routes: Istio's union differs from one of the orders."""
+        assert isinstance(request, Request)
         direction = BROADER if istio.allowed else NARROWER
         group = request.destination
-        key = f"order:{group.key}:{osm.route.group if osm.route else ''}"
+        ingress = osm.route is None
+        key = f"order:{group.key}:{'ingress' if ingress else osm.route.group if osm.route else ''}"
         item = next((i for i in self.check.found_items if i.key == key), None)
         if item is None:
-            item = Item(
-                key=key,
-                namespace=group.namespace,
-                level=direction,
-                mapping="overlapping HTTPRouteGroup matches → Istio rules, which allow when any matches",
-                subject=f"routes to {group.identity} that overlap ({', '.join(osm.targets)})",
-                reason="OSM's sidecar takes the first route that matches and its sources only, in an order OSM "
-                "does not fix; Istio allows when any rule matches, so it differs from OSM in one of the orders.",
-                example=request.text(),
-            )
+            if ingress:
+                policies = ", ".join(dict.fromkeys(k.split(":", 1)[1] for k in osm.keys if k.startswith("ib:")))
+                item = Item(
+                    key=key,
+                    namespace=group.namespace,
+                    level=direction,
+                    mapping="IngressBackends of the Services one pod backs → AuthorizationPolicy rules, which allow "
+                    "when any matches",
+                    subject=f"ingress routes on {group} (IngressBackend {policies})",
+                    reason="OSM merges the ingress routes of all the Services a pod backs into one virtual host whose "
+                    "routes all match every request, so the first route's sources decide, in an order OSM does not "
+                    "fix; Istio allows when any rule matches, so it differs from OSM in one of the orders.",
+                    example=request.text(),
+                )
+            else:
+                item = Item(
+                    key=key,
+                    namespace=group.namespace,
+                    level=direction,
+                    mapping="overlapping HTTPRouteGroup matches → Istio rules, which allow when any matches",
+                    subject=f"routes to {group.identity} that overlap ({', '.join(osm.targets)})",
+                    reason="OSM's sidecar takes the first route that matches and its sources only, in an order OSM "
+                    "does not fix; Istio allows when any rule matches, so it differs from OSM in one of the orders.",
+                    example=request.text(),
+                )
             self.check.found_items.append(item)
         self.check.differences.append(Difference(request, osm, istio, direction, (item,)))
 
-    def _explain(self, request: Request, osm: OsmVerdict, istio: IstioVerdict, direction: str) -> tuple[Item, ...]:
+    def _explain(
+        self, request: Request | ExternalRequest, osm: OsmVerdict, istio: IstioVerdict, direction: str
+    ) -> tuple[Item, ...]:
+        keys = set(osm.keys)
+        if isinstance(request, ExternalRequest):
+            keys.add(egress_capture_key(request.source, request.port))
+            if istio.policy:
+                keys.add(f"se:{istio.policy}")
+            levels = (direction, MANUAL)
+            return tuple(i for i in self.items if i.level in levels and keys.intersection(i.scope))
         group = request.destination
-        keys = {f"group:{group.key}", sa_key(group.identity)}
+        keys |= {f"group:{group.key}", sa_key(group.identity)}
+        if request.origin is not None:
+            keys.add(f"origin:{request.origin.key}")
         if direction == NARROWER:
             for target in osm.targets:
                 namespace, _, name = target.partition("/")
@@ -281,11 +431,7 @@ class _Checker:
 
     def _splits(self) -> None:
         services = {(s.namespace, s.name): s for s in self.mesh.services}
-        vs = {
-            (m.namespace, m.body["metadata"].get("annotations", {}).get("meshboard.io/generated-from", "")): m
-            for m in self.t.manifests
-            if m.kind == "VirtualService"
-        }
+        vs = {(m.namespace, m.source.split("; ", 1)[0]): m for m in self.t.manifests if m.kind == "VirtualService"}
         for split in self.mesh.splits:
             if not self.wanted(split.namespace):
                 continue
@@ -308,7 +454,7 @@ class _Checker:
             istio: tuple[tuple[str, float], ...] = ()
             if manifest is not None:
                 spec = manifest.body["spec"]
-                route = (spec.get("http") or spec.get("tcp") or [{}])[0].get("route") or []
+                route = (spec.get("http") or spec.get("tcp") or [{}])[-1].get("route") or []
                 vs_total = sum(r.get("weight", 0) for r in route)
                 istio = (
                     tuple((r["destination"]["host"].split(".", 1)[0], r.get("weight", 0) / vs_total) for r in route)

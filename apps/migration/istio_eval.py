@@ -13,8 +13,18 @@ From Istio's reference (security/v1 AuthorizationPolicy) and its security concep
 - TCP traffic has no HTTP attributes: an ALLOW rule with any HTTP-only field (methods, paths, hosts, request
   principals, `request.*` conditions) is dropped, so it never allows; in a DENY rule those fields count as matching.
 
-Not modelled (the assistant never generates them; a policy using them raises `Unsupported`): CUSTOM, ipBlocks,
-remoteIpBlocks, hosts, serviceAccounts, JWT claims, targetRef(s) (which attach a policy to a gateway, not a sidecar).
+- `ipBlocks` and `remoteIpBlocks` match the caller's address (a sidecar sees no proxy in front of it, so both are the
+  connection's source); a request whose address is unknown is in none of them.
+- PeerAuthentication: STRICT in the namespaces the bundle covers refuses plaintext, except on the ports a
+  workload-selecting PeerAuthentication sets PERMISSIVE (`portLevelMtls`, the workload's port).
+
+Not modelled (the assistant never generates them; a policy using them raises `Unsupported`): CUSTOM, hosts,
+serviceAccounts, JWT claims, targetRef(s) (which attach a policy to a gateway, not a sidecar).
+
+Out of the mesh (`IstioEgress`): with the mesh's `outboundTrafficPolicy` ALLOW_ANY a sidecar passes a request to an
+unknown destination through; with REGISTRY_ONLY it reaches only hosts (or addresses) of a ServiceEntry exported to the
+caller's namespace (`exportTo`: absent or `*` everywhere, `.` its own namespace, else the namespaces listed), on one of
+its ports, and answers the rest with a 502 (BlackHoleCluster).
 Request principals are modelled as absent (no JWT). Paths are compared as given: Istio normalizes them first, which
 only matters for paths with `..`, `//` or escaped characters.
 """
@@ -23,18 +33,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import TCP, Request, principal
+from .model import TCP, ExternalRequest, Request, principal
+from .policy_api import in_range
 from .regex import istio_match
 
 HTTP_ONLY_OPERATION = ("methods", "notMethods", "paths", "notPaths", "hosts", "notHosts")
-UNSUPPORTED_SOURCE = (
-    "ipBlocks",
-    "notIpBlocks",
-    "remoteIpBlocks",
-    "notRemoteIpBlocks",
-    "serviceAccounts",
-    "notServiceAccounts",
-)
+UNSUPPORTED_SOURCE = ("serviceAccounts", "notServiceAccounts")
+ALLOW_ANY, REGISTRY_ONLY = "ALLOW_ANY", "REGISTRY_ONLY"
 
 
 class Unsupported(ValueError):
@@ -67,13 +72,16 @@ class IstioPolicies:
         root_namespace: str = "istio-system",
         strict_namespaces: set[str] | frozenset[str] = frozenset(),
         sidecars: set[str] | None = None,
+        permissive_ports: dict[str, frozenset[int]] | None = None,
     ):
         """`strict_namespaces`: where a STRICT PeerAuthentication refuses plaintext; `sidecars`: the keys of the
-        workload groups that run an Istio sidecar (None: all)."""
+        workload groups that run an Istio sidecar (None: all); `permissive_ports`: per workload group key, the ports
+        a PeerAuthentication sets PERMISSIVE."""
         self.policies = list(policies)
         self.root_namespace = root_namespace
         self.strict_namespaces = frozenset(strict_namespaces)
         self.sidecars = sidecars
+        self.permissive_ports = permissive_ports or {}
         self._applicable: dict[tuple[str, tuple], list[dict]] = {}
         for policy in self.policies:
             spec = policy.get("spec") or {}
@@ -102,13 +110,18 @@ class IstioPolicies:
         group = request.destination
         if self.sidecars is not None and group.key not in self.sidecars:
             return IstioVerdict(True, f"{group} has no Istio sidecar: auto mTLS sends plaintext and no policy applies")
-        who = principal(request.source) if request.source is not None else None
-        if who is None and group.namespace in self.strict_namespaces:
+        caller = request.istio_source
+        who = principal(caller) if caller is not None else None
+        if (
+            who is None
+            and group.namespace in self.strict_namespaces
+            and request.port not in self.permissive_ports.get(group.key, ())
+        ):
             return IstioVerdict(False, "STRICT mTLS refuses a plaintext request")
         port = group.port(request.port)
         tcp = request.protocol == TCP or (port is not None and port.istio_protocol == TCP)
         policies = self.applicable(group.namespace, group.label_dict)
-        source_ns = request.source.namespace if request.source is not None else None
+        source_ns = caller.namespace if caller is not None else None
         for policy in policies:
             spec = policy.get("spec") or {}
             if spec.get("action") != "DENY":
@@ -147,7 +160,8 @@ def _rule_matches(rule: dict, request: Request, who: str | None, source_ns: str 
     if tcp and not deny and _http_only(rule):
         return False
     sources = rule.get("from") or []
-    if sources and not any(_source_matches((s or {}).get("source") or {}, who, source_ns) for s in sources):
+    address = request.address
+    if sources and not any(_source_matches((s or {}).get("source") or {}, who, source_ns, address) for s in sources):
         return False
     operations = rule.get("to") or []
     if operations and not any(_operation_matches((o or {}).get("operation") or {}, request, tcp) for o in operations):
@@ -155,10 +169,20 @@ def _rule_matches(rule: dict, request: Request, who: str | None, source_ns: str 
     return all(_condition_matches(c or {}, request, who, source_ns, tcp) for c in rule.get("when") or [])
 
 
-def _source_matches(source: dict, who: str | None, namespace: str | None) -> bool:
+def _in_blocks(blocks: list, address: str) -> bool:
+    return any(in_range(address, str(b)) or str(b) == address for b in blocks) if address else False
+
+
+def _source_matches(source: dict, who: str | None, namespace: str | None, address: str = "") -> bool:
     for field in UNSUPPORTED_SOURCE:
         if source.get(field):
             raise Unsupported(f"source.{field}")
+    for field in ("ipBlocks", "remoteIpBlocks"):
+        if source.get(field) and not _in_blocks(source[field], address):
+            return False
+    for field in ("notIpBlocks", "notRemoteIpBlocks"):
+        if source.get(field) and _in_blocks(source[field], address):
+            return False
     if source.get("principals") and not _any(source["principals"], who):
         return False
     if source.get("notPrincipals") and _any(source["notPrincipals"], who):
@@ -208,3 +232,46 @@ def _condition_matches(condition: dict, request: Request, who: str | None, names
     if values and not _any(values, value):
         return False
     return not (not_values and _any(not_values, value))
+
+
+class IstioEgress:
+    """What Istio's sidecars do with a request out of the mesh: the mesh's outbound traffic policy and the
+    ServiceEntries (as dicts)."""
+
+    def __init__(self, mode: str, service_entries: list[dict]):
+        self.mode = mode
+        self.entries = list(service_entries)
+
+    def visible(self, entry: dict, namespace: str) -> bool:
+        export = (entry.get("spec") or {}).get("exportTo") or ["*"]
+        own = (entry.get("metadata") or {}).get("namespace", "")
+        return "*" in export or namespace in export or ("." in export and namespace == own)
+
+    def entry_for(self, request: ExternalRequest) -> dict | None:
+        host = request.host.lower()
+        for entry in self.entries:
+            spec = entry.get("spec") or {}
+            if not self.visible(entry, request.source.namespace):
+                continue
+            if request.port not in [p.get("number") for p in spec.get("ports") or []]:
+                continue
+            hosts = [str(h).lower() for h in spec.get("hosts") or []]
+            named = host and any(h == host or (h.startswith("*.") and host.endswith(h[1:])) for h in hosts)
+            addressed = request.address and any(in_range(request.address, str(a)) for a in spec.get("addresses") or [])
+            if named or addressed:
+                return entry
+        return None
+
+    def evaluate(self, request: ExternalRequest) -> IstioVerdict:
+        entry = self.entry_for(request)
+        if entry is not None:
+            return IstioVerdict(
+                True, f"ServiceEntry {_name(entry)} registers it for {request.source.namespace}", _name(entry)
+            )
+        if self.mode == REGISTRY_ONLY:
+            return IstioVerdict(
+                False,
+                f"REGISTRY_ONLY: no ServiceEntry for it is exported to {request.source.namespace}, so the sidecar "
+                "answers 502 (BlackHoleCluster)",
+            )
+        return IstioVerdict(True, "ALLOW_ANY: the sidecar passes a request to an unknown destination through")

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from apps.mesh.models import port_gap, port_numbers
+from apps.mesh.models import port_gap, port_numbers, selects
 from apps.policies.smi_access import Grant, Identity, Route
 
 from .regex import EXACT
@@ -24,6 +24,7 @@ FIDELITY = "meshboard.io/fidelity"  # annotation: the worst fidelity of the item
 PREFIX = "meshboard-"
 
 HTTP, TCP = "http", "tcp"
+TLS = "tls"  # a request that is TLS end to end from the caller (an HTTPS ingress backend, HTTPS egress)
 PERMISSIVE, SMI, UNKNOWN = "permissive", "smi", "unknown"
 
 # Pod labels that differ between the pods of one workload or change at each rollout: never part of a selector.
@@ -117,6 +118,7 @@ class Port:
     istio_protocol: str  # http | tcp: Istio reads appProtocol, else the port name's prefix, else sniffs (http)
     services: tuple[str, ...] = ()
     named_target: str = ""  # the Service's targetPort when it is a name (the number is then the Service port)
+    service_ports: tuple[int, ...] = ()  # the Service ports that lead to it (what a caller's sidecar sees)
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,82 @@ class SplitInfo:
 
 
 @dataclass(frozen=True)
+class IngressBackendInfo:
+    """An IngressBackend as collected: `backends` [{name, port, protocol, tls}], `sources` [{kind, name, namespace}]."""
+
+    namespace: str
+    name: str
+    backends: tuple[dict, ...] = ()
+    sources: tuple[dict, ...] = ()
+    matches: tuple[dict, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"IngressBackend {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class EgressInfo:
+    """An Egress as collected: its ServiceAccount sources, hosts, IP ranges, ports [(number, protocol)], matches."""
+
+    namespace: str
+    name: str
+    sources: tuple[Identity, ...] = ()
+    hosts: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    ports: tuple[tuple[int, str], ...] = ()
+    matches: tuple[dict, ...] = ()
+    other_sources: tuple[str, ...] = ()  # sources of a kind OSM does not read (only ServiceAccount)
+    # The HTTP routes of its HTTPRouteGroup matches: None when it names none (any request), () when the groups it
+    # names are missing (OSM then builds no route: nothing is let through).
+    routes: tuple[Route, ...] | None = None
+    upstream_setting: str = ""  # the UpstreamTrafficSetting a match names ("" none)
+
+    @property
+    def ref(self) -> str:
+        return f"Egress {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class UpstreamSettingInfo:
+    namespace: str
+    name: str
+    host: str
+    connection_settings: dict = field(default_factory=dict)  # {tcp: {...}, http: {...}} as written
+    rate_limit: dict = field(default_factory=dict)  # {local: {tcp, http}} as written
+    http_routes: tuple[dict, ...] = ()  # [{path, rateLimit}] as written
+
+    @property
+    def ref(self) -> str:
+        return f"UpstreamTrafficSetting {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RetryInfo:
+    namespace: str
+    name: str
+    source: dict = field(default_factory=dict)  # {kind, name, namespace}
+    destinations: tuple[dict, ...] = ()  # [{kind, name, namespace}]
+    policy: dict = field(default_factory=dict)  # retryPolicy {retryOn, perTryTimeout, numRetries, retryBackoff...}
+
+    @property
+    def ref(self) -> str:
+        return f"Retry {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class IngressInfo:
+    """A networking.k8s.io Ingress: its class's controller and its routes [{host, path, path_type, service, port}]."""
+
+    namespace: str
+    name: str
+    ingress_class: str = ""
+    controller: str = ""  # the IngressClass's spec.controller ("" when unknown)
+    routes: tuple[dict, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class MeshInput:
     """Everything the translation reads, from one cluster's latest snapshot."""
 
@@ -211,6 +289,12 @@ class MeshInput:
     # Observed traffic between namespaces (source, destination, requests/s), from the metrics snapshot.
     edges: tuple[tuple[str, str, float], ...] = ()
     collected_at: str = ""
+    # OSM's policy API (policy.openservicemesh.io/v1alpha1) and the Ingresses that lead to its IngressBackends.
+    ingress_backends: tuple[IngressBackendInfo, ...] = ()
+    egresses: tuple[EgressInfo, ...] = ()
+    upstream_settings: tuple[UpstreamSettingInfo, ...] = ()
+    retries: tuple[RetryInfo, ...] = ()
+    ingresses: tuple[IngressInfo, ...] = ()
 
     @property
     def egress_passthrough(self) -> bool:
@@ -219,8 +303,28 @@ class MeshInput:
         traffic = (self.meshconfig or {}).get("traffic")
         return isinstance(traffic, dict) and traffic.get("enableEgress") is True
 
+    def feature(self, name: str) -> bool:
+        """A MeshConfig feature flag (`featureFlags.<name>`), false when absent, as OSM's Go zero value."""
+        flags = (self.meshconfig or {}).get("featureFlags")
+        return isinstance(flags, dict) and flags.get(name) is True
+
+    @property
+    def ingress_gateway_names(self) -> tuple[str, ...]:
+        """MeshConfig `certificate.ingressGateway.subjectAltNames`: the names on the client certificate OSM issues
+        to the ingress controller, which it presents to HTTPS backends."""
+        cert = (self.meshconfig or {}).get("certificate")
+        gateway = cert.get("ingressGateway") if isinstance(cert, dict) else None
+        names = gateway.get("subjectAltNames") if isinstance(gateway, dict) else None
+        return tuple(n for n in names or () if isinstance(n, str) and n)
+
     def namespace(self, name: str) -> NamespaceInfo | None:
         return next((n for n in self.namespaces if n.name == name), None)
+
+    def groups_selected(self, namespace: str, selector: dict[str, str]) -> list[WorkloadGroup]:
+        """The workload groups of `namespace` a Service's selector picks (none for an empty selector)."""
+        if not selector:
+            return []
+        return [g for g in self.groups if g.namespace == namespace and selects(selector, g.label_dict)]
 
     def groups_of(self, identity: Identity) -> list[WorkloadGroup]:
         return [g for g in self.groups if g.identity == identity]
@@ -306,6 +410,38 @@ class WorkloadPatch:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
+@dataclass
+class ObjectPatch:
+    """A JSON merge patch of an object other than a workload (an Ingress's annotations; null removes a key)."""
+
+    resource: str  # as kubectl names it: "ingress"
+    kind: str
+    namespace: str
+    name: str
+    patch: dict = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request without an OSM sidecar comes from, as the destination's sidecar sees it (IngressBackend
+    sources): a pod of some Services (its address is one of their endpoints), an address, and what it sends. The same
+    caller under Istio: `istio_identity`, when the translation gives it an Istio sidecar (mTLS as that service
+    account), else plaintext from `address`."""
+
+    text: str  # "ingress-nginx/ingress-nginx-controller", "an address in 10.0.0.0/8"
+    key: str = ""  # its workload group's key, or the range it stands for
+    services: tuple[str, ...] = ()  # "ns/name" of the Services whose endpoints it is
+    address: str = ""  # its source IP, when one is known
+    tls: bool = False  # OSM: it speaks TLS to the backend (HTTPS), presenting `certificate`
+    certificate: str = ""  # OSM: the name (SAN) on its client certificate, "" when it presents none
+    istio_identity: Identity | None = None
+
+
 @dataclass(frozen=True)
 class Request:
     """One request (or TCP connection) from a source service account to a destination workload."""
@@ -317,18 +453,72 @@ class Request:
     method: str = ""
     path: str = ""
     headers: tuple[tuple[str, str], ...] = ()  # names as written; matched case-insensitively
+    origin: Origin | None = None  # a caller without an OSM sidecar that a policy names (an ingress controller)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
         return next((v for k, v in self.headers if k.lower() == wanted), None)
 
+    @property
+    def istio_source(self) -> Identity | None:
+        """The caller's service account under Istio (None: plaintext, no principal)."""
+        return self.origin.istio_identity if self.origin is not None else self.source
+
+    @property
+    def address(self) -> str:
+        return self.origin.address if self.origin is not None else ""
+
+    @property
+    def namespace(self) -> str:
+        """Where a difference about it is shown: the destination's namespace."""
+        return self.destination.namespace
+
+    def source_text(self) -> str:
+        if self.origin is not None:
+            how = f" over TLS with certificate {self.origin.certificate}" if self.origin.tls else ""
+            return f"{self.origin.text}{how}"
+        return str(self.source) if self.source else "a pod without a sidecar"
+
     def text(self) -> str:
-        source = str(self.source) if self.source else "a pod without a sidecar"
+        source = self.source_text()
         dest = f"{self.destination.namespace}/{self.destination.name} port {self.port}"
         if self.protocol == TCP:
             return f"TCP from {source} to {dest}"
         headers = "".join(f" [{k}: {v!r}]" for k, v in self.headers)
         return f"{self.method} {self.path}{headers} from {source} to {dest}"
+
+
+@dataclass(frozen=True)
+class ExternalRequest:
+    """A request from a meshed service account to a destination outside the mesh: a host name or an address (Egress),
+    over HTTP, TLS (its SNI is the host) or TCP."""
+
+    source: Identity
+    host: str
+    port: int
+    protocol: str = HTTP  # http | tls | tcp
+    method: str = ""
+    path: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    address: str = ""  # the destination IP, for IP-range Egress and ServiceEntry addresses
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers if k.lower() == wanted), None)
+
+    @property
+    def namespace(self) -> str:
+        """Where a difference about it is shown: the source's namespace (where Egress policies live)."""
+        return self.source.namespace
+
+    def text(self) -> str:
+        where = f"{self.host or self.address}:{self.port}"
+        if self.protocol == TCP:
+            return f"TCP from {self.source} to {where} (outside the mesh)"
+        if self.protocol == TLS:
+            return f"TLS (SNI {self.host}) from {self.source} to {where} (outside the mesh)"
+        headers = "".join(f" [{k}: {v!r}]" for k, v in self.headers)
+        return f"{self.method} {self.path or '/'}{headers} from {self.source} to http://{where} (outside the mesh)"
 
 
 @dataclass(frozen=True)

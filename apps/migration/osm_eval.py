@@ -21,7 +21,18 @@ mTLS). The destination is looked at first, since it is where OSM's inbound polic
   services of the identities whose TrafficTargets list the caller) it speaks mTLS, which the pod cannot answer;
   otherwise it has no route for them, and with the MeshConfig's `traffic.enableEgress` its default filter chain
   passes the connection through to the original destination in plaintext (`outbound-egress-filter-chain`), which the
-  pod answers; without `enableEgress` the outbound listener refuses it.
+  pod answers; without `enableEgress` the outbound listener refuses it. One exception (`pkg/envoy/lds/egress.go`):
+  when an Egress gives the caller an HTTP port, its chain `egress-http.<port>` takes every plain-HTTP request on that
+  port that no mesh route takes, and routes only the Egress's hosts: the rest get a 404.
+
+OSM's policy API (`policy_api.py` resolves it): a caller without a sidecar that an IngressBackend names (its address
+is an endpoint of a Service source, or in an IPRange) reaches the backend's pods on the admitted port, over plaintext
+for `http`, over TLS with a client certificate for `https`. OSM merges the ingress routes of all the services a pod
+backs into one virtual host whose routes all match every request, so the *first* route's principals decide, in an
+order OSM takes from its informer cache: when the pod's IngressBackends would decide differently the verdict says so
+(`order_dependent`), as for overlapping TrafficTarget routes. A request out of the mesh (`evaluate_external`) goes
+through the caller's Egress chains (an IP range match first, then TLS by SNI, then HTTP by host and route), and
+otherwise through enableEgress's passthrough, or nowhere.
 
 Where OSM's answer depends on the order of overlapping matches from different TrafficTargets (which OSM takes from
 its informer cache, an order nobody controls) the verdict says so (`order_dependent`).
@@ -33,8 +44,22 @@ from dataclasses import dataclass, field
 
 from apps.policies.smi_access import Grant, Identity, Route
 
-from .model import PERMISSIVE, TCP, Request, WorkloadGroup
+from .model import HTTP, PERMISSIVE, TCP, TLS, ExternalRequest, MeshInput, Request
+from .policy_api import Admission, EgressRoute, admissions_by_group, egress_routes, in_range, resolve_ingress
 from .regex import full_match, re2_problem
+
+
+def egress_capture_key(source: Identity, port: int) -> str:
+    """The scope key of the fidelity item about OSM's HTTP egress chain taking every request on `port`."""
+    return f"egress-capture:{source.namespace}/{source.name}:{port}"
+
+
+def ingress_key(policy: str) -> str:
+    return f"ib:{policy}"
+
+
+def egress_key(policy: str) -> str:
+    return f"egress:{policy}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,7 @@ class OsmVerdict:
     route: Route | None = None  # the HTTP route that decided
     targets: tuple[str, ...] = ()  # the TrafficTargets ("ns/name") that admitted the source
     order_dependent: bool = False
+    keys: tuple[str, ...] = ()  # scope keys of the policy API objects that decided (fidelity items name them)
 
 
 @dataclass
@@ -76,15 +102,37 @@ class _Destination:
 class OsmPolicy:
     """The SMI policy of one cluster, ready to judge requests."""
 
-    def __init__(self, mode: str, grants: tuple[Grant, ...] | list[Grant], egress: bool = False):
-        """`egress`: the MeshConfig's `traffic.enableEgress` (OSM's passthrough to what a sidecar has no route for)."""
+    def __init__(
+        self,
+        mode: str,
+        grants: tuple[Grant, ...] | list[Grant],
+        egress: bool = False,
+        ingress: dict[str, list[Admission]] | None = None,
+        egress_routes: dict[Identity, list[EgressRoute]] | None = None,
+    ):
+        """`egress`: the MeshConfig's `traffic.enableEgress` (OSM's passthrough to what a sidecar has no route for);
+        `ingress`: the IngressBackend admissions per destination group key; `egress_routes`: the Egress policies'
+        routes per source."""
         self.mode = mode
         self.egress = egress
+        self.ingress = ingress or {}
+        self.egress_routes = egress_routes or {}
         self._grants: dict[Identity, list[Grant]] = {}
         for grant in grants:
             if grant.allows:
                 self._grants.setdefault(grant.destination, []).append(grant)
         self._destinations: dict[Identity, _Destination] = {}
+
+    @classmethod
+    def for_mesh(cls, mesh: MeshInput) -> OsmPolicy:
+        """The whole mesh's policy: SMI, egress passthrough, IngressBackends and Egresses."""
+        return cls(
+            mesh.mode,
+            mesh.grants,
+            egress=mesh.egress_passthrough,
+            ingress=admissions_by_group(resolve_ingress(mesh)),
+            egress_routes=egress_routes(mesh),
+        )
 
     def _destination(self, identity: Identity) -> _Destination:
         found = self._destinations.get(identity)
@@ -137,8 +185,11 @@ class OsmPolicy:
     def evaluate(self, request: Request) -> OsmVerdict:
         source, group = request.source, request.destination
         if not group.meshed:
-            return self._unmeshed(source, group)
+            return self._unmeshed(request)
         if source is None:
+            admitted = self._ingress(request)
+            if admitted is not None:
+                return admitted
             return OsmVerdict(False, "the source has no sidecar: OSM's sidecars accept only mTLS from the mesh")
         if self.mode == PERMISSIVE:
             return OsmVerdict(True, "permissive mode: every meshed source is allowed")
@@ -166,8 +217,9 @@ class OsmPolicy:
             reason += "; another matching route would decide otherwise, so OSM's answer depends on route order"
         return OsmVerdict(allowed, reason, route, tuple(first.targets), dependent)
 
-    def _unmeshed(self, source: Identity | None, group: WorkloadGroup) -> OsmVerdict:
+    def _unmeshed(self, request: Request) -> OsmVerdict:
         """A destination without a sidecar: only the caller's sidecar, if it has one, can stand in the way."""
+        source, group = request.source, request.destination
         if source is None:
             return OsmVerdict(True, f"neither the source nor {group} has a sidecar: no proxy sees the request")
         if self.routes_as_mesh_service(source, group.identity):
@@ -177,6 +229,18 @@ class OsmPolicy:
                 f"{source}'s sidecar routes to {group}'s services as mesh services ({why}) and speaks mTLS, which a "
                 "pod without a sidecar cannot answer",
             )
+        port = group.port(request.port)
+        if request.protocol == HTTP and (port is None or port.osm_protocol == HTTP or port.istio_protocol == HTTP):
+            for number in port.service_ports if port is not None and port.service_ports else (request.port,):
+                captured = self._http_egress_chain(source, number)
+                if captured:
+                    return OsmVerdict(
+                        False,
+                        f"{source}'s sidecar has no mesh route to {group}'s services, and its Egress "
+                        f"{', '.join(dict.fromkeys(r.policy for r in captured))} on HTTP port {number} takes every "
+                        "plain-HTTP request on that port: the host is none of its, so Envoy answers 404",
+                        keys=(egress_capture_key(source, number), *(egress_key(r.policy) for r in captured)),
+                    )
         if self.egress:
             return OsmVerdict(
                 True,
@@ -187,4 +251,110 @@ class OsmPolicy:
             False,
             f"{source}'s sidecar has no route to {group}'s services and enableEgress is off: its outbound listener "
             "refuses the request",
+        )
+
+    def _http_egress_chain(self, source: Identity, port: int) -> list[EgressRoute]:
+        return [r for r in self.egress_routes.get(source, []) if r.port == port and r.protocol == HTTP]
+
+    # -- IngressBackend -------------------------------------------------------------------------------------------
+    def _ingress(self, request: Request) -> OsmVerdict | None:
+        """A caller without a sidecar at a meshed pod: admitted by an IngressBackend's chain, or None (refused)."""
+        origin, group = request.origin, request.destination
+        on_pod = self.ingress.get(group.key, [])
+        if origin is None or not on_pod:
+            return None
+        on_port = [a for a in on_pod if a.port == request.port]
+        chains = [
+            a
+            for a in on_port
+            if a.tls == origin.tls
+            and (set(a.source_services) & set(origin.services) or any(in_range(origin.address, c) for c in a.ranges))
+        ]
+        keys = tuple(dict.fromkeys(ingress_key(a.policy) for a in on_port))
+        transport = "TLS" if origin.tls else "plaintext"
+        if not chains:
+            if not on_port:
+                return None
+            return OsmVerdict(
+                False,
+                f"no IngressBackend admits {origin.text} over {transport} on port {request.port} "
+                f"({', '.join(dict.fromkeys(a.policy for a in on_port))} name other sources or the other protocol)",
+                keys=keys,
+            )
+        if any(a.client_certificate for a in chains) and not origin.certificate:
+            return OsmVerdict(
+                False, "the ingress chain requires a client certificate, and none is presented", keys=keys
+            )
+        # One virtual host for all the pod's ingress policies, every route matching any request: the first decides.
+        ordered = sorted(on_pod, key=lambda a: (a.service, a.policy))
+        decisions = [a.admits_principal(origin.certificate) for a in ordered]
+        allowed = decisions[0]
+        first = ordered[0]
+        who = f"principal {origin.certificate}" if origin.certificate else "a request without a principal (plaintext)"
+        reason = (
+            f"IngressBackend {chains[0].policy} admits the address of {origin.text} over {transport} on port "
+            f"{request.port}; the pod's ingress route of IngressBackend {first.policy} (Service {first.service}) "
+            f"{'admits' if allowed else 'does not admit'} {who}"
+        )
+        dependent = len(set(decisions)) > 1
+        if dependent:
+            reason += (
+                "; OSM merges the ingress routes of all the Services the pod backs and the first decides, in an "
+                "order OSM does not fix: another order decides otherwise"
+            )
+        return OsmVerdict(
+            allowed, reason, order_dependent=dependent, keys=tuple(ingress_key(a.policy) for a in ordered)
+        )
+
+    # -- out of the mesh ------------------------------------------------------------------------------------------
+    def evaluate_external(self, request: ExternalRequest) -> OsmVerdict:
+        """A request from a meshed source to a host or address outside the mesh, through its Egress chains."""
+        routes = [r for r in self.egress_routes.get(request.source, []) if r.port == request.port]
+        by_range = [r for r in routes if any(in_range(request.address, c) for c in r.ranges)]
+        if by_range:
+            return self._egress_allowed(by_range, f"its IP range on port {request.port}")
+        host = request.host.lower()
+        if request.protocol == TLS:
+            sni = [r for r in routes if r.protocol == "https" and host in r.hosts]
+            if sni:
+                return self._egress_allowed(sni, f"HTTPS to {request.host} (matched by SNI)")
+        if request.protocol == HTTP:
+            chain = [r for r in routes if r.protocol == HTTP]
+            if chain:
+                return self._egress_http(request, chain)
+        if self.egress:
+            return OsmVerdict(True, "no Egress route takes it, and enableEgress passes it through")
+        return OsmVerdict(False, "no Egress route takes it, and enableEgress is off: the outbound listener refuses it")
+
+    def _egress_allowed(self, routes: list[EgressRoute], what: str) -> OsmVerdict:
+        policies = list(dict.fromkeys(r.policy for r in routes))
+        return OsmVerdict(True, f"Egress {', '.join(policies)} allows {what}", keys=tuple(map(egress_key, policies)))
+
+    def _egress_http(self, request: ExternalRequest, chain: list[EgressRoute]) -> OsmVerdict:
+        keys = (egress_capture_key(request.source, request.port), *(egress_key(r.policy) for r in chain))
+        host = request.host.lower()
+        listed = [r for r in chain if host in r.hosts]
+        if not listed:
+            return OsmVerdict(
+                False,
+                f"{request.source}'s Egress chain on HTTP port {request.port} "
+                f"({', '.join(dict.fromkeys(r.policy for r in chain))}) takes every plain-HTTP request on that port "
+                f"and routes only its hosts; {request.host} is none of them: Envoy answers 404",
+                keys=keys,
+            )
+        for route in listed:
+            if route.routes is None:
+                return self._egress_allowed([route], f"HTTP to {request.host}")
+            for match in route.routes:
+                methods = [m for m in match.methods if m != "*"]
+                if (
+                    full_match(match.path_regex or ".*", request.path or "/")
+                    and (not methods or request.method in methods)
+                    and all(full_match(v, request.header(n)) for n, v in match.headers)
+                ):
+                    return self._egress_allowed([route], f"HTTP to {request.host} (route {match.group}/{match.match})")
+        return OsmVerdict(
+            False,
+            f"no HTTP route of the Egress to {request.host} matches: Envoy answers 404",
+            keys=tuple(egress_key(r.policy) for r in listed),
         )

@@ -3,8 +3,9 @@
 Callees before callers: a namespace moves after every namespace it calls, so that each workload restarted into Istio
 finds its destinations already there (enforcing STRICT mTLS and their policies at once; a caller not restarted yet is
 refused, never served in plaintext by a protected workload). Who calls whom comes from the observed traffic (the
-metrics snapshot's edges) and from the TrafficTargets (a source namespace calls the destination's). Namespaces that
-call each other form one step.
+metrics snapshot's edges), from the TrafficTargets (a source namespace calls the destination's) and from the
+IngressBackends (the ingress controller's namespace calls the backend's). Namespaces that call each other form one
+step.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .model import MeshInput, Target
+from .policy_api import resolve_ingress
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ def _calls(mesh: MeshInput, namespaces: set[str]) -> tuple[dict[str, set[str]], 
         if source != destination and source in namespaces and destination in namespaces and not grant.ignored:
             calls[source].add(destination)
             why.setdefault((source, destination), set()).add("TrafficTarget")
+    for resolved in resolve_ingress(mesh):
+        destination = resolved.policy.namespace
+        for group in resolved.source_groups if resolved.admission is not None else ():
+            source = group.namespace
+            if source != destination and source in namespaces and destination in namespaces:
+                calls[source].add(destination)
+                why.setdefault((source, destination), set()).add("IngressBackend")
     return calls, why
 
 

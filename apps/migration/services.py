@@ -122,13 +122,19 @@ def namespace_yaml(migration: Migration, plan: NamespacePlan) -> str:
             "sidecar injector reads the new labels and annotations).",
         ]
         for patch in plan.patches:
-            body = json.dumps(patch.patch, separators=(",", ":")).replace("'", "'\"'\"'")
-            lines.append(
-                f"kubectl patch {patch.resource} {patch.name} -n {patch.namespace} --type merge -p '{body}'"
-                f"   # {', '.join(patch.reasons)}"
-            )
+            lines.append(_patch_command(patch.resource, patch.name, patch.namespace, patch.patch, patch.reasons))
+        text += _comment("\n".join(lines)) + "\n"
+    if plan.object_patches:
+        lines = ["Other patches: apply with the workload patches (a null removes the annotation)."]
+        for op in plan.object_patches:
+            lines.append(_patch_command(op.resource, op.name, op.namespace, op.patch, op.reasons))
         text += _comment("\n".join(lines)) + "\n"
     return text
+
+
+def _patch_command(resource: str, name: str, namespace: str, patch: dict, reasons: list[str]) -> str:
+    body = json.dumps(patch, separators=(",", ":")).replace("'", "'\"'\"'")
+    return f"kubectl patch {resource} {name} -n {namespace} --type merge -p '{body}'   # {', '.join(reasons)}"
 
 
 def bundle_yaml(migration: Migration, namespace: str | None = None) -> str:
@@ -154,8 +160,8 @@ def report_text(migration: Migration) -> str:
         f"Snapshot of {t.mesh.collected_at or 'unknown time'}; OSM policy mode: {t.mesh.mode}.",
         f"Fidelity: {counts[EXACT]} exact, {counts[NARROWER]} narrower, {counts[BROADER]} broader, "
         f"{counts[MANUAL]} manual.",
-        f"Equivalence check: {c.requests} requests over {c.pairs} (source, destination) pairs and "
-        f"{c.destinations} destinations; {len(c.differences)} treated differently "
+        f"Equivalence check: {c.requests} requests over {c.pairs} (source, destination) pairs, "
+        f"{c.destinations} destinations in the mesh and {c.external} outside; {len(c.differences)} treated differently "
         f"({len(c.unexplained)} not explained by an item below).",
         "",
     ]
@@ -172,6 +178,8 @@ def report_text(migration: Migration) -> str:
         splits = [s for s in c.splits_in(plan.name) if not s.same]
         header = f"Namespace {plan.name}" + (f" (move step {order})" if order else "")
         header += f": {len(plan.manifests)} objects, {len(plan.patches)} workload patches"
+        if plan.object_patches:
+            header += f", {len(plan.object_patches)} other patches"
         out.append(header)
         for item in items:
             out.append(f"  [{item.level}] {item.subject}: {item.reason}")
@@ -189,9 +197,12 @@ def report_text(migration: Migration) -> str:
         out.append("")
     if c.unsupported:
         out.append("Not checked (fields the Istio evaluator does not model): " + "; ".join(c.unsupported))
-    out.append("Not collected yet (issue #21), so not translated: check them by hand before migrating:")
-    for nc in t.not_collected:
-        out.append(f"  {nc.kind}: becomes {nc.becomes} (`{nc.check}`)")
+    mesh = t.mesh
+    out.append(
+        f"OSM's policy API: {len(mesh.ingress_backends)} IngressBackends, {len(mesh.egresses)} Egresses, "
+        f"{len(mesh.upstream_settings)} UpstreamTrafficSettings, {len(mesh.retries)} Retries, translated above; "
+        f"{c.external} destinations outside the mesh checked. Outbound traffic policy to set: {t.outbound_policy}."
+    )
     out.append("")
     out.append("Order to move namespaces in (callees before callers):")
     for index, step in enumerate(migration.plan.steps, start=1):

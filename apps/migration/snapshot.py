@@ -2,7 +2,9 @@
 
 The SMI policy comes from `apps.policies.smi_access.load_policy` (its Grant and Route parsing, so the assistant reads
 TrafficTargets, HTTPRouteGroups and TCPRoutes exactly as the Policies page does). Pods are grouped by the workload
-that owns them; a workload with no running pod is taken from its pod template.
+that owns them; a workload with no running pod is taken from its pod template. OSM's policy API (IngressBackends,
+Egresses, UpstreamTrafficSettings, Retries) and the Ingresses come as collected, an Egress's HTTPRouteGroup matches
+parsed by the same code as a TrafficTarget's (`policy_api`).
 """
 
 from __future__ import annotations
@@ -12,20 +14,40 @@ from collections import Counter
 from django.db.models import Sum
 
 from apps.clusters.models import Cluster
-from apps.mesh.models import MeshNamespace, MeshState, Pod, Service, TrafficSplit, Workload, selects
+from apps.mesh.models import (
+    Egress,
+    HTTPRouteGroup,
+    Ingress,
+    IngressBackend,
+    IngressClass,
+    MeshNamespace,
+    MeshState,
+    Pod,
+    Retry,
+    Service,
+    TrafficSplit,
+    UpstreamTrafficSetting,
+    Workload,
+    selects,
+)
 from apps.mesh.protocols import osm_port_protocol
 from apps.metrics.models import EdgeKPI
-from apps.policies.smi_access import load_policy
+from apps.policies.smi_access import Identity, Route, _http_routes, load_policy
 
 from .model import (
     HTTP,
     TCP,
     VOLATILE_LABELS,
+    EgressInfo,
+    IngressBackendInfo,
+    IngressInfo,
     MeshInput,
     NamespaceInfo,
     Port,
+    RetryInfo,
     ServiceInfo,
     SplitInfo,
+    UpstreamSettingInfo,
     WorkloadGroup,
 )
 
@@ -59,6 +81,10 @@ def _common(label_sets: list[dict[str, str]]) -> dict[str, str]:
     return common
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _ports(labels: dict[str, str], services: list[ServiceInfo]) -> tuple[Port, ...]:
     found: dict[int, Port] = {}
     for svc in services:
@@ -76,8 +102,21 @@ def _ports(labels: dict[str, str], services: list[ServiceInfo]) -> tuple[Port, .
                 continue
             known = found.get(number)
             names = (*known.services, svc.name) if known else (svc.name,)
+            service_port = p.get("port")
+            service_ports = known.service_ports if known else ()
+            if (
+                isinstance(service_port, int)
+                and not isinstance(service_port, bool)
+                and service_port not in service_ports
+            ):
+                service_ports = (*service_ports, service_port)
             found[number] = Port(
-                number, osm_port_protocol(p), istio_protocol(p), names, named or (known.named_target if known else "")
+                number,
+                osm_port_protocol(p),
+                istio_protocol(p),
+                names,
+                named or (known.named_target if known else ""),
+                service_ports,
             )
     return tuple(sorted(found.values(), key=lambda p: p.number))
 
@@ -172,4 +211,81 @@ def load(cluster: Cluster) -> MeshInput:
         splits=tuple(splits),
         edges=tuple(edges),
         collected_at=state.collected_at.isoformat() if state else "",
+        **policy_api(cluster),
     )
+
+
+def _dicts(value: object) -> tuple[dict, ...]:
+    return tuple(v for v in value or () if isinstance(v, dict)) if isinstance(value, list) else ()
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def policy_api(cluster: Cluster) -> dict:
+    """OSM's policy API objects and the Ingresses, as MeshInput's fields: one query per kind."""
+    controllers = {c.name: c.controller for c in IngressClass.objects.filter(cluster=cluster)}
+    route_groups = {(g.namespace, g.name): g for g in HTTPRouteGroup.objects.filter(cluster=cluster)}
+    egresses = []
+    for e in Egress.objects.filter(cluster=cluster).order_by("namespace", "name"):
+        sources = _dicts(e.sources)
+        routes: tuple[Route, ...] | None = None
+        setting = ""
+        for match in _dicts(e.matches):
+            group = str(match.get("apiGroup") or "").split("/")[0]
+            if match.get("kind") == "HTTPRouteGroup" and group == "specs.smi-spec.io":
+                found = route_groups.get((e.namespace, str(match.get("name", ""))))
+                routes = (*(routes or ()), *(_http_routes(found, []) if found is not None else ()))
+            elif match.get("kind") == "UpstreamTrafficSetting" and group == "policy.openservicemesh.io":
+                setting = str(match.get("name", ""))
+        egresses.append(
+            EgressInfo(
+                e.namespace,
+                e.name,
+                tuple(
+                    Identity(s.get("namespace") or e.namespace, s.get("name", ""))
+                    for s in sources
+                    if s.get("kind") == "ServiceAccount" and s.get("name")
+                ),
+                tuple(h for h in e.hosts or () if isinstance(h, str) and h),
+                tuple(a for a in e.ip_addresses or () if isinstance(a, str) and a),
+                tuple(
+                    (p["number"], str(p.get("protocol") or "").lower())
+                    for p in _dicts(e.ports)
+                    if _number(p.get("number"))
+                ),
+                _dicts(e.matches),
+                tuple(f"{s.get('kind', '')} {s.get('name', '')}" for s in sources if s.get("kind") != "ServiceAccount"),
+                routes,
+                setting,
+            )
+        )
+    return {
+        "ingress_backends": tuple(
+            IngressBackendInfo(b.namespace, b.name, _dicts(b.backends), _dicts(b.sources), _dicts(b.matches))
+            for b in IngressBackend.objects.filter(cluster=cluster).order_by("namespace", "name")
+        ),
+        "egresses": tuple(egresses),
+        "upstream_settings": tuple(
+            UpstreamSettingInfo(
+                u.namespace, u.name, u.host, _dict(u.connection_settings), _dict(u.rate_limit), _dicts(u.http_routes)
+            )
+            for u in UpstreamTrafficSetting.objects.filter(cluster=cluster).order_by("namespace", "name")
+        ),
+        "retries": tuple(
+            RetryInfo(r.namespace, r.name, _dict(r.source), _dicts(r.destinations), _dict(r.retry_policy))
+            for r in Retry.objects.filter(cluster=cluster).order_by("namespace", "name")
+        ),
+        "ingresses": tuple(
+            IngressInfo(
+                i.namespace,
+                i.name,
+                i.ingress_class,
+                controllers.get(i.ingress_class, ""),
+                _dicts(i.routes),
+                tuple(sorted((str(k), str(v)) for k, v in (i.annotations or {}).items())),
+            )
+            for i in Ingress.objects.filter(cluster=cluster).order_by("namespace", "name")
+        ),
+    }

@@ -7,13 +7,19 @@ What is translated (the mapping of `shared/reference/istio-migration.md`):
 - SMI mode → an allow-nothing AuthorizationPolicy per namespace, plus one ALLOW policy per TrafficTarget whose rules
   carry the sources, the routes and the header conditions in the same rule; permissive mode → no AuthorizationPolicy;
 - TrafficSplits → a VirtualService on the root host with the backends' weights;
-- MeshConfig exclusions → per-workload pod annotations (`traffic.sidecar.istio.io/...`).
-
-Not collected yet (issue #21): Egress, IngressBackend, UpstreamTrafficSetting and Retry. `NOT_COLLECTED` says what
-each will become; nothing here pretends to translate them.
+- MeshConfig exclusions → per-workload pod annotations (`traffic.sidecar.istio.io/...`);
+- OSM's policy API (read by `policy_api.py` as OSM applies it): an IngressBackend → an ALLOW AuthorizationPolicy on
+  the backend Service's pods, admitting the ingress controller by principal (it gets an Istio sidecar for its outbound
+  traffic only, its Ingresses send to the Service through it) and IPRange sources by ipBlocks (with PERMISSIVE mTLS
+  on that port); an Egress → a ServiceEntry exported to its sources' namespaces (Istio cannot say "these service
+  accounts" without an egress gateway: said where it matters), with the outbound traffic policy REGISTRY_ONLY when
+  OSM's enableEgress is off; an UpstreamTrafficSetting → a DestinationRule's connectionPool (its local rate limits
+  need an EnvoyFilter: manual); a Retry → a route of the destination's VirtualService matching the source's pods
+  (sourceNamespace and sourceLabels) with its retries.
 
 Names are predictable (`meshboard-tt-<TrafficTarget>`, `meshboard-ts-<TrafficSplit>`, `meshboard-allow-nothing`,
-`meshboard-mtls`), and every object carries the labels `app.kubernetes.io/managed-by: meshboard` and
+`meshboard-mtls`, `meshboard-ib-<IngressBackend>-<Service>`, `meshboard-egress-<Egress>`, `meshboard-dr-<Service>`,
+`meshboard-retry-<Service>`), and every object carries the labels `app.kubernetes.io/managed-by: meshboard` and
 `meshboard.io/generated-from: <Kind>.<name>`, with the full reference and its fidelity in annotations.
 """
 
@@ -23,8 +29,10 @@ import copy
 from dataclasses import dataclass, field
 
 from apps.mesh.models import selects, weight_problem
+from apps.policies.osm_policy import go_duration_seconds
 from apps.policies.smi_access import Grant, Identity, Route
 
+from .istio_eval import ALLOW_ANY, REGISTRY_ONLY
 from .model import (
     FIDELITY,
     GENERATED_FROM,
@@ -34,10 +42,12 @@ from .model import (
     SMI,
     TCP,
     UNKNOWN,
+    EgressInfo,
     Item,
     Manifest,
     MeshInput,
     NamespaceInfo,
+    ObjectPatch,
     Port,
     RuleOrigin,
     SplitInfo,
@@ -53,6 +63,8 @@ from .model import (
     sa_key,
     target_key,
 )
+from .osm_eval import egress_capture_key, egress_key, ingress_key
+from .policy_api import Resolved, egress_ignored, resolve_ingress
 from .regex import BROADER, EXACT, HEADER, MANUAL, NARROWER, PATH, samples, translate, worst
 
 INJECTION_ANNOTATION = "openservicemesh.io/sidecar-injection"
@@ -70,39 +82,22 @@ EXCLUSIONS = (
     ("networkInterfaceExclusionList", "", "traffic.sidecar.istio.io/excludeInterfaces"),
 )  # fmt: skip
 ANY_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-
-
-@dataclass(frozen=True)
-class NotCollected:
-    kind: str
-    becomes: str
-    check: str
-
-
-NOT_COLLECTED = (
-    NotCollected(
-        "Egress",
-        "ServiceEntry (MESH_EXTERNAL); the source restriction needs an egress gateway with an AuthorizationPolicy, "
-        "without one every workload reaches the ServiceEntry (broader)",
-        "kubectl get egresses.policy.openservicemesh.io -A",
-    ),
-    NotCollected(
-        "IngressBackend",
-        "an ALLOW AuthorizationPolicy on the backend from the ingress controller's principal or ipBlocks (manual "
-        "review: Istio's ingress gateway is the idiomatic replacement)",
-        "kubectl get ingressbackends.policy.openservicemesh.io -A",
-    ),
-    NotCollected(
-        "UpstreamTrafficSetting",
-        "DestinationRule trafficPolicy.connectionPool (exact); a local rate limit needs an EnvoyFilter (manual)",
-        "kubectl get upstreamtrafficsettings.policy.openservicemesh.io -A",
-    ),
-    NotCollected(
-        "Retry",
-        "VirtualService http.retries on each destination with match.sourceLabels of the source's workloads",
-        "kubectl get retries.policy.openservicemesh.io -A",
-    ),
+NGINX_CONTROLLER = "k8s.io/ingress-nginx"
+NGINX = "nginx.ingress.kubernetes.io/"
+# ingress-nginx's annotations for HTTPS to the backend with a client certificate (OSM's ingress mTLS).
+NGINX_BACKEND_TLS = tuple(
+    NGINX + a
+    for a in ("backend-protocol", "proxy-ssl-secret", "proxy-ssl-verify", "proxy-ssl-name", "proxy-ssl-server-name")
 )
+UNLISTED_HOST = "meshboard-unlisted.example"  # a host no Egress names (RFC 2606's .example)
+
+
+def istio_duration(text: object) -> str:
+    """A Go duration ("1s", "100ms") as Istio's protobuf duration in seconds ("1s", "0.1s"); "" when it is none."""
+    seconds = go_duration_seconds(text)
+    if seconds is None or seconds <= 0:
+        return ""
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
 
 
 @dataclass
@@ -112,6 +107,7 @@ class NamespacePlan:
     manifests: list[Manifest] = field(default_factory=list)
     patches: list[WorkloadPatch] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
+    object_patches: list[ObjectPatch] = field(default_factory=list)
 
     @property
     def meshed(self) -> bool:
@@ -135,7 +131,14 @@ class Translation:
     namespaces: dict[str, NamespacePlan]
     cluster_items: list[Item]
     origins: dict[tuple[str, str, int], RuleOrigin]
-    not_collected: tuple[NotCollected, ...] = NOT_COLLECTED
+    # Workload groups the bundle gives an Istio sidecar for their outbound traffic only (ingress controllers): their
+    # requests carry this identity, while their inbound is not intercepted.
+    outbound_only: dict[str, Identity] = field(default_factory=dict)
+    outbound_policy: str = ALLOW_ANY  # the mesh's outboundTrafficPolicy the report asks for
+
+    @property
+    def object_patches(self) -> list[ObjectPatch]:
+        return [p for plan in self.namespaces.values() for p in plan.object_patches]
 
     @property
     def manifests(self) -> list[Manifest]:
@@ -186,6 +189,8 @@ class _Builder:
         self.groups_in: dict[str, list[WorkloadGroup]] = {}
         for g in mesh.groups:
             self.groups_in.setdefault(g.namespace, []).append(g)
+        self.outbound_only: dict[str, Identity] = {}
+        self.outbound_policy = ALLOW_ANY
         self.grants_between: dict[tuple[Identity, Identity], list[Grant]] = {}
         for grant in mesh.grants:
             self.grants_between.setdefault((grant.source, grant.destination), []).append(grant)
@@ -238,15 +243,18 @@ class _Builder:
             )
         traffic = (self.mesh.meshconfig or {}).get("traffic") or {}
         egress = traffic.get("enableEgress")
-        if egress is False:
+        if egress is not True:
             self.item(
                 "",
                 key="egress",
                 level=MANUAL,
                 mapping="MeshConfig enableEgress: false → mesh outboundTrafficPolicy REGISTRY_ONLY",
-                subject="MeshConfig: egress disabled",
+                subject="MeshConfig: egress disabled"
+                if egress is False
+                else "MeshConfig: enableEgress not set (false to OSM)",
                 reason=(
-                    "Set `outboundTrafficPolicy: {mode: REGISTRY_ONLY}` in the mesh config "
+                    "OSM's sidecars pass nothing through to destinations they have no route for; set "
+                    "`outboundTrafficPolicy: {mode: REGISTRY_ONLY}` in the mesh config "
                     + (
                         f"(ConfigMap istio-shared-configmap-{self.target.revision} in aks-istio-system)"
                         if self.target.aks
@@ -651,6 +659,728 @@ class _Builder:
                 scope = (*origin.scope, *(f"group:{c.key}" for c in clashes))
                 self.origins[(namespace, policy_name, index)] = RuleOrigin(origin.target, origin.route, scope)
 
+    # -- OSM's policy API: IngressBackend ------------------------------------------------------------------------
+    def ingress(self) -> None:
+        resolved = resolve_ingress(self.mesh)
+        for r in resolved:
+            if self.wanted(r.policy.namespace):
+                self._ingress_backend(r)
+                self._ingress_patches(r)
+        controllers: dict[str, tuple[WorkloadGroup, list[Resolved]]] = {}
+        for r in resolved:
+            if r.admission is None:
+                continue
+            for g in r.source_groups:
+                controllers.setdefault(g.key, (g, []))[1].append(r)
+        for group, uses in controllers.values():
+            if self.wanted(group.namespace):
+                self._ingress_controller(group, uses)
+
+    def _controller_principals(self, r: Resolved) -> tuple[list[Identity], str]:
+        """The service accounts Istio should admit for this backend entry, and why not when it cannot say ("").
+
+        Over HTTPS OSM admits the AuthenticatedPrincipal names on the client certificate. The ingress controller,
+        which has no sidecar, presents the one OSM issues it (the MeshConfig's certificate.ingressGateway): under
+        Istio its sidecar presents its service account instead. Without a Service source nothing says who presents
+        a name: a meshed workload's own identity reaches the pod through the mesh, never through this chain."""
+        controllers = list(dict.fromkeys(g.identity for g in r.source_groups))
+        admission = r.admission
+        assert admission is not None
+        if admission.any_principal:
+            return controllers, ""
+        if controllers:
+            presented = set(self.mesh.ingress_gateway_names)
+            return (controllers if presented.intersection(admission.principals) else []), ""
+        if admission.principals:
+            return [], (
+                f"OSM admits a client outside the mesh presenting a certificate named "
+                f"{', '.join(admission.principals)}, and no Service source says which pods those are: under Istio a "
+                "principal is a sidecar's, a different caller"
+            )
+        return [], ""
+
+    def _ingress_backend(self, r: Resolved) -> None:
+        ib = r.policy
+        namespace = ib.namespace
+        key = f"ib:{namespace}/{ib.name}:{r.entry.get('name', '')}:{r.entry.get('port')}"
+        scope = (ingress_key(f"{namespace}/{ib.name}"),)
+        mapping = (
+            "IngressBackend → AuthorizationPolicy ALLOW on the backend's pods: a Service source → the ingress "
+            "controller's principal (its outbound through an Istio sidecar), an IPRange → ipBlocks"
+        )
+        if r.admission is None:
+            self.item(
+                namespace,
+                key=key,
+                level=EXACT,
+                mapping=mapping,
+                subject=r.text,
+                reason=f"OSM builds no ingress for it ({r.problem}), so nothing is generated.",
+                scope=scope,
+            )
+            return
+        admission = r.admission
+        service = r.service
+        assert service is not None
+        selector = dict(sorted(service.selector))
+        port = str(admission.port)
+        name = object_name("ib", ib.name, admission.service)
+        replacement = (
+            "On the AKS add-on, its managed Istio ingress gateway is the supported replacement (`az aks mesh "
+            "enable-ingress-gateway --ingress-gateway-type external` or `internal`: Service "
+            "aks-istio-ingressgateway-external in aks-istio-ingress, routed with a Gateway and a VirtualService); "
+            "its policy then admits `namespaces: [aks-istio-ingress]`."
+            if self.target.aks
+            else "Istio's own ingress gateway (a Gateway and a VirtualService) is the idiomatic replacement; its "
+            "policy then admits the gateway's principal."
+        )
+        principals, why_not = self._controller_principals(r)
+        permissive = self.mesh.mode == PERMISSIVE
+        rules: list[dict] = []  # ALLOW rules (SMI mode, next to the allow-nothing policy)
+        denials: list[dict] = []  # DENY rules (permissive mode, where no ALLOW policy may select the pods)
+        notes: list[str] = []
+        refs: list[str] = []
+        level = EXACT
+        to = [{"operation": {"ports": [port]}}]
+        if why_not:
+            level = MANUAL
+            notes.append(f"nothing is generated for it: {why_not}")
+        elif admission.source_services and not principals:
+            notes.append(
+                "its AuthenticatedPrincipal sources are not the name on the client certificate OSM issues to the "
+                "ingress controller (MeshConfig certificate.ingressGateway), so OSM admits nobody: nothing is generated"
+            )
+        elif principals and permissive:
+            notes.append(
+                f"{', '.join(map(str, principals))} reach port {port} over mTLS by Istio's default (permissive mode "
+                "generates no AuthorizationPolicy)"
+            )
+        elif principals:
+            rules.append({"from": [{"source": {"principals": [principal(i) for i in principals]}}], "to": to})
+            how = "mTLS from its Istio sidecar" if r.source_groups else "mTLS"
+            notes.append(f"{', '.join(map(str, principals))} admitted on port {port} by principal ({how})")
+        elif not admission.ranges and admission.protocol == "http":
+            level = MANUAL
+            notes.append(
+                "it admits any address in plaintext: Istio could only with PERMISSIVE mTLS and a rule without "
+                "sources on that port, which would also admit every meshed caller: write it by hand"
+            )
+        if admission.ranges and not why_not and admission.tls:
+            level = MANUAL
+            notes.append(
+                f"its IPRange sources ({', '.join(admission.ranges)}) speak TLS with a client certificate from OSM's "
+                "CA, which Istio's sidecar cannot check: not generated"
+            )
+        elif admission.ranges and not why_not:
+            ranges = list(admission.ranges)
+            mtls = object_name("ib", ib.name, admission.service, "mtls")
+            self.plan(namespace).manifests.append(
+                Manifest(
+                    {
+                        "apiVersion": "security.istio.io/v1",
+                        "kind": "PeerAuthentication",
+                        "metadata": _metadata(mtls, namespace, "IngressBackend", ib.name, ib.ref, level),
+                        "spec": {
+                            "selector": {"matchLabels": selector},
+                            "mtls": {"mode": "STRICT"},
+                            "portLevelMtls": {port: {"mode": "PERMISSIVE"}},
+                        },
+                    },
+                    ib.ref,
+                )
+            )
+            refs.append(f"PeerAuthentication {namespace}/{mtls}")
+            if permissive:
+                denials.append({"from": [{"source": {"notPrincipals": ["*"], "notIpBlocks": ranges}}], "to": to})
+                how = "a DENY policy refuses plaintext from elsewhere (permissive mode has no ALLOW policy)"
+            else:
+                rules.append({"from": [{"source": {"ipBlocks": ranges}}], "to": to})
+                how = "an ipBlocks rule admits them"
+            notes.append(
+                f"plaintext from addresses in {', '.join(ranges)} on port {port}: PeerAuthentication {mtls} accepts "
+                f"plaintext on that port only, and {how} (a caller keeps its source address only without a proxy "
+                "in between)"
+            )
+        for action, found, policy_name in (("ALLOW", rules, name), ("DENY", denials, name + "-deny")):
+            if not found:
+                continue
+            body = {
+                "apiVersion": "security.istio.io/v1",
+                "kind": "AuthorizationPolicy",
+                "metadata": _metadata(policy_name, namespace, "IngressBackend", ib.name, ib.ref, level),
+                "spec": {"selector": {"matchLabels": selector}, "action": action, "rules": found},
+            }
+            existing = next(
+                (
+                    m
+                    for m in self.plan(namespace).manifests
+                    if m.kind == "AuthorizationPolicy" and m.name == policy_name
+                ),
+                None,
+            )
+            if existing is None:
+                self.plan(namespace).manifests.append(Manifest(body, ib.ref))
+                start = 0
+            else:
+                start = len(existing.body["spec"]["rules"])
+                existing.body["spec"]["rules"] += found
+            for index in range(len(found)):
+                self.origins[(namespace, policy_name, start + index)] = RuleOrigin(f"{namespace}/{ib.name}", "", scope)
+            refs.append(f"AuthorizationPolicy {namespace}/{policy_name}")
+        transport = (
+            "HTTPS with a client certificate" if admission.client_certificate else "HTTPS" if admission.tls else "HTTP"
+        )
+        self.item(
+            namespace,
+            key=key,
+            level=level,
+            mapping=mapping,
+            subject=f"{r.text}: {transport} from "
+            + ", ".join(
+                [f"Service {s}" for s in admission.source_services]
+                + [f"IPRange {c}" for c in admission.ranges]
+                + [f"AuthenticatedPrincipal {p}" for p in admission.principals]
+            ),
+            reason=f"Selector {', '.join(f'{k}={v}' for k, v in selector.items())} picks the pods of Service "
+            f"{namespace}/{admission.service}, where OSM applies it; " + "; ".join(notes) + ". " + replacement,
+            generated=tuple(refs),
+            scope=scope,
+        )
+
+    def _ingress_controller(self, group: WorkloadGroup, uses: list[Resolved]) -> None:
+        """An ingress controller that IngressBackends name by its Service: an Istio sidecar for its outbound only,
+        plaintext from in-cluster callers kept, and its Ingresses sent through the sidecar."""
+        namespace = group.namespace
+        info = self.mesh.namespace(namespace)
+        subject = f"{group} (ingress controller of {', '.join(dict.fromkeys(r.policy.ref for r in uses))})"
+        scope = tuple(dict.fromkeys(ingress_key(f"{r.policy.namespace}/{r.policy.name}") for r in uses))
+        mapping = "ingress controller outside OSM's mesh → Istio sidecar for its outbound traffic only"
+        if configured_sidecar(info, group):
+            self.item(
+                namespace,
+                key=f"ingress-controller:{group.key}",
+                level=MANUAL,
+                mapping=mapping,
+                subject=subject,
+                reason="It runs OSM's sidecar, so its identity is already its service account's; check that it still "
+                "reaches its backends once Istio's sidecar replaces OSM's.",
+                scope=scope,
+            )
+            return
+        patch = next(
+            (p for p in self.plan(namespace).patches if (p.kind, p.name) == (group.kind, group.name)), None
+        ) or WorkloadPatch(group.kind, namespace, group.name)
+        if patch not in self.plan(namespace).patches:
+            self.plan(namespace).patches.append(patch)
+        key, value = self.target.pod_opt_in_label
+        patch.labels[key] = value
+        patch.annotations["traffic.sidecar.istio.io/includeInboundPorts"] = ""
+        patch.reasons.append("ingress controller: Istio sidecar for its outbound traffic only")
+        self.outbound_only[group.key] = group.identity
+        refs = [f"patch {group.kind} {namespace}/{group.name}"]
+        # Callers inside the cluster keep reaching it in plaintext: auto mTLS would send mTLS to a pod that carries
+        # Istio's sidecar, which does not intercept its inbound.
+        hosts = [
+            (svc.namespace, svc.name)
+            for svc in self.mesh.services
+            if svc.namespace == namespace and svc.selector and selects(dict(svc.selector), group.label_dict)
+        ]
+        for svc_ns, svc_name in hosts:
+            dr = self._destination_rule(svc_ns, fqdn(svc_name, svc_ns), f"Service {svc_ns}/{svc_name}")
+            dr["spec"].setdefault("trafficPolicy", {})["tls"] = {"mode": "DISABLE"}
+            refs.append(f"DestinationRule {svc_ns}/{dr['metadata']['name']}")
+        steps = []
+        for r in uses:
+            assert r.admission is not None
+            for ingress in self._routing_ingresses(r):
+                if ingress.controller == NGINX_CONTROLLER:
+                    steps.append(
+                        f"Ingress {ingress.namespace}/{ingress.name} is patched in its namespace's bundle "
+                        "(nginx's service-upstream and upstream-vhost, OSM's HTTPS to the backend removed)"
+                    )
+                else:
+                    steps.append(
+                        f"configure Ingress {ingress.namespace}/{ingress.name}'s controller "
+                        f"({ingress.controller or 'unknown'}) to send to the Service's cluster IP with its host name, "
+                        "so that the sidecar routes it with mTLS"
+                    )
+        steps = list(dict.fromkeys(steps))
+        permissive = self.mesh.mode == PERMISSIVE
+        self.item(
+            namespace,
+            key=f"ingress-controller:{group.key}",
+            level=BROADER if permissive else MANUAL,
+            mapping=mapping,
+            subject=subject,
+            reason=f"Its pods get Istio's sidecar ({key}={value}) with inbound interception off "
+            '(traffic.sidecar.istio.io/includeInboundPorts: ""): clients outside the cluster reach it as now, and '
+            f"its requests to the backends carry its identity {principal(group.identity)} over mTLS, which the "
+            "IngressBackends' AuthorizationPolicies admit; a DestinationRule with TLS off keeps in-cluster callers on "
+            "plaintext to it (auto mTLS would otherwise speak mTLS to a pod that does not intercept it). Through the "
+            "sidecar its requests follow the VirtualServices (a TrafficSplit's weights), where OSM's ingress went to "
+            "the root Service's pods directly, and Istio no longer tells its plaintext from its HTTPS: an "
+            "IngressBackend that admitted it over HTTPS only now admits whatever it sends. Review: "
+            + ("; ".join(steps) if steps else "its Ingresses must send to the Service (not pod addresses)")
+            + ". "
+            + (
+                "In permissive mode no AuthorizationPolicy is generated, so with a sidecar it reaches every meshed "
+                "workload, where OSM admitted it only through IngressBackends."
+                if permissive
+                else "Its principal is named only in those policies."
+            ),
+            example=f"GET / from {principal(group.identity)} to a meshed workload no IngressBackend names"
+            if permissive
+            else "",
+            generated=tuple(refs),
+            scope=(*scope, f"origin:{group.key}"),
+        )
+
+    def _routing_ingresses(self, r: Resolved) -> list:
+        """The Ingresses that route to the backend Service of an IngressBackend entry."""
+        service = r.admission.service if r.admission is not None else ""
+        return [
+            i
+            for i in self.mesh.ingresses
+            if i.namespace == r.policy.namespace and any(route.get("service") == service for route in i.routes)
+        ]
+
+    def _ingress_patches(self, r: Resolved) -> None:
+        """Merge patches of the ingress-nginx Ingresses that route to an admitted backend: send to the Service
+        (nginx's service-upstream) with its host name, and drop OSM's HTTPS to the backend (Istio's mTLS replaces
+        it); null removes an annotation."""
+        if r.admission is None or not r.source_groups:
+            return
+        namespace = r.policy.namespace
+        plan = self.plan(namespace)
+        for ingress in self._routing_ingresses(r):
+            if ingress.controller != NGINX_CONTROLLER:
+                continue
+            patch = next((p for p in plan.object_patches if p.name == ingress.name), None)
+            if patch is None:
+                patch = ObjectPatch("ingress", "Ingress", namespace, ingress.name)
+                plan.object_patches.append(patch)
+            annotations = patch.patch.setdefault("metadata", {}).setdefault("annotations", {})
+            services = {route.get("service") for route in ingress.routes}
+            annotations[NGINX + "service-upstream"] = "true"
+            reasons = ["service-upstream: the sidecar routes to the Service"]
+            if len(services) == 1:
+                annotations[NGINX + "upstream-vhost"] = fqdn(r.admission.service, namespace)
+                reasons.append("upstream-vhost: the Service's host name, which the sidecar routes by")
+            else:
+                reasons.append("set the host per backend by hand: this Ingress routes to several Services")
+            current = dict(ingress.annotations)
+            if str(current.get(NGINX + "backend-protocol", "")).upper() in ("HTTPS", "GRPCS"):
+                for name in NGINX_BACKEND_TLS:
+                    if name in current:
+                        annotations[name] = None
+                reasons.append("OSM's HTTPS to the backend removed: Istio's mTLS replaces it")
+            patch.reasons = reasons
+
+    def _destination_rule(self, namespace: str, host: str, source: str) -> dict:
+        """The one DestinationRule of a host (Istio applies one per host), made on first use."""
+        name = object_name("dr", host.split(".", 1)[0] if host.endswith(".svc.cluster.local") else host)
+        plan = self.plan(namespace)
+        for m in plan.manifests:
+            if m.kind == "DestinationRule" and m.body["spec"]["host"] == host:
+                if source not in m.source:
+                    m.source += f"; {source}"
+                    m.body["metadata"]["annotations"][GENERATED_FROM] = m.source
+                return m.body
+        body = {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": _metadata(name, namespace, source.split(" ", 1)[0], source.rsplit("/", 1)[-1], source, EXACT),
+            "spec": {"host": host},
+        }
+        plan.manifests.append(Manifest(body, source))
+        return body
+
+    # -- Egress ----------------------------------------------------------------------------------------------------
+    def egresses(self) -> None:
+        self.outbound_policy = ALLOW_ANY if self._egress_flag() else REGISTRY_ONLY
+        captures: dict[tuple[Identity, int], list[str]] = {}
+        for egress in self.mesh.egresses:
+            if not self.wanted(egress.namespace):
+                continue
+            self._egress(egress, captures)
+        for (source, port), policies in captures.items():
+            self.item(
+                source.namespace,
+                key=egress_capture_key(source, port),
+                level=BROADER,
+                mapping="Egress HTTP port under enableEgress → nothing in Istio (ALLOW_ANY passes other hosts through)",
+                subject=f"{', '.join(policies)}: HTTP port {port} of {source}",
+                reason=f"OSM gives {source}'s sidecar a chain for plain HTTP on port {port} that routes only the "
+                "Egress's "
+                "hosts, so every other plain-HTTP request on that port outside the mesh's routes (another host, a "
+                "Service whose pods have no sidecar) gets a 404, while its other traffic passes through "
+                "(enableEgress); Istio routes by host and lets the rest through. To keep OSM's restriction, set the "
+                "outbound traffic policy to REGISTRY_ONLY, as OSM's documentation asks with Egress policies "
+                "(enableEgress: false).",
+                example=f"GET / from {source} to http://{UNLISTED_HOST}:{port} (outside the mesh)",
+                scope=(egress_capture_key(source, port),),
+            )
+
+    def _egress_flag(self) -> bool:
+        """OSM's egress passthrough (enableEgress; unset is Go's false)."""
+        return self.mesh.egress_passthrough
+
+    def _egress(self, egress: EgressInfo, captures: dict[tuple[Identity, int], list[str]]) -> None:
+        namespace = egress.namespace
+        key = f"egress:{namespace}/{egress.name}"
+        scope = (egress_key(f"{namespace}/{egress.name}"),)
+        where = ", ".join(egress.hosts + egress.ip_addresses) or "nothing"
+        ports = ", ".join(f"{n}/{p or '?'}" for n, p in egress.ports)
+        subject = f"{egress.ref}: {', '.join(map(str, egress.sources)) or 'no source'} → {where} ({ports})"
+        mapping = "Egress → ServiceEntry (MESH_EXTERNAL) exported to the sources' namespaces"
+        ignored = egress_ignored(self.mesh, egress)
+        if ignored:
+            self.item(namespace, key=key, level=EXACT, mapping=mapping, subject=subject,
+                      reason=f"OSM ignores it ({ignored}), so nothing is generated.", scope=scope)  # fmt: skip
+            return
+        exported = sorted({s.namespace for s in egress.sources})
+        se_ports = []
+        notes: list[str] = []
+        level = EXACT
+        for number, protocol in egress.ports:
+            istio = {"http": "HTTP", "https": "TLS"}.get(protocol, "TCP")
+            se_ports.append({"number": number, "name": f"{istio.lower()}-{number}", "protocol": istio})
+        se_ports = list({p["number"]: p for p in se_ports}.values())
+        refs = []
+        if egress.hosts and se_ports:
+            refs.append(self._service_entry(egress, "", list(egress.hosts), [], se_ports, exported, scope))
+        if egress.ip_addresses and se_ports:
+            host = f"{egress.name}.{namespace}.meshboard.egress"
+            refs.append(self._service_entry(egress, "ip", [host], list(egress.ip_addresses), se_ports, exported, scope))
+        if egress.upstream_setting:
+            setting = next(
+                u for u in self.mesh.upstream_settings if (u.namespace, u.name) == (namespace, egress.upstream_setting)
+            )
+            for host in egress.hosts:
+                dr = self._destination_rule(namespace, host, egress.ref)
+                pool = self._connection_pool(setting.connection_settings)
+                if pool:
+                    dr["spec"].setdefault("trafficPolicy", {})["connectionPool"] = pool
+                    refs.append(f"DestinationRule {namespace}/{dr['metadata']['name']}")
+            notes.append(f"the connection limits of UpstreamTrafficSetting {egress.upstream_setting} go to each host's "
+                         "DestinationRule")  # fmt: skip
+        if egress.routes is not None:
+            level = BROADER
+            notes.append(
+                "its HTTPRouteGroup matches are not translated: a ServiceEntry admits any request to the host, where "
+                "OSM routes only those matches (a VirtualService on the host with these matches and no other route "
+                "would keep them: write it by hand)"
+            )
+        if egress.other_sources:
+            notes.append(f"OSM reads ServiceAccount sources only, so it ignores {', '.join(egress.other_sources)}")
+        passthrough = self._egress_flag() is True
+        if passthrough:
+            notes.append(
+                "with enableEgress every OSM sidecar passes traffic out of the mesh anyway, so its sources restrict "
+                "nothing more in OSM than in Istio (ALLOW_ANY): the ServiceEntry only registers the host"
+            )
+            for source in egress.sources:
+                for number, protocol in egress.ports:
+                    if protocol == "http":
+                        captures.setdefault((source, number), []).append(egress.ref)
+        else:
+            others = sorted(
+                {
+                    g.identity
+                    for g in self.mesh.groups
+                    if g.namespace in exported and g.meshed and g.identity not in egress.sources
+                },
+                key=str,
+            )
+            if others:
+                level = BROADER
+                notes.append(
+                    "Istio limits a ServiceEntry by namespace (exportTo), not by service account, so "
+                    f"{', '.join(map(str, others))} reach it too; per service account only an egress gateway with an "
+                    "AuthorizationPolicy on it can say it (a Sidecar's egress hosts are per workload but no security "
+                    "boundary): not generated"
+                )
+            else:
+                notes.append(
+                    f"with the outbound traffic policy REGISTRY_ONLY (see Mesh-wide), only namespace "
+                    f"{', '.join(exported)} sees the ServiceEntry, and only the sources run there"
+                )
+        example = ""
+        if level == BROADER and egress.hosts and egress.ports:
+            example = f"from another service account of {', '.join(exported)} to {egress.hosts[0]}:{egress.ports[0][0]}"
+        self.item(
+            namespace,
+            key=key,
+            level=level,
+            mapping=mapping,
+            subject=subject,
+            reason="ServiceEntry (MESH_EXTERNAL; DNS resolution for hosts, none for IP ranges) with the Egress's "
+            "ports, "
+            f"exported to {', '.join(exported)}; " + "; ".join(notes) + ".",
+            example=example,
+            generated=tuple(refs),
+            scope=(*scope, *(f"se:{r.split(' ', 1)[1]}" for r in refs if r.startswith("ServiceEntry"))),
+        )
+
+    def _service_entry(
+        self,
+        egress: EgressInfo,
+        suffix: str,
+        hosts: list[str],
+        addresses: list[str],
+        ports: list[dict],
+        exported: list[str],
+        scope: tuple[str, ...],
+    ) -> str:
+        name = object_name("egress", egress.name, suffix)
+        spec: dict = {"hosts": hosts}
+        if addresses:
+            spec["addresses"] = addresses
+        spec.update(
+            ports=ports,
+            location="MESH_EXTERNAL",
+            resolution="NONE" if addresses else "DNS",
+            exportTo=exported,
+        )
+        body = {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": _metadata(name, egress.namespace, "Egress", egress.name, egress.ref, EXACT),
+            "spec": spec,
+        }
+        self.plan(egress.namespace).manifests.append(Manifest(body, egress.ref))
+        return f"ServiceEntry {egress.namespace}/{name}"
+
+    # -- UpstreamTrafficSetting ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _connection_pool(settings: dict) -> dict:
+        tcp = settings.get("tcp") if isinstance(settings.get("tcp"), dict) else {}
+        http = settings.get("http") if isinstance(settings.get("http"), dict) else {}
+        pool: dict = {}
+        if isinstance(tcp.get("maxConnections"), int):
+            pool.setdefault("tcp", {})["maxConnections"] = tcp["maxConnections"]
+        timeout = istio_duration(tcp.get("connectTimeout"))
+        if timeout:
+            pool.setdefault("tcp", {})["connectTimeout"] = timeout
+        for osm, istio in (
+            ("maxRequests", "http2MaxRequests"),
+            ("maxPendingRequests", "http1MaxPendingRequests"),
+            ("maxRequestsPerConnection", "maxRequestsPerConnection"),
+            ("maxRetries", "maxRetries"),
+        ):
+            if isinstance(http.get(osm), int) and not isinstance(http.get(osm), bool):
+                pool.setdefault("http", {})[istio] = http[osm]
+        return pool
+
+    def upstream_settings(self) -> None:
+        for setting in self.mesh.upstream_settings:
+            namespace = setting.namespace
+            if not self.wanted(namespace):
+                continue
+            scope = (f"uts:{namespace}/{setting.name}",)
+            service = next(
+                (s for s in self.mesh.services if s.namespace == namespace and fqdn(s.name, namespace) == setting.host),
+                None,
+            )
+            used_by_egress = [
+                e for e in self.mesh.egresses if e.namespace == namespace and e.upstream_setting == setting.name
+            ]
+            if service is None:
+                self.item(
+                    namespace,
+                    key=f"uts:{namespace}/{setting.name}",
+                    level=EXACT,
+                    mapping="UpstreamTrafficSetting → DestinationRule trafficPolicy.connectionPool",
+                    subject=f"{setting.ref} (host {setting.host})",
+                    reason="Its host is no Service of its namespace, so OSM applies it to no mesh upstream"
+                    + (
+                        f"; the Egress {', '.join(e.name for e in used_by_egress)} that names it carries its limits."
+                        if used_by_egress
+                        else ": nothing is generated."
+                    ),
+                    scope=scope,
+                )
+                continue
+            pool = self._connection_pool(setting.connection_settings)
+            refs: tuple[str, ...] = ()
+            if pool:
+                dr = self._destination_rule(namespace, setting.host, setting.ref)
+                dr["spec"].setdefault("trafficPolicy", {})["connectionPool"] = pool
+                refs = (f"DestinationRule {namespace}/{dr['metadata']['name']}",)
+            limits = [f"{k}: {v}" for part in pool.values() for k, v in part.items()]
+            self.item(
+                namespace,
+                key=f"uts:{namespace}/{setting.name}",
+                level=EXACT,
+                mapping="UpstreamTrafficSetting connectionSettings → DestinationRule trafficPolicy.connectionPool "
+                "(maxRequests → http2MaxRequests, maxPendingRequests → http1MaxPendingRequests)",
+                subject=f"{setting.ref} (host {setting.host})",
+                reason=(
+                    "Both are the circuit-breaker limits every caller's sidecar keeps for this host "
+                    f"({', '.join(limits)})"
+                    if pool
+                    else "It sets no connection limit"
+                )
+                + "; a request a TrafficSplit sends to a backend goes to the backend's host in both meshes, which this "
+                "does not limit. OSM 1.2's UpstreamTrafficSetting has no outlier detection, so none is generated.",
+                generated=refs,
+                scope=scope,
+            )
+            self._rate_limits(setting, scope)
+
+    def _rate_limits(self, setting, scope: tuple[str, ...]) -> None:
+        rate = setting.rate_limit.get("local") if isinstance(setting.rate_limit.get("local"), dict) else {}
+        limits = []
+        if isinstance(rate.get("tcp"), dict):
+            limits.append(f"{rate['tcp'].get('connections')} connections per {rate['tcp'].get('unit')}")
+        if isinstance(rate.get("http"), dict):
+            limits.append(f"{rate['http'].get('requests')} requests per {rate['http'].get('unit')}")
+        for route in setting.http_routes:
+            local = ((route.get("rateLimit") or {}) if isinstance(route.get("rateLimit"), dict) else {}).get("local")
+            if isinstance(local, dict):
+                limits.append(f"{local.get('requests')} requests per {local.get('unit')} on path {route.get('path')}")
+        if not limits:
+            return
+        self.item(
+            setting.namespace,
+            key=f"uts-rate:{setting.namespace}/{setting.name}",
+            level=MANUAL,
+            mapping="UpstreamTrafficSetting rateLimit.local, httpRoutes[].rateLimit → EnvoyFilter (local_ratelimit)",
+            subject=f"{setting.ref}: {'; '.join(limits)}",
+            reason="OSM enforces these at the upstream's own sidecar. Istio has no field for a local rate limit: it "
+            "takes an EnvoyFilter inserting Envoy's local_ratelimit filter on the workload's inbound ("
+            + (
+                "EnvoyFilter is allowed on the AKS add-on but outside Azure's support"
+                if self.target.aks
+                else "it patches Envoy's generated configuration, which can change between Istio versions"
+            )
+            + "), and a per-route limit also needs the route OSM matches by its path regex, which Istio's inbound "
+            "configuration does not have (one default route). Not generated: write it by hand, or use a global rate "
+            "limit service.",
+            scope=scope,
+        )
+
+    # -- Retry -----------------------------------------------------------------------------------------------------
+    def retries(self) -> None:
+        for retry in self.mesh.retries:
+            for dest in retry.destinations:
+                if self.wanted(str(dest.get("namespace", ""))):
+                    self._retry(retry, dest)
+
+    def _retry(self, retry, dest: dict) -> None:
+        dest_ns, dest_name = str(dest.get("namespace", "")), str(dest.get("name", ""))
+        who = f"{retry.source.get('namespace', '')}/{retry.source.get('name', '')}"
+        subject = f"{retry.ref}: {who} → Service {dest_ns}/{dest_name}"
+        key = f"retry:{retry.namespace}/{retry.name}:{dest_ns}/{dest_name}"
+        mapping = (
+            "Retry → VirtualService http.retries on the destination, matched by the source's sourceNamespace and "
+            "sourceLabels"
+        )
+        scope = (f"retry:{retry.namespace}/{retry.name}",)
+
+        def item(level: str, reason: str, **kw) -> None:
+            self.item(dest_ns, key=key, level=level, mapping=mapping, subject=subject, reason=reason, scope=scope, **kw)
+
+        if not self.mesh.feature("enableRetryPolicy"):
+            item(EXACT, "OSM ignores Retries while the MeshConfig's featureFlags.enableRetryPolicy is off: nothing is "
+                 "generated.")  # fmt: skip
+            return
+        if retry.source.get("kind") != "ServiceAccount" or dest.get("kind") != "Service":
+            item(EXACT, "OSM reads a ServiceAccount source and Service destinations only: nothing is generated.")
+            return
+        service = self.mesh.service(dest_ns, dest_name)
+        if service is None or not self.meshed(dest_ns):
+            item(EXACT, f"Service {dest_ns}/{dest_name} is not in the mesh's snapshot: OSM retries nothing there.")
+            return
+        if not any(osm_port_protocol(p) == HTTP for p in service.ports if isinstance(p, dict)):
+            item(EXACT, "The Service has TCP ports only, and OSM retries HTTP requests only: nothing is generated.")
+            return
+        source = Identity(str(retry.source.get("namespace") or retry.namespace), str(retry.source.get("name", "")))
+        own = [g for g in self.groups_in.get(source.namespace, []) if g.identity == source]
+        if not own:
+            item(
+                MANUAL,
+                f"No pod runs as {source}, so there are no labels to match its requests by; a rule without them would "
+                "retry every caller's requests: nothing is generated.",
+            )
+            return
+        selectors = self._selectors(source, own)
+        clashes = [c for _sel, _groups, found in selectors for c in found]
+        policy = retry.policy
+        retries: dict = {}
+        if isinstance(policy.get("numRetries"), int):
+            retries["attempts"] = policy["numRetries"]
+        per_try = istio_duration(policy.get("perTryTimeout"))
+        if per_try:
+            retries["perTryTimeout"] = per_try
+        if policy.get("retryOn"):
+            retries["retryOn"] = str(policy["retryOn"])
+        backoff = istio_duration(policy.get("retryBackoffBaseInterval"))
+        if backoff and backoff != "0.025s":
+            retries["backoff"] = backoff
+        retries["retryIgnorePreviousHosts"] = False  # OSM's retry policy sets no host predicate
+        match = [
+            {"sourceNamespace": source.namespace, "sourceLabels": dict(sorted(sel.items()))}
+            for sel, _groups, _found in selectors
+            if sel
+        ]
+        host = fqdn(dest_name, dest_ns)
+        vs = self._virtual_service(dest_ns, dest_name, retry.ref)
+        routes = [r for r in vs["spec"]["http"] if "match" not in r]
+        default_route = copy.deepcopy(routes[-1]["route"]) if routes else [{"destination": {"host": host}}]
+        retry_rule = {"name": f"retry-{retry.namespace}-{retry.name}"[:255], "match": match, "route": default_route,
+                      "retries": retries}  # fmt: skip
+        position = len(vs["spec"]["http"]) - len(routes)
+        vs["spec"]["http"].insert(position, retry_rule)
+        level, notes = EXACT, []
+        if clashes:
+            level = BROADER
+            notes.append(
+                f"the labels that pick {source}'s pods also pick {', '.join(map(str, clashes))}, whose requests get "
+                "these retries too"
+            )
+        if "backoff" in retries:
+            level = MANUAL if level == EXACT else level
+            notes.append(
+                f"retryBackoffBaseInterval becomes retries.backoff ({retries['backoff']}), a field of recent Istio "
+                "(in 1.29's CRD): check that the target's CRD has it (`kubectl explain "
+                "virtualservice.spec.http.retries.backoff`), since an apiserver without it drops it and Envoy's 25 ms "
+                "applies"
+            )
+        ref = f"VirtualService {dest_ns}/{vs['metadata']['name']}"
+        item(
+            level,
+            f"A route matching {source}'s pods (sourceNamespace {source.namespace}, sourceLabels "
+            + "; ".join(", ".join(f"{k}={v}" for k, v in sel.items()) for sel, _g, _c in selectors)
+            + f") before the default route retries as OSM does: attempts {retries.get('attempts')}, perTryTimeout "
+            f"{retries.get('perTryTimeout')}, retryOn {retries.get('retryOn')}, without avoiding hosts already tried "
+            "(OSM sets no host predicate); other callers keep Istio's default retry policy (2 attempts on connection "
+            "failures), where OSM retries nothing" + ("; " + "; ".join(notes) if notes else "") + ".",
+            example=f"a request from {clashes[0]} to {dest_ns}/{dest_name}, retried" if clashes else "",
+            generated=(ref,),
+        )
+
+    def _virtual_service(self, namespace: str, service: str, source: str) -> dict:
+        """The one VirtualService of a Service's host in its namespace: the TrafficSplit's, or a new one."""
+        host = fqdn(service, namespace)
+        plan = self.plan(namespace)
+        for m in plan.manifests:
+            if m.kind == "VirtualService" and m.body["spec"]["hosts"] == [host]:
+                if source not in m.source:
+                    m.source += f"; {source}"
+                    m.body["metadata"]["annotations"][GENERATED_FROM] = m.source
+                m.body["spec"].setdefault("http", [{"route": [{"destination": {"host": host}}]}])
+                return m.body
+        name = object_name("retry", service)
+        body = {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": _metadata(name, namespace, "Retry", source.rsplit("/", 1)[-1], source, EXACT),
+            "spec": {"hosts": [host], "http": [{"route": [{"destination": {"host": host}}]}]},
+        }
+        plan.manifests.append(Manifest(body, source))
+        return body
+
     def _set_levels(self, namespace: str) -> None:
         """Each generated object's fidelity annotation: the worst of the items that name it."""
         plan = self.plan(namespace)
@@ -1048,7 +1778,19 @@ def translate_mesh(mesh: MeshInput, target: Target, namespaces: set[str] | None 
     builder.workloads()
     builder.targets()
     builder.splits()
+    builder.ingress()
+    builder.egresses()
+    builder.upstream_settings()
+    builder.retries()
     for namespace in list(builder.plans):
         builder._set_levels(namespace)
     plans = dict(sorted(builder.plans.items()))
-    return Translation(mesh, target, plans, builder.cluster_items, builder.origins)
+    return Translation(
+        mesh,
+        target,
+        plans,
+        builder.cluster_items,
+        builder.origins,
+        outbound_only=builder.outbound_only,
+        outbound_policy=builder.outbound_policy,
+    )

@@ -80,7 +80,9 @@ def mesh(
     splits: list[SplitInfo] = (),
     meshconfig: dict | None = None,
     edges: tuple = (),
+    **policy_api: tuple,
 ) -> MeshInput:
+    """`policy_api`: MeshInput's ingress_backends, egresses, upstream_settings, retries, ingresses."""
     if namespaces is None:
         names = sorted({g.namespace for g in groups} | {g.destination.namespace for g in grant_list})
         namespaces = [NamespaceInfo(n, True, True, False, "osm") for n in names]
@@ -95,7 +97,27 @@ def mesh(
         splits=tuple(splits),
         meshconfig=meshconfig if meshconfig is not None else {"traffic": {"enablePermissiveTrafficPolicyMode": False}},
         edges=tuple(edges),
+        **{k: tuple(v) for k, v in policy_api.items()},
     )
+
+
+def service(text: str, selector: dict[str, str] | None = None, ports: tuple = ((8080, 8080, "http"),)) -> ServiceInfo:
+    """`service("ns/name")`: selector app=<name>, ports as (port, targetPort, appProtocol)."""
+    namespace, _, name = text.partition("/")
+    return ServiceInfo(
+        namespace,
+        name,
+        tuple(sorted((selector if selector is not None else {"app": name}).items())),
+        tuple({"name": f"p{p}", "port": p, "targetPort": t, "appProtocol": a} for p, t, a in ports),
+    )
+
+
+def meshconfig(*, egress: bool | None = None, **flags: bool) -> dict:
+    """SMI mode, `traffic.enableEgress` when given, and feature flags (enableEgressPolicy=True, ...)."""
+    traffic: dict = {"enablePermissiveTrafficPolicyMode": False}
+    if egress is not None:
+        traffic["enableEgress"] = egress
+    return {"traffic": traffic, "featureFlags": dict(flags)}
 
 
 def request(

@@ -11,7 +11,7 @@ from apps.migration.equivalence import check
 from apps.migration.istio_eval import IstioPolicies
 from apps.migration.model import SMI, Target
 from apps.migration.osm_eval import OsmPolicy
-from apps.migration.regex import NARROWER
+from apps.migration.regex import BROADER
 from apps.migration.translate import translate_mesh
 
 from .builders import grants, group, http, mesh, request
@@ -23,22 +23,59 @@ def test_the_bookstore_bundle_differs_only_where_the_report_says(bookstore_clust
     assert result.requests > 100 and not result.unsupported
     assert result.differences, "the demo's regexes cannot all be said in Istio"
     assert result.unexplained == []
-    assert not result.broader and not migration.broader
-    # The two items the differences come from: `.*a-book.*new` and the user-agent regex, both narrower.
-    causes = {i.subject for d in result.differences for i in d.explained_by}
+    # The items the differences come from: `.*a-book.*new` and the user-agent regex (narrower, for each of
+    # bookstore's two TrafficTargets); and two that the seed's OSM policy API brings, both broader: bookbuyer's Egress
+    # on HTTP port 80 (with enableEgress, OSM's egress chain 404s every other plain-HTTP request bookbuyer sends on
+    # port 80 out of the mesh, which Istio lets through), and the ingress routes OSM merges on bookstore-v1's pods
+    # (IngressBackend bookstore-http over plaintext, bookstore-mtls over HTTPS: the first route decides, in an order
+    # OSM does not fix, and one order refuses the controller's plaintext, which Istio admits).
+    causes = {i.key for d in result.differences for i in d.explained_by}
     assert causes == {
-        "HTTPRouteGroup bookstore/bookstore-service-routes match buy-a-book: pathRegex .*a-book.*new",
-        "HTTPRouteGroup bookstore/bookstore-service-routes match books-bought: headers user-agent: "
-        ".*-http-client/*.*, client-app: bookbuyer",
+        "tt:bookstore/bookstore:route:bookstore/HTTPRouteGroup/bookstore-service-routes/buy-a-book:path",
+        "tt:bookstore/bookstore:route:bookstore/HTTPRouteGroup/bookstore-service-routes/books-bought:headers",
+        "tt:bookstore/bookstore-v2:route:bookstore/HTTPRouteGroup/bookstore-service-routes/buy-a-book:path",
+        "tt:bookstore/bookstore-v2:route:bookstore/HTTPRouteGroup/bookstore-service-routes/books-bought:headers",
+        "egress-capture:bookbuyer/bookbuyer:80",
+        "order:bookstore/Deployment/bookstore:ingress",
     }
-    assert {d.direction for d in result.differences} == {NARROWER}
+    broader = {d.request.text().split(" from ", 1)[1] for d in result.broader}
+    assert broader == {
+        "bookbuyer/bookbuyer to http://meshboard-unlisted.example:80 (outside the mesh)",
+        "bookbuyer/bookbuyer to ingress-nginx/ingress-nginx-controller port 80",
+        "ingress-nginx/ingress-nginx-controller (ingress controller) to bookstore/bookstore port 14001",
+    }
+    assert migration.broader
+    order = next(i for i in result.found_items if i.key == "order:bookstore/Deployment/bookstore:ingress")
+    assert order.level == BROADER
+    assert all(d.osm.order_dependent for d in result.broader if "ingress controller" in d.request.text())
     # Every source, every destination: bookthief is denied by both meshes, bookbuyer admitted where OSM admits it.
     texts = {d.request.text() for d in result.differences}
     assert not any("bookthief" in t for t in texts)
-    # The ingress controller (monitored, injection disabled): no TrafficTarget names it, so OSM's sidecars pass their
-    # requests through (enableEgress) in plaintext, and a pod without a sidecar reaches it as under Istio.
-    assert not any("ingress-nginx" in t for t in texts)
+    # Nothing differs at bookstore-v2's pods for the controller (one IngressBackend there), nor over HTTPS with the
+    # ingress gateway's certificate at bookstore-v1's; nor for callers reaching the controller but bookbuyer on port 80.
+    assert not any("ingress controller" in t and "bookstore-v2" in t for t in texts)
+    assert not any("over TLS" in t for t in texts)
+    assert not any("ingress-nginx-controller port" in t and "bookbuyer/bookbuyer" not in t for t in texts)
+    assert result.external == 2  # books.example.com:80 and a host no Egress names
     assert all(s.same for s in result.splits) and [s.name for s in result.splits] == ["bookstore-split"]
+
+
+def test_without_the_seeds_egress_and_https_ingress_backend_nothing_is_broader(collected):
+    """The two broader findings come from those two objects: without them the bundle is as narrow as OSM."""
+
+    def edit(objects):
+        objects[:] = [
+            o
+            for o in objects
+            if not (
+                o["kind"] == "Egress" or (o["kind"] == "IngressBackend" and o["metadata"]["name"] == "bookstore-mtls")
+            )
+        ]
+
+    cluster, _server = collected(edit)
+    migration = services.build(cluster, "asm-1-27")
+    assert migration.check.unexplained == [] and not migration.check.broader and not migration.broader
+    assert not any("ingress controller" in d.request.text() for d in migration.check.differences)
 
 
 def test_the_header_condition_sits_in_the_same_rule_as_the_source_and_path(bookstore_cluster):

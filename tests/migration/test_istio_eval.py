@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from apps.migration.istio_eval import IstioPolicies, Unsupported
-from apps.migration.model import TCP
+from apps.migration.istio_eval import ALLOW_ANY, REGISTRY_ONLY, IstioEgress, IstioPolicies, Unsupported
+from apps.migration.model import TCP, TLS, ExternalRequest, Origin, Request
+from apps.policies.smi_access import Identity
 
 from .builders import group, request
 
@@ -469,9 +470,96 @@ spec: {action: CUSTOM, provider: {name: x}, rules: [{}]}
         """
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {name: ip, namespace: foo}
-spec: {rules: [{from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]}]}
+metadata: {name: sa, namespace: foo}
+spec: {rules: [{from: [{source: {serviceAccounts: ["foo/sleep"]}}]}]}
 """
     )
     with pytest.raises(Unsupported):
         p.evaluate(request("a/b", HTTPBIN))
+
+
+IP_BLOCKS = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: httpbin
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: httpbin
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        ipBlocks: ["1.2.3.4", "5.6.7.0/24"]
+"""
+
+
+def from_address(address: str, dest=HTTPBIN) -> Request:
+    return Request(None, dest, 8000, origin=Origin(f"address {address}", address=address))
+
+
+def test_it_matches_ip_blocks_against_the_callers_address():
+    # The reference's example source: `ipBlocks: ["1.2.3.4", "5.6.7.0/24"]`, an address or a CIDR.
+    p = policies(IP_BLOCKS)
+    assert allowed(p, from_address("1.2.3.4"))
+    assert allowed(p, from_address("5.6.7.200"))
+    assert not allowed(p, from_address("5.6.8.1"))
+    assert not allowed(p, request("a/b", HTTPBIN))  # an address nobody knows is in no block
+    not_blocks = policies(IP_BLOCKS.replace("ipBlocks", "notIpBlocks"))
+    assert not allowed(not_blocks, from_address("1.2.3.4")) and allowed(not_blocks, from_address("9.9.9.9"))
+
+
+def test_it_lets_plaintext_in_on_a_port_a_peer_authentication_sets_permissive():
+    p = policies(IP_BLOCKS, strict_namespaces={"foo"}, permissive_ports={HTTPBIN.key: frozenset({8000})})
+    assert allowed(p, from_address("1.2.3.4"))
+    assert not allowed(p, Request(None, HTTPBIN, 8080, origin=Origin("x", address="1.2.3.4")))  # STRICT elsewhere
+
+
+def test_it_judges_an_origin_with_an_istio_identity_by_its_principal():
+    """An ingress controller with an outbound-only Istio sidecar calls with its service account's principal."""
+    p = policies(
+        """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ingress, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  rules: [{from: [{source: {principals: ["cluster.local/ns/ingress/sa/nginx"]}}], to: [{operation: {ports: ["8000"]}}]}]
+""",
+        strict_namespaces={"foo"},
+    )
+    nginx = Origin("ingress/nginx", istio_identity=Identity("ingress", "nginx"))
+    assert allowed(p, Request(None, HTTPBIN, 8000, origin=nginx))
+    assert not allowed(p, Request(None, HTTPBIN, 8000, origin=Origin("ingress/nginx")))  # plaintext: STRICT
+
+
+ENTRY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-svc-https, namespace: shop}
+spec:
+  hosts: [api.dropboxapi.com, www.googleapis.com]
+  location: MESH_EXTERNAL
+  ports:
+  - {number: 443, name: https, protocol: TLS}
+  resolution: DNS
+  exportTo: ["."]
+"""
+
+
+def test_it_passes_unknown_destinations_through_with_allow_any_and_refuses_them_with_registry_only():
+    # ServiceEntry reference's first example (external-svc-https), exported to its own namespace only.
+    entries = [yaml.safe_load(ENTRY)]
+    shop, other = Identity("shop", "web"), Identity("other", "web")
+    known = ExternalRequest(shop, "www.googleapis.com", 443, TLS)
+    assert IstioEgress(REGISTRY_ONLY, entries).evaluate(known).allowed
+    assert (
+        not IstioEgress(REGISTRY_ONLY, entries).evaluate(ExternalRequest(other, "www.googleapis.com", 443, TLS)).allowed
+    )
+    assert (
+        not IstioEgress(REGISTRY_ONLY, entries).evaluate(ExternalRequest(shop, "www.googleapis.com", 8443, TLS)).allowed
+    )
+    assert not IstioEgress(REGISTRY_ONLY, entries).evaluate(ExternalRequest(shop, "example.com", 443, TLS)).allowed
+    assert IstioEgress(ALLOW_ANY, entries).evaluate(ExternalRequest(other, "example.com", 443, TLS)).allowed

@@ -7,10 +7,21 @@ from __future__ import annotations
 
 import pytest
 
-from apps.migration.model import PERMISSIVE, SMI, TCP
+from apps.migration.model import (
+    HTTP,
+    PERMISSIVE,
+    SMI,
+    TCP,
+    TLS,
+    EgressInfo,
+    ExternalRequest,
+    IngressBackendInfo,
+    Origin,
+    Request,
+)
 from apps.migration.osm_eval import OsmPolicy
 
-from .builders import grants, group, http, request, tcp, tcp_request
+from .builders import grants, group, http, mesh, meshconfig, request, sa, service, tcp, tcp_request
 
 BOOKSTORE = group("bookstore/bookstore", labels={"app": "bookstore", "version": "v1"}, ports=((14001, "http"),))
 BOOKWAREHOUSE = group("bookwarehouse/bookwarehouse", labels={"app": "bookwarehouse"}, ports=((14001, "http"),))
@@ -174,3 +185,124 @@ def test_a_meshed_callers_sidecar_decides_alone_at_a_pod_without_a_sidecar():
     assert verdict.allowed and "passes the request through" in verdict.reason
     assert not OsmPolicy(SMI, named).evaluate(request("ns/b", legacy)).allowed  # no passthrough without enableEgress
     assert not OsmPolicy(PERMISSIVE, [], egress=True).evaluate(request("ns/b", legacy)).allowed  # every route is mTLS
+
+
+# -- OSM's policy API ---------------------------------------------------------------------------------------------
+# IngressBackend and Egress as osm v1.2.4 programs them (pkg/catalog/ingress.go, pkg/envoy/lds/ingress.go and
+# egress.go; the lab mesh renders the same chains, lab/mesh/envoy.py).
+
+WEB = group("shop/web", labels={"app": "web"})
+CONTROLLER = group("ingress/ctl", labels={"app": "ctl"}, ports=((80, "http"),), meshed=False)
+SERVICES = [service("shop/web"), service("ingress/ctl", ports=((80, 80, "http"),))]
+CERT = "ctl.ingress.cluster.local"
+
+
+def ingress_backend(name: str, protocol: str = "http", service_name: str = "web", *sources: dict, skip: bool = False):
+    tls = {"skipClientCertValidation": skip, "sniHosts": []} if protocol == "https" else None
+    return IngressBackendInfo(
+        "shop",
+        name,
+        ({"name": service_name, "port": 8080, "protocol": protocol, "tls": tls},),
+        sources or ({"kind": "Service", "name": "ctl", "namespace": "ingress"},),
+    )
+
+
+def ingress_policy(*backends, services=SERVICES, groups=(WEB, CONTROLLER)) -> OsmPolicy:
+    return OsmPolicy.for_mesh(mesh(list(groups), services=services, ingress_backends=backends))
+
+
+def controller(tls: bool = False, certificate: str = "", services=("ingress/ctl",)) -> Origin:
+    return Origin("ingress/ctl", CONTROLLER.key, tuple(services), tls=tls, certificate=certificate)
+
+
+def from_origin(origin: Origin, dest=WEB, port: int = 8080) -> Request:
+    return Request(None, dest, port, origin=origin)
+
+
+def test_an_http_ingress_backend_admits_its_source_services_pods_in_plaintext_only():
+    policy = ingress_policy(ingress_backend("web"))
+    verdict = policy.evaluate(from_origin(controller()))
+    assert verdict.allowed and verdict.keys == ("ib:shop/web",)
+    assert not policy.evaluate(from_origin(controller(tls=True, certificate=CERT))).allowed  # no HTTPS chain
+    assert not policy.evaluate(from_origin(controller(services=("ingress/other",)))).allowed  # another address
+    assert not policy.evaluate(request(None, WEB)).allowed  # a pod without a sidecar that no IngressBackend names
+    assert not policy.evaluate(from_origin(controller(), port=9090)).allowed  # not the admitted port
+
+
+def test_an_https_ingress_backend_wants_the_client_certificate_of_an_authenticated_principal():
+    principal_source = {"kind": "AuthenticatedPrincipal", "name": CERT}
+    service_source = {"kind": "Service", "name": "ctl", "namespace": "ingress"}
+    policy = ingress_policy(ingress_backend("web", "https", "web", service_source, principal_source))
+    assert policy.evaluate(from_origin(controller(tls=True, certificate=CERT))).allowed
+    assert not policy.evaluate(from_origin(controller(tls=True))).allowed  # no client certificate
+    assert not policy.evaluate(from_origin(controller(tls=True, certificate="other.ns.cluster.local"))).allowed
+    assert not policy.evaluate(from_origin(controller())).allowed  # plaintext: no chain
+    skipping = ingress_policy(ingress_backend("web", "https", "web", service_source, skip=True))
+    assert skipping.evaluate(from_origin(controller(tls=True))).allowed
+
+
+def test_the_first_ingress_route_of_a_pod_decides_in_an_order_osm_does_not_fix():
+    """Two Services on one pod, one admitted over HTTP, one over HTTPS: OSM merges both routes (each matching every
+    request) into one virtual host, so plaintext is admitted or not depending on which comes first."""
+    services = [*SERVICES, service("shop/web-v1", {"app": "web"})]
+    principal_source = {"kind": "AuthenticatedPrincipal", "name": CERT}
+    service_source = {"kind": "Service", "name": "ctl", "namespace": "ingress"}
+    policy = ingress_policy(
+        ingress_backend("web-http"),
+        ingress_backend("web-mtls", "https", "web-v1", service_source, principal_source),
+        services=services,
+    )
+    plaintext = policy.evaluate(from_origin(controller()))
+    assert plaintext.order_dependent and "order OSM does not fix" in plaintext.reason
+    with_cert = policy.evaluate(from_origin(controller(tls=True, certificate=CERT)))
+    assert with_cert.allowed and not with_cert.order_dependent
+
+
+def test_an_ip_range_source_admits_addresses_inside_it():
+    policy = ingress_policy(ingress_backend("web", "http", "web", {"kind": "IPRange", "name": "10.1.0.0/16"}))
+    assert policy.evaluate(from_origin(Origin("lb", address="10.1.2.3"))).allowed
+    assert not policy.evaluate(from_origin(Origin("lb", address="10.2.0.1"))).allowed
+
+
+def test_a_service_source_without_endpoints_makes_osm_build_no_ingress():
+    policy = ingress_policy(ingress_backend("web"), groups=(WEB,))
+    assert not policy.evaluate(from_origin(controller())).allowed
+
+
+BUYER = sa("shop/web")
+BOOKS = EgressInfo("shop", "books", (BUYER,), ("books.example.com",), (), ((80, "http"), (443, "https")))
+DB = EgressInfo("shop", "db", (BUYER,), (), ("192.0.2.0/24",), ((5432, "tcp"),))
+
+
+def egress_policy(*egresses, egress: bool = False, flag: bool = True) -> OsmPolicy:
+    config = meshconfig(egress=egress, enableEgressPolicy=flag)
+    return OsmPolicy.for_mesh(mesh([WEB], meshconfig=config, egresses=egresses))
+
+
+def test_an_egress_lets_its_sources_reach_its_hosts_by_host_sni_and_ip_range():
+    policy = egress_policy(BOOKS, DB)
+    assert policy.evaluate_external(ExternalRequest(BUYER, "books.example.com", 80, HTTP, "GET", "/")).allowed
+    assert policy.evaluate_external(ExternalRequest(BUYER, "books.example.com", 443, TLS)).allowed
+    assert policy.evaluate_external(ExternalRequest(BUYER, "", 5432, TCP, address="192.0.2.7")).allowed
+    assert not policy.evaluate_external(ExternalRequest(BUYER, "", 5432, TCP, address="198.51.100.1")).allowed
+    other = sa("shop/other")
+    assert not policy.evaluate_external(ExternalRequest(other, "books.example.com", 80, HTTP, "GET", "/")).allowed
+    assert (
+        not egress_policy(BOOKS, flag=False)
+        .evaluate_external(ExternalRequest(BUYER, "books.example.com", 80, HTTP, "GET", "/"))
+        .allowed
+    )  # enableEgressPolicy off: OSM ignores every Egress
+
+
+def test_with_enable_egress_everything_else_passes_through_but_the_egress_http_port_routes_only_its_hosts():
+    policy = egress_policy(BOOKS, egress=True)
+    other = sa("shop/other")
+    assert policy.evaluate_external(ExternalRequest(other, "elsewhere.example", 80, HTTP, "GET", "/")).allowed
+    assert policy.evaluate_external(ExternalRequest(BUYER, "elsewhere.example", 443, TLS)).allowed
+    captured = policy.evaluate_external(ExternalRequest(BUYER, "elsewhere.example", 80, HTTP, "GET", "/"))
+    assert not captured.allowed and "404" in captured.reason
+    assert "egress-capture:shop/web:80" in captured.keys
+    # The same chain takes plain HTTP on port 80 to a Service whose pods have no sidecar.
+    legacy = group("shop/legacy", ports=((80, "http"),), meshed=False)
+    assert not policy.evaluate(request("shop/web", legacy, port=80)).allowed
+    assert policy.evaluate(request("shop/other", legacy, port=80)).allowed

@@ -2,7 +2,9 @@
 
 Hypothesis draws a small mesh (service accounts in two namespaces, HTTP and TCP ports, some pods opted out) and
 TrafficTargets with HTTPRouteGroup matches (path regexes Istio can and cannot say, methods, header regexes) and
-TCPRoutes. The equivalence check judges every generated request with OSM's rules and with the generated policies; a
+TCPRoutes; and OSM's policy API: IngressBackends (an ingress controller's Service, an IPRange, an authenticated
+principal; HTTP or HTTPS) and an Egress (hosts over HTTP or HTTPS, an IP range over TCP), with egress passthrough
+on or off. The equivalence check judges every generated request with OSM's rules and with the generated policies; a
 request both treat alike needs nothing, and one they treat differently must be explained by an item whose fidelity
 is not exact. So no difference may go unexplained, and no exact item may explain one.
 """
@@ -13,16 +15,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.migration.equivalence import check
-from apps.migration.model import PERMISSIVE, SMI, TCP, Target
+from apps.migration.model import PERMISSIVE, SMI, TCP, EgressInfo, IngressBackendInfo, NamespaceInfo, Target
 from apps.migration.regex import EXACT
 from apps.migration.translate import translate_mesh
 
-from .builders import grants, group, http, mesh, tcp
+from .builders import grants, group, http, mesh, meshconfig, sa, service, tcp
 
 PATHS = ["", ".*", "/a", "/a/b", "/a.*", ".*/b", "(/a|/b)", "/v[12]", "/a.+", ".*a.*b", "/x/[0-9]+", "(?i)/a", "a"]
 HEADERS = ["v1", "v.*", ".*x", ".+", ".*", "a|b", ".*mid.*", "(?=x)x"]
 METHODS = ["GET", "POST", "*"]
 ACCOUNTS = ["a/s0", "a/s1", "a/s2", "b/s0", "b/s1"]
+INGRESS_SOURCES = [
+    {"kind": "Service", "name": "ctl", "namespace": "c"},
+    {"kind": "IPRange", "name": "10.9.0.0/16"},
+    {"kind": "AuthenticatedPrincipal", "name": "gw.example"},
+    {"kind": "AuthenticatedPrincipal", "name": "s1.b.cluster.local"},
+]
 
 
 @st.composite
@@ -65,7 +73,36 @@ def meshes(draw):
         namespace = destination.split("/")[0]
         grant_list += grants(f"{namespace}/t{index}", destination, sources, route_list)
     mode = draw(st.sampled_from([SMI, SMI, PERMISSIVE]))
-    return mesh(groups, grant_list, mode=mode)
+    groups.append(group("c/ctl", labels={"app": "ctl"}, ports=((80, "http"),), meshed=False))
+    services = [service(a, {"app": a.split("/")[1]}) for a in ACCOUNTS] + [service("c/ctl", ports=((80, 80, "http"),))]
+    backends = []
+    for index in range(draw(st.integers(0, 2))):
+        account = draw(st.sampled_from(ACCOUNTS))
+        protocol = draw(st.sampled_from(["http", "https"]))
+        tls = {"skipClientCertValidation": draw(st.booleans()), "sniHosts": []} if protocol == "https" else None
+        sources = draw(st.lists(st.sampled_from(INGRESS_SOURCES), min_size=1, max_size=3, unique_by=str))
+        entry = {"name": account.split("/")[1], "port": 8080, "protocol": protocol, "tls": tls}
+        backends.append(IngressBackendInfo(account.split("/")[0], f"ib{index}", (entry,), tuple(sources)))
+    egresses = []
+    if draw(st.booleans()):
+        ports = draw(st.lists(st.sampled_from([(80, "http"), (443, "https"), (5432, "tcp")]), min_size=1, unique=True))
+        sources = tuple(sa(a) for a in draw(st.lists(st.sampled_from(ACCOUNTS), min_size=1, max_size=2, unique=True)))
+        ranges = ("192.0.2.0/24",) if any(p == "tcp" for _n, p in ports) else ()
+        egresses.append(EgressInfo(sources[0].namespace, "out", sources, ("ext.example",), ranges, tuple(ports)))
+    config = meshconfig(egress=draw(st.sampled_from([True, False, None])), enableEgressPolicy=True)
+    config["traffic"]["enablePermissiveTrafficPolicyMode"] = mode == PERMISSIVE
+    config["certificate"] = {"ingressGateway": {"subjectAltNames": ["gw.example"]}}
+    namespaces = [NamespaceInfo(n, True, n != "c", False, "osm") for n in ("a", "b", "c")]
+    return mesh(
+        groups,
+        grant_list,
+        mode=mode,
+        namespaces=namespaces,
+        services=services,
+        ingress_backends=backends,
+        egresses=egresses,
+        meshconfig=config,
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,17 +6,23 @@ from __future__ import annotations
 from apps.migration.equivalence import check
 from apps.migration.model import (
     PERMISSIVE,
+    SMI,
     TCP,
     UNKNOWN,
+    EgressInfo,
+    IngressBackendInfo,
+    IngressInfo,
     NamespaceInfo,
+    RetryInfo,
     ServiceInfo,
     SplitInfo,
     Target,
+    UpstreamSettingInfo,
 )
 from apps.migration.regex import BROADER, EXACT, MANUAL, NARROWER
 from apps.migration.translate import translate_mesh
 
-from .builders import grants, group, http, mesh, tcp
+from .builders import grants, group, http, mesh, meshconfig, sa, service, tcp
 
 AKS = Target("asm-1-27")
 
@@ -345,10 +351,315 @@ def test_egress_off_and_certificates_are_manual():
     assert items(t)["certificates"].level == MANUAL
 
 
-def test_policy_api_kinds_are_listed_as_not_collected_and_never_translated():
-    t = translate_mesh(mesh([group("shop/web")]), AKS)
-    assert [n.kind for n in t.not_collected] == ["Egress", "IngressBackend", "UpstreamTrafficSetting", "Retry"]
-    assert not {m.kind for m in t.manifests} & {"ServiceEntry", "DestinationRule", "EnvoyFilter"}
+# -- OSM's policy API ---------------------------------------------------------------------------------------------
+
+WEB = group("shop/web", labels={"app": "web"})
+CONTROLLER = group("ingress/ctl", labels={"app": "ctl"}, ports=((80, "http"),), meshed=False)
+INGRESS_NS = [NamespaceInfo("shop", True, True, False, "osm"), NamespaceInfo("ingress", True, False, False, "osm")]
+SERVICES = [service("shop/web"), service("ingress/ctl", ports=((80, 80, "http"),))]
+CTL_SOURCE = {"kind": "Service", "name": "ctl", "namespace": "ingress"}
+
+
+def backend(name: str, protocol: str = "http", *sources: dict, service_name: str = "web") -> IngressBackendInfo:
+    tls = {"skipClientCertValidation": False, "sniHosts": []} if protocol == "https" else None
+    entry = {"name": service_name, "port": 8080, "protocol": protocol, "tls": tls}
+    return IngressBackendInfo("shop", name, (entry,), sources or (CTL_SOURCE,))
+
+
+def with_ingress(*backends, mode=SMI, ingresses=(), config=None):
+    """The controller in namespace ingress (monitored, no injection), OSM's egress passthrough on (its default)."""
+    if config is None:
+        config = meshconfig(egress=True)
+        config["traffic"]["enablePermissiveTrafficPolicyMode"] = mode == PERMISSIVE
+    m = mesh(
+        [WEB, CONTROLLER],
+        mode=mode,
+        namespaces=INGRESS_NS,
+        services=SERVICES,
+        ingress_backends=backends,
+        ingresses=ingresses,
+        meshconfig=config,
+    )
+    return translate_mesh(m, AKS)
+
+
+def test_an_ingress_backend_admits_the_controllers_principal_on_the_backend_port():
+    t = with_ingress(backend("web"))
+    policy = manifests(t, "AuthorizationPolicy")["shop/meshboard-ib-web-web"]
+    assert policy["spec"] == {
+        "selector": {"matchLabels": {"app": "web"}},
+        "action": "ALLOW",
+        "rules": [
+            {
+                "from": [{"source": {"principals": ["cluster.local/ns/ingress/sa/ctl"]}}],
+                "to": [{"operation": {"ports": ["8080"]}}],
+            }
+        ],
+    }
+    assert items(t)["ib:shop/web:web:8080"].level == EXACT
+    # The controller: an Istio sidecar for its outbound only, and plaintext from in-cluster callers kept.
+    patch = one({p.ref: p for p in t.patches})
+    assert patch.labels == {"istio.io/rev": "asm-1-27"}
+    assert patch.annotations == {"traffic.sidecar.istio.io/includeInboundPorts": ""}
+    assert t.outbound_only == {CONTROLLER.key: CONTROLLER.identity}
+    rule = manifests(t, "DestinationRule")["ingress/meshboard-dr-ctl"]
+    assert rule["spec"] == {"host": "ctl.ingress.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}
+    assert items(t)["ingress-controller:ingress/Deployment/ctl"].level == MANUAL
+    result = check(t)
+    assert result.unexplained == [] and not result.differences
+
+
+def test_an_https_backends_authenticated_principal_is_the_certificate_osm_issues_to_the_ingress_controller():
+    """Over HTTPS OSM admits the name on the client certificate, which for the controller is the MeshConfig's ingress
+    gateway certificate; under Istio its sidecar presents its service account's principal instead."""
+    config = meshconfig(egress=True)
+    config["certificate"] = {"ingressGateway": {"subjectAltNames": ["ingress-gateway.example"]}}
+    gateway = {"kind": "AuthenticatedPrincipal", "name": "ingress-gateway.example"}
+    t = with_ingress(backend("web", "https", CTL_SOURCE, gateway), config=config)
+    policy = manifests(t, "AuthorizationPolicy")["shop/meshboard-ib-web-web"]
+    assert policy["spec"]["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/ingress/sa/ctl"]}}]
+    result = check(t)
+    # Only the controller's plaintext differs: OSM wants HTTPS there, while Istio's sidecar gives every request of
+    # the controller its identity (the controller's item says so).
+    assert result.unexplained == [] and {d.request.source_text() for d in result.differences} == {
+        "ingress/ctl (ingress controller)"
+    }
+    assert all(d.explained_by[0].key == "ingress-controller:ingress/Deployment/ctl" for d in result.differences)
+    # Another name: OSM admits nobody (the controller presents the gateway's certificate), and nothing is generated.
+    other = {"kind": "AuthenticatedPrincipal", "name": "ctl.ingress.cluster.local"}
+    t = with_ingress(backend("web", "https", CTL_SOURCE, other), config=config)
+    assert "shop/meshboard-ib-web-web" not in manifests(t, "AuthorizationPolicy")
+    assert "OSM admits nobody" in items(t)["ib:shop/web:web:8080"].reason
+    assert check(t).unexplained == []
+    # Without a Service source nothing says who presents the name (a meshed service account's own principal would
+    # be its sidecar, which reaches the pod through the mesh in OSM): manual, nothing generated.
+    t = with_ingress(backend("web", "https", other), config=config)
+    assert items(t)["ib:shop/web:web:8080"].level == MANUAL
+    assert "shop/meshboard-ib-web-web" not in manifests(t, "AuthorizationPolicy")
+    assert check(t).unexplained == []
+
+
+def test_an_ip_range_source_becomes_ip_blocks_with_plaintext_accepted_on_that_port():
+    t = with_ingress(backend("web", "http", {"kind": "IPRange", "name": "10.1.0.0/16"}))
+    policy = manifests(t, "AuthorizationPolicy")["shop/meshboard-ib-web-web"]
+    assert policy["spec"]["rules"] == [
+        {"from": [{"source": {"ipBlocks": ["10.1.0.0/16"]}}], "to": [{"operation": {"ports": ["8080"]}}]}
+    ]
+    peer = manifests(t, "PeerAuthentication")["shop/meshboard-ib-web-web-mtls"]
+    assert peer["spec"]["portLevelMtls"] == {"8080": {"mode": "PERMISSIVE"}}
+    assert not t.patches  # no Service source: no controller to mesh
+    result = check(t)
+    assert result.unexplained == [] and not result.differences
+
+
+def test_an_ingress_backend_osm_cannot_use_generates_nothing():
+    t = with_ingress(backend("web", "tcp"))
+    assert "OSM refuses the protocol" in items(t)["ib:shop/web:web:8080"].reason
+    assert set(manifests(t, "AuthorizationPolicy")) == {
+        "shop/meshboard-allow-nothing",
+        "ingress/meshboard-allow-nothing",
+    }
+    assert not t.patches
+
+
+def test_in_permissive_mode_the_meshed_ingress_controller_is_broader():
+    """No AuthorizationPolicy in permissive mode: with its sidecar the controller reaches every meshed workload, where
+    OSM admitted it only through IngressBackends. An IPRange source becomes a DENY of plaintext from elsewhere."""
+    api = group("shop/api", labels={"app": "api"})
+    config = meshconfig(egress=True)
+    config["traffic"]["enablePermissiveTrafficPolicyMode"] = True
+    m = mesh(
+        [WEB, api, CONTROLLER],
+        mode=PERMISSIVE,
+        namespaces=INGRESS_NS,
+        services=[*SERVICES, service("shop/api")],
+        ingress_backends=[backend("web", "http", CTL_SOURCE, {"kind": "IPRange", "name": "10.1.0.0/16"})],
+        meshconfig=config,
+    )
+    t = translate_mesh(m, AKS)
+    assert set(manifests(t, "AuthorizationPolicy")) == {"shop/meshboard-ib-web-web-deny"}
+    deny = manifests(t, "AuthorizationPolicy")["shop/meshboard-ib-web-web-deny"]["spec"]
+    assert deny["action"] == "DENY"
+    assert deny["rules"][0]["from"] == [{"source": {"notPrincipals": ["*"], "notIpBlocks": ["10.1.0.0/16"]}}]
+    item = items(t)["ingress-controller:ingress/Deployment/ctl"]
+    assert item.level == BROADER
+    result = check(t)
+    assert result.unexplained == []
+    from_controller = [d for d in result.broader if d.request.source_text() == "ingress/ctl (ingress controller)"]
+    assert from_controller and all(d.explained_by == (item,) for d in from_controller)
+    assert {d.request.destination.name for d in from_controller} == {"api"}
+
+
+def test_the_controllers_nginx_ingresses_send_to_the_service_without_osms_https():
+    ingresses = [
+        IngressInfo(
+            "shop",
+            "web",
+            "nginx",
+            "k8s.io/ingress-nginx",
+            ({"host": "web.example.com", "path": "/", "service": "web", "port": 8080},),
+            (("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS"),),
+        ),
+        IngressInfo("shop", "other", "traefik", "traefik.io/ingress-controller", ({"service": "web", "port": 8080},)),
+    ]
+    t = with_ingress(backend("web"), ingresses=ingresses)
+    patch = one({p.ref: p for p in t.object_patches})
+    assert patch.patch == {
+        "metadata": {
+            "annotations": {
+                "nginx.ingress.kubernetes.io/service-upstream": "true",
+                "nginx.ingress.kubernetes.io/upstream-vhost": "web.shop.svc.cluster.local",
+                "nginx.ingress.kubernetes.io/backend-protocol": None,
+            }
+        }
+    }
+    assert "traefik.io/ingress-controller" in items(t)["ingress-controller:ingress/Deployment/ctl"].reason
+
+
+EGRESS = EgressInfo("shop", "books", (sa("shop/web"),), ("books.example.com",), (), ((80, "http"), (443, "https")))
+
+
+def with_egress(*egresses, egress: bool | None, groups=(WEB,), flag: bool = True):
+    config = meshconfig(egress=egress, enableEgressPolicy=flag)
+    return translate_mesh(mesh(list(groups), meshconfig=config, egresses=egresses), AKS)
+
+
+def test_an_egress_becomes_a_service_entry_exported_to_its_sources_namespaces():
+    t = with_egress(EGRESS, egress=False)
+    entry = manifests(t, "ServiceEntry")["shop/meshboard-egress-books"]
+    assert entry["spec"] == {
+        "hosts": ["books.example.com"],
+        "ports": [
+            {"number": 80, "name": "http-80", "protocol": "HTTP"},
+            {"number": 443, "name": "tls-443", "protocol": "TLS"},
+        ],
+        "location": "MESH_EXTERNAL",
+        "resolution": "DNS",
+        "exportTo": ["shop"],
+    }
+    assert t.outbound_policy == "REGISTRY_ONLY" and items(t)["egress"].level == MANUAL
+    assert items(t)["egress:shop/books"].level == EXACT
+    result = check(t)
+    assert result.external == 3 and result.unexplained == [] and not result.differences
+
+
+def test_an_egress_source_namespace_with_other_service_accounts_is_broader():
+    t = with_egress(EGRESS, egress=False, groups=(WEB, group("shop/other")))
+    item = items(t)["egress:shop/books"]
+    assert item.level == BROADER and "egress gateway" in item.reason
+    result = check(t)
+    assert result.unexplained == [] and {str(d.request.source) for d in result.broader} == {"shop/other"}
+
+
+def test_with_enable_egress_the_egress_http_port_is_broader_and_nothing_else():
+    t = with_egress(EGRESS, egress=True, groups=(WEB, group("shop/other")))
+    assert t.outbound_policy == "ALLOW_ANY" and items(t)["egress:shop/books"].level == EXACT
+    capture = items(t)["egress-capture:shop/web:80"]
+    assert capture.level == BROADER
+    result = check(t)
+    assert result.unexplained == []
+    assert {d.request.text() for d in result.broader} == {
+        "GET / from shop/web to http://meshboard-unlisted.example:80 (outside the mesh)"
+    }
+
+
+def test_an_egress_osm_ignores_generates_nothing():
+    t = with_egress(EGRESS, egress=False, flag=False)
+    assert not manifests(t, "ServiceEntry") and "enableEgressPolicy" in items(t)["egress:shop/books"].reason
+
+
+SETTING = UpstreamSettingInfo(
+    "shop",
+    "limits",
+    "web.shop.svc.cluster.local",
+    {
+        "tcp": {"maxConnections": 100, "connectTimeout": "500ms"},
+        "http": {"maxRequests": 200, "maxPendingRequests": 10, "maxRequestsPerConnection": 5, "maxRetries": 3},
+    },
+    {"local": {"http": {"requests": 10, "unit": "second"}}},
+)
+
+
+def test_an_upstream_traffic_setting_becomes_a_connection_pool_and_its_rate_limit_is_manual():
+    t = translate_mesh(mesh([WEB], services=[service("shop/web")], upstream_settings=[SETTING]), AKS)
+    rule = manifests(t, "DestinationRule")["shop/meshboard-dr-web"]
+    assert rule["spec"] == {
+        "host": "web.shop.svc.cluster.local",
+        "trafficPolicy": {
+            "connectionPool": {
+                "tcp": {"maxConnections": 100, "connectTimeout": "0.5s"},
+                "http": {
+                    "http2MaxRequests": 200,
+                    "http1MaxPendingRequests": 10,
+                    "maxRequestsPerConnection": 5,
+                    "maxRetries": 3,
+                },
+            }
+        },
+    }
+    assert items(t)["uts:shop/limits"].level == EXACT
+    rate = items(t)["uts-rate:shop/limits"]
+    assert rate.level == MANUAL and "EnvoyFilter" in rate.reason and "10 requests per second" in rate.subject
+
+
+RETRY = RetryInfo(
+    "client",
+    "retry-web",
+    {"kind": "ServiceAccount", "name": "app", "namespace": "client"},
+    ({"kind": "Service", "name": "web", "namespace": "shop"},),
+    {"retryOn": "5xx", "perTryTimeout": "1s", "numRetries": 3, "retryBackoffBaseInterval": "25ms"},
+)
+
+
+def with_retry(*groups, flag: bool = True, retry=RETRY, splits=()):
+    config = meshconfig(enableRetryPolicy=flag)
+    services = [service("shop/web"), service("shop/web-v2", {"app": "web"})]
+    return translate_mesh(
+        mesh([WEB, *groups], meshconfig=config, services=services, retries=[retry], splits=splits), AKS
+    )
+
+
+def test_a_retry_becomes_a_route_matching_the_sources_pods_before_the_default_route():
+    t = with_retry(group("client/app", labels={"app": "client"}))
+    vs = manifests(t, "VirtualService")["shop/meshboard-retry-web"]
+    assert vs["spec"] == {
+        "hosts": ["web.shop.svc.cluster.local"],
+        "http": [
+            {
+                "name": "retry-client-retry-web",
+                "match": [{"sourceNamespace": "client", "sourceLabels": {"app": "client"}}],
+                "route": [{"destination": {"host": "web.shop.svc.cluster.local"}}],
+                "retries": {"attempts": 3, "perTryTimeout": "1s", "retryOn": "5xx", "retryIgnorePreviousHosts": False},
+            },
+            {"route": [{"destination": {"host": "web.shop.svc.cluster.local"}}]},
+        ],
+    }
+    assert items(t)["retry:client/retry-web:shop/web"].level == EXACT  # 25 ms is Envoy's default backoff
+
+
+def test_a_retry_joins_the_split_virtual_service_and_flags_backoff_and_shared_labels():
+    split = SplitInfo("shop", "split", "web", (("web", 50), ("web-v2", 50)))
+    slow = RetryInfo(
+        RETRY.namespace,
+        RETRY.name,
+        RETRY.source,
+        RETRY.destinations,
+        {**RETRY.policy, "retryBackoffBaseInterval": "1s"},
+    )
+    t = with_retry(group("client/app", labels={"app": "client"}), splits=[split], retry=slow)
+    vs = one(manifests(t, "VirtualService"))
+    assert [r.get("name") for r in vs["spec"]["http"]] == ["retry-client-retry-web", None]
+    assert vs["spec"]["http"][0]["route"] == vs["spec"]["http"][1]["route"]  # the split's weights
+    assert vs["spec"]["http"][0]["retries"]["backoff"] == "1s"
+    assert items(t)["retry:client/retry-web:shop/web"].level == MANUAL
+    shared = with_retry(group("client/app", labels={"app": "client"}), group("client/other", labels={"app": "client"}))
+    assert items(shared)["retry:client/retry-web:shop/web"].level == BROADER
+
+
+def test_a_retry_osm_ignores_or_cannot_place_generates_nothing():
+    assert not manifests(with_retry(group("client/app"), flag=False), "VirtualService")
+    t = with_retry()  # no pod runs as client/app
+    assert items(t)["retry:client/retry-web:shop/web"].level == MANUAL and not manifests(t, "VirtualService")
 
 
 def test_names_are_predictable_dns_subdomains():

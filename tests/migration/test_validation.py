@@ -5,11 +5,12 @@ their labels, Istio's custom resources as creates, workload patches as merge pat
 The stand-in validates the CRDs' structural schemas (types, enums, required fields, pruning of unknown fields, which
 this test also refuses); it evaluates none of their CEL rules (`x-kubernetes-validations`). So this test evaluates by
 hand the CEL rules that reach a field the assistant generates, and lists the others as not applicable. The rules
-of the three kinds generated: AuthorizationPolicy (only one of selector, targetRef, targetRefs; matchLabels keys
+of the kinds generated: AuthorizationPolicy (only one of selector, targetRef, targetRefs; matchLabels keys
 without `*` and not empty; values without `*`; serviceAccounts not with principals or namespaces; targetRef(s) in
 the same namespace), PeerAuthentication (portLevelMtls needs a selector, ports 1-65535, the same matchLabels rules),
-VirtualService (durations of at least 1 ms, on fields never generated). istiod's validating webhook, stricter still,
-is not reproduced.
+VirtualService and DestinationRule (durations of at least 1 ms: retries, connect timeouts), ServiceEntry (hosts not
+`*`, unique port numbers 1-65535, CIDR addresses only with resolution NONE or STATIC, no endpoints with NONE).
+istiod's validating webhook, stricter still, is not reproduced. The Ingress patches are dry-run as merge patches.
 """
 
 from __future__ import annotations
@@ -28,11 +29,36 @@ PLURALS = {
     "AuthorizationPolicy": "authorizationpolicies",
     "PeerAuthentication": "peerauthentications",
     "VirtualService": "virtualservices",
+    "DestinationRule": "destinationrules",
+    "ServiceEntry": "serviceentries",
 }
+# An IngressBackend with an IPRange source (ipBlocks and a PeerAuthentication with portLevelMtls), and an Egress to an
+# IP range (a ServiceEntry with addresses).
+EXTRA = [
+    {
+        "apiVersion": "policy.openservicemesh.io/v1alpha1",
+        "kind": "IngressBackend",
+        "metadata": {"name": "bookstore-v2-lb", "namespace": "bookstore"},
+        "spec": {
+            "backends": [{"name": "bookstore-v2", "port": {"number": 14001, "protocol": "http"}}],
+            "sources": [{"kind": "IPRange", "name": "10.224.0.0/16"}],
+        },
+    },
+    {
+        "apiVersion": "policy.openservicemesh.io/v1alpha1",
+        "kind": "Egress",
+        "metadata": {"name": "bookbuyer-db", "namespace": "bookbuyer"},
+        "spec": {
+            "sources": [{"kind": "ServiceAccount", "name": "bookbuyer", "namespace": "bookbuyer"}],
+            "ipAddresses": ["192.0.2.0/24"],
+            "ports": [{"number": 5432, "protocol": "tcp"}],
+        },
+    },
+]
 
 
 def _edit(objects: list[dict]) -> None:
-    """A pod that opts out, interception exclusions in the MeshConfig, the 50/50 split."""
+    """A pod that opts out, interception exclusions in the MeshConfig, the 50/50 split, `EXTRA`."""
     for obj in objects:
         meta = obj.get("metadata") or {}
         if (
@@ -50,6 +76,7 @@ def _edit(objects: list[dict]) -> None:
                 {"service": "bookstore-v1", "weight": 50},
                 {"service": "bookstore-v2", "weight": 50},
             ]
+    objects += EXTRA
 
 
 @pytest.fixture
@@ -82,7 +109,7 @@ def test_every_generated_object_passes_a_server_side_dry_run(bundle):
         )
         assert answer["spec"] == body["spec"], f"{manifest.ref}: the server pruned or defaulted fields"
         assert answer["metadata"]["labels"] == body["metadata"]["labels"]
-    assert kinds == {"Namespace", "PeerAuthentication", "AuthorizationPolicy", "VirtualService"}
+    assert kinds == {"Namespace", *PLURALS}
     # Nothing was stored: a dry run.
     assert not custom.list_cluster_custom_object("security.istio.io", "v1", "authorizationpolicies")["items"]
 
@@ -104,11 +131,30 @@ def test_every_workload_patch_passes_a_server_side_dry_run(bundle):
             assert template.labels[key] == value
         for key, value in patch.annotations.items():
             assert template.annotations[key] == value
+    controller = next(p for p in patches if p.name == "ingress-nginx-controller")
+    assert controller.labels == {"istio.io/rev": "asm-1-27"}
+    assert controller.annotations == {"traffic.sidecar.istio.io/includeInboundPorts": ""}
     mysql = next(p for p in patches if p.name == "mysql")
     assert mysql.annotations == {
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": "169.254.169.254/32,168.63.129.16/32",
         "traffic.sidecar.istio.io/excludeInboundPorts": "9901",
     }
+
+
+def test_every_ingress_patch_passes_a_server_side_dry_run(bundle):
+    migration, api = bundle
+    networking = client.NetworkingV1Api(api)
+    patches = migration.translation.object_patches
+    assert {p.name for p in patches} == {"bookstore", "bookstore-mtls"}
+    for patch in patches:
+        answer = networking.patch_namespaced_ingress(
+            patch.name, patch.namespace, patch.patch, dry_run="All", _content_type="application/merge-patch+json"
+        )
+        annotations = answer.metadata.annotations or {}
+        for key, value in patch.patch["metadata"]["annotations"].items():
+            assert annotations.get(key) == value  # set, or (null) removed
+    mtls = next(p for p in patches if p.name == "bookstore-mtls")
+    assert mtls.patch["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] is None
 
 
 def test_the_dry_run_refuses_what_the_schema_forbids(bundle):
@@ -135,6 +181,10 @@ def _duration(text: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|us|ns|h|m|s)", text))
 
 
+def _cidr(value: str) -> bool:
+    return "/" in value
+
+
 CEL = {
     "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1": lambda v: (
         sum(k in v for k in ("selector", "targetRef", "targetRefs")) <= 1
@@ -156,6 +206,26 @@ CEL = {
             and any(k in v for k in ("principals", "notPrincipals", "namespaces", "notNamespaces"))
         )
     ),
+    # ServiceEntry
+    "(has(self.workloadSelector) ? 1 : 0) + (has(self.endpoints) ? 1 : 0) <= 1": lambda v: (
+        ("workloadSelector" in v) + ("endpoints" in v) <= 1
+    ),
+    '!((has(self.addresses) ? self.addresses : []).exists(k, k.contains("/")) && !((has(self.resolution) ? '
+    'self.resolution : "NONE") in ["STATIC", "NONE"]))': lambda v: (
+        not (any(_cidr(a) for a in v.get("addresses") or []) and v.get("resolution", "NONE") not in ("STATIC", "NONE"))
+    ),
+    '((has(self.resolution) ? self.resolution : "NONE") == "NONE") ? !has(self.endpoints) : true': lambda v: (
+        v.get("resolution", "NONE") != "NONE" or "endpoints" not in v
+    ),
+    '((has(self.resolution) ? self.resolution : "") == "DNS_ROUND_ROBIN") ? ((has(self.endpoints) ? self.endpoints '
+    ": []).size() <= 1) : true": lambda v: (
+        v.get("resolution", "") != "DNS_ROUND_ROBIN" or len(v.get("endpoints") or []) <= 1
+    ),
+    'self != "*"': lambda v: v != "*",
+    "self.all(l1, self.exists_one(l2, l1.number == l2.number))": lambda v: all(
+        sum(1 for b in v if b.get("number") == a.get("number")) == 1 for a in v
+    ),
+    "0 < self && self <= 65535": lambda v: 0 < v <= 65535,
 }
 
 
@@ -208,4 +278,13 @@ def test_every_cel_rule_that_reaches_a_generated_field_holds(bundle):
                 assert CEL[rule](value), f"{manifest.ref} breaks {rule!r} at {'.'.join(path)}"
             evaluated.add((manifest.kind, ".".join(path), rule))
     assert ("AuthorizationPolicy", "spec", next(iter(CEL))) in evaluated
+    reached = {(kind, path) for kind, path, _rule in evaluated}
+    assert {
+        ("PeerAuthentication", "spec"),
+        ("ServiceEntry", "spec"),
+        ("ServiceEntry", "spec.ports"),
+        ("DestinationRule", "spec.trafficPolicy.connectionPool.tcp.connectTimeout"),
+        ("VirtualService", "spec.http.[].retries.perTryTimeout"),
+        ("VirtualService", "spec.http.[].retries.backoff"),
+    } <= reached
     assert any(kind == "VirtualService" for kind, _path, _rule in not_applicable)
