@@ -1071,6 +1071,12 @@ class _Builder:
                 "OSM routes only those matches (a VirtualService on the host with these matches and no other route "
                 "would keep them: write it by hand)"
             )
+        if egress.hosts and any(p not in ("http", "https") for _n, p in egress.ports):
+            level = MANUAL if level == EXACT else level
+            notes.append(
+                "its TCP ports name hosts: a TCP connection carries no host name, so OSM matches TCP egress by IP "
+                "range and Istio a TCP ServiceEntry with DNS hosts by port alone; review them (not checked here)"
+            )
         if egress.other_sources:
             notes.append(f"OSM reads ServiceAccount sources only, so it ignores {', '.join(egress.other_sources)}")
         passthrough = self._egress_flag() is True

@@ -563,6 +563,13 @@ def test_with_enable_egress_the_egress_http_port_is_broader_and_nothing_else():
     }
 
 
+def test_an_egress_to_hosts_over_tcp_is_manual():
+    tcp_hosts = EgressInfo("shop", "db", (sa("shop/web"),), ("db.example.com",), (), ((5432, "tcp"),))
+    t = with_egress(tcp_hosts, egress=False)
+    assert items(t)["egress:shop/db"].level == MANUAL and "by IP range" in items(t)["egress:shop/db"].reason
+    assert check(t).unexplained == []
+
+
 def test_an_egress_osm_ignores_generates_nothing():
     t = with_egress(EGRESS, egress=False, flag=False)
     assert not manifests(t, "ServiceEntry") and "enableEgressPolicy" in items(t)["egress:shop/books"].reason
