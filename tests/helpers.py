@@ -23,6 +23,21 @@ def set_bookstore_backends(server: object, backends: list[dict]) -> dict:
     return custom_api(server).patch_namespaced_custom_object(*BOOKSTORE_SPLIT, {"spec": {"backends": backends}})
 
 
+def flagger_canary() -> dict:
+    """Flagger's OSM tutorial Canary for the bookstore (its apex `bookstore` is the split's root), a seed object."""
+    return {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "bookstore", "namespace": "bookstore"},
+        "spec": {
+            "provider": "osm",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bookstore"},
+            "service": {"name": "bookstore", "port": 14001},
+            "analysis": {"interval": "30s", "threshold": 5, "maxWeight": 50, "stepWeight": 10},
+        },
+    }
+
+
 def change_bookstore_weights(cluster: object, user: object, v1: int, v2: int) -> object:
     """Meshboard's weight write (`change_weights`) of bookstore-v1/-v2 to `v1`/`v2` on the bookstore TrafficSplit, at
     the resource version the last collection stored; the outcome, applied or not."""

@@ -12,7 +12,7 @@ from apps.clusters.models import Cluster
 from apps.mesh.models import Service, TrafficSplit
 from apps.mesh.services import collect_and_record
 from lab.seeds.loader import load_seed
-from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, set_bookstore_backends
+from tests.helpers import BOOKSTORE_SPLIT, bookstore_split, custom_api, flagger_canary, set_bookstore_backends
 
 URL = "/splits/bookstore/bookstore-split/"
 
@@ -366,19 +366,7 @@ def test_it_adds_a_backend_with_weight_zero_then_applies(client, operator, books
 def test_it_marks_flaggers_canary_backend_by_default(client, operator, kubeapi_factory):
     # Flagger's OSM provider splits <apex> between <apex>-primary and <apex>-canary.
     seed = load_seed("bookstore")
-    seed.objects.append(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "bookstore", "namespace": "bookstore"},
-            "spec": {
-                "provider": "osm",
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bookstore"},
-                "service": {"port": 14001},
-                "analysis": {"interval": "30s", "threshold": 5, "maxWeight": 50, "stepWeight": 10},
-            },
-        }
-    )
+    seed.objects.append(flagger_canary())
     server = kubeapi_factory(seed)
     for name in ("bookstore-primary", "bookstore-canary"):
         _service(server, name, 14001)

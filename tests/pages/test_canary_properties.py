@@ -13,7 +13,7 @@ from apps.clusters.models import Cluster
 from apps.mesh.models import TrafficSplit
 from apps.mesh.services import collect_and_record
 from lab.seeds.loader import load_seed
-from tests.helpers import bookstore_split
+from tests.helpers import bookstore_split, flagger_canary
 
 URL = "/splits/bookstore/bookstore-split/"
 NAMES = ["bookstore-v1", "bookstore-v2", "bookstore", "ghost", "", "../x", "bookstore-v1\n"]
@@ -134,19 +134,7 @@ def test_it_never_fails_never_writes_an_invalid_split_and_audits_each_attempt(
 
 def test_it_requires_confirmation_when_flagger_drives_the_split(client, operator, kubeapi_factory):
     seed = load_seed("bookstore")
-    seed.objects.append(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "bookstore", "namespace": "bookstore"},
-            "spec": {
-                "provider": "osm",
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bookstore"},
-                "service": {"port": 14001},
-                "analysis": {"interval": "30s", "threshold": 5, "maxWeight": 50, "stepWeight": 10},
-            },
-        }
-    )
+    seed.objects.append(flagger_canary())
     server = kubeapi_factory(seed)
     cluster = Cluster.objects.create(name="lab", kubeconfig_path=str(server.kubeconfig))
     collect_and_record(cluster)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from apps.policies.checks import CATALOG, aks_osm_version, run_checks, weight_problem
+from tests.helpers import flagger_canary
 
 from .conftest import find, of_kind
 
@@ -52,19 +53,7 @@ def _root_selector_misses_backend(objects):
 
 def _flagger_canary(objects):
     _split(objects)["metadata"]["name"] = "bookstore"  # Flagger names the split after the apex service
-    objects.append(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "bookstore", "namespace": "bookstore"},
-            "spec": {
-                "provider": "osm",
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bookstore"},
-                "service": {"name": "bookstore", "port": 14001},
-                "analysis": {"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10},
-            },
-        }
-    )
+    objects.append(flagger_canary())
 
 
 def _target(objects):
