@@ -13,7 +13,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from lab.waiting import wait_for
-from tests.browser_fixtures import login, screenshot
+from tests.browser_fixtures import at_path, login, screenshot
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 
@@ -105,7 +105,7 @@ def test_clicking_bookbuyer_in_the_bookstore_service_pages_inbound_table_opens_i
 
     caller.first.click()
 
-    page.wait_for_url(re.compile(re.escape(BUYER) + "$"))
+    page.wait_for_url(at_path(BUYER))
     expect(page.locator("h1")).to_contain_text("bookbuyer")
     page.goto(f"{live_server.url}/")
     page.click('nav.switch a:has-text("Workloads")')
