@@ -290,7 +290,7 @@ def rollback(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def compare(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     """Every backend of a split over one window (`?window=`), with verdicts against `?baseline=`."""
-    ctx = page_context(request)
+    ctx = page_context(request, own_window=True)
     split = split_for(request, ctx.cluster, namespace, name)
     window, window_note = comparison.pick_window(request.GET.get("window", ""))
     until, until_note = comparison.pick_until(request.GET.get("until", ""))
@@ -314,7 +314,7 @@ def compare_series(request: HttpRequest, namespace: str, name: str) -> JsonRespo
     from apps.core.windows import WINDOWS
     from apps.metrics.ranges import service_series
 
-    ctx = page_context(request)
+    ctx = page_context(request, own_window=True)
     split = split_for(request, ctx.cluster, namespace, name)
     window, _ = comparison.pick_window(request.GET.get("window", ""))
     chart_window = window if window in WINDOWS else "15m"  # charts never span less than 15 minutes

@@ -57,8 +57,10 @@ class PageContext:
         }
 
 
-def page_context(request: HttpRequest) -> PageContext:
-    """The cluster (query `?cluster=`, else the session's, else the first) and time range (see `_time_range`). A
+def page_context(request: HttpRequest, *, own_window: bool = False) -> PageContext:
+    """The cluster (query `?cluster=`, else the session's, else the first) and time range (see `_time_range`).
+    `own_window`: the page reads `?window=` in a vocabulary of its own (the compare page's 1m and 5m), so the header's
+    range ignores the URL's instead of refusing it. A
     `?cluster=` naming no enabled cluster (a typo in the switcher's text field, an old link) is refused aloud, and
     the page shows the session's cluster rather than silently the first."""
     clusters = list(Cluster.objects.filter(enabled=True).order_by("name"))
@@ -72,7 +74,7 @@ def page_context(request: HttpRequest) -> PageContext:
     cluster = by_name.get(wanted, clusters[0] if clusters else None)
     if cluster is not None and request.session.get("cluster") != cluster.name:
         request.session["cluster"] = cluster.name
-    time_range, problem = _time_range(request, cluster)
+    time_range, problem = _time_range(request, cluster, from_url=not own_window)
     return PageContext(
         cluster=cluster,
         clusters=clusters,
@@ -83,13 +85,13 @@ def page_context(request: HttpRequest) -> PageContext:
     )
 
 
-def _time_range(request: HttpRequest, cluster: Cluster | None) -> tuple[TimeRange, str]:
+def _time_range(request: HttpRequest, cluster: Cluster | None, *, from_url: bool = True) -> tuple[TimeRange, str]:
     """The URL's range (`?window=` or `?start=&end=`), else the session's (a window chosen before), else the default:
     1 hour, or 15 min while the cluster's metrics are younger than that. The pages put the range into their URL and
     links, so a copied URL shows what its sender saw."""
     problem = ""
     try:
-        asked = parse_range(request.GET, now=time.time())
+        asked = parse_range(request.GET if from_url else {}, now=time.time())
     except ValueError as exc:
         asked, problem = None, f"The time range in the URL was not used: {exc}."
     if asked is None:

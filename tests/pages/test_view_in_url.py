@@ -115,3 +115,11 @@ def test_a_url_without_a_range_gets_it_written_in(page, live_server, viewer, boo
     login(page, live_server.url, "vera", "a-long-viewer-pass")
     page.goto(f"{live_server.url}/services/bookstore/bookstore-v1/?pairs=all")
     page.wait_for_url(re.compile(r"\?pairs=all&window=15m$"))
+
+
+def test_the_compare_pages_own_windows_are_not_refused_as_the_headers(client, viewer, bookstore):
+    # The compare page offers 1m and 5m, which the header's picker does not: its ?window= is its own.
+    client.force_login(viewer)
+    page = _page(client, "/splits/bookstore/bookstore-split/compare/?window=5m")
+    assert "was not used" not in page
+    assert 'data-view-query="window=15m"' in page  # the header keeps the pages' range
