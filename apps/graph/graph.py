@@ -4,6 +4,8 @@ Nodes
 - `service`: a Service in the snapshot. Split roots and backends are marked (`split: "root" | "backend"`).
 - `workload`: a caller with no Service of its own name: OSM's `source_service` is the caller pod's `app` label
   (reference osm.md §4.2), so a client such as bookbuyer is drawn by that label, with the sidecars its pods carry.
+- `ingress`: an ingress controller (the Service an IngressBackend admits traffic from; an IP range or an
+  authenticated principal when no Service is named); `external`: an Egress policy's destinations.
 - `unknown`: a peer the metrics name but the snapshot does not hold (a deleted service, a source from outside the
   mesh, a mislabelled series). Its strings come from Prometheus and are shown as text only.
 - `namespace`: a box holding the rest (each node's `parent`). The page draws a namespace either as that box around
@@ -19,6 +21,10 @@ Edges
 - `split`: root → backend, one per TrafficSplit and backend, with the configured weight beside the observed share
   (SplitShare) and the backend's traffic. Several splits on one root are each drawn, named in their labels, with a
   warning on the root, on their edges and in the response's `warnings` (OSM uses only one: policies MB-SPLIT-001).
+- `ingress`: an ingress controller (an IngressBackend's source) → a backend it admits, with the requests the
+  backend's pods admitted from outside; `egress`: a caller → an Egress policy's `external` node, with the requests
+  its sidecars sent on the policy's clusters (apps.graph.boundary). Traffic edges a Retry or a local rate limit
+  shapes carry `retry` / `ratelimit` and say which policy in their `details`.
 - `lock`: "mtls" when every pod at both ends has the sidecar (OSM encrypts all in-mesh traffic, osm.md §3.3),
   "partial" when some lack it, "plain" when an end has none, "unknown" when an end is not in the snapshot.
 
@@ -52,6 +58,7 @@ from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
 from apps.overview.overview import ServiceRow, overview_rows
 from apps.overview.workloads import POD, workload_url
 
+from . import boundary as mesh_edge
 from .query import parse
 
 EDGE_FIELDS = (
@@ -554,6 +561,10 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
     split_edges, root_of, warnings = _split_edges(snap, all_nodes)
     traffic, backend_traffic = _fold_traffic(snap, all_nodes, root_of)
     edges = _edges(all_nodes, traffic, split_edges, backend_traffic)
+    outside = mesh_edge.Boundary.load(cluster)
+    edges.update(mesh_edge.ingress(outside, all_nodes, traffic_label))
+    edges.update(mesh_edge.egress(outside, all_nodes, all_nodes.peer, traffic_label))
+    mesh_edge.mark(outside, edges, root_of)
     nodes = dict(sorted(all_nodes.items()))
     edges = dict(sorted(edges.items()))
     _mark_idle_peers(nodes, edges)
@@ -621,6 +632,10 @@ def _edge_classes(e: dict[str, Any], shown: bool) -> str:
         classes.append("errors")
     if e.get("denied_rps"):
         classes.append("denied")
+    if e.get("retry"):
+        classes.append("retry")
+    if e.get("ratelimit"):
+        classes.append("ratelimit")
     if e["idle"]:
         classes.append("idle")  # known to exist (policy, configuration), nothing measured: hidden unless asked for
     if e.get("warnings"):

@@ -287,6 +287,41 @@ def resilience_unavailable(key: str) -> str:
     return f"{text} (OSM's shipped keep-list keeps it: is the sidecars' scrape job missing, or its keep-list changed?)"
 
 
+# Traffic crossing the mesh's edge (issue 21), by BoundaryTraffic direction:
+# - "ingress": requests a backend's sidecar admitted through OSM's ingress connection manager
+#   (`mesh-http-conn-manager.rds-ingress`; Envoy's tag for a manager's prefix ends at its first dot, so the series is
+#   `envoy_http_rds_ingress_downstream_rq_xx{envoy_http_conn_manager_prefix="mesh-http-conn-manager"}`), scraped from
+#   the backend's pod. OSM's shipped keep-list drops every `envoy_http_*` series.
+# - "egress": requests a caller's sidecar sent on an Egress policy's cluster: the clusters with no `/` in their name
+#   that are not OSM's own (their stat name is `<host>:<port>` with `.` and `:` made `_`).
+INGRESS_METRIC = "envoy_http_rds_ingress_downstream_rq_xx"
+INGRESS_SELECTOR = f'{INGRESS_METRIC}{{envoy_http_conn_manager_prefix="mesh-http-conn-manager"}}'
+EGRESS_SELECTOR = (
+    'envoy_cluster_upstream_rq_xx{envoy_cluster_name!~".*/.*",envoy_cluster_name!="",'
+    f'envoy_cluster_name!~"{"|".join(INTERNAL_CLUSTERS)}"}}'
+)
+
+
+def egress_stat_name(host: str, port: object) -> str:
+    """The stat name of OSM's egress cluster for `host` and `port` (lab/mesh/envoy.py programs it the same way)."""
+    return f"{host}:{port}".replace(".", "_").replace(":", "_")
+
+
+def boundary(window: str, ingress: bool) -> str:
+    """Requests/s by response class crossing the mesh's edge, tagged `boundary` ("ingress" or "egress"), by the
+    scraped pod and (egress) the cluster. One query for both, whatever the mesh size."""
+    terms = [f'label_replace(rate({EGRESS_SELECTOR}[{window}]), "boundary", "egress", "", "")']
+    if ingress:
+        terms.insert(0, f'label_replace(rate({INGRESS_SELECTOR}[{window}]), "boundary", "ingress", "", "")')
+    return f"sum by ({EDGE}, envoy_response_code_class, boundary) ({' or '.join(terms)})"
+
+
+INGRESS_UNAVAILABLE = (
+    f"ingress requests not available: this Prometheus keeps no {INGRESS_METRIC} series (OSM's shipped keep-list drops "
+    "every envoy_http_* series; keep this one in your own Prometheus to see what ingress controllers send)"
+)
+
+
 @dataclass(frozen=True)
 class Available:
     """What this Prometheus keeps, from the metric names it has (one cheap index lookup per cycle)."""
@@ -296,6 +331,7 @@ class Available:
     denials: bool
     passthrough: bool = True
     resilience: frozenset[str] = frozenset(RESILIENCE)  # the RESILIENCE keys kept
+    ingress: bool = True  # the backends' ingress request counter is kept
 
     @classmethod
     def from_names(cls, names: set[str]) -> Available:
@@ -306,6 +342,7 @@ class Available:
             denials=any(n in names for n in REFUSAL_METRICS) or any(_ROUTE_RBAC.match(n) for n in names),
             passthrough="envoy_cluster_upstream_cx_total" in names,
             resilience=resilience_kept(names),
+            ingress=INGRESS_METRIC in names,
         )
 
     @classmethod
@@ -316,6 +353,7 @@ class Available:
             not state.tls_unavailable_reason,
             DENIALS_NOT_KEPT not in state.denials_unavailable_reason,
             resilience=frozenset(k for k in RESILIENCE if not getattr(state, f"{k}_unavailable_reason")),
+            ingress=not state.ingress_unavailable_reason,
         )
 
 
@@ -366,6 +404,7 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         queries["passthrough"] = passthrough(short)
     if available.resilience:
         queries["resilience"] = resilience(short, available.resilience)
+    queries["boundary"] = boundary(short, available.ingress)
     return queries
 
 

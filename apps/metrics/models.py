@@ -6,6 +6,8 @@ Pages must keep the two apart. Rates are per second; ratios are 0..1; latencies 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import models
 
 from apps.clusters.models import Cluster
@@ -188,6 +190,61 @@ class Refusal(models.Model):
         return self.workload_name or self.app
 
 
+class BoundaryTraffic(models.Model):
+    """Requests per second crossing the mesh's edge at one workload's sidecar (issue 21).
+
+    - "ingress": what the pod's sidecar admitted through its ingress connection manager (an IngressBackend's
+      `mesh-http-conn-manager.rds-ingress`): requests from outside the mesh, whoever sent them (the stat does not name
+      the ingress controller; the IngressBackends say who may).
+    - "egress": what the caller's sidecar sent to an Egress policy's cluster, `peer` its stat name (`<host>:<port>`
+      with `.` and `:` made `_`, as OSM names egress clusters' stats)."""
+
+    class Direction(models.TextChoices):
+        INGRESS = "ingress"
+        EGRESS = "egress"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    namespace = models.CharField(max_length=253)
+    app = models.CharField(max_length=253, blank=True)  # the counting pod's `app` label (OSM's source_service)
+    workload_kind = models.CharField(max_length=32, blank=True)
+    workload_name = models.CharField(max_length=253, blank=True)
+    peer = models.CharField(max_length=512, blank=True)  # egress: the cluster's stat name; ingress: ""
+    request_rate = models.FloatField()
+    rate_5xx = models.FloatField(default=0.0)
+    collected_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "direction", "namespace", "app", "workload_kind", "workload_name", "peer"],
+                name="uniq_boundary_traffic",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.workload_name or self.app
+        return f"{self.direction} {self.namespace}/{who} {self.peer}: {self.request_rate:.3g}/s"
+
+
+def ingress_rate(
+    rows: Iterable[BoundaryTraffic], workloads: set[tuple[str, str, str, str]]
+) -> tuple[float, float] | None:
+    """(requests/s, 5xx/s) the pods of `workloads` ((namespace, app, workload kind, workload name)) admitted from
+    outside the mesh, each pod's row once; None when no row names them. A row without OSM's source_workload_*
+    labels is matched by its app label alone."""
+    apps = {w[:2] for w in workloads}
+    total: tuple[float, float] | None = None
+    for row in rows:
+        if row.direction != BoundaryTraffic.Direction.INGRESS:
+            continue
+        key = (row.namespace, row.app, row.workload_kind, row.workload_name)
+        if key in workloads or (not row.workload_name and key[:2] in apps):
+            total = total or (0.0, 0.0)
+            total = (total[0] + row.request_rate, total[1] + row.rate_5xx)
+    return total
+
+
 class SplitShare(models.Model):
     """Observed share of one TrafficSplit backend, next to the configured weight."""
 
@@ -230,6 +287,7 @@ class MetricsState(models.Model):
     rate_limited_unavailable_reason = models.TextField(blank=True)
     retried_unavailable_reason = models.TextField(blank=True)
     overflow_unavailable_reason = models.TextField(blank=True)
+    ingress_unavailable_reason = models.TextField(blank=True)  # blank: ingress requests are counted
     queries = models.PositiveIntegerField(default=0)  # PromQL queries issued in the last run
     # The metrics pre-flight: which series and labels Meshboard reads this Prometheus keeps (apps.metrics.preflight).
     preflight = models.JSONField(default=dict, blank=True)

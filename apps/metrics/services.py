@@ -20,7 +20,7 @@ from apps.mesh.models import TrafficSplit, root_service_name
 
 from . import catalog, histogram, preflight
 from .catalog import QUANTILES, Available, Windows
-from .models import EDGE_KEY, EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
+from .models import EDGE_KEY, BoundaryTraffic, EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
 from .resolve import Resolver
 
@@ -126,6 +126,9 @@ class Mapped:
     # rate; None when neither the refusal nor the passthrough query answered (the stored rows stay).
     refusal_rows: dict[tuple[str, str, str, str, str, str], float] | None = None
     refusals_known: bool = False  # the refusal counters were kept and their query answered
+    # Requests/s crossing the mesh's edge: (direction, namespace, app, workload kind, workload name, peer) ->
+    # [requests, 5xx]; None when the boundary query did not answer (the stored rows stay).
+    boundary: dict[tuple[str, str, str, str, str, str], list[float]] | None = None
 
     @property
     def refusals(self) -> dict[str, dict[tuple[str, str], float]] | None:
@@ -276,6 +279,7 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     _map_denials(cycle, resolver, out)
     _sum_services(out, resolver, service_buckets)
     _map_resilience(cycle, resolver, out)
+    _map_boundary(cycle, out)
     out.splits = _map_splits(cycle, resolver, out.edges)
     return out
 
@@ -322,6 +326,22 @@ def _map_resilience(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
         quiet = 0.0 if resolver.meshed.get(service) else None
         for key, name in RESILIENCE_FIELDS.items():
             row[name] = rates[key].get(service, quiet) if key in kept else None
+
+
+def _map_boundary(cycle: Cycle, out: Mapped) -> None:
+    """Ingress and egress requests/s (and 5xx) per counting workload, and per egress cluster."""
+    if not cycle.ok("boundary"):
+        return
+    out.boundary = {}
+    for s in cycle.results["boundary"]:
+        direction = s.labels.get("boundary", "")
+        if direction not in ("ingress", "egress") or s.value is None:
+            continue
+        peer = s.labels.get("envoy_cluster_name", "") if direction == "egress" else ""
+        row = out.boundary.setdefault((direction, *_source(s.labels), peer), [0.0, 0.0])
+        row[0] += s.value
+        if s.labels.get("envoy_response_code_class") == "5":
+            row[1] += s.value
 
 
 def _wasm_source(labels: dict, resolver: Resolver) -> tuple[str, str, str, str]:
@@ -550,6 +570,7 @@ def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) 
                 f"{key}_unavailable_reason": "" if key in available.resilience else catalog.resilience_unavailable(key)
                 for key in catalog.RESILIENCE
             },
+            "ingress_unavailable_reason": "" if available.ingress else catalog.INGRESS_UNAVAILABLE,
             "queries": cycle.queries,
             **({"preflight": cycle.preflight} if cycle.preflight is not None else {}),
         },
@@ -569,6 +590,27 @@ def _store_refusals(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
     Refusal.objects.bulk_create(rows, batch_size=500)
 
 
+BOUNDARY_KEY = ("direction", "namespace", "app", "workload_kind", "workload_name", "peer")
+
+
+def _store_boundary(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
+    """Replace the boundary rows when their query answered; rows at zero are kept (a quiet egress is still known)."""
+    if mapped.boundary is None:
+        return
+    rows = [
+        BoundaryTraffic(
+            cluster=cluster,
+            collected_at=now,
+            request_rate=requests,
+            rate_5xx=errors,
+            **dict(zip(BOUNDARY_KEY, key, strict=True)),
+        )
+        for key, (requests, errors) in mapped.boundary.items()
+    ]
+    BoundaryTraffic.objects.filter(cluster=cluster).delete()
+    BoundaryTraffic.objects.bulk_create(rows, batch_size=500)
+
+
 def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tuple[str, str], str]) -> None:
     """Upsert the rows in one transaction; fields whose query failed keep their stored values."""
     now = timezone.now()
@@ -581,6 +623,7 @@ def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tupl
             _delete_missing(EdgeKPI.objects.filter(cluster=cluster), EDGE_KEY, set(mapped.edges))
             _store_splits(cluster, cycle, mapped, split_names, now)
         _store_refusals(cluster, mapped, now)
+        _store_boundary(cluster, mapped, now)
         _store_state(cluster, cycle, mapped, now)
 
 

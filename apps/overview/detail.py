@@ -7,7 +7,7 @@ from datetime import datetime
 
 from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.mesh.protocols import serves_http
-from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI
+from apps.metrics.models import BoundaryTraffic, EdgeKPI, MetricsState, ServiceKPI, ingress_rate
 from apps.metrics.refused import refused_by_service
 from apps.policies.osm_policy import ServicePolicies, service_policies
 from apps.policies.smi_access import REFUSAL_WORDS
@@ -55,6 +55,27 @@ class ServiceDetail:
     certificate_expires_at: datetime | None = None  # the earliest over every inbound edge, quiet ones included
     # OSM's policy API about it: reached from outside or not, upstream traffic settings, retries.
     osm: ServicePolicies | None = None
+    # (requests/s, 5xx/s) its pods' sidecars admitted from outside the mesh (IngressBackends); None: none counted.
+    # Not in its request rate, which counts the mesh's callers.
+    ingress: tuple[float, float] | None = None
+
+    @property
+    def ingress_text(self) -> str:
+        """The measured ingress in words ("" when there is nothing to say)."""
+        state = self.metrics_state
+        if self.ingress is not None:
+            rps, errors = self.ingress
+            error = f", {100 * errors / rps:.2g}% 5xx" if rps else ""
+            return (
+                f"Measured from outside: {rps:.3g} req/s{error}, admitted by its pods' sidecars through "
+                "IngressBackends (counted per pod, so a pod that also backs another Service counts for both), "
+                "apart from the request rate above."
+            )
+        if self.osm is None or not self.osm.reachable:
+            return ""
+        if state is not None and state.ingress_unavailable_reason:
+            return f"Measured from outside: {state.ingress_unavailable_reason}."
+        return "Measured from outside: no request counted."
 
     @property
     def meshed(self) -> bool:
@@ -171,4 +192,8 @@ def service_detail(service: Service, *, all_pairs: bool = False) -> ServiceDetai
             for kind, rate in sorted(refused_by_service(cluster, namespace).get((namespace, service.name), {}).items())
         ],
         osm=service_policies(cluster, service),
+        ingress=ingress_rate(
+            BoundaryTraffic.objects.filter(cluster=cluster, direction=BoundaryTraffic.Direction.INGRESS),
+            {(p.namespace, p.labels.get("app", ""), p.workload_kind, p.workload_name) for p in pods},
+        ),
     )

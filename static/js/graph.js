@@ -130,6 +130,11 @@
       { selector: "node.backend", style: { "border-style": "double", "border-width": 4 } },
       { selector: "node[kind = 'unknown']", style: { "shape": "diamond", "background-color": "#d5d8dc",
         "border-style": "dotted" } },
+      // The mesh's edge: an ingress controller (an IngressBackend's source) and an Egress policy's destinations.
+      { selector: "node[kind = 'ingress']", style: { "shape": "cut-rectangle", "width": 30, "height": 22,
+        "border-color": "#5a3e9e", "border-width": 3 } },
+      { selector: "node[kind = 'external']", style: { "shape": "barrel", "width": 30, "height": 22,
+        "background-color": "#f1ecfa", "border-color": "#5a3e9e", "border-style": "dashed" } },
       { selector: "node.sidecars-none", style: { "border-style": "dashed", "border-color": "#e07b00" } },
       { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00" } },
       { selector: "node.warning", style: { "border-color": "#c77700", "border-width": 5,
@@ -178,6 +183,11 @@
       { selector: "edge.denied", style: { "line-style": "dotted", "width": 2.5, "line-color": "#b3261e",
         "target-arrow-color": "#b3261e", "target-arrow-shape": "tee", "color": "#8c1d18", "font-weight": "bold",
         "text-border-color": "#b3261e" } },
+      { selector: "edge.ingress, edge.egress", style: { "line-color": "#5a3e9e", "target-arrow-color": "#5a3e9e",
+        "width": 2 } },
+      // Shaped by a Retry (a circle at the caller's end) or a local rate limit (a bar at the destination's).
+      { selector: "edge.retry", style: { "source-arrow-shape": "circle", "source-arrow-color": "#5a3e9e" } },
+      { selector: "edge.ratelimit", style: { "target-arrow-shape": "triangle-tee" } },
       { selector: "edge.split", style: { "line-style": "dashed", "line-color": "#1e6fd9", "target-arrow-color": "#1e6fd9",
         "width": 2.5, "color": "#0b3d8c", "font-weight": "bold" } },
       { selector: "edge.split.warning[label_dy]", style: { "text-margin-y": "data(label_dy)" } },
@@ -1105,6 +1115,7 @@
       row(dl, "inbound", fmt(d.rps, "rps"));
       row(dl, "5xx", fmt(d.error, "pct"));
       row(dl, "p99", fmt(d.p99_ms, "ms"));
+      detailRows(dl, d.details);
       panel.appendChild(dl);
       panel.appendChild(el("h3", "Health rule"));
       var ul = el("ul", null, "reasons");
@@ -1142,7 +1153,15 @@
     row(dl, d.kind === "aggregate" ? "worst p99" : "p99", fmt(d.p99_ms, "ms"));
     if (d.tcp_bytes_rate !== null) row(dl, "TCP", d.tcp_bytes_rate.toFixed(0) + " B/s");
     if (d.tls_error_rps) row(dl, "TLS errors", fmt(d.tls_error_rps, "rps"));
+    detailRows(dl, d.details);
     panel.appendChild(dl);
+  }
+  // What the server says about an element beyond its KPIs (the policy behind an ingress, egress, retry or rate
+  // limit): [term, text] pairs, shown as text.
+  function detailRows(dl, details) {
+    (details || []).forEach(function (pair) {
+      if (Array.isArray(pair) && pair.length === 2) row(dl, String(pair[0]), String(pair[1]));
+    });
   }
   function warningList(panel, warnings) {
     if (!warnings || !warnings.length) return;

@@ -111,11 +111,14 @@ def test_it_draws_bookstore_with_padlocks_labels_and_split_weights(page, live_se
     v1 = _edge(page, "split:bookstore/bookstore-split>bookstore-v1")
     v2 = _edge(page, "split:bookstore/bookstore-split>bookstore-v2")
     assert (v1["display"], v2["display"]) == ("weight 75% · observed 62%", "weight 25% · observed 38%")
-    expect(page.locator("#graph-status")).to_have_text(re.compile(r"^\d+ nodes, 6 edges$"))
-    # A padlock for each of the four traffic edges (all mTLS), drawn from the vendored SVG on the overlay canvas.
+    # 4 traffic edges, 2 split edges, and the seed's two ingress edges (the controller into bookstore over HTTP,
+    # into bookstore-v1 over mTLS).
+    expect(page.locator("#graph-status")).to_have_text(re.compile(r"^\d+ nodes, 8 edges, 1 policy-only hidden$"))
+    # A padlock for each of the four traffic edges (all mTLS) and the two ingress edges (open for the HTTP one),
+    # drawn from the vendored SVG on the overlay canvas.
     expect(page.locator("#cy-locks")).to_have_count(1)
     page.evaluate("() => { mbGraph.cy.fit(mbGraph.cy.nodes(':visible'), 20); }")
-    assert page.evaluate("mbGraph.locksDrawn") == 4
+    assert page.evaluate("mbGraph.locksDrawn") == 6
     assert page.locator(".legend img.lock-icon").count() == 2
     _shot(page, "graph-bookstore")
 
@@ -224,6 +227,7 @@ def test_it_hides_idle_edges_unless_policy_only_edges_are_asked_for(page, live_s
         "e:svc:bookstore/bookstore>svc:bookstore/bookstore",
         "e:wl:bookbuyer/bookbuyer>svc:bookwarehouse/bookwarehouse",
         "e:svc:ghost/ghost-app>svc:bookstore/bookstore",
+        "egress:bookbuyer/bookbuyer-external:wl:bookbuyer/bookbuyer",  # the seed's Egress, unused in the demo data
     ]
     _login(page, live_server)
     _open_graph(page, live_server)
@@ -232,7 +236,7 @@ def test_it_hides_idle_edges_unless_policy_only_edges_are_asked_for(page, live_s
     assert not _visible(page, "svc:ghost/ghost-app") and not _visible(page, "ns:ghost")
     assert _edge(page, "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse")["visible"] is True
     status = page.locator("#graph-status")
-    expect(status).to_have_text(re.compile(r"^\d+ nodes, 6 edges, 6 policy-only hidden$"))
+    expect(status).to_have_text(re.compile(r"^\d+ nodes, 8 edges, 7 policy-only hidden$"))
     nodes = int(status.inner_text().split()[0])
     _shot(page, "graph-demo")
 
@@ -241,7 +245,7 @@ def test_it_hides_idle_edges_unless_policy_only_edges_are_asked_for(page, live_s
         assert _edge(page, edge_id)["visible"] is True, edge_id
     assert _edge(page, idle[1])["display"] == "policy-only · 0 rps"
     assert _visible(page, "svc:ghost/ghost-app") and _visible(page, "ns:ghost")
-    expect(status).to_have_text(f"{nodes + 1} nodes, 12 edges (6 policy-only)")
+    expect(status).to_have_text(f"{nodes + 2} nodes, 15 edges (7 policy-only)")
     assert "idle=1" in page.url
     _shot(page, "graph-demo-policy-only")
     page.evaluate(
@@ -266,7 +270,7 @@ def test_it_labels_the_denied_edge_with_its_rate(page, live_server, viewer, demo
     _open_graph(page, live_server)
     edge = _edge(page, "e:wl:bookthief/bookthief>svc:bookstore/bookstore")
     assert edge["visible"] is True
-    assert edge["display"] == "denied 2 rps"
+    assert edge["display"] == "denied 2 rps · ⇥ rate limit"  # bookstore's UpstreamTrafficSetting
     assert "denied" in edge["classes"].split() and "idle" not in edge["classes"].split()
     page.evaluate(
         "() => { mbGraph.cy.getElementById('e:wl:bookthief/bookthief>svc:bookstore/bookstore').emit('tap'); }"
@@ -334,7 +338,7 @@ def test_it_exports_what_is_shown_as_png_svg_and_json(page, live_server, viewer,
         if kind == "svg":
             assert b"weight 75% \xc2\xb7 observed 62%" in content and b"bookwarehouse" in content
             assert b"denied 2 rps" in content
-            assert content.count(b"<image ") == 4  # a padlock per shown traffic edge (all mTLS)
+            assert content.count(b"<image ") == 6  # a padlock per shown traffic and ingress edge
         if kind == "json":
             assert b'"positions"' in content and b'"svc:bookstore/bookstore"' in content
     assert not [e for e in page.errors if "404" not in e], page.errors  # the favicon is the only 404

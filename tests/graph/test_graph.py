@@ -58,10 +58,10 @@ def test_it_sums_each_namespaces_kpis_for_its_collapsed_node(mesh):
     counts = {h: sum(m["health"] == h for m in members) for h in ("failing", "degraded", "healthy", "unknown")}
     assert store["health_counts"] == counts and store["health"] == "failing"
     assert sum(store[f"pie_{h}"] for h in counts) == pytest.approx(100.0)
-    # A caller only: counted, no KPIs of its own to add.
+    # A caller and its Egress policy's external node: counted, no KPIs of their own to add.
     buyer = nodes["ns:bookbuyer"]["data"]
     assert (buyer["members"], buyer["workloads"], buyer["rps"], buyer["error"], buyer["p99_ms"]) == (
-        1,
+        2,
         1,
         None,
         None,
@@ -72,7 +72,8 @@ def test_it_sums_each_namespaces_kpis_for_its_collapsed_node(mesh):
 def test_it_draws_the_bookstore_chain_with_labels_and_padlocks(mesh):
     nodes, edges = _index(build_graph(mesh))
     chain = [
-        ("wl:bookbuyer/bookbuyer", "svc:bookstore/bookstore", "10 rps · 5% 5xx · p99 60 ms"),
+        # the seed's Retry (bookbuyer's service account to bookstore) and bookstore's rate limit mark the edge
+        ("wl:bookbuyer/bookbuyer", "svc:bookstore/bookstore", "10 rps · 5% 5xx · p99 60 ms · ↻ retry · ⇥ rate limit"),
         ("svc:bookstore/bookstore", "svc:bookwarehouse/bookwarehouse", "5 rps · 0% 5xx · p99 6 ms"),
         ("svc:bookwarehouse/bookwarehouse", "svc:bookwarehouse/mysql", "TCP 1.2 kB/s"),
     ]
@@ -244,6 +245,7 @@ def test_it_marks_idle_edges_and_the_peers_seen_only_on_them(mesh):
         "e:wl:bookthief/bookthief>svc:bookwarehouse/bookwarehouse",
         "e:wl:bookbuyer/bookbuyer>svc:bookwarehouse/mysql",
         "e:svc:ghost/ghost-app>svc:bookstore/bookstore",
+        "egress:bookbuyer/bookbuyer-external:wl:bookbuyer/bookbuyer",  # an Egress policy nobody used
     }
     assert all("idle" in edges[i]["classes"].split() for i in idle)
     assert edges["e:svc:bookstore/bookstore>svc:bookstore/bookstore"]["data"]["label"] == "policy-only · 0 rps"
@@ -251,14 +253,18 @@ def test_it_marks_idle_edges_and_the_peers_seen_only_on_them(mesh):
         "policy-only · nothing measured"
     )
     # The ghost peer is named only by an idle series: idle too. Services and busy callers never are.
-    assert [i for i, n in nodes.items() if n["data"].get("idle")] == ["ns:ghost", "svc:ghost/ghost-app"]
+    assert {i for i, n in nodes.items() if n["data"].get("idle")} == {
+        "ext:bookbuyer/bookbuyer-external",
+        "ns:ghost",
+        "svc:ghost/ghost-app",
+    }
     assert nodes["ns:ghost"]["data"]["idle"] is True and nodes["ns:bookstore"]["data"]["idle"] is False
     leaves = [n for i, n in nodes.items() if not i.startswith("ns:")]
     assert graph["counts"] == {
-        "nodes": len(leaves) - 1,
-        "edges": 6,
-        "idle_nodes": 1,
-        "idle_edges": 6,
+        "nodes": len(leaves) - 2,
+        "edges": 8,
+        "idle_nodes": 2,
+        "idle_edges": 7,
         "hidden": 0,
         "found": None,
     }
@@ -272,14 +278,18 @@ def test_it_marks_idle_edges_and_the_peers_seen_only_on_them(mesh):
 def test_it_labels_a_denied_edge_with_its_rate(mesh):
     _, edges = _index(build_graph(mesh))
     thief = edges["e:wl:bookthief/bookthief>svc:bookstore/bookstore"]
-    assert thief["data"]["label"] == "denied 3 of 3 rps · 100% 5xx"
+    assert thief["data"]["label"] == "denied 3 of 3 rps · 100% 5xx · ⇥ rate limit"
     assert {"denied", "traffic"} <= set(thief["classes"].split()) and "idle" not in thief["classes"].split()
     # As the demo has it: refusals counted, no request rate.
     EdgeKPI.objects.filter(cluster=mesh, source_service="bookthief").update(
         request_rate=None, rate_2xx=None, rate_4xx=None, rate_5xx=None, success_rate=None, denied_rate=2.0
     )
     thief = _index(build_graph(mesh))[1]["e:wl:bookthief/bookthief>svc:bookstore/bookstore"]
-    assert (thief["data"]["label"], thief["data"]["denied_rps"], thief["data"]["idle"]) == ("denied 2 rps", 2.0, False)
+    assert (thief["data"]["label"], thief["data"]["denied_rps"], thief["data"]["idle"]) == (
+        "denied 2 rps · ⇥ rate limit",
+        2.0,
+        False,
+    )
 
 
 @pytest.mark.parametrize(

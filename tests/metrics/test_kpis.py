@@ -238,6 +238,19 @@ def test_it_says_why_the_local_rate_limit_is_not_available_on_osms_prometheus(pr
         assert got[key] == tuple(None if v is None else approx(v) for v in expected), key
 
 
+def test_it_says_why_ingress_requests_are_not_available_on_osms_prometheus(proms, snapshot_cluster):
+    """OSM's keep-list drops every envoy_http_* series, so the backends' ingress counter is not there; egress (an
+    envoy_cluster_upstream_rq_xx series) is still asked for, in the same query."""
+    cluster = snapshot_cluster(proms.osm.url)
+    _collect(cluster)
+    state = MetricsState.objects.get(cluster=cluster)
+    assert state.ingress_unavailable_reason == (
+        "ingress requests not available: this Prometheus keeps no envoy_http_rds_ingress_downstream_rq_xx series "
+        "(OSM's shipped keep-list drops every envoy_http_* series; keep this one in your own Prometheus to see what "
+        "ingress controllers send)"
+    )
+
+
 def test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists(proms, snapshot_cluster):
     cluster = snapshot_cluster(proms.bare.url)
     run = _collect(cluster)
@@ -287,10 +300,10 @@ def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms,
     # The meshes differ: KPIs for ten times the services came back from the same set of requests.
     assert kpis[50] > 5 * kpis[5] > 0
     # buildinfo, config, metric names and the pre-flight's label names (4), then the PromQL of one cycle (5 traffic,
-    # 1 latency buckets, 1 refusals): written here, not taken from the code. The synthetic mesh's series have no
-    # retry, overflow or local rate-limit counter, so no resilience query is asked (one more where any is kept:
-    # test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists).
-    assert {services: len(paths) for services, paths in received.items()} == {5: 11, 50: 11}, received
+    # 1 latency buckets, 1 refusals, 1 ingress and egress): written here, not taken from the code. The synthetic
+    # mesh's series have no retry, overflow or local rate-limit counter, so no resilience query is asked (one more
+    # where any is kept: test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists).
+    assert {services: len(paths) for services, paths in received.items()} == {5: 12, 50: 12}, received
 
 
 def test_it_uses_the_per_cluster_scrape_interval_for_windows(proms, snapshot_cluster):
