@@ -9,6 +9,7 @@ external node, with those rates within 10 % (as the lab's own clients counted th
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 
@@ -18,7 +19,7 @@ from playwright.sync_api import expect
 
 from lab.waiting import wait_for
 from tests.browser_fixtures import login, screenshot
-from tests.labmesh.test_policies import EGRESS, HTTP_IN, HTTPS_IN
+from tests.labmesh.test_policies import BUYER, EGRESS, HTTP_IN, HTTPS_IN
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 
@@ -69,7 +70,10 @@ def test_the_graph_shows_the_ingress_controller_and_the_egress_destination_with_
     try:
         wait_for(measured, timeout=90, interval=2)
     except AssertionError:
-        raise AssertionError(f"the graph's boundary rates did not settle: {seen}") from None
+        traffic = {c: lab_stack.lab.traffic()[c] for c in (HTTP_IN, HTTPS_IN, EGRESS)}
+        raise AssertionError(
+            f"the graph's boundary rates did not settle: {seen}; the lab's clients: {traffic}"
+        ) from None
     elapsed = time.monotonic() - started
     ingress_rate = (_sent(lab_stack, HTTP_IN, HTTPS_IN) - first_in) / elapsed
     egress_rate = (_sent(lab_stack, EGRESS) - first_out) / elapsed
@@ -114,9 +118,12 @@ def test_the_graph_shows_the_ingress_controller_and_the_egress_destination_with_
     )
 
 
-def test_bookstores_page_shows_its_rate_limited_requests_and_its_ingress(viewer_page, live_server):
+def test_bookstores_page_shows_its_rate_limited_requests_and_its_ingress(viewer_page, live_server, lab_stack):
     page = viewer_page
     url = f"{live_server.url}/services/bookstore/bookstore/"
+    # bookbuyer's steady 20 req/s stay under bookstore's limit; a burst empties its bucket (as
+    # tests/metrics/test_resilience_lab.py does), then some of the steady requests get a 429
+    lab_stack.lab.clients[BUYER].burst(1200, connections=4)
 
     def limited() -> bool:
         page.goto(url)
@@ -131,4 +138,121 @@ def test_bookstores_page_shows_its_rate_limited_requests_and_its_ingress(viewer_
     rate = float(re.search(r"Measured from outside: ([\d.]+) req/s", measured).group(1))
     assert 3.6 <= rate <= 4.4, measured
     screenshot(page, "service-bookstore-lab-resilience")
+    assert page.errors == []
+
+
+# -- each OSM policy-API check on a seeded mistake, on the lab's own stand-in (issue 21 item 6) ----------------------
+
+POLICY_API_CODES = ("MB-INGRESS", "MB-EGRESS", "MB-UPSTREAM", "MB-RETRY", "MB-CERT")
+PLURALS = {
+    "IngressBackend": "ingressbackends",
+    "Egress": "egresses",
+    "UpstreamTrafficSetting": "upstreamtrafficsettings",
+    "Retry": "retries",
+    "MeshConfig": "meshconfigs",
+    "MeshRootCertificate": "meshrootcertificates",
+    "HTTPRouteGroup": "httproutegroups",
+}
+
+
+def _key(obj: dict) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def _changes(before: list[dict], after: list[dict]) -> tuple[list[tuple[dict, dict]], list[dict], list[dict]]:
+    """What an edit of the seed changed: ((before, after) of changed objects, added objects, removed objects)."""
+    old, new = {_key(o): o for o in before}, {_key(o): o for o in after}
+    changed = [(old[k], new[k]) for k in new if k in old and new[k] != old[k]]
+    return changed, [new[k] for k in new if k not in old], [old[k] for k in old if k not in new]
+
+
+def _merge_patch(old: dict, new: dict) -> dict:
+    patch: dict = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(old.get(key), dict):
+            patch[key] = _merge_patch(old[key], value)
+        elif key not in old or old[key] != value:
+            patch[key] = value
+    return patch
+
+
+class Cluster:
+    """Writes seed objects to the lab's stand-in through the official client, as kubectl would."""
+
+    def __init__(self, stack) -> None:
+        self.api = stack.custom_api()
+
+    def _where(self, obj: dict) -> tuple[str, str, str, str]:
+        group, version = obj["apiVersion"].split("/")
+        return group, version, obj["metadata"]["namespace"], PLURALS[obj["kind"]]
+
+    def put(self, old: dict, new: dict) -> None:
+        """Turn the object's spec (and status) from `old` into `new`: JSON merge patches (RFC 7386), a key `new`
+        lacks set to null."""
+        group, version, ns, plural = self._where(new)
+        name = new["metadata"]["name"]
+        spec = _merge_patch(old.get("spec") or {}, new.get("spec") or {})
+        self.api.patch_namespaced_custom_object(group, version, ns, plural, name, {"spec": spec})
+        if old.get("status") != new.get("status"):
+            status = _merge_patch(old.get("status") or {}, new.get("status") or {})
+            self.api.patch_namespaced_custom_object_status(group, version, ns, plural, name, {"status": status})
+
+    def create(self, obj: dict) -> None:
+        group, version, ns, plural = self._where(obj)
+        body = {k: v for k, v in obj.items() if k != "status"}
+        body["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels")}
+        self.api.create_namespaced_custom_object(group, version, ns, plural, body)
+
+    def delete(self, obj: dict) -> None:
+        group, version, ns, plural = self._where(obj)
+        self.api.delete_namespaced_custom_object(group, version, ns, plural, obj["metadata"]["name"])
+
+
+def _apply(cluster: Cluster, before: list[dict], after: list[dict]) -> None:
+    changed, added, removed = _changes(before, after)
+    for old, new in changed:
+        cluster.put(old, new)
+    for obj in added:
+        cluster.create(obj)
+    for obj in removed:
+        cluster.delete(obj)
+
+
+def _codes(page, url: str) -> set[str]:
+    page.goto(url)
+    return set(page.locator("li.finding").evaluate_all("(els) => els.map((e) => e.dataset.code)"))
+
+
+def test_each_policy_api_check_fires_on_a_seeded_mistake_and_not_on_the_clean_seed(viewer_page, live_server, lab_stack):
+    """The Mesh page lists every finding. On the lab's clean seed none of the policy API's checks fires; each seeded
+    mistake (the cases of tests/policies/test_checks.py, written to the running lab's stand-in with the official
+    client) makes its code appear within a few collections, and putting the seed back makes it go."""
+    from lab.seeds.loader import load_seed
+    from tests.policies.test_checks import CASES
+
+    page, url = viewer_page, f"{live_server.url}/mesh/"
+    clean = [copy.deepcopy(o) for o in load_seed("bookstore").objects]
+    cluster = Cluster(lab_stack)
+    codes = sorted(c for c in CASES if c.startswith(POLICY_API_CODES))
+    assert len(codes) == 12, codes  # 5 ingress, 2 egress, 2 upstream, 2 retry, 1 certificate
+    quiet = _codes(page, url)
+    assert not {c for c in quiet if c.startswith(POLICY_API_CODES)}, quiet
+    for code in codes:
+        broken = [copy.deepcopy(o) for o in clean]
+        CASES[code][0](broken)
+        _apply(cluster, clean, broken)
+        try:
+            wait_for(lambda code=code: code in _codes(page, url), timeout=30, interval=1)
+        except AssertionError:
+            raise AssertionError(f"{code} did not fire on its seeded mistake") from None
+        finding = page.locator(f'li.finding[data-code="{code}"]').first
+        expect(finding).to_contain_text(code)
+        if code == "MB-INGRESS-004":
+            screenshot(page, "mesh-lab-check-ingress")
+        _apply(cluster, broken, clean)
+        try:
+            wait_for(lambda code=code: code not in _codes(page, url), timeout=30, interval=1)
+        except AssertionError:
+            raise AssertionError(f"{code} still fires once the seed is back") from None
     assert page.errors == []
