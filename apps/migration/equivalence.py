@@ -178,7 +178,9 @@ class _Checker:
             self._permissive_ports(),
         )
         self.egress = IstioEgress(
-            translation.outbound_policy, [m.body for m in translation.manifests if m.kind == "ServiceEntry"]
+            translation.outbound_policy,
+            [m.body for m in translation.manifests if m.kind == "ServiceEntry"],
+            [m.body for m in translation.manifests if m.kind == "VirtualService"],
         )
         self.admissions = admissions_by_group(resolve_ingress(mesh))
         self.controllers, self.ingress_callers = self._ingress_callers()

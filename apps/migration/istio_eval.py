@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import TCP, ExternalRequest, Request, principal
+from .model import HTTP, TCP, ExternalRequest, Request, principal
 from .policy_api import in_range
-from .regex import istio_match
+from .regex import full_match, istio_match
 
 HTTP_ONLY_OPERATION = ("methods", "notMethods", "paths", "notPaths", "hosts", "notHosts")
 UNSUPPORTED_SOURCE = ("serviceAccounts", "notServiceAccounts")
@@ -238,9 +238,10 @@ class IstioEgress:
     """What Istio's sidecars do with a request out of the mesh: the mesh's outbound traffic policy and the
     ServiceEntries (as dicts)."""
 
-    def __init__(self, mode: str, service_entries: list[dict]):
+    def __init__(self, mode: str, service_entries: list[dict], virtual_services: list[dict] = ()):
         self.mode = mode
         self.entries = list(service_entries)
+        self.virtual_services = list(virtual_services)
 
     def visible(self, entry: dict, namespace: str) -> bool:
         export = (entry.get("spec") or {}).get("exportTo") or ["*"]
@@ -262,8 +263,31 @@ class IstioEgress:
                 return entry
         return None
 
+    def _http_routes(self, request: ExternalRequest) -> IstioVerdict | None:
+        """A plain-HTTP request to a host a VirtualService (visible to the source) routes: the first HTTP route whose
+        match takes it, or 404 when none does (None: no VirtualService for the host). Regexes are RE2 whole-value
+        matches, as Envoy applies them."""
+        host = request.host.lower()
+        for vs in self.virtual_services:
+            spec = vs.get("spec") or {}
+            if host not in [str(h).lower() for h in spec.get("hosts") or []] or not self.visible(
+                vs, request.source.namespace
+            ):
+                continue
+            for route in spec.get("http") or []:
+                if any(_http_match(m, request) for m in route.get("match") or [{}]):
+                    return IstioVerdict(
+                        True, f"VirtualService {_name(vs)} routes it (route {route.get('name', '?')})", _name(vs)
+                    )
+            return IstioVerdict(False, f"no HTTP route of VirtualService {_name(vs)} matches: the sidecar answers 404")
+        return None
+
     def evaluate(self, request: ExternalRequest) -> IstioVerdict:
         entry = self.entry_for(request)
+        if entry is not None and request.protocol == HTTP:
+            routed = self._http_routes(request)
+            if routed is not None:
+                return routed
         if entry is not None:
             return IstioVerdict(
                 True, f"ServiceEntry {_name(entry)} registers it for {request.source.namespace}", _name(entry)
@@ -275,3 +299,27 @@ class IstioEgress:
                 "answers 502 (BlackHoleCluster)",
             )
         return IstioVerdict(True, "ALLOW_ANY: the sidecar passes a request to an unknown destination through")
+
+
+def _string_match(rule: dict, value: str | None) -> bool:
+    """An Istio StringMatch (exact, prefix or regex) against a value (None: absent)."""
+    if value is None:
+        return False
+    if "exact" in rule:
+        return value == rule["exact"]
+    if "prefix" in rule:
+        return value.startswith(rule["prefix"])
+    if "regex" in rule:
+        return full_match(rule["regex"], value)
+    return True
+
+
+def _http_match(match: dict, request: ExternalRequest) -> bool:
+    """A VirtualService HTTPMatchRequest: every condition it sets holds (port, uri, method, headers)."""
+    if "port" in match and match["port"] != request.port:
+        return False
+    if "uri" in match and not _string_match(match["uri"], request.path or "/"):
+        return False
+    if "method" in match and not _string_match(match["method"], request.method):
+        return False
+    return all(_string_match(rule, request.header(name)) for name, rule in (match.get("headers") or {}).items())

@@ -1064,12 +1064,23 @@ class _Builder:
                     refs.append(f"DestinationRule {namespace}/{dr['metadata']['name']}")
             notes.append(f"the connection limits of UpstreamTrafficSetting {egress.upstream_setting} go to each host's "
                          "DestinationRule")  # fmt: skip
-        if egress.routes is not None:
+        http_ports = [n for n, p in egress.ports if p == "http"]
+        if egress.routes and egress.hosts and http_ports:
+            for host in egress.hosts:
+                refs.append(self._egress_routes(egress, host, http_ports, exported))
+            notes.append(
+                "its HTTPRouteGroup matches become the HTTP routes of a VirtualService on each host, with no other "
+                "route: path and header regexes and methods are matched by Envoy in both meshes (RE2, whole value), "
+                "and a request no route matches gets 404 in both"
+            )
+        elif egress.routes is not None:
             level = BROADER
             notes.append(
-                "its HTTPRouteGroup matches are not translated: a ServiceEntry admits any request to the host, where "
-                "OSM routes only those matches (a VirtualService on the host with these matches and no other route "
-                "would keep them: write it by hand)"
+                "its HTTPRouteGroup matches name no group that exists, so OSM routes nothing to its hosts, where a "
+                "ServiceEntry admits any request to them: fix or remove the match"
+                if not egress.routes
+                else "its HTTPRouteGroup matches apply to HTTP ports only, and it has none: a ServiceEntry admits any "
+                "request"
             )
         if egress.hosts and any(p not in ("http", "https") for _n, p in egress.ports):
             level = MANUAL if level == EXACT else level
@@ -1156,6 +1167,37 @@ class _Builder:
         }
         self.plan(egress.namespace).manifests.append(Manifest(body, egress.ref))
         return f"ServiceEntry {egress.namespace}/{name}"
+
+    def _egress_routes(self, egress: EgressInfo, host: str, ports: list[int], exported: list[str]) -> str:
+        """A VirtualService on an Egress host with one HTTP route per HTTPRouteGroup match (and HTTP port): OSM's
+        `rds-egress.<port>` virtual host for it, whose routes are those matches and nothing else."""
+        name = object_name("egress", egress.name, host)
+        http = []
+        for route in egress.routes or ():
+            for port in ports:
+                match: dict = {"port": port}
+                if route.path_regex and route.path_regex != ".*":
+                    match["uri"] = {"regex": route.path_regex}
+                methods = [m for m in route.methods if m != "*"]
+                if methods and "*" not in route.methods:
+                    match["method"] = {"exact": methods[0]} if len(methods) == 1 else {"regex": "|".join(methods)}
+                if route.headers:
+                    match["headers"] = {n.lower(): {"regex": v} for n, v in route.headers}
+                http.append(
+                    {
+                        "name": f"{route.group}-{route.match}-{port}",
+                        "match": [match],
+                        "route": [{"destination": {"host": host, "port": {"number": port}}}],
+                    }
+                )
+        body = {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": _metadata(name, egress.namespace, "Egress", egress.name, egress.ref, EXACT),
+            "spec": {"hosts": [host], "exportTo": exported, "http": http},
+        }
+        self.plan(egress.namespace).manifests.append(Manifest(body, egress.ref))
+        return f"VirtualService {egress.namespace}/{name}"
 
     # -- UpstreamTrafficSetting ---------------------------------------------------------------------------------------
     @staticmethod

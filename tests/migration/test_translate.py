@@ -3,6 +3,8 @@ broader and manual cases: what is generated and what the fidelity item says."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from apps.migration.equivalence import check
 from apps.migration.model import (
     PERMISSIVE,
@@ -21,6 +23,7 @@ from apps.migration.model import (
 )
 from apps.migration.regex import BROADER, EXACT, MANUAL, NARROWER
 from apps.migration.translate import translate_mesh
+from apps.policies.smi_access import Route
 
 from .builders import grants, group, http, mesh, meshconfig, sa, service, tcp
 
@@ -680,3 +683,50 @@ def test_names_are_predictable_dns_subdomains():
         mesh([group("shop/web")], grants(f"shop/{long_name}", "shop/web", ["a/b"], [http("r", "all")])), AKS
     )
     assert names == [m.name for m in again.manifests]
+
+
+def test_an_egress_http_route_group_becomes_the_routes_of_a_virtual_service_on_its_host():
+    """OSM routes only the HTTPRouteGroup's matches to the host (404 otherwise); so does a VirtualService on the host
+    with those routes and no other, regexes matched whole by Envoy in both meshes."""
+    routes = (
+        Route("HTTPRouteGroup", "books-get", "catalog", "/catalog/.*", ("GET",), (("x-team", "books|shop"),)),
+        Route("HTTPRouteGroup", "books-get", "orders", "/orders", ("POST", "PUT")),
+    )
+    routed = dataclasses.replace(EGRESS, routes=routes)
+    t = with_egress(routed, egress=False)
+    vs = manifests(t, "VirtualService")["shop/meshboard-egress-books-books.example.com"]
+    assert vs["spec"] == {
+        "hosts": ["books.example.com"],
+        "exportTo": ["shop"],
+        "http": [
+            {
+                "name": "books-get-catalog-80",
+                "match": [
+                    {
+                        "port": 80,
+                        "uri": {"regex": "/catalog/.*"},
+                        "method": {"exact": "GET"},
+                        "headers": {"x-team": {"regex": "books|shop"}},
+                    }
+                ],
+                "route": [{"destination": {"host": "books.example.com", "port": {"number": 80}}}],
+            },
+            {
+                "name": "books-get-orders-80",
+                "match": [{"port": 80, "uri": {"regex": "/orders"}, "method": {"regex": "POST|PUT"}}],
+                "route": [{"destination": {"host": "books.example.com", "port": {"number": 80}}}],
+            },
+        ],
+    }
+    item = items(t)["egress:shop/books"]
+    assert item.level == EXACT and "VirtualService" in item.reason
+    result = check(t)
+    # each match's sample and the requests just outside it (another path, method or header) answer alike
+    assert result.unexplained == [] and not result.differences, [d.request.text() for d in result.differences]
+
+
+def test_an_egress_naming_a_missing_route_group_is_broader():
+    t = with_egress(dataclasses.replace(EGRESS, routes=()), egress=False)
+    item = items(t)["egress:shop/books"]
+    assert item.level == BROADER and "routes nothing" in item.reason
+    assert check(t).unexplained == []

@@ -32,8 +32,8 @@ PLURALS = {
     "DestinationRule": "destinationrules",
     "ServiceEntry": "serviceentries",
 }
-# An IngressBackend with an IPRange source (ipBlocks and a PeerAuthentication with portLevelMtls), and an Egress to an
-# IP range (a ServiceEntry with addresses).
+# An IngressBackend with an IPRange source (ipBlocks and a PeerAuthentication with portLevelMtls), an Egress to an
+# IP range (a ServiceEntry with addresses), and one with an HTTPRouteGroup match (a VirtualService on its host).
 EXTRA = [
     {
         "apiVersion": "policy.openservicemesh.io/v1alpha1",
@@ -53,6 +53,23 @@ EXTRA = [
             "ipAddresses": ["192.0.2.0/24"],
             "ports": [{"number": 5432, "protocol": "tcp"}],
         },
+    },
+    {
+        "apiVersion": "policy.openservicemesh.io/v1alpha1",
+        "kind": "Egress",
+        "metadata": {"name": "bookbuyer-catalog", "namespace": "bookbuyer"},
+        "spec": {
+            "sources": [{"kind": "ServiceAccount", "name": "bookbuyer", "namespace": "bookbuyer"}],
+            "hosts": ["catalog.example.com"],
+            "ports": [{"number": 80, "protocol": "http"}],
+            "matches": [{"apiGroup": "specs.smi-spec.io/v1alpha4", "kind": "HTTPRouteGroup", "name": "catalog-get"}],
+        },
+    },
+    {
+        "apiVersion": "specs.smi-spec.io/v1alpha4",
+        "kind": "HTTPRouteGroup",
+        "metadata": {"name": "catalog-get", "namespace": "bookbuyer"},
+        "spec": {"matches": [{"name": "get", "pathRegex": "/catalog/.*", "methods": ["GET"]}]},
     },
 ]
 
@@ -110,6 +127,9 @@ def test_every_generated_object_passes_a_server_side_dry_run(bundle):
         assert answer["spec"] == body["spec"], f"{manifest.ref}: the server pruned or defaulted fields"
         assert answer["metadata"]["labels"] == body["metadata"]["labels"]
     assert kinds == {"Namespace", *PLURALS}
+    assert "bookbuyer/meshboard-egress-bookbuyer-catalog-catalog.example.com" in {
+        f"{m.namespace}/{m.name}" for m in migration.translation.manifests if m.kind == "VirtualService"
+    }
     # Nothing was stored: a dry run.
     assert not custom.list_cluster_custom_object("security.istio.io", "v1", "authorizationpolicies")["items"]
 
