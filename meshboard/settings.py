@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "csp",
     "django_htmx",
+    "mozilla_django_oidc",
     "template_partials",
     "apps.core",
     "apps.clusters",
@@ -93,6 +94,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A user limited to namespaces reads only theirs, in every snapshot query of the request.
+    "apps.clusters.scope.NamespaceScopeMiddleware",
     # Internal addresses (API servers, Prometheus, Redis) in a viewer's page become "[internal address: ...]".
     "apps.clusters.addresses.HideInternalAddressesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -167,6 +170,51 @@ LOGIN_REDIRECT_URL = "/"
 MESHBOARD_LOGIN_FAILURES = env_int("MESHBOARD_LOGIN_FAILURES", 10, minimum=1, maximum=1000)
 MESHBOARD_LOGIN_CLIENT_FAILURES = env_int("MESHBOARD_LOGIN_CLIENT_FAILURES", 50, minimum=1, maximum=100_000)
 MESHBOARD_LOGIN_LOCKOUT_SECONDS = env_int("MESHBOARD_LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=86_400)
+
+# Local accounts (username and password) and single sign-on through OpenID Connect (apps/clusters/sso.py). Local
+# login stays the break-glass way in while the identity provider is down; MESHBOARD_LOCAL_LOGIN=0 turns it off once
+# single sign-on works (then only OIDC accounts sign in, the admin included).
+MESHBOARD_LOCAL_LOGIN = env_bool("MESHBOARD_LOCAL_LOGIN", True)
+OIDC_RP_CLIENT_ID = env_str("MESHBOARD_OIDC_CLIENT_ID", "")
+MESHBOARD_OIDC = bool(OIDC_RP_CLIENT_ID)  # single sign-on is on when a client id is set
+OIDC_RP_CLIENT_SECRET = env_str("MESHBOARD_OIDC_CLIENT_SECRET", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("MESHBOARD_OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = env_str("MESHBOARD_OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = env_str("MESHBOARD_OIDC_JWKS_ENDPOINT", "")
+# Optional: the claims are read from the signed ID token (Entra ID puts app roles there, not in userinfo); the
+# userinfo answer, when an endpoint is given, adds what the ID token lacks.
+OIDC_OP_USER_ENDPOINT = env_str("MESHBOARD_OIDC_USERINFO_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = env_str("MESHBOARD_OIDC_SCOPES", "openid email profile")
+OIDC_TIMEOUT = 10
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
+# The claim → role mapping: the claim holding the user's roles (Entra ID app roles: `roles`; not `groups`, which
+# Entra ID leaves out of the token for a user in too many groups), and its values for each role. A value followed by
+# `:<namespace>` gives the role in that namespace only: `Meshboard.Operator:team-a` (see README, single sign-on).
+MESHBOARD_OIDC_ROLES_CLAIM = env_str("MESHBOARD_OIDC_ROLES_CLAIM", "roles")
+MESHBOARD_OIDC_VIEWER_ROLES = env_list("MESHBOARD_OIDC_VIEWER_ROLES", ["Meshboard.Viewer"])
+MESHBOARD_OIDC_OPERATOR_ROLES = env_list("MESHBOARD_OIDC_OPERATOR_ROLES", ["Meshboard.Operator"])
+MESHBOARD_OIDC_USERNAME_CLAIM = env_str("MESHBOARD_OIDC_USERNAME_CLAIM", "preferred_username")
+if MESHBOARD_OIDC:
+    _missing = [
+        f"MESHBOARD_OIDC_{name}"
+        for name, value in (
+            ("CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+            ("AUTHORIZATION_ENDPOINT", OIDC_OP_AUTHORIZATION_ENDPOINT),
+            ("TOKEN_ENDPOINT", OIDC_OP_TOKEN_ENDPOINT),
+            ("JWKS_ENDPOINT", OIDC_OP_JWKS_ENDPOINT),
+        )
+        if not value
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"MESHBOARD_OIDC_CLIENT_ID is set; set {', '.join(_missing)} too")
+elif not MESHBOARD_LOCAL_LOGIN:
+    raise ImproperlyConfigured(
+        "MESHBOARD_LOCAL_LOGIN=0 without single sign-on (MESHBOARD_OIDC_CLIENT_ID): nobody could log in"
+    )
+AUTHENTICATION_BACKENDS = ["apps.clusters.sso.LocalBackend"]
+if MESHBOARD_OIDC:
+    AUTHENTICATION_BACKENDS.append("apps.clusters.sso.OIDCBackend")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

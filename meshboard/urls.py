@@ -14,6 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", throttled_login, name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
+    # OpenID Connect: /oidc/authenticate/ starts a single sign-on, /oidc/callback/ ends it (apps/clusters/sso.py).
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("csp-report", csp.report, name="csp-report"),

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.clusters.models import Cluster
+from apps.clusters.scope import NamespaceScoped
 
 
 def weights_text(backends: list[dict]) -> str:
@@ -56,6 +57,7 @@ class WeightChange(models.Model):
     undone_by = models.CharField(max_length=128, blank=True)
     undone_at = models.DateTimeField(null=True, blank=True)
     undone_weights = models.JSONField(default=list, blank=True)
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -32,7 +32,7 @@ from django.db import transaction
 
 from apps.clusters.kube import FIELD_MANAGER, ConflictKubeError, KubeError, NotFoundKubeError, gateway_for
 from apps.clusters.models import Cluster
-from apps.clusters.roles import can_change_weights
+from apps.clusters.roles import can_change_weights, weights_refusal
 from apps.mesh.collector import TRAFFIC_SPLITS
 from apps.mesh.decode import field_managers, k8s_time, traffic_split_row
 from apps.mesh.models import TrafficSplit
@@ -164,9 +164,12 @@ def change_weights(
     *,
     rollback_of: WeightChange | None = None,
 ) -> ChangeOutcome:
-    if not can_change_weights(user):
-        raise PermissionDenied("Only operators may change TrafficSplit weights.")
     attempt = _Attempt(cluster, user, change, rollback_of)
+    if not can_change_weights(user, change.namespace):
+        # Views refuse (and audit) first; this is the last line, for any other caller.
+        reason = weights_refusal(user, change.namespace)
+        attempt.record(Result.FORBIDDEN, reason)
+        raise PermissionDenied(reason)
     body = {"metadata": {"resourceVersion": change.resource_version}, "spec": {"backends": change.as_spec()}}
     with gateway_for(cluster) as gateway:
         try:

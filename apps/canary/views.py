@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
-from apps.clusters.roles import VIEW_PERMISSION, can_change_weights, require_viewer
+from apps.clusters.roles import can_change_weights, require_viewer, weights_refusal, writable_namespaces
 from apps.core.pages import render_page
 from apps.mesh.models import Canary, TrafficSplit
 
@@ -53,7 +53,8 @@ def splits(request: HttpRequest) -> HttpResponse:
     ctx = page_context(request)
     context = {
         "page_ctx": ctx,
-        "splits": split_views(ctx.cluster) if ctx.cluster else [],
+        "splits": (views := split_views(ctx.cluster) if ctx.cluster else []),
+        "writable": set(writable_namespaces(request.user, sorted({v.split.namespace for v in views}))),
         **ctx.freshness(),
     }
     return render_page(request, "canary/splits.html", "splits", context)
@@ -68,7 +69,8 @@ def _editor(request: HttpRequest, split: TrafficSplit, form: WeightsForm, **extr
         "form": form,
         "facts": editor_facts(split, names),
         "presets": [(key, label, preset_problem(key, weights, canary)) for key, label in PRESETS.items()],
-        "can_edit": can_change_weights(request.user),
+        "can_edit": can_change_weights(request.user, split.namespace),
+        "read_only_reason": "" if can_change_weights(request.user) else "your role is viewer",
         "kube_timeout": round(settings.MESHBOARD_KUBE_READ_TIMEOUT + READ_BACK_SECONDS),
         **extra,
     }
@@ -80,16 +82,16 @@ def _refuse(request: HttpRequest, split: TrafficSplit, result: str, reason: str,
 
 
 def _require_operator(request: HttpRequest, cluster: Cluster | None, namespace: str, name: str, posted: dict) -> None:
-    """Refuse a write by a user without the operator role, and audit it (who, what) when the split exists."""
-    if can_change_weights(request.user):
+    """Refuse a write by a user without the operator role, or by an operator of other namespaces, and audit it (who,
+    what) when the split exists (for this user: a split in a namespace hidden from them is not named in the audit)."""
+    if can_change_weights(request.user, namespace):
         return
     split = TrafficSplit.objects.filter(cluster=cluster, namespace=namespace, name=name).first() if cluster else None
+    reason = weights_refusal(request.user, namespace)
     if split is not None:
         weights = WeightsForm(split, posted).posted_backends()
-        role = "viewer" if request.user.has_perm(VIEW_PERMISSION) else "no Meshboard role"
-        reason = f"{request.user.get_username()} ({role}) may not change weights: only operators may."
         _refuse(request, split, WeightChange.Result.FORBIDDEN, reason, weights)
-    raise PermissionDenied("Only operators may change TrafficSplit weights.")
+    raise PermissionDenied(reason)
 
 
 def _log_anonymous_posts(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -242,7 +244,8 @@ def audit(request: HttpRequest) -> HttpResponse:
         "page": page,
         "filters": filters,
         "results": WeightChange.Result.choices,
-        "can_edit": can_change_weights(request.user),
+        # Rollback is offered on the rows of the namespaces where this user may change weights.
+        "writable": set(writable_namespaces(request.user, sorted({c.namespace for c in page}))),
     }
     return render_page(request, "canary/audit.html", "changes", context)
 
@@ -272,8 +275,8 @@ def rollback(request: HttpRequest, pk: int) -> HttpResponse:
         if request.POST.get(confirmation):
             data[confirmation] = "on"
     form = WeightsForm(split, data)
-    if not can_change_weights(request.user):
-        raise PermissionDenied("Only operators may change TrafficSplit weights.")
+    if not can_change_weights(request.user, split.namespace):
+        raise PermissionDenied(weights_refusal(request.user, split.namespace))
     if request.method == "GET" or not form.is_valid():
         # The confirmation (with the diff), or the reason it cannot be applied as it is (Flagger needs a
         # confirmation, a backend is gone): the form is filled in, to finish by hand.

@@ -158,3 +158,36 @@ class CollectionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster} {self.kind} {self.status} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Access(models.Model):
+    """How far a user's role reaches: the namespaces they see and, for operators, where they may change weights.
+
+    The role itself is the user's Django group (apps/clusters/roles.py). Set in the admin, or from the identity
+    provider's claims at each single sign-on login, which then overwrite what the admin set (apps/clusters/oidc.py)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="meshboard_access")
+    namespaces = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_namespace_list],
+        help_text="Namespaces this user sees; empty: every namespace. Pages say that others are hidden.",
+    )
+    operate_namespaces = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_namespace_list],
+        help_text="Operators only: namespaces where they may change TrafficSplit weights; empty: every namespace "
+        "they see.",
+    )
+    # The identity provider's `sub` for a user who signs in through OpenID Connect: the only way such a login finds
+    # its account, so a provider's user can never take over a local account that happens to share its name.
+    oidc_subject = models.CharField(max_length=255, null=True, blank=True, unique=True, editable=False)
+    claims_applied_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "Meshboard access"
+        verbose_name_plural = "Meshboard access"
+
+    def __str__(self) -> str:
+        return f"access of {self.user}"

@@ -37,7 +37,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from .locks import page_redis_breaker, page_redis_client
 
@@ -319,4 +319,27 @@ class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
     pass
 
 
-login = LoginView.as_view(form_class=LoginForm)
+class ThrottledLoginView(LoginView):
+    """The login page: the local form while local accounts are on, the single sign-on button while it is set up."""
+
+    form_class = LoginForm
+
+    def get_context_data(self, **kwargs: object) -> dict:
+        return {
+            **super().get_context_data(**kwargs),
+            "local_login": settings.MESHBOARD_LOCAL_LOGIN,
+            "single_sign_on": settings.MESHBOARD_OIDC,
+        }
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not settings.MESHBOARD_LOCAL_LOGIN:
+            log.warning("local login refused (MESHBOARD_LOCAL_LOGIN=0) from %s", client_address(request))
+            response = self.render_to_response(
+                self.get_context_data(refused="Local accounts are turned off here: sign in with single sign-on.")
+            )
+            response.status_code = 403
+            return response
+        return super().post(request, *args, **kwargs)
+
+
+login = ThrottledLoginView.as_view()

@@ -192,7 +192,7 @@ def _term(tok: _Tok) -> Predicate:
 
 
 def _example(field: str) -> str:
-    return {"ns": "ns=bookstore", "namespace": "ns=bookstore", "name": "name=book*", "health": "health=failing"}.get(
+    return {"ns": "ns=shop", "namespace": "ns=shop", "name": "name=book*", "health": "health=failing"}.get(
         field, f"{field}>10"
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.db import models
 
 from apps.clusters.models import Cluster
+from apps.clusters.scope import NamespaceScoped
 
 
 class Kind(models.TextChoices):
@@ -49,6 +50,8 @@ class Version(models.Model):
     # " svc:<ns>/<name> sa:<ns>/<name> ... ": the services and service accounts it names, for the per-service page.
     mentions = models.TextField(blank=True)
 
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
+
     class Meta:
         indexes = [
             models.Index(fields=["cluster", "recorded_at"], name="history_version_time"),
@@ -72,6 +75,7 @@ class Tracked(models.Model):
     last_recorded_at = models.DateTimeField()
     # Set when its oldest versions were trimmed by count: its state before this time is no longer known.
     complete_from = models.DateTimeField(null=True, blank=True)
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
         constraints = [

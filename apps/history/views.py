@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 from apps.clusters.kube import FIELD_MANAGER
 from apps.clusters.picker import PageContext, page_context
 from apps.clusters.roles import require_viewer
+from apps.clusters.scope import require_namespace
 from apps.core.pages import render_page
 
 from . import services
@@ -112,6 +113,7 @@ def one_object(request: HttpRequest, kind: str, namespace: str, name: str) -> Ht
     require_viewer(request)
     if kind not in SLUGS:
         raise Http404("no history of that kind")
+    require_namespace(request, namespace)
     ctx = page_context(request)
     kind = SLUGS[kind]
     versions, tracked = None, None
@@ -137,6 +139,7 @@ def service(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     """The versions of the TrafficSplits naming a Service (as root or backend) and of the TrafficTargets naming the
     service accounts of its pods."""
     require_viewer(request)
+    require_namespace(request, namespace)
     ctx = page_context(request)
     versions, accounts = None, []
     if ctx.cluster is not None:

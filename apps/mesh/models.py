@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import models
 
 from apps.clusters.models import Cluster
+from apps.clusters.scope import NamespaceRowsScoped, NamespaceScoped
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -102,6 +103,8 @@ class SnapshotRow(models.Model):
     annotations = models.JSONField(default=dict, blank=True)
     digest = models.CharField(max_length=32, blank=True)  # of the row's content, to skip unchanged rows
 
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
+
     class Meta:
         abstract = True
         ordering = ["namespace", "name"]
@@ -120,6 +123,8 @@ class MeshNamespace(SnapshotRow):
     metrics_enabled = models.BooleanField(default=False)
     ignored = models.BooleanField(default=False)  # openservicemesh.io/ignore label
     phase = models.CharField(max_length=32, blank=True)
+
+    objects = NamespaceRowsScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta(SnapshotRow.Meta):
         constraints = _unique("namespace")

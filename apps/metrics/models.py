@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from django.db import models
 
 from apps.clusters.models import Cluster
+from apps.clusters.scope import EdgeScoped, NamespaceScoped
 
 # The per-service KPIs pages list and charts draw, in that order (a subset of Traffic's fields).
 KPI_FIELDS = (
@@ -87,6 +88,7 @@ class ServiceKPI(Traffic):
     rate_limited_rate = models.FloatField(null=True, blank=True)
     retried_rate = models.FloatField(null=True, blank=True)
     overflow_rate = models.FloatField(null=True, blank=True)
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
         constraints = [
@@ -127,6 +129,7 @@ class EdgeKPI(Traffic):
     tls_error_rate = models.FloatField(null=True, blank=True)  # TLS failures/s (connection errors, bad certs)
     certificate_expires_at = models.DateTimeField(null=True, blank=True)  # earlier of the two sidecars' certificates
     denied_rate = models.FloatField(null=True, blank=True)  # requests/s refused by the caller sidecar (policy)
+    objects = EdgeScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
         constraints = [
@@ -173,6 +176,8 @@ class Refusal(models.Model):
     workload_name = models.CharField(max_length=253, blank=True)
     rate = models.FloatField()  # per second over the short window
     collected_at = models.DateTimeField()
+
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
         constraints = [
@@ -257,6 +262,8 @@ class SplitShare(models.Model):
     request_rate = models.FloatField(null=True, blank=True)
     short_window_seconds = models.PositiveIntegerField(default=60)
     collected_at = models.DateTimeField()
+
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
         constraints = [

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
+from apps.clusters.scope import hidden_note, request_namespaces
 from apps.mesh.names import NAMESPACE, is_valid_name
 
 from . import services
@@ -38,10 +39,18 @@ def _migration(request: HttpRequest) -> tuple[object, services.Migration | None,
     ctx = page_context(request)
     if ctx.cluster is None:
         return ctx, None, ""
+    # A user limited to namespaces gets their namespaces' plans only, not those of namespaces theirs refer to.
+    mine = request_namespaces(request)
     try:
-        return ctx, services.build(ctx.cluster, request.GET.get("revision", "")[:63]), ""
+        return ctx, services.build(ctx.cluster, request.GET.get("revision", "")[:63], None if mine is None else set(mine)), ""
     except services.BadRevision as exc:
         return ctx, None, str(exc)
+
+
+def _scope_comment(request: HttpRequest) -> str:
+    """A download says, like every page, that it holds only the user's namespaces."""
+    note = hidden_note(request_namespaces(request))
+    return f"# {note}\n" if note else ""
 
 
 @require_GET
@@ -102,7 +111,7 @@ def bundle(request: HttpRequest, namespace: str | None = None) -> HttpResponse:
         raise Http404("No cluster yet.")
     if namespace is not None and namespace not in migration.translation.namespaces:
         raise Http404("Nothing is generated for that namespace.")
-    text = services.bundle_yaml(migration, namespace)
+    text = _scope_comment(request) + services.bundle_yaml(migration, namespace)
     response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
     name = _filename("meshboard-istio", ctx.cluster.name, *([namespace] if namespace else [])) + ".yaml"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -119,6 +128,7 @@ def report(request: HttpRequest) -> HttpResponse:
         return HttpResponse(error + "\n", status=400, content_type="text/plain; charset=utf-8")
     if migration is None:
         raise Http404("No cluster yet.")
-    response = HttpResponse(services.report_text(migration), content_type="text/plain; charset=utf-8")
+    text = _scope_comment(request) + services.report_text(migration)
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename("meshboard-istio", ctx.cluster.name)}.txt"'
     return response

@@ -19,6 +19,7 @@ from functools import cached_property
 
 from django.utils import timezone
 
+from apps.clusters import scope
 from apps.clusters.models import Cluster
 from apps.mesh.models import (
     Canary,
@@ -317,10 +318,10 @@ class _Snapshot:
         return list(MeshRootCertificate.objects.filter(cluster=self.cluster).order_by("namespace", "name"))
 
     def sees_namespace(self, namespace: str) -> bool:
-        """Whether the collector reads `namespace`: all of them cluster-wide, the watched ones otherwise. What it
-        does not read cannot be called missing."""
+        """Whether the collector reads `namespace` (all of them cluster-wide, the watched ones otherwise) and the user
+        may see it (apps/clusters/scope.py). What is not read, or hidden, cannot be called missing."""
         watched = self.cluster.watched_namespaces
-        return not watched or namespace in watched
+        return (not watched or namespace in watched) and scope.visible(namespace)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -468,7 +469,9 @@ def _access_checks(snap: _Snapshot) -> Iterator[Finding]:
                 for s in target.sources
                 if s.get("kind", "ServiceAccount") == "ServiceAccount"
             ]
-            missing = [key for key in dict.fromkeys(named) if key not in snap.service_accounts]
+            missing = [
+                key for key in dict.fromkeys(named) if snap.sees_namespace(key[0]) and key not in snap.service_accounts
+            ]
             if missing:
                 yield Finding(
                     "MB-ACCESS-001",

@@ -1,0 +1,120 @@
+"""A viewer limited to namespaces sees only those on every page, partial, chart, graph and export, and is told that
+the others are hidden; an operator limited to namespaces changes weights only there (403 and an audit record
+elsewhere)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from apps.clusters.models import Access
+from apps.clusters.scope import allowed_namespaces
+from tests.crawl import crawl, crawl_as
+from tests.helpers import bookstore_split
+
+NAMESPACES = ("bookstore", "bookbuyer", "bookthief", "bookwarehouse")
+EXPORTS = ["/migrate/bundle.yaml", "/migrate/report.txt", "/graph/data", "/graph/data?idle=1"]
+
+
+class RecordingClient(Client):
+    """The test client, keeping every answer's body so the crawl can be searched for names."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.bodies: dict[str, str] = {}
+
+    def get(self, path: str, *args: object, **kwargs: object):  # type: ignore[override]
+        response = super().get(path, *args, **kwargs)
+        if not getattr(response, "streaming", False):
+            htmx = " (htmx)" if (kwargs.get("headers") or {}).get("HX-Request") else ""
+            self.bodies[path + htmx] = response.content.decode("utf-8", "replace")
+        return response
+
+
+def limit(user, namespaces: list[str], operate: list[str] | None = None) -> None:
+    Access.objects.update_or_create(
+        user=user, defaults={"namespaces": namespaces, "operate_namespaces": operate or []}
+    )
+
+
+def leaks(bodies: dict[str, str], hidden: list[str]) -> list[str]:
+    """Where a hidden namespace's name appears (as a word: `bookstore` in `bookstore-v1` counts)."""
+    found = []
+    for url, body in bodies.items():
+        for name in hidden:
+            for match in re.finditer(rf"(?<![a-z0-9-]){re.escape(name)}", body):
+                found.append(f"{url}: {name!r} in …{body[max(0, match.start() - 80) : match.end() + 40]!r}…")
+                break
+    return found
+
+
+# A limited viewer sees their namespaces' objects whole, references to identities elsewhere included: bookstore's
+# TrafficTargets allow bookbuyer's service account (and its HTTPRouteGroup matches a `client-app: bookbuyer` header),
+# which is bookstore's own configuration. What they never see is another namespace's objects: its services,
+# workloads, splits, KPIs, edges, history, checks and plans. bookbuyer's own configuration names no other namespace,
+# so a bookbuyer viewer must meet no other namespace's name at all.
+CASES = {
+    "bookbuyer": ["bookstore", "bookthief", "bookwarehouse"],
+    "bookstore": ["bookthief", "bookwarehouse"],
+}
+
+
+def object_links(bodies: dict[str, str], hidden: list[str]) -> list[str]:
+    """Links to a page of an object in a hidden namespace."""
+    kinds = r"(?:services|workloads|splits|canaries|migrate|history/[a-z]+)"
+    return [
+        f"{url}: {m.group(0)}"
+        for url, body in bodies.items()
+        for m in re.finditer(rf"/{kinds}/(?:{'|'.join(hidden)})/", body)
+    ]
+
+
+@pytest.mark.parametrize("mine", sorted(CASES))
+def test_it_shows_a_namespace_limited_viewer_nothing_of_other_namespaces_on_any_page(viewer, bookstore, mine):
+    limit(viewer, [mine])
+    client = RecordingClient()
+    result = crawl_as(client, viewer, max_requests=500)
+    # Beyond what the navigation links to: the exports, the audit, the history, and another namespace's pages asked
+    # for by URL (each must answer 404, not the page).
+    others = [ns for ns in NAMESPACES if ns != mine]
+    start = [f"/services/{mine}/{mine}/", *EXPORTS, "/splits/audit/", "/history/", "/?q=book", "/graph/data?find=book"]
+    more = crawl(client, start)
+    assert result.failures() == [] and more.failures() == [], result.report(result.failures() + more.failures())
+    assert len(client.bodies) > 40  # the crawl reached the pages, partials, charts and exports
+
+    found = leaks(client.bodies, CASES[mine]) + object_links(client.bodies, others)
+    assert found == [], "\n".join(found)
+
+    # Every page says that other namespaces are hidden.
+    pages = result.pages()
+    untold = [u for u in pages if "every other namespace is hidden" not in client.bodies[u]]
+    assert pages and untold == []
+    assert client.bodies["/migrate/report.txt"].startswith(f"# You see the namespace {mine} only;")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/services/bookwarehouse/bookwarehouse/",
+        "/services/bookwarehouse/bookwarehouse/series?window=1h",
+        "/workloads/bookwarehouse/deployment/bookwarehouse/",
+        "/splits/bookstore/bookstore-split/",
+        "/splits/bookstore/bookstore-split/compare/",
+        "/history/service/bookwarehouse/bookwarehouse/",
+        "/migrate/bookwarehouse/bundle.yaml",
+    ],
+)
+def test_it_answers_404_for_another_namespaces_objects_by_url(client, viewer, bookstore, path):
+    limit(viewer, ["bookbuyer"])
+    client.force_login(viewer)
+    assert client.get(path).status_code == 404
+
+
+def test_it_lets_an_unlimited_viewer_see_every_namespace(client, viewer, bookstore):
+    client.force_login(viewer)
+    body = client.get("/").content.decode()
+    assert all(f"/services/{ns}/" in body for ns in ("bookstore", "bookwarehouse"))
+    assert "every other namespace is hidden" not in body
+    assert allowed_namespaces(viewer) is None
