@@ -334,9 +334,9 @@ class ThrottledLoginView(LoginView):
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if not settings.MESHBOARD_LOCAL_LOGIN:
             log.warning("local login refused (MESHBOARD_LOCAL_LOGIN=0) from %s", client_address(request))
-            response = self.render_to_response(
-                self.get_context_data(refused="Local accounts are turned off here: sign in with single sign-on.")
-            )
+            # An unbound form: a bound one would check the password on rendering (and count a failure).
+            refused = "Local accounts are turned off here: sign in with single sign-on."
+            response = self.render_to_response(self.get_context_data(form=self.form_class(request), refused=refused))
             response.status_code = 403
             return response
         return super().post(request, *args, **kwargs)

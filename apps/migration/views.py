@@ -41,8 +41,9 @@ def _migration(request: HttpRequest) -> tuple[object, services.Migration | None,
         return ctx, None, ""
     # A user limited to namespaces gets their namespaces' plans only, not those of namespaces theirs refer to.
     mine = request_namespaces(request)
+    namespaces = None if mine is None else set(mine)
     try:
-        return ctx, services.build(ctx.cluster, request.GET.get("revision", "")[:63], None if mine is None else set(mine)), ""
+        return ctx, services.build(ctx.cluster, request.GET.get("revision", "")[:63], namespaces), ""
     except services.BadRevision as exc:
         return ctx, None, str(exc)
 

@@ -12,7 +12,6 @@ from django.test import Client
 from apps.clusters.models import Access
 from apps.clusters.scope import allowed_namespaces
 from tests.crawl import crawl, crawl_as
-from tests.helpers import bookstore_split
 
 NAMESPACES = ("bookstore", "bookbuyer", "bookthief", "bookwarehouse")
 EXPORTS = ["/migrate/bundle.yaml", "/migrate/report.txt", "/graph/data", "/graph/data?idle=1"]
@@ -34,9 +33,7 @@ class RecordingClient(Client):
 
 
 def limit(user, namespaces: list[str], operate: list[str] | None = None) -> None:
-    Access.objects.update_or_create(
-        user=user, defaults={"namespaces": namespaces, "operate_namespaces": operate or []}
-    )
+    Access.objects.update_or_create(user=user, defaults={"namespaces": namespaces, "operate_namespaces": operate or []})
 
 
 def leaks(bodies: dict[str, str], hidden: list[str]) -> list[str]:
