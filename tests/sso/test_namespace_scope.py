@@ -12,6 +12,7 @@ from django.test import Client
 from apps.clusters.models import Access
 from apps.clusters.scope import allowed_namespaces
 from tests.crawl import crawl, crawl_as
+from tests.graph.conftest import BOOKSTORE_EDGES, IDLE_EDGES, add_edges
 
 NAMESPACES = ("bookstore", "bookbuyer", "bookthief", "bookwarehouse")
 EXPORTS = ["/migrate/bundle.yaml", "/migrate/report.txt", "/graph/data", "/graph/data?idle=1"]
@@ -70,6 +71,7 @@ def object_links(bodies: dict[str, str], hidden: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("mine", sorted(CASES))
 def test_it_shows_a_namespace_limited_viewer_nothing_of_other_namespaces_on_any_page(viewer, bookstore, mine):
+    add_edges(bookstore, {**BOOKSTORE_EDGES, **IDLE_EDGES})  # traffic between the namespaces, for the graph
     limit(viewer, [mine])
     client = RecordingClient()
     result = crawl_as(client, viewer, max_requests=500)
@@ -89,6 +91,8 @@ def test_it_shows_a_namespace_limited_viewer_nothing_of_other_namespaces_on_any_
     untold = [u for u in pages if "every other namespace is hidden" not in client.bodies[u]]
     assert pages and untold == []
     assert client.bodies["/migrate/report.txt"].startswith(f"# You see the namespace {mine} only;")
+    if mine == "bookstore":  # the graph draws their own services and the traffic between them
+        assert '"bookstore-v1"' in client.bodies["/graph/data"] and '"edges": []' not in client.bodies["/graph/data"]
 
 
 @pytest.mark.parametrize(
