@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
 from apps.clusters.roles import can_change_weights, require_viewer, weights_refusal, writable_namespaces
+from apps.clusters.scope import unscoped
 from apps.core.pages import render_page
 from apps.mesh.models import Canary, TrafficSplit
 
@@ -83,10 +84,13 @@ def _refuse(request: HttpRequest, split: TrafficSplit, result: str, reason: str,
 
 def _require_operator(request: HttpRequest, cluster: Cluster | None, namespace: str, name: str, posted: dict) -> None:
     """Refuse a write by a user without the operator role, or by an operator of other namespaces, and audit it (who,
-    what) when the split exists (for this user: a split in a namespace hidden from them is not named in the audit)."""
+    what) when the split exists, also in a namespace hidden from the user: the audit is for those who see it."""
     if can_change_weights(request.user, namespace):
         return
-    split = TrafficSplit.objects.filter(cluster=cluster, namespace=namespace, name=name).first() if cluster else None
+    split = None
+    if cluster is not None:
+        with unscoped():
+            split = TrafficSplit.objects.filter(cluster=cluster, namespace=namespace, name=name).first()
     reason = weights_refusal(request.user, namespace)
     if split is not None:
         weights = WeightsForm(split, posted).posted_backends()

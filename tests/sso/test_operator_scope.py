@@ -65,6 +65,20 @@ def test_it_refuses_and_audits_a_team_a_operators_write_in_another_namespace(cli
     assert audit.count('<strong class="result">Forbidden: nothing sent') == 2 and "Roll back" not in audit
 
 
+def test_it_refuses_and_audits_a_write_to_a_split_hidden_from_the_operator(client, operator, split, kubeapi):
+    limit(operator, ["team-a"], ["team-a"])  # sees team-a only
+    client.force_login(operator)
+    assert client.get(URL).status_code == 404
+
+    response = _post(client, split, [("bookstore-v1", "50"), ("bookstore-v2", "50")])
+
+    assert response.status_code == 403
+    assert [b["weight"] for b in bookstore_split(kubeapi)["spec"]["backends"]] == [100, 0]
+    refused = WeightChange.objects.get()  # in the audit, for those who see bookstore
+    assert (refused.result, refused.username, refused.namespace) == ("forbidden", "otto", "bookstore")
+    assert "No weight change recorded" in client.get("/splits/audit/").content.decode()  # not for otto
+
+
 def test_it_refuses_and_audits_a_rollback_in_another_namespace(client, operator, split, kubeapi):
     applied = change_bookstore_weights(split.cluster, operator, 50, 50).record  # while otto operated everywhere
     assert applied.changed_cluster

@@ -64,7 +64,9 @@ def test_it_signs_in_and_maps_the_roles_claim(page, live_server, oidc_provider, 
     assert page.errors == []
 
 
-def test_it_refuses_and_audits_a_team_a_operator_on_another_namespaces_split(page, live_server, oidc_provider, scene, kubeapi):
+def test_it_refuses_and_audits_a_team_a_operator_on_another_namespaces_split(
+    page, live_server, oidc_provider, scene, kubeapi
+):
     oidc_provider.set_user(
         "sub-tess", {"preferred_username": "tess", "roles": ["Meshboard.Viewer", "Meshboard.Operator:team-a"]}
     )
@@ -110,7 +112,8 @@ def test_it_shows_a_namespace_limited_viewer_no_other_namespace(page, live_serve
     sso_login(page, live_server.url, "sub-bea")
     expect(page.locator(".who")).to_have_text("bea · viewer")
     note = "You see the namespace bookbuyer only; every other namespace is hidden."
-    for path in ("/", "/?show=workloads", "/splits/", "/policies/", "/mesh/", "/migrate/", "/history/", "/splits/audit/"):
+    pages = ("/", "/?show=workloads", "/splits/", "/policies/", "/mesh/", "/migrate/", "/history/", "/splits/audit/")
+    for path in pages:
         page.goto(f"{live_server.url}{path}")
         expect(page.locator("[data-namespace-scope]")).to_have_text(note)
         text = page.locator("main").inner_text()
