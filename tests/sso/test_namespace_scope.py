@@ -9,6 +9,7 @@ import re
 import pytest
 from django.test import Client
 
+from apps.canary.models import WeightChange
 from apps.clusters.models import Access
 from apps.clusters.scope import allowed_namespaces
 from tests.crawl import crawl, crawl_as
@@ -119,3 +120,55 @@ def test_it_lets_an_unlimited_viewer_see_every_namespace(client, viewer, booksto
     assert all(f"/services/{ns}/" in body for ns in ("bookstore", "bookwarehouse"))
     assert "every other namespace is hidden" not in body
     assert allowed_namespaces(viewer) is None
+
+
+@pytest.fixture
+def full_bookstore(kubeapi_factory, operator):
+    """The bookstore demo with a Flagger Canary, traffic between the namespaces and one applied weight change, so
+    every kind of page has something to show: the crawl below reaches each URL pattern."""
+    from apps.clusters.models import Cluster
+    from apps.mesh.services import collect_and_record
+    from lab.seeds.loader import load_seed
+    from tests.helpers import change_bookstore_weights, flagger_canary
+
+    seed = load_seed("bookstore")
+    seed.objects.append(flagger_canary())
+    server = kubeapi_factory(seed)
+    cluster = Cluster.objects.create(name="lab", kubeconfig_path=str(server.kubeconfig))
+    _run, error = collect_and_record(cluster)
+    assert error is None, error
+    add_edges(cluster, {**BOOKSTORE_EDGES, **IDLE_EDGES})
+    assert change_bookstore_weights(cluster, operator, 50, 50).applied
+    return cluster
+
+
+def app_url_names() -> set[str]:
+    """Every URL pattern of Meshboard's apps (`app:name`): the pages, partials, charts and exports."""
+    from django.urls import URLResolver, get_resolver
+
+    names = set()
+    for entry in get_resolver().url_patterns:
+        if isinstance(entry, URLResolver) and (entry.app_name or "") in APPS:
+            names |= {f"{entry.app_name}:{p.name}" for p in entry.url_patterns}
+    return names
+
+
+APPS = {"overview", "canary", "graph", "policies", "migration", "history"}
+
+
+def test_it_crawls_every_url_pattern_as_a_limited_viewer_and_shows_no_other_namespace(viewer, full_bookstore):
+    from urllib.parse import urlsplit
+
+    from django.urls import resolve
+
+    limit(viewer, ["bookstore"])
+    client = RecordingClient()
+    rollback = f"/splits/audit/{WeightChange.objects.get().pk}/rollback/"
+    result = crawl_as(client, viewer, max_requests=600)
+    more = crawl(client, [*EXPORTS, "/splits/audit/", "/history/service/bookstore/bookstore/", rollback])
+    assert result.failures() == [] and more.failures() == [], result.report(result.failures() + more.failures())
+
+    visited = {resolve(urlsplit(v.url).path).view_name for v in result.visits + more.visits}
+    assert app_url_names() - visited == set()
+    found = leaks(client.bodies, CASES["bookstore"]) + object_links(client.bodies, ["bookbuyer", *CASES["bookstore"]])
+    assert found == [], "\n".join(found)
