@@ -172,3 +172,31 @@ def test_it_crawls_every_url_pattern_as_a_limited_viewer_and_shows_no_other_name
     assert app_url_names() - visited == set()
     found = leaks(client.bodies, CASES["bookstore"]) + object_links(client.bodies, ["bookbuyer", *CASES["bookstore"]])
     assert found == [], "\n".join(found)
+
+
+def test_it_scopes_only_the_request_not_the_thread_after_it(client, viewer, bookstore):
+    from apps.mesh.models import Service
+
+    limit(viewer, ["bookbuyer"])
+    client.force_login(viewer)
+    assert "/services/bookstore/" not in client.get("/").content.decode()
+    # The same thread after the answer (as a collector or a management command runs): every namespace.
+    assert Service.objects.filter(cluster=bookstore, namespace="bookstore").exists()
+
+
+def test_it_keeps_the_scope_while_a_streamed_answer_is_produced(rf, viewer, bookstore):
+    """A streamed body is produced after the middleware returns; it must read under the same scope."""
+    from django.http import StreamingHttpResponse
+
+    from apps.clusters.scope import NamespaceScopeMiddleware
+    from apps.mesh.models import Pod
+
+    def names():
+        yield from (f"{s.namespace}/{s.name}\n".encode() for s in Pod.objects.filter(cluster=bookstore))
+
+    limit(viewer, ["bookbuyer"])
+    request = rf.get("/export")
+    request.user = viewer
+    response = NamespaceScopeMiddleware(lambda r: StreamingHttpResponse(names()))(request)
+    body = b"".join(response.streaming_content).decode()
+    assert body and all(line.startswith("bookbuyer/") for line in body.splitlines())
