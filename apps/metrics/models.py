@@ -219,6 +219,8 @@ class BoundaryTraffic(models.Model):
     rate_5xx = models.FloatField(default=0.0)
     collected_at = models.DateTimeField()
 
+    objects = NamespaceScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
+
     class Meta:
         constraints = [
             models.UniqueConstraint(

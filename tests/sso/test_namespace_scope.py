@@ -8,9 +8,11 @@ import re
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from apps.canary.models import WeightChange
 from apps.clusters.models import Access
+from apps.metrics.models import BoundaryTraffic
 from apps.clusters.scope import allowed_namespaces
 from tests.crawl import crawl, crawl_as
 from tests.graph.conftest import BOOKSTORE_EDGES, IDLE_EDGES, add_edges
@@ -138,6 +140,24 @@ def full_bookstore(kubeapi_factory, operator):
     _run, error = collect_and_record(cluster)
     assert error is None, error
     add_edges(cluster, {**BOOKSTORE_EDGES, **IDLE_EDGES})
+    # Traffic across the mesh's edge: from outside into bookstore and bookwarehouse, out of bookthief.
+    now = timezone.now()
+    for direction, namespace, peer in (
+        ("ingress", "bookstore", ""),
+        ("ingress", "bookwarehouse", ""),
+        ("egress", "bookthief", "httpbin_org_443"),
+    ):
+        BoundaryTraffic.objects.create(
+            cluster=cluster,
+            direction=direction,
+            namespace=namespace,
+            app=namespace,
+            workload_kind="Deployment",
+            workload_name=namespace,
+            peer=peer,
+            request_rate=2.0,
+            collected_at=now,
+        )
     assert change_bookstore_weights(cluster, operator, 50, 50).applied
     return cluster
 
