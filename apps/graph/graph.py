@@ -42,6 +42,7 @@ from django.db.models import Count, Max, Q
 from django.db.models.fields.json import KT
 from django.urls import reverse
 
+from apps.clusters import scope
 from apps.clusters.models import Cluster
 from apps.mesh.models import (
     MeshNamespace,
@@ -197,9 +198,37 @@ class _Snapshot:
             edge_rows=[
                 dict(zip(EDGE_FIELDS, r, strict=True))
                 for r in EdgeKPI.objects.filter(cluster=cluster).values_list(*EDGE_FIELDS)
-            ],
+            ]
+            + _crossing_rows(cluster),
             monitored=dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by")),
         )
+
+
+# The one peer that stands for every namespace hidden from a namespace-limited user (apps/clusters/scope.py). Not a
+# Kubernetes name, so nothing links it to a page, and no real namespace or service can be mistaken for it.
+HIDDEN_NAMESPACE, HIDDEN_PEER = "(hidden)", "(other namespaces)"
+
+
+def _crossing_rows(cluster: Cluster) -> list[dict[str, Any]]:
+    """For a namespace-limited user: the traffic between their namespaces and the others (which the scoped EdgeKPI
+    rows leave out), with the hidden end replaced by HIDDEN_PEER, so a team sees its calls in and out, summed per
+    edge, and never another namespace's name."""
+    allowed = scope.current_namespaces()
+    if allowed is None:
+        return []
+    with scope.unscoped():
+        crossing = list(
+            EdgeKPI.objects.filter(cluster=cluster)
+            .filter(Q(source_namespace__in=allowed) ^ Q(destination_namespace__in=allowed))
+            .values_list(*EDGE_FIELDS)
+        )
+    rows = []
+    for values in crossing:
+        row = dict(zip(EDGE_FIELDS, values, strict=True))
+        end = "source" if row["source_namespace"] not in allowed else "destination"
+        row[f"{end}_namespace"], row[f"{end}_service"] = HIDDEN_NAMESPACE, HIDDEN_PEER
+        rows.append(row)
+    return rows
 
 
 def _app_groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -249,7 +278,7 @@ class _Nodes(dict):
         group = self.groups.get((ns, name)) if caller else None
         node_id = f"wl:{ns}/{name}" if group else service_id
         if node_id not in self:
-            data, health = _workload_node(name, group) if group else _unknown_node()
+            data, health = _workload_node(name, group) if group else _unknown_node(hidden=ns == HIDDEN_NAMESPACE)
             data.update(id=node_id, namespace=ns, name=name, split="", rps=None, error=None, success=None, p99_ms=None)
             data["url"] = group["url"] if group else ""  # the workload page, when one workload has that app label
             self.add(data, health)
@@ -273,8 +302,9 @@ def _workload_node(app: str, group: dict[str, Any]) -> tuple[dict[str, Any], Hea
     return data, health
 
 
-def _unknown_node() -> tuple[dict[str, Any], Health]:
-    health = Health(UNKNOWN, ["not in the latest snapshot: named only by the metrics"])
+def _unknown_node(*, hidden: bool = False) -> tuple[dict[str, Any], Health]:
+    why = "namespaces hidden from you: their traffic with yours, summed" if hidden else None
+    health = Health(UNKNOWN, [why or "not in the latest snapshot: named only by the metrics"])
     return {"kind": "unknown", "sidecars": "unknown", "pods": ""}, health
 
 

@@ -129,6 +129,9 @@ def test_it_shows_a_namespace_limited_viewer_no_other_namespace(page, live_serve
     names = [n["data"].get("name", "") + " " + n["data"].get("id", "") for n in data["elements"]["nodes"]]
     assert not [n for n in names if any(ns in n for ns in OTHERS)], names
     assert data["namespaces"] == ["bookbuyer"]
+    # Their calls to the hidden namespaces, drawn to one anonymous peer.
+    assert "(other namespaces) svc:(hidden)/(other namespaces)" in names
+    assert data["counts"]["edges"] >= 1
 
     # Exports, downloaded with this browser's session.
     for path in ("/migrate/bundle.yaml", "/migrate/report.txt", "/graph/data?idle=1"):
