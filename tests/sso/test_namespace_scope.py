@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from apps.canary.models import WeightChange
 from apps.clusters.models import Access
-from apps.metrics.models import BoundaryTraffic
 from apps.clusters.scope import allowed_namespaces
+from apps.metrics.models import BoundaryTraffic
 from tests.crawl import crawl, crawl_as
 from tests.graph.conftest import BOOKSTORE_EDGES, IDLE_EDGES, add_edges
 
