@@ -84,16 +84,23 @@ class OIDCBackend(OIDCAuthenticationBackend):
         sub = str(claims["sub"])
         wanted = claims.get(settings.MESHBOARD_OIDC_USERNAME_CLAIM) or claims.get("email") or sub
         username = str(wanted)[: User._meta.get_field("username").max_length]
-        if User.objects.filter(username=username).exists():
+        taken = User.objects.filter(username=username).first()
+        if taken is not None:
+            what = (
+                "another single sign-on user"
+                if Access.objects.filter(user=taken).exclude(oidc_subject=None).exists()
+                else "a local account"
+            )
             self._refuse(
-                f"The account name {username!r} is already taken by a local account; an administrator must rename "
+                f"The account name {username!r} is already taken by {what}; an administrator must rename "
                 "or delete it before this single sign-on user can sign in.",
                 f"sub={sub!r} username={username!r}: name taken",
             )
         user = User(username=username, email=str(claims.get("email") or "")[:254])
         user.set_unusable_password()  # signs in through the identity provider only
-        user.save()
-        Access.objects.create(user=user, oidc_subject=sub)
+        with transaction.atomic():  # an account and its subject, or neither
+            user.save()
+            Access.objects.create(user=user, oidc_subject=sub)
         return self.update_user(user, claims)
 
     def update_user(self, user: Any, claims: dict) -> Any:
