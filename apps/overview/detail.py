@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from apps.clusters import scope
+from apps.clusters.models import Cluster
 from apps.mesh.models import Pod, Service, TrafficSplit, selects
 from apps.mesh.protocols import serves_http
 from apps.metrics.models import BoundaryTraffic, EdgeKPI, MetricsState, ServiceKPI, ingress_rate
@@ -58,6 +60,9 @@ class ServiceDetail:
     # (requests/s, 5xx/s) its pods' sidecars admitted from outside the mesh (IngressBackends); None: none counted.
     # Not in its request rate, which counts the mesh's callers.
     ingress: tuple[float, float] | None = None
+    # For a namespace-limited user: requests/s with the namespaces hidden from them, (inbound, outbound), summed so
+    # that no name shows; None for everyone else.
+    hidden_traffic: tuple[float, float] | None = None
 
     @property
     def ingress_text(self) -> str:
@@ -160,6 +165,7 @@ def service_detail(service: Service, *, all_pairs: bool = False) -> ServiceDetai
         )
     )
     index = WorkloadIndex.load(cluster, {namespace, *(e.source_namespace for e in inbound)})
+    hidden_traffic = _hidden_traffic(cluster, namespace, reached, apps)
 
     def caller(e: EdgeKPI) -> Caller:
         return Caller(
@@ -192,8 +198,26 @@ def service_detail(service: Service, *, all_pairs: bool = False) -> ServiceDetai
             for kind, rate in sorted(refused_by_service(cluster, namespace).get((namespace, service.name), {}).items())
         ],
         osm=service_policies(cluster, service),
+        hidden_traffic=hidden_traffic,
         ingress=ingress_rate(
             BoundaryTraffic.objects.filter(cluster=cluster, direction=BoundaryTraffic.Direction.INGRESS),
             {(p.namespace, p.labels.get("app", ""), p.workload_kind, p.workload_name) for p in pods},
         ),
     )
+
+
+def _hidden_traffic(cluster: Cluster, namespace: str, reached: list[str], apps: set[str]) -> tuple[float, float] | None:
+    """Requests/s between this service and the namespaces hidden from the user, (inbound, outbound): the scoped
+    EdgeKPI rows leave that traffic out, so the page says how much there is without naming where."""
+    allowed = scope.current_namespaces()
+    if allowed is None:
+        return None
+    with scope.unscoped():
+        edges = EdgeKPI.objects.filter(cluster=cluster)
+        inbound = edges.filter(destination_namespace=namespace, destination_service__in=reached).exclude(
+            source_namespace__in=allowed
+        )
+        outbound = edges.filter(source_namespace=namespace, source_service__in=apps).exclude(
+            destination_namespace__in=allowed
+        )
+        return (sum(e.request_rate or 0.0 for e in inbound), sum(e.request_rate or 0.0 for e in outbound))

@@ -108,6 +108,10 @@ def test_it_shows_a_namespace_limited_viewer_nothing_of_other_namespaces_on_any_
         # bookbuyer's 7.5 and 2.5 to the two versions and bookthief's 3, wherever the graph draws them.
         assert sum(e["rps"] or 0 for (source, _), e in edges.items() if source == hidden) == 13.0
         assert [e["rps"] for (_, target), e in edges.items() if target == hidden] == [5.0]  # to bookwarehouse
+        # The service page says how much traffic it has with hidden namespaces, without naming them.
+        page = client.bodies["/services/bookstore/bookstore/"]
+        assert re.search(r'data-hidden-traffic="inbound">Not listed: 3(\.0)? req/s from namespaces hidden', page)
+        assert re.search(r'data-hidden-traffic="outbound">Not listed: 5(\.0)? req/s to namespaces hidden', page)
 
 
 @pytest.mark.parametrize(
@@ -133,6 +137,7 @@ def test_it_lets_an_unlimited_viewer_see_every_namespace(client, viewer, booksto
     body = client.get("/").content.decode()
     assert all(f"/services/{ns}/" in body for ns in ("bookstore", "bookwarehouse"))
     assert "every other namespace is hidden" not in body
+    assert "data-hidden-traffic" not in client.get("/services/bookstore/bookstore/").content.decode()
     assert allowed_namespaces(viewer) is None
 
 
