@@ -127,3 +127,24 @@ def test_it_shows_a_limited_operator_only_their_namespaces_audit(client, operato
         html = client.get(url).content.decode()
         assert 'href="/splits/bookstore/bookstore-split/"' not in html and "No weight change recorded" in html, url
     assert client.get(f"/splits/audit/{WeightChange.objects.get().pk}/rollback/").status_code == 404
+
+
+def test_it_creates_a_namespace_limited_user_from_the_command_line(db):
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    call_command(
+        "create_user",
+        "tom",
+        role="operator",
+        password="a-long-team-pass",
+        namespaces="team-a,team-b",
+        operate_namespaces="team-a",
+    )
+    access = Access.objects.get(user__username="tom")
+    assert (access.namespaces, access.operate_namespaces) == (["team-a", "team-b"], ["team-a"])
+    with pytest.raises(CommandError, match="Not a namespace name: 'Team A'"):
+        call_command("create_user", "tom", role="viewer", password="a-long-team-pass", namespaces="Team A")
+    assert get_user_model().objects.get(username="tom").groups.get().name == "operator"  # nothing changed
+    call_command("create_user", "tom", role="viewer", password="a-long-team-pass")  # reset: every namespace
+    assert Access.objects.get(user__username="tom").namespaces == []

@@ -91,7 +91,7 @@ def _user_form(user, *, group: str, namespaces: str, operate: str) -> dict:
 
 
 def test_it_refuses_a_bad_namespace_in_the_admin(admin_client, viewer):
-    Access.objects.create(user=viewer)
+    Access.objects.get_or_create(user=viewer)
     form = _user_form(viewer, group="viewer", namespaces='["Team A/x"]', operate="[]")
     answer = admin_client.post(f"/admin/auth/user/{viewer.pk}/change/", form)
     assert answer.status_code == 200 and "Not a namespace name: &#x27;Team A/x&#x27;" in answer.content.decode()
