@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
+from apps.clusters import scope
 from apps.clusters.models import Cluster
 from apps.mesh.models import Pod, Service, Workload, selects
 from apps.metrics.models import EdgeKPI, MetricsState, Refusal, success_ratio
@@ -100,6 +101,9 @@ class WorkloadDetail:
     services: list[Service]
     policy: PolicyView
     metrics_state: MetricsState | None
+    # For a namespace-limited user: requests/s it sent to namespaces hidden from them (in no row and no total above);
+    # None for everyone else.
+    hidden_outbound: float | None = None
 
     @property
     def ref(self) -> WorkloadRef:
@@ -207,7 +211,18 @@ def workload_detail(cluster: Cluster, found: Found) -> WorkloadDetail:
         services=services,
         policy=_policy(cluster, ref, accounts, apps, outbound, refused=any(r.side == "caller" for r in refusals)),
         metrics_state=MetricsState.objects.filter(cluster=cluster).first(),
+        hidden_outbound=_hidden_outbound(cluster, ref, apps),
     )
+
+
+def _hidden_outbound(cluster: Cluster, ref: WorkloadRef, apps: list[str]) -> float | None:
+    """What the scoped EdgeKPI rows leave out for a namespace-limited user, summed so that no name shows."""
+    allowed = scope.current_namespaces()
+    if allowed is None:
+        return None
+    with scope.unscoped():
+        edges = EdgeKPI.objects.filter(cluster=cluster).filter(_sources(ref, apps, EDGE_SOURCE))
+        return sum(e.request_rate or 0.0 for e in edges.exclude(destination_namespace__in=allowed))
 
 
 def _policy(

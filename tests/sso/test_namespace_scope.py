@@ -104,6 +104,9 @@ def test_it_shows_a_namespace_limited_viewer_nothing_of_other_namespaces_on_any_
     assert nodes[hidden]["reasons"] == ["namespaces hidden from you: their traffic with yours, summed"]
     if mine == "bookbuyer":
         assert edges[("wl:bookbuyer/bookbuyer", hidden)]["rps"] == 10.0  # 7.5 + 2.5 to bookstore's two versions
+        # The workload page says how much it sent to hidden namespaces, without naming them.
+        page = client.bodies["/workloads/bookbuyer/deployment/bookbuyer/"]
+        assert re.search(r'data-hidden-traffic="outbound">Not listed, nor in the totals above: 10(\.0)? req/s', page)
     else:
         # bookbuyer's 7.5 and 2.5 to the two versions and bookthief's 3, wherever the graph draws them.
         assert sum(e["rps"] or 0 for (source, _), e in edges.items() if source == hidden) == 13.0
