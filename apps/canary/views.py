@@ -52,9 +52,11 @@ def split_for(request: HttpRequest, cluster: Cluster | None, namespace: str, nam
 def splits(request: HttpRequest) -> HttpResponse:
     require_viewer(request)
     ctx = page_context(request)
+    views = split_views(ctx.cluster) if ctx.cluster else []
     context = {
         "page_ctx": ctx,
-        "splits": (views := split_views(ctx.cluster) if ctx.cluster else []),
+        "splits": views,
+        # "Edit weights" on the splits of the namespaces where this user may change them, "View weights" elsewhere.
         "writable": set(writable_namespaces(request.user, sorted({v.split.namespace for v in views}))),
         **ctx.freshness(),
     }
