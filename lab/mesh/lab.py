@@ -56,7 +56,7 @@ EGRESS_TRAFFIC: dict[str, list[tuple[str, int, list[Request], float]]] = {
             "books.example.com",
             80,
             [Request("GET", "/catalog/new-releases", (("user-agent", "bookbuyer" + _UA),))],
-            1.0,
+            4.0,
         )
     ],
 }

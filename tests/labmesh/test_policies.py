@@ -166,9 +166,9 @@ def test_ingress_chains_admit_only_the_controllers_address_and_certificate(lab_s
     ctx.check_hostname = False
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # a refused certificate then fails the handshake itself
     with pytest.raises((ssl.SSLError, ConnectionResetError)):
-        _raw_get(port, controller.address, tls=ctx, sni="bookstore-v1.bookstore.cluster.local")
+        _raw_get(port, controller.address, tls=ctx, sni="bookstore.bookstore.cluster.local")
     ctx.load_cert_chain(str(lab.ingress_cert.cert), str(lab.ingress_cert.key))
-    assert _raw_get(port, controller.address, tls=ctx, sni="bookstore-v1.bookstore.cluster.local") == 200
+    assert _raw_get(port, controller.address, tls=ctx, sni="bookstore.bookstore.cluster.local") == 200
 
 
 def test_egress_reaches_the_external_host(lab_stack: LabStack, recorder: Recorder) -> None:
