@@ -27,6 +27,12 @@ Edges
   shapes carry `retry` / `ratelimit` and say which policy in their `details`.
 - `lock`: "mtls" when every pod at both ends has the sidecar (OSM encrypts all in-mesh traffic, osm.md §3.3),
   "partial" when some lack it, "plain" when an end has none, "unknown" when an end is not in the snapshot.
+- `policy` of a traffic edge: what the access policy says of it (smi_access.pair_policy between the service accounts
+  of the caller's pods, by their `app` label, and of the destination's pods): "allowed", "denied", "partly" or ""
+  (unknown); a denied one carries the class `policy-denied` and says so in its label.
+
+"As of" a past time (`past`, apps.overview.as_of): the TrafficSplits, the policy and the KPIs (services, edges, split
+shares) are those of then; the Services, pods and service accounts the latest snapshot's (the history keeps no pods).
 
 Health is the overview's (apps.overview.overview, apps.metrics.health): the same rule, in the same words.
 """
@@ -47,17 +53,20 @@ from apps.clusters.models import Cluster
 from apps.mesh.models import (
     MeshNamespace,
     Pod,
-    TrafficSplit,
+    Service,
     edge_lock,
     root_service_name,
+    selects,
     sidecar_coverage,
     weight_percents,
 )
 from apps.mesh.names import SERVICE, name_problem
 from apps.metrics.health import UNKNOWN, Health, assess
 from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
-from apps.overview.overview import ServiceRow, overview_rows
+from apps.overview.as_of import PastView
+from apps.overview.overview import ServiceRow, overview_rows, snapshot_splits
 from apps.overview.workloads import POD, workload_url
+from apps.policies.smi_access import Identity, Policy, load_policy, pair_policy
 
 from . import boundary as mesh_edge
 from .query import parse
@@ -123,7 +132,7 @@ def traffic_label(
 class _Acc:
     """Traffic summed over the EdgeKPI rows folded into one drawn edge."""
 
-    __slots__ = ("denied", "known", "p99", "rate5", "rps", "tcp", "tls_errors")
+    __slots__ = ("denied", "known", "p99", "policies", "rate5", "rps", "tcp", "tls_errors")
 
     def __init__(self) -> None:
         self.rps: float | None = None
@@ -132,6 +141,7 @@ class _Acc:
         self.tcp: float | None = None
         self.denied: float | None = None
         self.tls_errors: float | None = None
+        self.policies: set[str] = set()  # what policy says of each row folded in
 
     @staticmethod
     def _sum(a: float | None, b: float | None) -> float | None:
@@ -148,8 +158,17 @@ class _Acc:
         self.denied = self._sum(self.denied, row["denied_rate"])
         self.tls_errors = self._sum(self.tls_errors, row["tls_error_rate"])
 
+    @property
+    def policy(self) -> str:
+        """The rows' verdicts as one: all allowed, all denied, some of each ("partly"), or "" when none is known."""
+        known = self.policies - {""}
+        if not known:
+            return ""
+        return known.pop() if len(known) == 1 else "partly"
+
     def data(self) -> dict[str, Any]:
         return {
+            "policy": self.policy,
             "rps": self.rps,
             "error": error_ratio(self.rps, self.rate5),
             "p99_ms": self.p99,
@@ -170,12 +189,11 @@ class _Snapshot:
     groups: dict[tuple[str, str], dict[str, Any]]
     edge_rows: list[dict[str, Any]]
     monitored: dict[str, str]
+    policy: Policy
+    accounts: _Accounts
 
     @classmethod
-    def load(cls, cluster: Cluster) -> _Snapshot:
-        shares = SplitShare.objects.filter(cluster=cluster).values(
-            "namespace", "split", "backend", "share_short", "share_5m", "short_window_seconds"
-        )
+    def load(cls, cluster: Cluster, past: PastView | None = None) -> _Snapshot:
         groups = (
             Pod.objects.filter(cluster=cluster)
             .annotate(app=KT("labels__app"))
@@ -188,11 +206,24 @@ class _Snapshot:
             )
             .order_by()
         )
+        monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
+        if past is not None:
+            return cls(
+                rows=overview_rows(cluster, splits=past.splits, kpis=past.kpis.services),
+                splits=past.splits,
+                shares=past.kpis.shares,
+                groups=_app_groups(groups),
+                edge_rows=[{f: e.get(f) for f in EDGE_FIELDS} for e in past.kpis.edges],
+                monitored=monitored,
+                policy=past.policy,
+                accounts=_Accounts.load(cluster),
+            )
+        shares = SplitShare.objects.filter(cluster=cluster).values(
+            "namespace", "split", "backend", "share_short", "share_5m", "short_window_seconds"
+        )
         return cls(
             rows=overview_rows(cluster),  # services + KPIs + split roots, with the overview's health
-            splits=list(
-                TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends")
-            ),
+            splits=snapshot_splits(cluster),
             shares={(s["namespace"], s["split"], s["backend"]): s for s in shares},
             groups=_app_groups(groups),
             edge_rows=[
@@ -200,7 +231,9 @@ class _Snapshot:
                 for r in EdgeKPI.objects.filter(cluster=cluster).values_list(*EDGE_FIELDS)
             ]
             + _crossing_rows(cluster),
-            monitored=dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by")),
+            monitored=monitored,
+            policy=load_policy(cluster),
+            accounts=_Accounts.load(cluster),
         )
 
 
@@ -229,6 +262,42 @@ def _crossing_rows(cluster: Cluster) -> list[dict[str, Any]]:
         row[f"{end}_namespace"], row[f"{end}_service"] = HIDDEN_NAMESPACE, HIDDEN_PEER
         rows.append(row)
     return rows
+
+
+@dataclass
+class _Accounts:
+    """The service accounts of the snapshot's pods, by (namespace, `app` label) (a caller, as OSM's metrics name it)
+    and by (namespace, Service) (a destination: the pods its selector picks), in two queries."""
+
+    by_app: dict[tuple[str, str], set[Identity]]
+    by_service: dict[tuple[str, str], set[Identity]]
+
+    @classmethod
+    def load(cls, cluster: Cluster) -> _Accounts:
+        by_app: dict[tuple[str, str], set[Identity]] = {}
+        by_term: dict[tuple[str, str, str], list[tuple[dict, Identity]]] = {}  # pods by each of their labels
+        for ns, labels, sa in Pod.objects.filter(cluster=cluster).values_list("namespace", "labels", "service_account"):
+            labels = labels if isinstance(labels, dict) else {}
+            who = Identity(ns, sa or "default")
+            if isinstance(labels.get("app"), str):
+                by_app.setdefault((ns, labels["app"]), set()).add(who)
+            for key, value in labels.items():
+                by_term.setdefault((ns, key, str(value)), []).append((labels, who))
+        by_service: dict[tuple[str, str], set[Identity]] = {}
+        for ns, name, selector in Service.objects.filter(cluster=cluster).values_list("namespace", "name", "selector"):
+            if not selector or not isinstance(selector, dict):
+                continue
+            key, value = min(selector.items())  # the pods carrying one term, then the whole selector
+            found = {who for labels, who in by_term.get((ns, key, str(value)), ()) if selects(selector, labels)}
+            if found:
+                by_service[(ns, name)] = found
+        return cls(by_app, by_service)
+
+    def policy(self, policy: Policy, row: dict[str, Any]) -> str:
+        """What `policy` says of one EdgeKPI row (caller's `app` label → destination Service)."""
+        sources = self.by_app.get((row["source_namespace"], row["source_service"]), ())
+        destinations = self.by_service.get((row["destination_namespace"], row["destination_service"]), ())
+        return pair_policy(policy, sources, destinations)
 
 
 def _app_groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -308,8 +377,9 @@ def _unknown_node(*, hidden: bool = False) -> tuple[dict[str, Any], Health]:
     return {"kind": "unknown", "sidecars": "unknown", "pods": ""}, health
 
 
-def _service_nodes(rows: list[ServiceRow], nodes: _Nodes) -> None:
+def _service_nodes(rows: list[ServiceRow], nodes: _Nodes, past: PastView | None = None) -> None:
     detail = reverse("overview:detail", args=["NS", "NAME"])
+    then = f"?{past.chart_range}" if past else ""  # a past view opens the service's charts ending then
     for r in rows:
         rps, rate5 = r.kpi.get("request_rate"), r.kpi.get("rate_5xx")
         nodes.add(
@@ -325,7 +395,7 @@ def _service_nodes(rows: list[ServiceRow], nodes: _Nodes) -> None:
                 "error": error_ratio(rps, rate5),
                 "success": r.kpi.get("success_rate"),
                 "p99_ms": r.kpi.get("p99_ms"),
-                "url": _service_url(detail, r.namespace, r.name),
+                "url": (url + then) if (url := _service_url(detail, r.namespace, r.name)) else "",
             },
             r.health,
         )
@@ -406,7 +476,9 @@ def _fold_traffic(
         if root is not None and root != source and root in nodes:
             backend_traffic.setdefault(target, _Acc()).add(e)
             target = root
-        traffic.setdefault((source, target), _Acc()).add(e)
+        acc = traffic.setdefault((source, target), _Acc())
+        acc.add(e)
+        acc.policies.add(snap.accounts.policy(snap.policy, e))
     return traffic, backend_traffic
 
 
@@ -429,6 +501,8 @@ def _edges(
             label = traffic_label(
                 data["rps"], data["error"], data["p99_ms"], data["tcp_bytes_rate"], data["denied_rps"]
             )
+            if data["policy"] == "denied" and not data["denied_rps"]:  # measured refusals say it already
+                label = f"denied by policy · {label}"
         data.update(
             id=f"e:{source}>{target}",
             source=source,
@@ -573,21 +647,29 @@ def _namespace_boxes(nodes: dict, monitored: dict[str, str], shown: set[str]) ->
     return boxes
 
 
-def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str = "", hide: str = "") -> dict[str, Any]:
+def build_graph(
+    cluster: Cluster,
+    *,
+    namespaces: Iterable[str] = (),
+    find: str = "",
+    hide: str = "",
+    past: PastView | None = None,
+) -> dict[str, Any]:
     """Nodes and edges for Cytoscape (`{"data": ..., "classes": ...}`), all of them whatever the filters, sorted by id.
 
     The page lays out the whole graph once and keeps the positions, so a filter only hides: elements outside the
     chosen `namespaces` (those namespaces' nodes and the peers they talk to stay) or matched by `hide` carry the class
     `filtered`; `find` marks `found` among the rest. Idle edges (nothing measured) and the peers seen only on them
-    carry `idle`: the page hides them unless asked to show policy-only edges. Raises QueryError for a bad find or hide
-    expression, before touching the database.
+    carry `idle`: the page hides them unless asked to show policy-only edges. `past`: the graph as of that time
+    (`as_of` in the answer says when, and why its KPIs are missing if they are). Raises QueryError for a bad find or
+    hide expression, before touching the database.
     """
     find_p, hide_p = parse(find), parse(hide)
     wanted = {ns for ns in namespaces if ns}
-    snap = _Snapshot.load(cluster)
+    snap = _Snapshot.load(cluster, past)
 
     all_nodes = _Nodes(snap.groups)
-    _service_nodes(snap.rows, all_nodes)
+    _service_nodes(snap.rows, all_nodes, past)
     split_edges, root_of, warnings = _split_edges(snap, all_nodes)
     traffic, backend_traffic = _fold_traffic(snap, all_nodes, root_of)
     edges = _edges(all_nodes, traffic, split_edges, backend_traffic)
@@ -634,10 +716,23 @@ def build_graph(cluster: Cluster, *, namespaces: Iterable[str] = (), find: str =
             "found": found if find_p is not None else None,
         },
         "warnings": warnings,
+        "policy_mode": snap.policy.mode,
+        "as_of": _as_of(past),
         "elements": {
             "nodes": boxes + [{"data": n, "classes": _node_classes(n, i in shown_nodes)} for i, n in nodes.items()],
             "edges": [{"data": e, "classes": _edge_classes(e, i in shown_edges)} for i, e in edges.items()],
         },
+    }
+
+
+def _as_of(past: PastView | None) -> dict[str, Any] | None:
+    if past is None:
+        return None
+    return {
+        "time": past.value,
+        "kpis": past.kpis.unavailable,  # "" when Prometheus answered for then
+        "no_data": past.kpis.no_data,
+        "present": "Services, pods, sidecars and service accounts: the latest snapshot's (the history keeps no pods)",
     }
 
 
@@ -666,6 +761,8 @@ def _edge_classes(e: dict[str, Any], shown: bool) -> str:
         classes.append("retry")
     if e.get("ratelimit"):
         classes.append("ratelimit")
+    if e.get("policy") == "denied":
+        classes.append("policy-denied")
     if e["idle"]:
         classes.append("idle")  # known to exist (policy, configuration), nothing measured: hidden unless asked for
     if e.get("warnings"):

@@ -10,7 +10,8 @@
   oldest versions past the maximum count. The receiver trims the objects it just changed and, once an hour, by age;
   `manage.py trim_history` does it all.
 - Reading: `timeline(...)` for the pages, `diff(...)` of two contents, `policy_rows_as_of(cluster, when)` for the
-  Policies page's "as of".
+  Policies page's "as of", `splits_as_of(cluster, when)` for the overview's and the graph's (with the policy rows:
+  `CONFIG_KINDS` is what those two pages rebuild, so `as_of_time(..., CONFIG_KINDS)` checks the time for them).
 """
 
 from __future__ import annotations
@@ -470,6 +471,28 @@ def versions_as_of(cluster: Cluster, when: datetime, kinds: Iterable[str]) -> li
     return list(
         Version.objects.filter(id__in=Subquery(last)).exclude(change=Change.DELETED).order_by("namespace", "name")
     )
+
+
+# What the overview and the graph rebuild "as of" a time: the access policy and the TrafficSplits.
+CONFIG_KINDS = (*POLICY_KINDS, Kind.TRAFFIC_SPLIT)
+
+
+def splits_as_of(cluster: Cluster, when: datetime) -> list[dict]:
+    """The TrafficSplits the collections had seen at `when`, as the snapshot's rows read them (`namespace`, `name`,
+    `root_service`, `backends`), by namespace and name."""
+    out = []
+    for v in versions_as_of(cluster, when, [Kind.TRAFFIC_SPLIT]):
+        spec = (v.content or {}).get("spec") or {}
+        backends = spec.get("backends")
+        out.append(
+            {
+                "namespace": v.namespace,
+                "name": v.name,
+                "root_service": str(spec.get("service") or ""),
+                "backends": backends if isinstance(backends, list) else [],
+            }
+        )
+    return out
 
 
 @dataclass

@@ -8,6 +8,7 @@ A query that fails alone makes the run PARTIAL: the fields it feeds keep their p
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -81,18 +82,34 @@ def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | Non
     cycle = Cycle(at=at, windows=w, available=available, version=version, warnings=warnings)
     if names is not None:
         cycle.preflight = preflight.run(gateway, names, at - w.long, at)
-    first_error: PrometheusError | None = None
-    for key, expr in catalog.cycle(w, available).items():
-        try:
-            cycle.results[key] = gateway.instant(expr, at, what=key)
-        except PrometheusError as exc:
-            cycle.failures[key] = exc.reason
-            first_error = first_error or exc
+    first_error = ask_cycle(cycle, lambda key, expr: gateway.instant(expr, at, what=key))
     cycle.queries = gateway.requests
     cycle.timings["query"] = time.perf_counter() - started
     if first_error is not None and not cycle.results:
         raise first_error
     return cycle
+
+
+def ask_cycle(
+    cycle: Cycle,
+    instant: Callable[[str, str], list[Sample]],
+    *,
+    give_up: Callable[[PrometheusError], bool] = lambda _exc: False,
+) -> PrometheusError | None:
+    """Ask the cycle's queries (catalog.cycle: one set, whatever the time `cycle.at` they are evaluated at, now for
+    the collector, a past time for the pages' "as of") through `instant(key, expr)`, into `cycle.results`; a query
+    that fails goes to `cycle.failures`, and the rest are not asked once `give_up(error)` says so. Returns the first
+    error, or None."""
+    first_error: PrometheusError | None = None
+    for key, expr in catalog.cycle(cycle.windows, cycle.available).items():
+        try:
+            cycle.results[key] = instant(key, expr)
+        except PrometheusError as exc:
+            cycle.failures[key] = exc.reason
+            first_error = first_error or exc
+            if give_up(exc):
+                break
+    return first_error
 
 
 # -- mapping -----------------------------------------------------------------------------------------------------

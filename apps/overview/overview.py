@@ -20,7 +20,7 @@ from apps.clusters.freshness import summarize
 from apps.clusters.models import Cluster
 from apps.clusters.status import KindState, cluster_states
 from apps.core.windows import TimeRange
-from apps.mesh.models import Pod, Service, TrafficSplit, Workload, mtls_state, root_service_name
+from apps.mesh.models import Pod, Service, TrafficSplit, Workload, mtls_state, root_service_name, weight_percents
 from apps.metrics.health import DEGRADED, FAILING, HEALTHY, UNKNOWN, Health, assess
 from apps.metrics.models import KPI_FIELDS, ServiceKPI, tcp_bytes_total
 
@@ -50,6 +50,8 @@ class ServiceRow:
     health: Health
     # A split root's KPIs are its backends' as routed (ServiceKPI.routed_backends): the backends, else empty.
     routed_backends: list[str] = field(default_factory=list)
+    # A split root's configured weights, (backend, percent or None), of its first TrafficSplit by name.
+    weights: list[tuple[str, float | None]] = field(default_factory=list)
 
     @property
     def mtls(self) -> str:
@@ -64,27 +66,50 @@ class ServiceRow:
         return tcp_bytes_total(self.kpi)
 
 
-def split_roots(cluster: Cluster) -> set[tuple[str, str]]:
-    """(namespace, service) of every TrafficSplit apex; spec.service may be an FQDN-ish `svc.ns...`."""
-    return {
-        (namespace, root_service_name(root))
-        for namespace, root in TrafficSplit.objects.filter(cluster=cluster).values_list("namespace", "root_service")
-    }
+def split_weights(splits: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[str, float | None]]]:
+    """(namespace, root service) of every TrafficSplit apex (spec.service may be an FQDN-ish `svc.ns...`) → its
+    backends' configured weights in percent; two splits on one root: the first by name, as the metrics cycle."""
+    roots: dict[tuple[str, str], list[tuple[str, float | None]]] = {}
+    for s in sorted(splits, key=lambda s: (s["namespace"], s["name"])):
+        backends = [b for b in s["backends"] or [] if isinstance(b, dict) and b.get("service")]
+        weights = list(zip([str(b["service"]) for b in backends], weight_percents(backends), strict=True))
+        roots.setdefault((s["namespace"], root_service_name(s["root_service"])), weights)
+    return roots
+
+
+def snapshot_splits(cluster: Cluster) -> list[dict[str, Any]]:
+    return list(TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends"))
 
 
 def overview_rows(
-    cluster: Cluster, *, namespace: str = "", search: str = "", sort: str = "name", descending: bool = False
+    cluster: Cluster,
+    *,
+    namespace: str = "",
+    search: str = "",
+    sort: str = "name",
+    descending: bool = False,
+    splits: list[dict[str, Any]] | None = None,
+    kpis: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> list[ServiceRow]:
+    """The services of the latest snapshot with their KPIs and split weights: the snapshot's, or, for a past view,
+    the `kpis` (ServiceKPI values by (namespace, service), apps.metrics.as_of) and `splits` (TrafficSplit values,
+    the history's) of that time. The services and pods are always the latest snapshot's."""
     services = Service.objects.filter(cluster=cluster)
-    kpis = ServiceKPI.objects.filter(cluster=cluster)
     if namespace:
-        services, kpis = services.filter(namespace=namespace), kpis.filter(namespace=namespace)
+        services = services.filter(namespace=namespace)
     if search:
         services = services.filter(name__icontains=search)
-    kpi_by_key = {
-        (k["namespace"], k["service"]): k for k in kpis.values("namespace", "service", "routed_backends", *KPI_FIELDS)
-    }
-    roots = split_roots(cluster)
+    if kpis is None:
+        stored = ServiceKPI.objects.filter(cluster=cluster)
+        if namespace:
+            stored = stored.filter(namespace=namespace)
+        kpi_by_key = {
+            (k["namespace"], k["service"]): k
+            for k in stored.values("namespace", "service", "routed_backends", *KPI_FIELDS)
+        }
+    else:
+        kpi_by_key = kpis
+    roots = split_weights(snapshot_splits(cluster) if splits is None else splits)
     tolerances = settings.MESHBOARD_HEALTH
     rows = []
     for s in services.values("namespace", "name", "pods_total", "pods_ready", "pods_meshed"):
@@ -94,6 +119,7 @@ def overview_rows(
             ServiceRow(
                 **s,
                 is_split_root=key in roots,
+                weights=roots.get(key, []),
                 kpi=kpi,
                 routed_backends=[b for b in kpi.get("routed_backends") or [] if isinstance(b, str)],
                 health=assess(

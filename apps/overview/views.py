@@ -11,6 +11,7 @@ from apps.clusters.picker import PageContext, page_context
 from apps.clusters.roles import require_viewer
 from apps.core.pages import render_page
 
+from .as_of import past_view
 from .detail import service_detail
 from .lookup import NotInSnapshot, service_for, workload_for
 from .overview import SORTS, fleet_rows, namespaces, overview_rows
@@ -64,12 +65,22 @@ def overview(request: HttpRequest) -> HttpResponse:
     sorts = WORKLOAD_SORTS if show == WORKLOADS else SORTS
     sort = request.GET.get("sort", "name")
     sort = sort if sort.lstrip("-") in sorts else "name"
-    rows_for = workload_rows if show == WORKLOADS else overview_rows
-    rows = (
-        rows_for(ctx.cluster, namespace=namespace, search=search, sort=sort.lstrip("-"), descending=sort[0] == "-")
-        if ctx.cluster
-        else []
-    )
+    past, as_of_error = None, ""
+    if ctx.cluster and show == SERVICES:
+        past, as_of_error = past_view(ctx.cluster, request.GET.get("as_of", ""))
+    elif request.GET.get("as_of", "").strip():
+        as_of_error = "The workloads view has no past view (the history keeps no pods): showing the present."
+    order = {"sort": sort.lstrip("-"), "descending": sort[0] == "-"}
+    if not ctx.cluster:
+        rows = []
+    elif show == WORKLOADS:
+        rows = workload_rows(ctx.cluster, namespace=namespace, search=search, **order)
+    elif past is not None:
+        rows = overview_rows(
+            ctx.cluster, namespace=namespace, search=search, splits=past.splits, kpis=past.kpis.services, **order
+        )
+    else:
+        rows = overview_rows(ctx.cluster, namespace=namespace, search=search, **order)
     page = Paginator(rows, settings.MESHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page_ctx": ctx,
@@ -80,6 +91,10 @@ def overview(request: HttpRequest) -> HttpResponse:
         "search": search,
         "sort": sort,
         "columns": WORKLOAD_COLUMNS if show == WORKLOADS else COLUMNS,
+        "past": past,
+        "as_of_error": as_of_error,
+        # Carried by the sort, pager and filter links so the past view stays past.
+        "as_of_query": f"&{past.query}" if past else "",
         **ctx.freshness(),
     }
     return render_page(request, "overview/overview.html", "table", context)

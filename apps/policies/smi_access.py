@@ -4,6 +4,8 @@
   destination service account, with the routes it allows, or why OSM ignores it). `load_policy_as_of(cluster, when)`:
   the same from the configuration history's versions at a past time.
 - `access_matrix(policy)`: the grants grouped by source and destination, for the matrix on the policies page.
+- `pair_policy(policy, sources, destinations)`: allowed / denied / partly between two sets of service accounts (the
+  graph's edges).
 - `can_talk(cluster, source, destination)`: "can A talk to B?" between services, workloads or pods: yes/no with the
   TrafficTarget and routes that allow it, or what is missing. Permissive mode allows all in-mesh traffic; a pod without
   a sidecar is not in the mesh, so policy does not apply to it.
@@ -17,8 +19,10 @@ TrafficTarget's namespace; TrafficTargets only apply when `enablePermissiveTraff
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from apps.clusters.models import Cluster
 from apps.history import services as history
@@ -81,6 +85,11 @@ class Policy:
     mode: str  # permissive | smi | unknown (no MeshConfig in the snapshot)
     grants: list[Grant]
     targets: list[TrafficTarget]
+
+    @cached_property
+    def allowed_pairs(self) -> frozenset[tuple[Identity, Identity]]:
+        """(source, destination) pairs some grant allows, computed once (the graph asks per edge)."""
+        return frozenset((g.source, g.destination) for g in self.grants if g.allows)
 
     def grants_between(self, source: Identity, destination: Identity) -> list[Grant]:
         return [g for g in self.grants if g.source == source and g.destination == destination]
@@ -183,6 +192,20 @@ def load_policy_as_of(cluster: Cluster, when: datetime) -> Policy:
     TrafficTargets and routes then); check the time first with apps.history.services.as_of_time."""
     rows = history.policy_rows_as_of(cluster, when)
     return _policy(rows.mesh_state, rows.targets, rows.http_routes, rows.tcp_routes)
+
+
+def pair_policy(policy: Policy, sources: Iterable[Identity], destinations: Iterable[Identity]) -> str:
+    """What the policy says of traffic from any of `sources` to any of `destinations` (the service accounts at an
+    edge's two ends): "allowed" (permissive mode, or a TrafficTarget with a route for every pair), "denied" (SMI mode
+    and none for any pair), "partly" (some pairs only), or "" when it cannot be told (no MeshConfig, or an end whose
+    service accounts are unknown)."""
+    if policy.mode == PERMISSIVE:
+        return "allowed"
+    pairs = [(a, b) for a in set(sources) for b in set(destinations)]
+    if policy.mode != SMI or not pairs:
+        return ""
+    hits = sum(pair in policy.allowed_pairs for pair in pairs)
+    return "allowed" if hits == len(pairs) else "denied" if hits == 0 else "partly"
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,8 @@
       // Shaped by a Retry (a circle at the caller's end) or a local rate limit (a bar at the destination's).
       { selector: "edge.retry", style: { "source-arrow-shape": "circle", "source-arrow-color": "#5a3e9e" } },
       { selector: "edge.ratelimit", style: { "target-arrow-shape": "triangle-tee" } },
+      { selector: "edge.policy-denied", style: { "line-style": "dotted", "width": 2.5, "line-color": "#7a140e",
+        "target-arrow-color": "#7a140e", "target-arrow-shape": "tee" } },
       { selector: "edge.split", style: { "line-style": "dashed", "line-color": "#1e6fd9", "target-arrow-color": "#1e6fd9",
         "width": 2.5, "color": "#0b3d8c", "font-weight": "bold" } },
       { selector: "edge.split.warning[label_dy]", style: { "text-margin-y": "data(label_dy)" } },
@@ -1002,6 +1004,7 @@
       if (value) params.set(name, value);
     });
     if (state.showIdle) params.set("idle", "1"); // the page's own state, in the URL so a link shows the same
+    if (state.config.asOf) params.set("as_of", state.config.asOf); // a past view: the server's time, as checked
     return params;
   }
   var inflight = null;
@@ -1032,6 +1035,7 @@
         state.timings = { fetch_ms: performance.now() - started };
         state.data = res.body;
         state.drawnQuery = asked;
+        showKpisThen(res.body.as_of);
         state.started = started;
         draw(res.body);
         refreshPanel();
@@ -1043,6 +1047,16 @@
       });
   }
   state.load = load;
+
+  // A past view whose KPIs Prometheus could not give (no data then, or unavailable): said above the graph.
+  function showKpisThen(asOf) {
+    var banner = document.getElementById("graph-kpis-then");
+    if (!banner) return;
+    banner.textContent = asOf && asOf.kpis ? "Traffic as of then: " + asOf.kpis +
+      ". The configuration of then is drawn without it." : "";
+    banner.dataset.kpis = asOf && asOf.kpis ? (asOf.no_data ? "no-data" : "unavailable") : "";
+    banner.hidden = !(asOf && asOf.kpis);
+  }
 
   // The page's URL with the form's state and the namespaces opened or closed by hand (other parameters, such as the
   // time window, kept), for links and reloads.
@@ -1140,6 +1154,12 @@
         "policy) but no request, byte or refusal was measured on it.", "hint"));
     }
     if (d.denied_rps) row(dl, "denied", fmt(d.denied_rps, "rps") + " refused by policy");
+    if (d.policy) {
+      row(dl, "policy" + (state.config.asOf ? " then" : ""), {
+        allowed: "allowed: a TrafficTarget admits the caller's service account (or permissive mode)",
+        denied: "denied: no TrafficTarget admits the caller's service account",
+        partly: "partly: some of the caller's service accounts are admitted, not all" }[d.policy] || d.policy);
+    }
     if (d.kind === "split") {
       row(dl, "split", d.split);
       row(dl, "weight", d.weight_pct === null ? String(d.weight) + " (invalid)" : d.weight_pct.toFixed(1) + "% (weight " + d.weight + ")");
@@ -1460,7 +1480,7 @@
     form.querySelectorAll("button[data-graph]").forEach(function (button) {
       button.addEventListener("click", function () { if (state.cy) actions[button.dataset.graph](); });
     });
-    document.body.addEventListener("mb:refresh", load);
+    if (!state.config.asOf) document.body.addEventListener("mb:refresh", load); // the past does not change
     load();
   });
 })();

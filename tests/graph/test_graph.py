@@ -338,7 +338,11 @@ def test_it_serves_the_graph_as_json_and_rejects_a_bad_expression_with_the_reaso
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"cluster", "namespaces", "selected", "find", "hide", "counts", "warnings", "elements"}
+    assert set(body) == {
+        *("cluster", "namespaces", "selected", "find", "hide", "counts", "warnings", "elements"),
+        *("policy_mode", "as_of", "as_of_error"),
+    }
+    assert body["as_of"] is None and body["as_of_error"] == "" and body["policy_mode"] == "smi"
     assert body["selected"] == ["bookstore"]
     assert "bookwarehouse" in body["namespaces"]
     response = client.get(URL, {"hide": "rps>>1"})
