@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from playwright.sync_api import expect
 
 from apps.clusters.models import Cluster
 from apps.history.services import after_collection, record_snapshot
@@ -275,3 +276,56 @@ def test_it_reads_a_datetime_field_value_as_utc(client, viewer, replay):
     html = client.get(f"/?as_of={picked}").content.decode()
     assert f'data-as-of="{_at(A).isoformat()}"' in html and _weights(html) == "bookstore-v1=75 bookstore-v2=25"
     assert f'name="as_of" step="1" required value="{picked}"' in html
+
+
+def _graph_edge(page, edge_id: str) -> dict:
+    return page.evaluate(
+        "(id) => { const e = mbGraph.cy.getElementById(id); return e.length ? {display: e.data('display'),"
+        " policy: e.data('policy'), rps: e.data('rps'), classes: e.classes().join(' ')} : null; }",
+        edge_id,
+    )
+
+
+def _drawn(page, times: int = 1) -> None:
+    expect(page.locator("body")).to_have_attribute(
+        "data-graph-renders", re.compile("|".join(rf"^{n}$" for n in range(times, 10))), timeout=20000
+    )
+
+
+def test_it_draws_the_graph_as_of_a_past_time_in_the_browser(page, live_server, viewer, replay):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "vera")
+    page.fill("#id_password", "a-long-viewer-pass")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(rf"^{re.escape(live_server.url)}/(?:\?.*)?$"))
+
+    page.goto(f"{live_server.url}/graph/?as_of={_q(A)}")
+    _drawn(page)
+    expect(page.locator(".banner.past-view")).to_contain_text(f"Past view as of {_at(A):%Y-%m-%d %H:%M:%S}")
+    expect(page.locator("#graph-kpis-then")).to_be_hidden()  # Prometheus answered for then
+    thief = _graph_edge(page, "e:wl:bookthief/bookthief>svc:bookstore/bookstore")
+    assert thief["policy"] == "allowed" and "policy-denied" not in thief["classes"] and thief["rps"] == 1.0
+    v2 = _graph_edge(page, "split:bookstore/bookstore-split>bookstore-v2")
+    assert v2["display"] == "weight 25% · observed 23%"
+    page.evaluate(
+        "() => { mbGraph.cy.getElementById('e:wl:bookthief/bookthief>svc:bookstore/bookstore').emit('tap'); }"
+    )
+    expect(page.locator("#graph-panel")).to_contain_text("policy then")
+    expect(page.locator("#graph-panel")).to_contain_text("allowed: a TrafficTarget admits")
+
+    # Pick another time with the field: after the change, 50/50.
+    page.fill(".as-of-form input[name=as_of]", _at(B).strftime("%Y-%m-%dT%H:%M:%S"))
+    page.click(".as-of-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/graph/\?as_of="))
+    _drawn(page)
+    expect(page.locator(".banner.past-view")).to_contain_text(f"{_at(B):%Y-%m-%d %H:%M:%S}")
+    assert _graph_edge(page, "split:bookstore/bookstore-split>bookstore-v2")["display"] == "weight 50% · observed 50%"
+
+    # Back to now: the pair is denied by the policy of now.
+    page.click("a.back-to-now")
+    page.wait_for_url(re.compile(r"/graph/$"))
+    _drawn(page)
+    expect(page.locator(".banner.past-view")).to_have_count(0)
+    thief = _graph_edge(page, "e:wl:bookthief/bookthief>svc:bookstore/bookstore")
+    assert thief["policy"] == "denied" and "policy-denied" in thief["classes"]
+    assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
