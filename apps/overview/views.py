@@ -60,6 +60,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "show": show,
             "search": search,
             "fleet": fleet_rows(ctx.clusters, ctx.time_range, search=search),
+            "as_of_error": "The fleet view has no past view: showing the present." if request.GET.get("as_of") else "",
         }
         return render_page(request, "overview/overview.html", "table", context)
     sorts = WORKLOAD_SORTS if show == WORKLOADS else SORTS
@@ -69,7 +70,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     if ctx.cluster and show == SERVICES:
         past, as_of_error = past_view(ctx.cluster, request.GET.get("as_of", ""))
     elif request.GET.get("as_of", "").strip():
-        as_of_error = "The workloads view has no past view (the history keeps no pods): showing the present."
+        as_of_error = f"The {show} view has no past view (the history keeps no pods): showing the present."
     order = {"sort": sort.lstrip("-"), "descending": sort[0] == "-"}
     if not ctx.cluster:
         rows = []

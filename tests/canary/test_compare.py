@@ -159,3 +159,24 @@ def test_markers_are_the_writes_that_changed_the_cluster(canary_cluster):
 
     texts = [m["text"] for m in markers(split, timezone.now() - timedelta(minutes=5)) if not m["outside"]]
     assert texts == [f"otto set shop-v1 {w} in Meshboard" for w in (90, 80, 50)]
+
+
+def test_it_shows_both_verdicts_in_the_browser(page, live_server, viewer, canary_cluster):
+    """Issue 24's first "done when", in Chromium: the same 1 % against 3 % gap is "not enough traffic to tell" at
+    1 req/s over a minute and "worse" at 10 req/s over five, with the counts and the latency buckets behind each."""
+    from playwright.sync_api import expect
+
+    from tests.browser_fixtures import login
+
+    login(page, live_server.url, "vera", "a-long-viewer-pass")
+    for ns, window, success, counts in (
+        ("quiet", "1m", "not enough traffic", "requests per side"),
+        ("busy", "5m", "worse", "shop-v2 3 % of 3,000 requests, shop-v1 1 % of 3,000"),
+    ):
+        page.goto(f"{live_server.url}/splits/{ns}/shop-split/compare/?cluster=canary&window={window}&until={AT:.0f}")
+        verdicts = page.locator('.verdicts[data-backend="shop-v2"]')
+        expect(verdicts.locator('li[data-metric="success"]')).to_have_attribute("data-outcome", success)
+        expect(verdicts.locator('li[data-metric="success"]')).to_contain_text(counts)
+        expect(verdicts.locator('li[data-metric="latency"]')).to_have_attribute("data-outcome", "worse")
+        expect(verdicts.locator('li[data-metric="latency"]')).to_contain_text("slower than 25 ms")
+    assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
