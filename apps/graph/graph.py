@@ -40,7 +40,7 @@ Health is the overview's (apps.overview.overview, apps.metrics.health): the same
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -66,7 +66,7 @@ from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
 from apps.overview.as_of import PastView
 from apps.overview.overview import ServiceRow, overview_rows, snapshot_splits
 from apps.overview.workloads import POD, workload_url
-from apps.policies.smi_access import Identity, Policy, load_policy, pair_policy
+from apps.policies.smi_access import SMI, Identity, Policy, load_policy, pair_policy
 
 from . import boundary as mesh_edge
 from .query import parse
@@ -197,7 +197,8 @@ class _Snapshot:
         groups = (
             Pod.objects.filter(cluster=cluster)
             .annotate(app=KT("labels__app"))
-            .values("namespace", "app", "workload_kind", "workload_name")
+            # By service account too: the callers' identities (_Accounts), at no extra query.
+            .values("namespace", "app", "workload_kind", "workload_name", "service_account")
             .annotate(
                 total=Count("id"),
                 meshed=Count("id", filter=Q(has_sidecar=True)),
@@ -206,6 +207,10 @@ class _Snapshot:
             )
             .order_by()
         )
+        groups = list(groups)
+        policy = past.policy if past is not None else load_policy(cluster)
+        # Only SMI mode asks whose pods run as whom: permissive allows all, and an unknown mode says nothing.
+        accounts = _Accounts.load(cluster, groups) if policy.mode == SMI else _Accounts({}, {})
         monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
         if past is not None:
             return cls(
@@ -215,8 +220,8 @@ class _Snapshot:
                 groups=_app_groups(groups),
                 edge_rows=[{f: e.get(f) for f in EDGE_FIELDS} for e in past.kpis.edges],
                 monitored=monitored,
-                policy=past.policy,
-                accounts=_Accounts.load(cluster),
+                policy=policy,
+                accounts=accounts,
             )
         shares = SplitShare.objects.filter(cluster=cluster).values(
             "namespace", "split", "backend", "share_short", "share_5m", "short_window_seconds"
@@ -232,8 +237,8 @@ class _Snapshot:
             ]
             + _crossing_rows(cluster),
             monitored=monitored,
-            policy=load_policy(cluster),
-            accounts=_Accounts.load(cluster),
+            policy=policy,
+            accounts=accounts,
         )
 
 
@@ -267,37 +272,61 @@ def _crossing_rows(cluster: Cluster) -> list[dict[str, Any]]:
 @dataclass
 class _Accounts:
     """The service accounts of the snapshot's pods, by (namespace, `app` label) (a caller, as OSM's metrics name it)
-    and by (namespace, Service) (a destination: the pods its selector picks), in two queries."""
+    and by (namespace, Service) (a destination: the pods its selector picks)."""
 
     by_app: dict[tuple[str, str], set[Identity]]
     by_service: dict[tuple[str, str], set[Identity]]
+    said: dict[tuple[tuple[str, str], tuple[str, str]], str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, cluster: Cluster) -> _Accounts:
+    def load(cls, cluster: Cluster, groups: list[dict[str, Any]]) -> _Accounts:
+        """From the pod groups (_Snapshot: by namespace, app label and service account) and two queries: the
+        Services' selectors, and the labels of the pods that a selector other than a lone `app` term may pick (in
+        the namespaces of such Services only; asked even when there are none, so the count of queries stays one)."""
         by_app: dict[tuple[str, str], set[Identity]] = {}
-        by_term: dict[tuple[str, str, str], list[tuple[dict, Identity]]] = {}  # pods by each of their labels
-        for ns, labels, sa in Pod.objects.filter(cluster=cluster).values_list("namespace", "labels", "service_account"):
-            labels = labels if isinstance(labels, dict) else {}
-            who = Identity(ns, sa or "default")
-            if isinstance(labels.get("app"), str):
-                by_app.setdefault((ns, labels["app"]), set()).add(who)
-            for key, value in labels.items():
-                by_term.setdefault((ns, key, str(value)), []).append((labels, who))
+        for g in groups:
+            if isinstance(g["app"], str):
+                who = Identity(g["namespace"], g["service_account"] or "default")
+                by_app.setdefault((g["namespace"], g["app"]), set()).add(who)
         by_service: dict[tuple[str, str], set[Identity]] = {}
+        others: list[tuple[str, str, dict, str, str]] = []  # selectors that need the pods' labels
         for ns, name, selector in Service.objects.filter(cluster=cluster).values_list("namespace", "name", "selector"):
             if not selector or not isinstance(selector, dict):
                 continue
-            key, value = min(selector.items())  # the pods carrying one term, then the whole selector
-            found = {who for labels, who in by_term.get((ns, key, str(value)), ()) if selects(selector, labels)}
+            if set(selector) == {"app"} and isinstance(selector["app"], str):  # OSM's usual Service: one app
+                if found := by_app.get((ns, selector["app"])):
+                    by_service[(ns, name)] = found
+                continue
+            key, value = min(selector.items())  # a Service's pods: those carrying one term, then the rest
+            if isinstance(value, str):
+                others.append((ns, name, selector, key, value))
+        keys = {key for *_rest, key, _value in others}
+        by_term: dict[tuple[str, str, str], list[tuple[dict, Identity]]] = {}
+        namespaces = sorted({ns for ns, *_rest in others}) or [""]  # "" names no namespace: the query finds none
+        for ns, labels, sa in Pod.objects.filter(cluster=cluster, namespace__in=namespaces).values_list(
+            "namespace", "labels", "service_account"
+        ):
+            labels = labels if isinstance(labels, dict) else {}
+            for key in keys & labels.keys():
+                if isinstance(labels[key], str):  # a label value is a string; a hostile row's may not be
+                    by_term.setdefault((ns, key, labels[key]), []).append((labels, Identity(ns, sa or "default")))
+        for ns, name, selector, key, value in others:
+            found = {who for labels, who in by_term.get((ns, key, value), ()) if selects(selector, labels)}
             if found:
                 by_service[(ns, name)] = found
         return cls(by_app, by_service)
 
     def policy(self, policy: Policy, row: dict[str, Any]) -> str:
         """What `policy` says of one EdgeKPI row (caller's `app` label → destination Service)."""
-        sources = self.by_app.get((row["source_namespace"], row["source_service"]), ())
-        destinations = self.by_service.get((row["destination_namespace"], row["destination_service"]), ())
-        return pair_policy(policy, sources, destinations)
+        if policy.mode != SMI:
+            return pair_policy(policy, (), ())
+        source = (row["source_namespace"], row["source_service"])
+        destination = (row["destination_namespace"], row["destination_service"])
+        if (source, destination) not in self.said:  # rows of several workloads with one app label share it
+            self.said[(source, destination)] = pair_policy(
+                policy, self.by_app.get(source, ()), self.by_service.get(destination, ())
+            )
+        return self.said[(source, destination)]
 
 
 def _app_groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
