@@ -702,10 +702,11 @@ def build_graph(
     split_edges, root_of, warnings = _split_edges(snap, all_nodes)
     traffic, backend_traffic = _fold_traffic(snap, all_nodes, root_of)
     edges = _edges(all_nodes, traffic, split_edges, backend_traffic)
-    outside = mesh_edge.Boundary.load(cluster)
-    edges.update(mesh_edge.ingress(outside, all_nodes, traffic_label))
-    edges.update(mesh_edge.egress(outside, all_nodes, all_nodes.peer, traffic_label))
-    mesh_edge.mark(outside, edges, root_of)
+    if past is None:  # the history keeps no IngressBackend, Egress, Retry or rate limit, and their traffic is now's
+        outside = mesh_edge.Boundary.load(cluster)
+        edges.update(mesh_edge.ingress(outside, all_nodes, traffic_label))
+        edges.update(mesh_edge.egress(outside, all_nodes, all_nodes.peer, traffic_label))
+        mesh_edge.mark(outside, edges, root_of)
     nodes = dict(sorted(all_nodes.items()))
     edges = dict(sorted(edges.items()))
     _mark_idle_peers(nodes, edges)
@@ -762,6 +763,8 @@ def _as_of(past: PastView | None) -> dict[str, Any] | None:
         "kpis": past.kpis.unavailable,  # "" when Prometheus answered for then
         "no_data": past.kpis.no_data,
         "present": "Services, pods, sidecars and service accounts: the latest snapshot's (the history keeps no pods)",
+        # Not drawn then: the history keeps none of the objects behind them, and their traffic is counted now.
+        "left_out": "the mesh's edge (ingress controllers, Egress policies) and the Retry and rate-limit marks",
     }
 
 
