@@ -54,6 +54,7 @@ from apps.mesh.models import (
     MeshNamespace,
     Pod,
     Service,
+    Workload,
     edge_lock,
     root_service_name,
     selects,
@@ -280,9 +281,9 @@ class _Accounts:
 
     @classmethod
     def load(cls, cluster: Cluster, groups: list[dict[str, Any]]) -> _Accounts:
-        """From the pod groups (_Snapshot: by namespace, app label and service account) and two queries: the
-        Services' selectors, and the labels of the pods that a selector other than a lone `app` term may pick (in
-        the namespaces of such Services only; asked even when there are none, so the count of queries stays one)."""
+        """From the pod groups (_Snapshot: by namespace, app label and service account) and three queries: the
+        Services' selectors, and, for a selector other than a lone `app` term, the pod templates and bare pods of
+        the namespaces of such Services."""
         by_app: dict[tuple[str, str], set[Identity]] = {}
         for g in groups:
             if isinstance(g["app"], str):
@@ -302,10 +303,17 @@ class _Accounts:
                 others.append((ns, name, selector, key, value))
         keys = {key for *_rest, key, _value in others}
         by_term: dict[tuple[str, str, str], list[tuple[dict, Identity]]] = {}
-        namespaces = sorted({ns for ns, *_rest in others}) or [""]  # "" names no namespace: the query finds none
-        for ns, labels, sa in Pod.objects.filter(cluster=cluster, namespace__in=namespaces).values_list(
+        namespaces = sorted({ns for ns, *_rest in others}) or [""]  # "" names no namespace: the queries find none
+        # What those selectors pick: the workloads' pod templates (a pod runs as its template says, and there are
+        # fewer templates than pods) and the pods no controller owns; asked even when none is needed, so the number
+        # of queries does not depend on the mesh.
+        templates = Workload.objects.filter(cluster=cluster, namespace__in=namespaces).values_list(
+            "namespace", "template_labels", "service_account"
+        )
+        bare = Pod.objects.filter(cluster=cluster, namespace__in=namespaces, workload_kind="").values_list(
             "namespace", "labels", "service_account"
-        ):
+        )
+        for ns, labels, sa in (*templates, *bare):
             labels = labels if isinstance(labels, dict) else {}
             for key in keys & labels.keys():
                 if isinstance(labels[key], str):  # a label value is a string; a hostile row's may not be
