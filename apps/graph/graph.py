@@ -219,7 +219,7 @@ class _Snapshot:
                 splits=past.splits,
                 shares=past.kpis.shares,
                 groups=_app_groups(groups),
-                edge_rows=[{f: e.get(f) for f in EDGE_FIELDS} for e in past.kpis.edges],
+                edge_rows=_past_rows(past.kpis.edges),
                 monitored=monitored,
                 policy=policy,
                 accounts=accounts,
@@ -261,13 +261,31 @@ def _crossing_rows(cluster: Cluster) -> list[dict[str, Any]]:
             .filter(Q(source_namespace__in=allowed) ^ Q(destination_namespace__in=allowed))
             .values_list(*EDGE_FIELDS)
         )
-    rows = []
-    for values in crossing:
-        row = dict(zip(EDGE_FIELDS, values, strict=True))
-        end = "source" if row["source_namespace"] not in allowed else "destination"
-        row[f"{end}_namespace"], row[f"{end}_service"] = HIDDEN_NAMESPACE, HIDDEN_PEER
-        rows.append(row)
-    return rows
+    return [_hide_other_end(dict(zip(EDGE_FIELDS, values, strict=True)), allowed) for values in crossing]
+
+
+def _hide_other_end(row: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    end = "source" if row["source_namespace"] not in allowed else "destination"
+    row[f"{end}_namespace"], row[f"{end}_service"] = HIDDEN_NAMESPACE, HIDDEN_PEER
+    return row
+
+
+def _past_rows(edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A past view's edges, from Prometheus (which knows no namespace scope), as the present's are for a
+    namespace-limited user: those inside their namespaces, and those crossing with the hidden end as HIDDEN_PEER;
+    the rest are left out."""
+    rows = [{f: e.get(f) for f in EDGE_FIELDS} for e in edges]
+    allowed = scope.current_namespaces()
+    if allowed is None:
+        return rows
+    out = []
+    for row in rows:
+        inside = (row["source_namespace"] in allowed, row["destination_namespace"] in allowed)
+        if all(inside):
+            out.append(row)
+        elif any(inside):
+            out.append(_hide_other_end(row, allowed))
+    return out
 
 
 @dataclass

@@ -330,3 +330,19 @@ def test_it_draws_the_graph_as_of_a_past_time_in_the_browser(page, live_server, 
     thief = _graph_edge(page, "e:wl:bookthief/bookthief>svc:bookstore/bookstore")
     assert thief["policy"] == "denied" and "policy-denied" in thief["classes"]
     assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
+
+
+def test_it_names_no_hidden_namespace_to_a_namespace_limited_viewer(client, viewer, replay):
+    """Prometheus knows no namespace scope: a past view must hide what the snapshot's scoped tables hide."""
+    from apps.clusters.models import Access
+
+    Access.objects.update_or_create(user=viewer, defaults={"namespaces": ["bookstore"], "operate_namespaces": []})
+    client.force_login(viewer)
+    body = client.get(f"/graph/data?as_of={_q(A)}").json()
+    text = json.dumps(body)
+    assert "bookbuyer" not in text and "bookthief" not in text
+    edges = {e["data"]["id"]: e["data"] for e in body["elements"]["edges"]}
+    hidden = "e:svc:(hidden)/(other namespaces)>svc:bookstore/bookstore"
+    assert edges[hidden]["rps"] == pytest.approx(11.0)  # bookbuyer's 7.5 + 2.5 and bookthief's 1, unnamed
+    html = client.get(f"/?as_of={_q(A)}").content.decode()
+    assert "past-view" in html and "bookbuyer" not in html and _weights(html) == "bookstore-v1=75 bookstore-v2=25"
