@@ -188,6 +188,11 @@ def test_it_draws_the_graph_as_of_then_edge_allowed_then_denied_now(client, view
     assert then["as_of"]["time"] == _at(A).isoformat() and then["as_of"]["kpis"] == ""
     assert now["as_of"] is None and then["policy_mode"] == now["policy_mode"] == "smi"
 
+    nodes_then = {n["data"]["id"]: n["data"] for n in then["elements"]["nodes"]}
+    assert (
+        nodes_then["svc:bookstore/bookstore-v2"]["url"]
+        == f"/services/bookstore/bookstore-v2/?start={A - 3600:.0f}&end={A:.0f}"
+    )
     page = client.get(f"/graph/?as_of={_q(A)}").content.decode()
     assert 'class="banner past-view"' in page and f'"asOf": "{_at(A).isoformat()}"' in page
     assert re.search(r'rel="preload" href="/graph/data\?as_of=[^"]+"', page)  # the preload asks for then too
@@ -229,6 +234,20 @@ def test_it_explains_a_time_it_cannot_show_and_shows_the_present(client, viewer,
     assert _weights(client.get(f"/?as_of={quote(as_of)}").content.decode()) == "bookstore-v1=50 bookstore-v2=50"
     body = client.get(f"/graph/data?as_of={quote(as_of)}").json()
     assert body["as_of"] is None and says in body["as_of_error"]
+
+
+def test_it_says_the_workloads_and_fleet_views_have_no_past_view(client, viewer, replay):
+    client.force_login(viewer)
+    for show in ("workloads", "fleet"):
+        html = client.get(f"/?show={show}&as_of={_q(A)}").content.decode()
+        assert f"The {show} view has no past view" in html and "past-view" not in html
+
+
+def test_it_links_the_policies_page_of_then_to_the_mesh_of_then(client, viewer, replay):
+    client.force_login(viewer)
+    html = client.get(f"/policies/?as_of={_q(A)}").content.decode()
+    assert f'href="/?as_of={_q(A)}"' in html and f'href="/graph/?as_of={_q(A)}"' in html
+    assert 'type="datetime-local" name="as_of"' in html
 
 
 def test_it_links_each_timeline_entry_to_the_mesh_as_of_then(client, viewer, replay):
