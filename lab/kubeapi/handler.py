@@ -372,27 +372,43 @@ class KubeHandler(BaseHTTPRequestHandler):
         return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
 
     def _list(self, route: ResourceRoute) -> dict:
+        """A list as kube-apiserver serves it (API concepts, "Retrieving large results sets in chunks" and
+        "Resource versions"): `limit` gives pages read from one etcd revision, each with a `continue` token and,
+        without selectors, `remainingItemCount`; a token whose revision is compacted gives 410 Expired with a token
+        to go on from the current state (an inconsistent list); `resourceVersion=0` is served by the watch cache,
+        which ignores `limit`."""
         rt, version = route.rt, route.version
         match = self._matcher(rt)
-        items, rv = self.kube.store.list(rt, route.namespace, match)
-        meta: dict = {"resourceVersion": str(rv)}
-        limit = int(self._param("limit") or 0)
+        store = self.kube.store
+        limit = self._limit()
         token = self._param("continue")
+        requested_rv = self._param("resourceVersion")
         if token:
-            try:
-                state = json.loads(base64.urlsafe_b64decode(token.encode()))
-                start = tuple(state["start"])
-                meta["resourceVersion"] = state["rv"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise bad_request("continue key is not valid") from exc
-            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+            if requested_rv:
+                raise bad_request("specifying resource version is not allowed when using continue")
+            rv, start = _decode_continue(token)
+            if rv == -1:  # the token a 410 gave: the rest of the list, read from the current state
+                everything, rv = store.list_snapshot(rt, route.namespace)
+            else:
+                everything = store.at_revision(rt, route.namespace, rv)
+                if everything is None:
+                    error = APIError(410, EXPIRED_CONTINUE, "Expired")
+                    error.body["metadata"]["continue"] = _encode_continue(-1, start)
+                    raise error
+            items = [o for o in everything if _key(o) > start and match(o)]
+        elif requested_rv == "0" or not limit:
+            items, rv = store.list(rt, route.namespace, match)
+            limit = 0  # the watch cache serves rv=0 whole, whatever the limit
+        else:
+            everything, rv = store.list_snapshot(rt, route.namespace)
+            items = [o for o in everything if match(o)]
+        meta: dict = {"resourceVersion": str(rv)}
         if not rt.builtin:
             meta = {"continue": "", **meta}
-        if limit > 0 and len(items) > limit:
-            last = items[limit - 1]["metadata"]
-            state = {"rv": meta["resourceVersion"], "start": [last.get("namespace", ""), last["name"]]}
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
-            meta["remainingItemCount"] = len(items) - limit
+        if limit and len(items) > limit:
+            meta["continue"] = _encode_continue(rv, _key(items[limit - 1]))
+            if not (self._param("labelSelector") or self._param("fieldSelector")):
+                meta["remainingItemCount"] = len(items) - limit  # unknown with selectors: left unset
             items = items[:limit]
         if rt.builtin:
             rendered = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in items]
@@ -404,6 +420,15 @@ class KubeHandler(BaseHTTPRequestHandler):
             "metadata": meta,
             "items": rendered,
         }
+
+    def _limit(self) -> int:
+        text = self._param("limit")
+        if not text:
+            return 0
+        try:
+            return max(int(text), 0)
+        except ValueError:
+            raise bad_request(f"limit: Invalid value: {text!r}: must be an integer") from None
 
     def _delete_options(self, body: bytes) -> dict:
         if not body.strip():
@@ -544,3 +569,33 @@ def _fault_error(fault: Fault, route: ResourceRoute | DiscoveryRoute | None, ver
         message = fault.message or "injected fault"
         return APIError(500, f"Internal error occurred: {message}", details={"causes": [{"message": message}]})
     return APIError(code, fault.message or f"injected fault: {code}")
+
+
+# kube-apiserver's message (staging/src/k8s.io/apiserver/pkg/storage/etcd3) when a continue token's revision is gone.
+EXPIRED_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new list "
+    "without the continue parameter, or use the continue token in this response to retrieve the remainder of the "
+    "results. Continuing with the provided token results in an inconsistent list - objects that were created, "
+    "modified, or deleted between the time the first chunk was returned and now may show up in the list."
+)
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+
+def _encode_continue(rv: int, start: tuple[str, str]) -> str:
+    """Opaque to clients; like the apiserver's: the revision to read and the last key served (rv -1: the latest)."""
+    state = {"v": "meta.k8s.io/v1", "rv": rv, "start": list(start)}
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token.encode()))
+        start = tuple(str(part) for part in state["start"])
+        if state.get("v") != "meta.k8s.io/v1" or len(start) != 2:
+            raise ValueError("unknown version")
+        return int(state["rv"]), start
+    except (ValueError, KeyError, TypeError) as exc:
+        raise bad_request(f"continue key is not valid: {exc}") from None

@@ -12,7 +12,7 @@ import re
 import secrets
 import threading
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +36,9 @@ TypeKey = tuple[str, str]  # (group, plural)
 ObjKey = tuple[str, str]  # (namespace or "", name)
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Revisions kept for paged lists in flight; older ones answer 410 as if compacted (kube-apiserver compacts etcd every
+# 5 minutes).
+PAGED_LIST_REVISIONS = 64
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -93,6 +96,9 @@ class Store:
         self.objects: dict[TypeKey, dict[ObjKey, dict]] = {}
         self.closed = False
         self._cluster_ip = 10
+        # The state a paged list started from, by (group, plural, namespace, rv): what etcd keeps as old revisions
+        # until compaction, so that every page of one list reads the revision of its first page.
+        self._snapshots: OrderedDict[tuple, list[dict]] = OrderedDict()
 
     # ---- reading -------------------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str, name: str) -> dict:
@@ -115,6 +121,27 @@ class Store:
             rv = self.rv
         return [o for o in items if match(o)], rv
 
+    def list_snapshot(self, rt: ResourceType, namespace: str | None) -> tuple[list[dict], int]:
+        """Every object of a type (in `namespace`, or all) now, kept by resourceVersion for the next pages of a
+        paged list (`at_revision`). Objects are replaced on write, never changed in place, so keeping the list
+        keeps that state."""
+        with self.cond:
+            bucket = self.objects.get((rt.group, rt.plural), {})
+            items = [bucket[k] for k in sorted(k for k in bucket if namespace is None or k[0] == namespace)]
+            key = (rt.group, rt.plural, namespace, self.rv)
+            self._snapshots[key] = items
+            self._snapshots.move_to_end(key)
+            while len(self._snapshots) > PAGED_LIST_REVISIONS:
+                self._snapshots.popitem(last=False)
+            return items, self.rv
+
+    def at_revision(self, rt: ResourceType, namespace: str | None, rv: int) -> list[dict] | None:
+        """The objects as a paged list saw them at `rv`; None once that revision is compacted (or forgotten)."""
+        with self.cond:
+            if rv < self.compacted_rv:
+                return None
+            return self._snapshots.get((rt.group, rt.plural, namespace, rv))
+
     def namespace_exists(self, namespace: str) -> bool:
         with self.cond:
             return ("", namespace) in self.objects.get(("", "namespaces"), {})
@@ -135,6 +162,7 @@ class Store:
         with self.cond:
             self.history.clear()
             self.compacted_rv = self.rv
+            self._snapshots.clear()
 
     def _check_namespace(self, rt: ResourceType, url_namespace: str | None, obj: dict) -> str:
         meta = obj.setdefault("metadata", {})
