@@ -394,6 +394,8 @@ class KubeGateway:
         self.target = target
         self.timeout = (connect_timeout, read_timeout)
         self.requests = 0
+        # List requests per resource key: one per list, or one per page of a paged list.
+        self.list_requests: dict[str, int] = {}
         self._lock = threading.Lock()
         self._loader: _Loader | None = None
         self._api_client = self._build_client(target)
@@ -528,40 +530,84 @@ class KubeGateway:
             groups[group.get("name", "")] = versions
         return groups
 
-    def list(self, resource: Resource, namespace: str = "") -> list[dict[str, Any]]:
-        """Every object of one resource type in one call: across all namespaces, or in `namespace` only."""
+    def list(
+        self,
+        resource: Resource,
+        namespace: str = "",
+        *,
+        page_size: int = 0,
+        prune: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every object of one resource type: across all namespaces, or in `namespace` only.
+
+        `page_size` 0: one request with `resourceVersion=0`, which the API server answers from its watch cache (no
+        etcd read, possibly a moment old, and whole: the cache ignores `limit`). `page_size` N: `limit=N` pages,
+        each following the previous one's `continue` token, read from etcd at the revision of the first (one
+        consistent list), so neither the API server nor this process holds the whole list as one body. `prune`
+        runs on every item as its page arrives, so what the caller never reads is freed page by page. A token that
+        expired (410: the list took longer than etcd keeps old revisions, 5 minutes by default) restarts the list
+        once, as client-go's pager does.
+        """
         if namespace and not resource.namespaced:
             raise ValueError(f"{resource.plural} are cluster-scoped: they cannot be listed in a namespace")
         where = f" in namespace {namespace}" if namespace else ""
         what = f"listing {resource.plural}.{resource.group or 'core'}/{resource.version}{where}"
         access = Access("list", resource.group, resource.plural, namespace, namespaced=resource.namespaced)
-        if resource.group and namespace:
-            body = self._raw_json(
-                what,
-                access,
-                self._custom.list_namespaced_custom_object,
-                resource.group,
-                resource.version,
-                namespace,
-                resource.plural,
-            )
-        elif resource.group:
-            body = self._raw_json(
-                what, access, self._custom.list_cluster_custom_object, resource.group, resource.version, resource.plural
-            )
-        else:
-            body = self._list_core(what, access, resource, namespace)
-        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise TransientKubeError(f"{what}: the answer is not a List object")
-        return body["items"]
+        for attempt in (1, 2):
+            try:
+                return self._list_pages(resource, namespace, what, access, page_size, prune)
+            except KubeError as exc:
+                if exc.status != 410 or attempt == 2 or not page_size:
+                    raise
+        raise AssertionError("unreachable")
 
-    def _list_core(self, what: str, access: Access, resource: Resource, namespace: str) -> Any:
+    def _list_pages(
+        self,
+        resource: Resource,
+        namespace: str,
+        what: str,
+        access: Access,
+        page_size: int,
+        prune: Callable[[dict[str, Any]], None] | None,
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            if not page_size:
+                options: dict[str, Any] = {"resource_version": "0"}
+            else:
+                options = {"limit": page_size, **({"_continue": token} if token else {})}
+            with self._lock:
+                self.list_requests[resource.key] = self.list_requests.get(resource.key, 0) + 1
+            body = self._list_call(what, access, resource, namespace, options)
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise TransientKubeError(f"{what}: the answer is not a List object")
+            page = body["items"]
+            if prune is not None:
+                for item in page:
+                    if isinstance(item, dict):
+                        prune(item)
+            items += page
+            meta = body.get("metadata")
+            token = str(meta.get("continue") or "") if isinstance(meta, dict) and page_size else ""
+            if not token:
+                return items
+
+    def _list_call(self, what: str, access: Access, resource: Resource, namespace: str, options: dict) -> Any:
+        if resource.group and namespace:
+            fn = self._custom.list_namespaced_custom_object
+            return self._raw_json(
+                what, access, fn, resource.group, resource.version, namespace, resource.plural, **options
+            )
+        if resource.group:
+            fn = self._custom.list_cluster_custom_object
+            return self._raw_json(what, access, fn, resource.group, resource.version, resource.plural, **options)
         # CustomObjectsApi builds /apis/{group}/... paths, so core lists go through CoreV1Api's typed calls.
         if namespace:
             fn = getattr(self._core, f"list_namespaced_{_CORE_NAMESPACED_NAMES[resource.plural]}")
-            return self._raw_json(what, access, fn, namespace)
+            return self._raw_json(what, access, fn, namespace, **options)
         fn = getattr(self._core, f"list_{_CORE_LIST_NAMES[resource.plural]}")
-        return self._raw_json(what, access, fn)
+        return self._raw_json(what, access, fn, **options)
 
     def get_namespace(self, name: str) -> dict[str, Any] | None:
         """One Namespace object; None when it does not exist. A Role in that namespace can grant this `get`:

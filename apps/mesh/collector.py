@@ -1,13 +1,15 @@
 """One collection cycle: read a cluster through the gateway, decode it into snapshot rows.
 
-The number of API calls does not grow with the mesh: /version, /apis, one list per kind, and one get of
-default/kubernetes Endpoints. In namespace-scoped mode (a Cluster with watched namespaces, for a team whose
-identity has Roles in those namespaces only) it is /version, /apis, then per watched namespace one get of the
-Namespace and one list per namespaced kind; cluster-scoped facts (nodes, IngressClasses, other namespaces, the API
-server's Endpoints in `default`) are not read, and the run's warnings say so. Custom resources (SMI, OSM's policy API,
-Flagger) and Ingresses are listed only when discovery says their group and version are served, so a cluster without
-SMI costs no 404s and is reported plainly; MeshRootCertificates, whose group OSM 1.1 serves without them, are listed
-whenever their group version is served, and a 404 reads as none.
+The plan of API calls does not grow with the mesh: /version, /apis, one list per kind, and one get of
+default/kubernetes Endpoints; a list is one request, or one per page of PAGE_SIZE objects for the kinds listed in
+pages (see PAGE_SIZE for which and why), so a kind costs ceil(objects / PAGE_SIZE) requests. In namespace-scoped mode
+(a Cluster with watched namespaces, for a team whose identity has Roles in those namespaces only) it is /version,
+/apis, then per watched namespace one get of the Namespace and one list per namespaced kind; cluster-scoped facts
+(nodes, IngressClasses, other namespaces, the API server's Endpoints in `default`) are not read, and the run's
+warnings say so. Custom resources (SMI, OSM's policy API, Flagger) and Ingresses are listed only when discovery says
+their group and version are served, so a cluster without SMI costs no 404s and is reported plainly;
+MeshRootCertificates, whose group OSM 1.1 serves without them, are listed whenever their group version is served, and
+a 404 reads as none.
 Discovery (/version, /apis) needs no grant: every authenticated identity may read it (the API server's
 `system:discovery` and `system:public-info-viewer` ClusterRoles).
 """
@@ -15,7 +17,7 @@ Discovery (/version, /apis) needs no grant: every authenticated identity may rea
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +70,15 @@ BUILTIN = (
     ENDPOINT_SLICES,
 )
 SMI = (TRAFFIC_SPLITS, TRAFFIC_TARGETS, HTTP_ROUTE_GROUPS, TCP_ROUTES)
+# Kinds whose count follows the number of services or pods; paged until a collection has counted them.
+GROWS_WITH_MESH = frozenset(
+    {"services", "serviceaccounts", "pods", "deployments", "replicasets", "statefulsets", "endpointslices"}
+    | {"trafficsplits", "traffictargets", "httproutegroups", "tcproutes"}
+)
+# Where the last collection's counts (snapshot table -> rows) say how many objects a kind had. The workload kinds share
+# one table, so its count stands for each of them: an upper bound for StatefulSets, and a kind overestimated so costs
+# a single page (from etcd rather than the cache), not more requests.
+COUNTED_AS = {"deployments": "workloads", "replicasets": "workloads", "statefulsets": "workloads"}
 # Kinds listed only when discovery says their group and version are served (Egress and IngressBackend since OSM 1.0,
 # UpstreamTrafficSetting and Retry since 1.1; a cluster without networking.k8s.io/v1 predates Kubernetes 1.19).
 OPTIONAL = (
@@ -82,6 +93,16 @@ OPTIONAL = (
 )
 MESH_CONFIG_NAME = "osm-mesh-config"
 FETCH_CONCURRENCY = 4
+
+# How each kind is listed. A list with resourceVersion=0 is answered from the API server's watch cache: no etcd read,
+# the cheapest list there is, but whole (the cache ignores `limit`), so the server serialises and we receive and decode
+# the kind as one body, and it may be a moment old. A paged list (`limit` + `continue`) is one etcd range read per page,
+# all at the revision of the first page: consistent, more work for etcd, but the server never holds more than a page
+# and the collector prunes each page as it arrives (`prune_item`), which is what bounds the worker's memory at 5,000
+# services. So a kind small at the last collection (at most PAGE_SIZE objects: namespaces, nodes, the MeshConfig,
+# most CRDs) costs one cached request, and a kind that was larger, or that grows with the mesh and has no count yet
+# (the first collection), is paged. Pages per kind are ceil(objects / PAGE_SIZE), at least one.
+PAGE_SIZE = 500  # client-go's pager and kubectl's --chunk-size use 500 too
 CONTROLLER_LABEL = ("app", "osm-controller")
 
 
@@ -93,6 +114,9 @@ class ClusterSnapshot:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     api_requests: int = 0
+    # List requests per kind (one, or one per page) and the objects each kind had, for the next run's plan.
+    list_requests: dict[str, int] = field(default_factory=dict)
+    list_sizes: dict[str, int] = field(default_factory=dict)
     # Kinds that could not be listed at all (RBAC, ...): the run is partial, not failed.
     failed_kinds: list[str] = field(default_factory=list)
     # Something the user should know is missing: a kind not listed, an object skipped, SMI not installed.
@@ -133,7 +157,27 @@ def scope_warnings(namespaces: tuple[str, ...]) -> list[str]:
     ]
 
 
-def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
+def page_size_for(resource: Resource, sizes: Mapping[str, int], page_size: int = PAGE_SIZE) -> int:
+    """0 (one request from the watch cache) or `page_size` (pages from etcd) for `resource`, given the counts of the
+    last collection (`sizes`: snapshot table -> rows; empty before the first). Why: see PAGE_SIZE."""
+    known = sizes.get(COUNTED_AS.get(resource.key, resource.key))
+    if known is None:
+        return page_size if resource.key in GROWS_WITH_MESH else 0
+    return page_size if known > page_size else 0
+
+
+def prune_item(item: dict[str, Any]) -> None:
+    """Drop what no decoder reads from a listed object, as its page arrives: each managedFields entry's `fieldsV1`
+    (a third to a half of a real pod's JSON; the decoders read only manager, operation, time and subresource)."""
+    meta = item.get("metadata")
+    entries = meta.get("managedFields") if isinstance(meta, dict) else None
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict):
+                entry.pop("fieldsV1", None)
+
+
+def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str, int], page_size: int) -> _Fetched:
     """Transient errors propagate (the whole run is retried); a permanent error on one kind only loses that kind."""
     out = _Fetched(namespaces=namespaces)
     out.version = gateway.version()
@@ -175,10 +219,15 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...] = ()) -> _Fetched:
     else:
         out.absent.append(MESH_ROOT_CERTIFICATES.key)
 
-    # A few lists in flight at once, so the server's serialising of one overlaps our decoding of another.
+    # A few lists in flight at once, so the server's serialising of one overlaps our decoding of another; paged kinds
+    # first, the longest chains of requests (pods) starting at once.
     scopes = namespaces or ("",)
+    pages = {r: page_size_for(r, sizes, page_size) for r in wanted}
+    wanted.sort(key=lambda r: (not pages[r], -sizes.get(COUNTED_AS.get(r.key, r.key), 0)))
     with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY, thread_name_prefix="kube-list") as pool:
-        futures = {r: [pool.submit(gateway.list, r, ns) for ns in scopes] for r in wanted}
+        futures = {
+            r: [pool.submit(gateway.list, r, ns, page_size=pages[r], prune=prune_item) for ns in scopes] for r in wanted
+        }
         own = {ns: pool.submit(gateway.get_namespace, ns) for ns in namespaces}
     for resource, parts in futures.items():
         # A kind missing in one watched namespace is missing as a whole: its table keeps the previous rows rather
@@ -445,13 +494,20 @@ def _endpoint_addresses(endpoints: dict[str, Any] | None) -> list[str]:
 
 
 def collect(
-    gateway: KubeGateway, *, control_plane_namespace: str = "", namespaces: Iterable[str] = ()
+    gateway: KubeGateway,
+    *,
+    control_plane_namespace: str = "",
+    namespaces: Iterable[str] = (),
+    sizes: Mapping[str, int] | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> ClusterSnapshot:
-    """Read the whole cluster once, or only `namespaces` (namespace-scoped mode). Raises KubeError (transient or
-    permanent) when nothing useful could be read."""
+    """Read the whole cluster once, or only `namespaces` (namespace-scoped mode). `sizes`: the last collection's
+    counts, which decide how each kind is listed (`page_size_for`); `page_size`: objects per page of a paged list.
+    Raises KubeError (transient or permanent) when nothing useful could be read."""
     started = time.perf_counter()
     with gc_paused():
-        fetched = _fetch(gateway, tuple(namespaces))
+        fetched = _fetch(gateway, tuple(namespaces), sizes or {}, page_size)
+        list_sizes = {key: len(items) for key, items in fetched.lists.items()}
         fetched_at = time.perf_counter()
         essential = {"namespaces", "pods", "services"}
         if essential <= set(fetched.failed):
@@ -462,4 +518,6 @@ def collect(
         del fetched
     snap.timings = {"fetch": fetched_at - started, "decode": time.perf_counter() - fetched_at}
     snap.api_requests = gateway.requests
+    snap.list_requests = dict(gateway.list_requests)
+    snap.list_sizes = list_sizes
     return snap

@@ -107,6 +107,22 @@ def store_snapshot(cluster: Cluster, snapshot: ClusterSnapshot) -> None:
         MeshState.objects.update_or_create(cluster=cluster, defaults={**snapshot.state, "collected_at": timezone.now()})
 
 
+def last_counts(cluster: Cluster) -> dict[str, int]:
+    """The counts of the cluster's last collection that read something: how many objects each kind had, which decides
+    whether it is listed whole or in pages (`apps.mesh.collector.page_size_for`). Empty before the first."""
+    counts = (
+        CollectionRun.objects.filter(
+            cluster=cluster,
+            kind=CollectionRun.Kind.CLUSTER,
+            status__in=[CollectionRun.Status.OK, CollectionRun.Status.PARTIAL],
+        )
+        .order_by("-started_at")
+        .values_list("counts", flat=True)
+        .first()
+    )
+    return {k: v for k, v in counts.items() if isinstance(v, int)} if isinstance(counts, dict) else {}
+
+
 def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapshot:
     """Read the cluster, write the snapshot, and fill in the run record. KubeError propagates."""
     with gateway_for(cluster) as gateway:
@@ -115,6 +131,7 @@ def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapsh
                 gateway,
                 control_plane_namespace=cluster.control_plane_namespace,
                 namespaces=cluster.watched_namespaces,
+                sizes=last_counts(cluster),
             )
         finally:
             run.api_requests = gateway.requests

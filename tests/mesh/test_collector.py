@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import math
+
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from apps.clusters.models import CollectionRun
+from apps.mesh.collector import COUNTED_AS, GROWS_WITH_MESH, PAGE_SIZE
 from apps.mesh.models import MeshNamespace, MeshState, Pod, Service, TrafficSplit, TrafficTarget, Workload
 from apps.mesh.services import collect_and_record
 from lab.seeds import SMI_GROUPS
@@ -97,7 +102,9 @@ def test_it_removes_what_disappeared_and_follows_changes(kubeapi, cluster_for):
 
 
 @pytest.mark.parametrize("services", [10, 1000])
-def test_it_makes_the_same_number_of_api_calls_whatever_the_mesh_size(kubeapi_factory, cluster_for, services):
+def test_it_makes_the_same_list_calls_whatever_the_mesh_size_and_pages_per_page_size(
+    kubeapi_factory, cluster_for, services
+):
     server = kubeapi_factory(load_seed("synthetic", services=services))
     cluster = cluster_for(server)
     server.requests.reset()
@@ -106,11 +113,51 @@ def test_it_makes_the_same_number_of_api_calls_whatever_the_mesh_size(kubeapi_fa
 
     assert error is None, error
     assert run.counts["services"] >= services
+    sent = len(server.requests)
+    lists = [r for r in server.requests.entries if r.verb == "list"]
     # discovery (2) + 24 lists + 1 get: a fixed plan, identical for 10 and 1,000 services. The lists: 10 built-in
     # kinds, 4 SMI, Flagger's canaries and metrictemplates, the MeshConfig, Ingresses and IngressClasses, OSM's 4
     # policy kinds and its MeshRootCertificates.
-    assert len(server.requests) == run.api_requests == 27
-    assert server.requests.count(verb="list") == 24
+    first_pages = [r for r in lists if "continue=" not in r.query]
+    assert len(first_pages) == 24
+    assert len({r.path for r in first_pages}) == 24
+    # Each list is one request, or one per page of PAGE_SIZE objects: the first collection pages the kinds that grow
+    # with the mesh (it has no counts yet) and takes the others whole from the watch cache (resourceVersion=0).
+    for request in first_pages:
+        kind = request.path.rsplit("/", 1)[-1]
+        paged = f"limit={PAGE_SIZE}" in request.query
+        assert paged == (kind in GROWS_WITH_MESH), request
+        assert paged or "resourceVersion=0" in request.query, request
+    objects = {r.path: len(_list_all(server, r.path)) for r in first_pages}
+    pages = {path: sum(1 for r in lists if r.path == path) for path in objects}
+    for path, count in objects.items():
+        limit_used = any(f"limit={PAGE_SIZE}" in r.query for r in first_pages if r.path == path)
+        assert pages[path] == (max(1, math.ceil(count / PAGE_SIZE)) if limit_used else 1), path
+    assert sent == run.api_requests == 3 + sum(pages.values())
+    if services == 10:
+        assert run.api_requests == 27  # every kind fits in one page
+
+    # The next collection knows the counts: only the kinds above PAGE_SIZE objects are paged.
+    server.requests.reset()
+    collect_and_record(cluster)
+    again = [r for r in server.requests.entries if r.verb == "list" and "continue=" not in r.query]
+    paged = {r.path.rsplit("/", 1)[-1] for r in again if f"limit={PAGE_SIZE}" in r.query}
+    counted = {
+        path.rsplit("/", 1)[-1]: run.counts.get(COUNTED_AS.get(k, k), 0)
+        for path in objects
+        for k in [path.rsplit("/", 1)[-1]]
+    }
+    assert paged == {kind for kind, count in counted.items() if count > PAGE_SIZE}
+    if services == 1000:
+        assert {"pods", "services", "endpointslices"} <= paged and "namespaces" not in paged
+
+
+def _list_all(server, path: str) -> list:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", path)
+    body = json.loads(conn.getresponse().read())
+    conn.close()
+    return body["items"]
 
 
 def test_it_stores_hostile_strings_unchanged(kubeapi_factory, cluster_for):
