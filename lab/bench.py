@@ -189,6 +189,10 @@ def _bench_metrics(args: argparse.Namespace) -> None:
 BENCHMARKS = {
     "kubeapi": lambda a: bench_kubeapi(a.services, a.runs),
     "collect": lambda a: bench_collect(a.services, a.runs),
+    # 1,000 and 5,000 services (or --services N alone) against the floor, and the worker's peak RSS: issue 25 item 2.
+    "collect-scale": lambda a: __import__("lab.bench_collect").bench_collect.bench_collect_scale(
+        (1000, 5000) if a.services == 1000 else (a.services,), a.runs
+    ),
     "metrics": _bench_metrics,
     "overview": lambda a: bench_overview(a.services, max(a.runs, 20)),
     "canary": lambda a: bench_canary(max(a.runs, 20)),

@@ -1,4 +1,5 @@
-"""The synthetic mesh model (lab/synthetic.py) as Kubernetes objects, through the same controller emulation as YAML.
+"""The synthetic mesh model (lab/synthetic.py) as Kubernetes objects, through the same controller emulation as YAML,
+then as a real cluster serves them (managedFields, last-applied annotations: `lab.seeds.payloads`).
 
 The model decides pod names, nodes, IPs and readiness (passed to `controllers.expand` as placements), but not
 whether a pod is meshed: that follows from the namespace labels and pod-template annotations written here, through
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.seeds import cluster, controllers
+from lab.seeds import cluster, controllers, payloads
 from lab.seeds.controllers import PodPlacement
 from lab.synthetic import Namespace, Service, SyntheticMesh, Workload
 
@@ -158,9 +159,9 @@ def synthetic_objects(mesh: SyntheticMesh, *, kubernetes_version: str = "v1.30.4
         placements.setdefault((pod.namespace, pod.workload_kind, pod.workload), []).append(
             PodPlacement(name=pod.name, node=pod.node, ip=pod.ip, ready=pod.ready)
         )
-    return controllers.expand(
-        synthetic_manifests(mesh, kubernetes_version=kubernetes_version),
-        random_seed=mesh.random_seed,
-        mesh_name=mesh.mesh_name,
-        placements=placements,
+    manifests = synthetic_manifests(mesh, kubernetes_version=kubernetes_version)
+    expanded = controllers.expand(
+        manifests, random_seed=mesh.random_seed, mesh_name=mesh.mesh_name, placements=placements
     )
+    # As a real cluster serves them: with managedFields and kubectl's last-applied annotation (see payloads.py).
+    return payloads.as_served(expanded, applied=manifests)
