@@ -7,7 +7,7 @@ that decide which kinds are paged), then `runs` rounds alternating
 
 - the cycle: `collect_and_record` (lists, decoding, the SQLite write of what changed), as the worker runs it;
 - its floor: the same requests (the same paths, `limit`/`continue` pages or `resourceVersion=0`, four in flight as
-  the collector has them) over raw HTTP with `requests`, each body through `json.loads` with the GC paused, nothing
+  the collector has them) over raw HTTP with urllib3, each body through `json.loads` with the GC paused, nothing
   else.
 
 Then one steady cycle in a fresh process, as a worker would run it, whose peak RSS (VmHWM) is checked against
@@ -38,36 +38,41 @@ def _load() -> str:
 
 
 def _floor(host: str, token: str, plan: list[tuple[str, int]], extra: list[str]) -> float:
-    """The cycle's requests over raw HTTP plus json.loads: `plan` is (path, page size or 0 for rv=0)."""
-    import requests
+    """The cycle's requests over raw HTTP plus json.loads: `plan` is (path, page size or 0 for rv=0). urllib3, the
+    client's own transport, with the body read whole (as the gateway's `_preload_content=False` + `.data` does)."""
+    import urllib3
 
     from apps.core.gc import gc_paused
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    pool = urllib3.PoolManager(maxsize=4)
+
+    def get(path: str, params: dict | None = None) -> dict:
+        response = pool.request("GET", host + path, fields=params, headers=headers, timeout=60)
+        return json.loads(response.data)
 
     def one_list(path: str, page_size: int) -> int:
-        with requests.Session() as session:
-            items, token_ = 0, ""
-            while True:
-                params = {"limit": page_size, **({"continue": token_} if token_ else {})} if page_size else {}
-                if not page_size:
-                    params["resourceVersion"] = "0"
-                body = json.loads(session.get(host + path, params=params, headers=headers, timeout=60).content)
-                items += len(body["items"])
-                token_ = body["metadata"].get("continue") if page_size else ""
-                if not token_:
-                    return items
+        items, token_ = 0, ""
+        while True:
+            if page_size:
+                params = {"limit": str(page_size), **({"continue": token_} if token_ else {})}
+            else:
+                params = {"resourceVersion": "0"}
+            body = get(path, params)
+            items += len(body["items"])
+            token_ = body["metadata"].get("continue") if page_size else ""
+            if not token_:
+                return items
 
     started = time.perf_counter()
     with gc_paused():
-        with requests.Session() as session:
-            for path in extra[:2]:  # discovery, before the lists as in the cycle
-                json.loads(session.get(host + path, headers=headers, timeout=60).content)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda p: one_list(*p), plan))
-        with requests.Session() as session:
-            for path in extra[2:]:
-                json.loads(session.get(host + path, headers=headers, timeout=60).content)
+        for path in extra[:2]:  # discovery, before the lists as in the cycle
+            get(path)
+        with ThreadPoolExecutor(max_workers=4) as threads:
+            list(threads.map(lambda p: one_list(*p), plan))
+        for path in extra[2:]:
+            get(path)
+    pool.clear()
     return time.perf_counter() - started
 
 

@@ -20,8 +20,10 @@ it at once instead of leaving it Terminating), no admission webhooks, no authent
 tokens and client certificates give 401, an RBAC evaluator over Role/ClusterRole files 403: auth.py, rbac.py;
 otherwise any request is accepted), no CEL rules (`x-kubernetes-validations`), no validation of built-in kinds beyond
 names, namespaces and label types, no protobuf, no server-side apply (managedFields treat every list as atomic),
-strategic merge patch only for metadata.labels and metadata.annotations of built-ins (anything else gets 415), list
-pagination without a consistent snapshot, and no /openapi, so kubectl cannot use it.
+strategic merge patch only for metadata.labels and metadata.annotations of built-ins (anything else gets 415), and no
+/openapi, so kubectl cannot use it. Lists page as kube-apiserver's do (`limit` + `continue`, every chunk read at the
+revision of the first, 410 Expired once that revision is compacted, `resourceVersion=0` whole as from the watch
+cache: handler.py `_list`).
 
 Test controls live on the server object: `server.faults` (a status, delay or dropped connection per path regex and
 verb, before or after the request is handled) and `server.requests` (the request log). Only a server started with
