@@ -144,7 +144,8 @@ def bench_collect_scale(sizes: tuple[int, ...], runs: int) -> None:
                 first, error = collect_and_record(cluster)
                 first_wall = time.perf_counter() - first_wall
                 if error is not None:
-                    sys.exit(f"collection failed: {error.reason}")
+                    print(f"- the first collection failed: {error.reason}", flush=True)
+                    sys.exit(1)
                 counts = last_counts(cluster)
                 plan = _plan(counts)
                 extra = ["/version", "/apis", "/api/v1/namespaces/default/endpoints/kubernetes"]
@@ -154,7 +155,8 @@ def bench_collect_scale(sizes: tuple[int, ...], runs: int) -> None:
                     run, error = collect_and_record(cluster)
                     cycles.append(time.perf_counter() - t)
                     if error is not None:
-                        sys.exit(f"collection failed: {error.reason}")
+                        print(f"- a collection failed: {error.reason}", flush=True)
+                        sys.exit(1)
                     runs_seen.append(run)
                     floors.append(_floor(host, token, plan, extra))
                 child = subprocess.run(

@@ -57,7 +57,11 @@ def standin(services: int, workdir: Path, seed: str = "synthetic") -> Iterator[P
         yield kubeconfig
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a large seed takes a while to let go of; never leave it running
+            proc.kill()
+            proc.wait()
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:

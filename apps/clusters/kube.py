@@ -536,15 +536,16 @@ class KubeGateway:
         namespace: str = "",
         *,
         page_size: int = 0,
-        prune: Callable[[dict[str, Any]], None] | None = None,
-    ) -> list[dict[str, Any]]:
+        transform: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
+    ) -> list[Any]:
         """Every object of one resource type: across all namespaces, or in `namespace` only.
 
         `page_size` 0: one request with `resourceVersion=0`, which the API server answers from its watch cache (no
         etcd read, possibly a moment old, and whole: the cache ignores `limit`). `page_size` N: `limit=N` pages,
         each following the previous one's `continue` token, read from etcd at the revision of the first (one
-        consistent list), so neither the API server nor this process holds the whole list as one body. `prune`
-        runs on every item as its page arrives, so what the caller never reads is freed page by page. A token that
+        consistent list), so neither the API server nor this process holds the whole list as one body. `transform`
+        turns each page's items into what the caller keeps (decoded rows, pruned objects) as the page arrives, so
+        the raw JSON of one page at a time is alive; the answer is the pages' results, in order. A token that
         expired (410: the list took longer than etcd keeps old revisions, 5 minutes by default) restarts the list
         once, as client-go's pager does.
         """
@@ -555,7 +556,7 @@ class KubeGateway:
         access = Access("list", resource.group, resource.plural, namespace, namespaced=resource.namespaced)
         for attempt in (1, 2):
             try:
-                return self._list_pages(resource, namespace, what, access, page_size, prune)
+                return self._list_pages(resource, namespace, what, access, page_size, transform)
             except KubeError as exc:
                 if exc.status != 410 or attempt == 2 or not page_size:
                     raise
@@ -568,9 +569,9 @@ class KubeGateway:
         what: str,
         access: Access,
         page_size: int,
-        prune: Callable[[dict[str, Any]], None] | None,
-    ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+        transform: Callable[[list[dict[str, Any]]], list[Any]] | None,
+    ) -> list[Any]:
+        items: list[Any] = []
         token = ""
         while True:
             if not page_size:
@@ -583,11 +584,7 @@ class KubeGateway:
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise TransientKubeError(f"{what}: the answer is not a List object")
             page = body["items"]
-            if prune is not None:
-                for item in page:
-                    if isinstance(item, dict):
-                        prune(item)
-            items += page
+            items += transform(page) if transform is not None else page
             meta = body.get("metadata")
             token = str(meta.get("continue") or "") if isinstance(meta, dict) and page_size else ""
             if not token:

@@ -17,7 +17,7 @@ Discovery (/version, /apis) needs no grant: every authenticated identity may rea
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +98,9 @@ FETCH_CONCURRENCY = 4
 # the cheapest list there is, but whole (the cache ignores `limit`), so the server serialises and we receive and decode
 # the kind as one body, and it may be a moment old. A paged list (`limit` + `continue`) is one etcd range read per page,
 # all at the revision of the first page: consistent, more work for etcd, but the server never holds more than a page
-# and the collector prunes each page as it arrives (`prune_item`), which is what bounds the worker's memory at 5,000
-# services. So a kind small at the last collection (at most PAGE_SIZE objects: namespaces, nodes, the MeshConfig,
+# and the collector decodes each page into rows as it arrives (`_page_decoder`), so only one page of raw JSON per list
+# in flight is alive: that is what bounds the worker's memory at 5,000 services, and the decoding overlaps the wait for
+# the next page. So a kind small at the last collection (at most PAGE_SIZE objects: namespaces, nodes, the MeshConfig,
 # most CRDs) costs one cached request, and a kind that was larger, or that grows with the mesh and has no count yet
 # (the first collection), is paged. Pages per kind are ceil(objects / PAGE_SIZE), at least one.
 PAGE_SIZE = 500  # client-go's pager and kubectl's --chunk-size use 500 too
@@ -166,15 +167,62 @@ def page_size_for(resource: Resource, sizes: Mapping[str, int], page_size: int =
     return page_size if known > page_size else 0
 
 
-def prune_item(item: dict[str, Any]) -> None:
-    """Drop what no decoder reads from a listed object, as its page arrives: each managedFields entry's `fieldsV1`
-    (a third to a half of a real pod's JSON; the decoders read only manager, operation, time and subresource)."""
+def prune_item(item: dict[str, Any]) -> dict[str, Any]:
+    """Drop what no reader of a kept raw object uses: each managedFields entry's `fieldsV1` (a third to a half of a
+    real pod's JSON; the decoders read only manager, operation, time and subresource)."""
     meta = item.get("metadata")
     entries = meta.get("managedFields") if isinstance(meta, dict) else None
     if isinstance(entries, list):
         for entry in entries:
             if isinstance(entry, dict):
                 entry.pop("fieldsV1", None)
+    return item
+
+
+@dataclass
+class _Decoded:
+    """One listed object, decoded as its page arrived (the raw JSON is dropped with its page): its row, or why it
+    was skipped, and what the later steps need of the raw object (`extra`, per kind: see `_page_decoder`)."""
+
+    row: Row | None
+    warning: str = ""
+    extra: Any = None
+
+
+def _decode_one(kind: str, item: Any, fn: Callable[..., Row], *args: Any) -> _Decoded:
+    try:
+        return _Decoded(fn(item, *args))
+    except (MalformedObject, AttributeError, TypeError, ValueError) as exc:
+        where = "/".join(filter(None, _loose_key(item)))
+        return _Decoded(None, f"skipped a malformed object in {kind} ({where or 'no name'}): {exc}")
+
+
+def _page_decoder(kind: str) -> Callable[[list[dict[str, Any]]], list[Any]]:
+    """What the collector keeps of one page of `kind`, made as the page arrives (in the fetching thread, while the
+    API server serialises the next page): rows, and for the few readers of raw objects only what they read. The
+    MeshConfig is kept raw (one object, read whole by `_mesh_state`)."""
+    if kind in _DECODERS:
+        fn = _DECODERS[kind]
+        return lambda page: [_decode_one(kind, item, fn) for item in page]
+    if kind in _WORKLOAD_KINDS:
+        workload_kind = _WORKLOAD_KINDS[kind]
+
+        def workloads(page: list[dict[str, Any]]) -> list[_Decoded]:
+            out = []
+            for item in page:
+                decoded = _decode_one(kind, item, decode.workload_row, workload_kind)
+                if kind == "replicasets" and _safe_key(item):  # whose Deployment it is, for its pods
+                    decoded.extra = (decode.object_key(item), decode.controller_of(item))
+                elif kind == "deployments" and _is_controller(item):  # read whole by _mesh_state
+                    decoded.extra = prune_item(item)
+                out.append(decoded)
+            return out
+
+        return workloads
+    if kind == "pods":
+        # Owners resolved to Deployments once every ReplicaSet is known (`_decode`).
+        return lambda page: [_decode_one(kind, item, decode.pod_row, {}) for item in page]
+    return lambda page: [prune_item(item) for item in page]
 
 
 def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str, int], page_size: int) -> _Fetched:
@@ -226,7 +274,8 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
     wanted.sort(key=lambda r: (not pages[r], -sizes.get(COUNTED_AS.get(r.key, r.key), 0)))
     with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY, thread_name_prefix="kube-list") as pool:
         futures = {
-            r: [pool.submit(gateway.list, r, ns, page_size=pages[r], prune=prune_item) for ns in scopes] for r in wanted
+            r: [pool.submit(gateway.list, r, ns, page_size=pages[r], transform=_page_decoder(r.key)) for ns in scopes]
+            for r in wanted
         }
         own = {ns: pool.submit(gateway.get_namespace, ns) for ns in namespaces}
     for resource, parts in futures.items():
@@ -285,7 +334,7 @@ def _gather_namespaces(own: dict[str, Future], out: _Fetched) -> None:
         out.failed.append(NAMESPACES.key)
         out.warnings += reasons
     else:
-        out.lists[NAMESPACES.key] = found
+        out.lists[NAMESPACES.key] = _page_decoder(NAMESPACES.key)(found)
 
 
 _DECODERS = {
@@ -310,18 +359,6 @@ _DECODERS = {
 }
 
 
-def _decode_each(kind: str, items: list[Any], fn: Any, snap: ClusterSnapshot, *args: Any) -> list[Row]:
-    rows = []
-    for item in items:
-        try:
-            rows.append(fn(item, *args))
-        except (MalformedObject, AttributeError, TypeError, ValueError) as exc:
-            where = "/".join(filter(None, _loose_key(item)))
-            snap.warnings.append(f"skipped a malformed object in {kind} ({where or 'no name'}): {exc}")
-            snap.partial = True
-    return rows
-
-
 def _loose_key(item: Any) -> tuple[str, str]:
     meta = item.get("metadata") if isinstance(item, dict) else None
     meta = meta if isinstance(meta, dict) else {}
@@ -329,6 +366,8 @@ def _loose_key(item: Any) -> tuple[str, str]:
 
 
 def _decode(fetched: _Fetched, control_plane_namespace: str) -> ClusterSnapshot:
+    """The snapshot from the lists, each already decoded page by page (`_page_decoder`): what is left is what needs
+    several kinds (a pod's Deployment through its ReplicaSet, the bare ReplicaSets, pods per service, the mesh)."""
     snap = ClusterSnapshot(
         warnings=list(fetched.warnings),
         failed_kinds=list(fetched.failed),
@@ -337,29 +376,52 @@ def _decode(fetched: _Fetched, control_plane_namespace: str) -> ClusterSnapshot:
     lists = fetched.lists
     for kind in fetched.absent:
         snap.rows[kind] = []
-    for kind, fn in _DECODERS.items():
+    for kind in _DECODERS:
         if kind in lists:
-            snap.rows[kind] = _decode_each(kind, lists[kind], fn, snap)
+            snap.rows[kind] = _rows(kind, lists, snap)
 
     if {"deployments", "replicasets", "statefulsets"} <= lists.keys():
-        rs_rows = _decode_each("replicasets", lists["replicasets"], decode.workload_row, snap, "ReplicaSet")
-        owners = {decode.object_key(o): decode.controller_of(o) for o in lists["replicasets"] if _safe_key(o)}
-        workloads = _decode_each("deployments", lists["deployments"], decode.workload_row, snap, "Deployment")
-        workloads += _decode_each("statefulsets", lists["statefulsets"], decode.workload_row, snap, "StatefulSet")
+        rs_rows = _rows("replicasets", lists, snap)
+        owners = dict(d.extra for d in lists["replicasets"] if d.extra is not None)
+        workloads = _rows("deployments", lists, snap)
+        workloads += _rows("statefulsets", lists, snap)
         # Listed like the others; a cluster whose RBAC predates it (403) keeps the other kinds, with the warning.
-        workloads += _decode_each("daemonsets", lists.get("daemonsets", []), decode.workload_row, snap, "DaemonSet")
+        workloads += _rows("daemonsets", lists, snap)
         # A ReplicaSet under a Deployment is an implementation detail; a bare one is a workload of its own.
         workloads += [row for row in rs_rows if not owners.get((row["namespace"], row["name"]), ("", ""))[0]]
         snap.rows["workloads"] = workloads
         if "pods" in lists:
-            snap.rows["pods"] = _decode_each("pods", lists["pods"], decode.pod_row, snap, owners)
+            snap.rows["pods"] = _owned_by_deployments(_rows("pods", lists, snap), owners)
     elif "pods" in lists:
-        snap.rows["pods"] = _decode_each("pods", lists["pods"], decode.pod_row, snap, {})
+        snap.rows["pods"] = _rows("pods", lists, snap)
 
     if "services" in snap.rows and "pods" in snap.rows:
         count_pods_per_service(snap.rows["services"], snap.rows["pods"])
     snap.state = _mesh_state(fetched, control_plane_namespace, snap)
     return snap
+
+
+def _rows(kind: str, lists: dict[str, list[Any]], snap: ClusterSnapshot) -> list[Row]:
+    """The rows of a decoded kind, and a warning for each object skipped (the run is then partial)."""
+    rows = []
+    for decoded in lists.get(kind, []):
+        if decoded.row is not None:
+            rows.append(decoded.row)
+        else:
+            snap.warnings.append(decoded.warning)
+            snap.partial = True
+    return rows
+
+
+def _owned_by_deployments(pods: list[Row], owners: dict[tuple[str, str], tuple[str, str]]) -> list[Row]:
+    """A pod of a ReplicaSet that a Deployment controls belongs to that Deployment (what `decode.pod_row` does
+    when it is given the owners, done here because pods are decoded before every ReplicaSet is known)."""
+    for row in pods:
+        if row["workload_kind"] == "ReplicaSet":
+            parent = owners.get((row["namespace"], row["workload_name"]))
+            if parent and parent[0]:
+                row["workload_kind"], row["workload_name"] = parent
+    return pods
 
 
 def count_pods_per_service(services: list[Row], pods: list[Row]) -> None:
@@ -384,6 +446,21 @@ def count_pods_per_service(services: list[Row], pods: list[Row]) -> None:
         service["pods_meshed"] = sum(1 for p in chosen if p["has_sidecar"])
 
 
+_WORKLOAD_KINDS = {
+    "deployments": "Deployment",
+    "replicasets": "ReplicaSet",
+    "statefulsets": "StatefulSet",
+    "daemonsets": "DaemonSet",
+}
+
+
+def _is_controller(obj: Any) -> bool:
+    """An OSM controller Deployment (labelled app=osm-controller), whose flags and labels say what the mesh is."""
+    if not _safe_key(obj):
+        return False
+    return (obj.get("metadata", {}).get("labels") or {}).get(CONTROLLER_LABEL[0]) == CONTROLLER_LABEL[1]
+
+
 def _safe_key(obj: Any) -> bool:
     try:
         decode.object_key(obj)
@@ -395,11 +472,10 @@ def _safe_key(obj: Any) -> bool:
 def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSnapshot) -> Row:
     version = fetched.version
     controllers = [
-        d
+        d.extra
         for d in fetched.lists.get("deployments", [])
-        if _safe_key(d)
-        and (d.get("metadata", {}).get("labels") or {}).get(CONTROLLER_LABEL[0]) == CONTROLLER_LABEL[1]
-        and (not control_plane_namespace or d["metadata"].get("namespace") == control_plane_namespace)
+        if d.extra is not None
+        and (not control_plane_namespace or d.extra["metadata"].get("namespace") == control_plane_namespace)
     ]
     controllers.sort(key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"]))
     if len(controllers) > 1:

@@ -43,13 +43,14 @@ def test_it_lists_again_from_the_start_when_the_continue_token_expires(synthetic
     whole = len(_gateway(synthetic).list(PODS))
     compacted = []
 
-    def compact_once(item: dict) -> None:  # runs as the first page arrives: etcd compacts before the second
+    def compact_once(page: list[dict]) -> list[dict]:  # runs as the first page arrives: etcd compacts before the second
         if not compacted:
-            compacted.append(item["metadata"]["name"])
+            compacted.append(page[0]["metadata"]["name"])
             synthetic.store.compact()
+        return page
 
     with _gateway(synthetic) as gateway:
-        items = gateway.list(PODS, page_size=50, prune=compact_once)
+        items = gateway.list(PODS, page_size=50, transform=compact_once)
 
     assert len(items) == whole and len({(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}) == whole
     # The first page, the second refused with 410, then the whole list again in pages.
@@ -59,7 +60,7 @@ def test_it_lists_again_from_the_start_when_the_continue_token_expires(synthetic
 def test_it_drops_each_managed_fields_entrys_field_set_and_keeps_who_wrote_when(synthetic):
     with _gateway(synthetic) as gateway:
         full = gateway.list(PODS, page_size=100)
-        pruned = gateway.list(PODS, page_size=100, prune=prune_item)
+        pruned = gateway.list(PODS, page_size=100, transform=lambda page: [prune_item(i) for i in page])
 
     def writers(items: list[dict]) -> list:
         return [
