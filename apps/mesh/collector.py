@@ -272,9 +272,19 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
     scopes = namespaces or ("",)
     pages = {r: page_size_for(r, sizes, page_size) for r in wanted}
     wanted.sort(key=lambda r: (not pages[r], -sizes.get(COUNTED_AS.get(r.key, r.key), 0)))
-    with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY, thread_name_prefix="kube-list") as pool:
+    # Pages are decoded by one thread of their own as they arrive: a list's thread asks for its next page at once, so
+    # decoding a page overlaps the server's serialising of the next (pods: ceil(pods / PAGE_SIZE) pages in a row).
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-decode") as decoding,
+        ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY, thread_name_prefix="kube-list") as pool,
+    ):
+
+        def pipelined(kind: str) -> Callable[[list[dict[str, Any]]], list[Future]]:
+            decoder = _page_decoder(kind)
+            return lambda page: [decoding.submit(decoder, page)]
+
         futures = {
-            r: [pool.submit(gateway.list, r, ns, page_size=pages[r], transform=_page_decoder(r.key)) for ns in scopes]
+            r: [pool.submit(gateway.list, r, ns, page_size=pages[r], transform=pipelined(r.key)) for ns in scopes]
             for r in wanted
         }
         own = {ns: pool.submit(gateway.get_namespace, ns) for ns in namespaces}
@@ -299,14 +309,15 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
     return out
 
 
-def _gather(parts: list[Future], *, not_found_is_empty: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
-    """The items of every part, and the reasons of the parts that failed permanently (a transient error raises).
-    With `not_found_is_empty`, a 404 (the server does not serve that kind) counts as no objects."""
-    items: list[dict[str, Any]] = []
+def _gather(parts: list[Future], *, not_found_is_empty: bool = False) -> tuple[list[Any], list[str]]:
+    """The decoded items of every part (each part's pages, decoded), and the reasons of the parts that failed
+    permanently (a transient error raises). With `not_found_is_empty`, a 404 (the server does not serve that kind)
+    counts as no objects."""
+    items: list[Any] = []
     reasons: list[str] = []
     for future in parts:
         try:
-            items += future.result()
+            items += [item for page in future.result() for item in page.result()]
         except KubeError as exc:
             if exc.transient:
                 raise
