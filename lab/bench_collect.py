@@ -30,7 +30,7 @@ from lab.benchkit import machine, setup_django, standin
 
 TARGET_RATIO = 1.3
 # The worker's peak RSS during one 5,000-service cycle, fresh process (Django, the client, the lists, the rows).
-RSS_BOUND_MIB = 1536
+RSS_BOUND_MIB = 512
 
 
 def _load() -> str:

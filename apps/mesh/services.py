@@ -13,6 +13,7 @@ from django.utils import timezone
 from apps.clusters.kube import KubeError, gateway_for
 from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.runs import recorded_run
+from apps.core.gc import gc_paused
 
 from .collector import ClusterSnapshot, collect
 from .decode import Row
@@ -151,7 +152,10 @@ def collect_into_snapshot(cluster: Cluster, run: CollectionRun) -> ClusterSnapsh
 def collect_and_record(cluster: Cluster, *, attempt: int = 1) -> tuple[CollectionRun, KubeError | None]:
     """One recorded collection of `cluster`. A KubeError does not propagate: it is recorded and returned."""
     try:
-        with recorded_run(cluster, CollectionRun.Kind.CLUSTER, attempt=attempt) as run:
+        # The cyclic GC stays off for the whole cycle, not only while the lists are decoded (`collect`): switched
+        # back on while the rows are alive, its first pass scans every one of them (0.16 s of a 2.4 s cycle at 1,000
+        # services); at the end of the cycle they are gone.
+        with gc_paused(), recorded_run(cluster, CollectionRun.Kind.CLUSTER, attempt=attempt) as run:
             collect_into_snapshot(cluster, run)
     except KubeError as exc:
         return run, exc
