@@ -16,6 +16,7 @@ Discovery (/version, /apis) needs no grant: every authenticated identity may rea
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -278,10 +279,20 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-decode") as decoding,
         ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY, thread_name_prefix="kube-list") as pool,
     ):
+        # At most this many pages wait for the decoder, so a decoder slower than the server holds back the lists
+        # instead of piling raw pages up.
+        waiting = threading.BoundedSemaphore(2 * FETCH_CONCURRENCY)
 
         def pipelined(kind: str) -> Callable[[list[dict[str, Any]]], list[Future]]:
             decoder = _page_decoder(kind)
-            return lambda page: [decoding.submit(decoder, page)]
+
+            def submit(page: list[dict[str, Any]]) -> list[Future]:
+                waiting.acquire()
+                future = decoding.submit(decoder, page)
+                future.add_done_callback(lambda _: waiting.release())
+                return [future]
+
+            return submit
 
         futures = {
             r: [pool.submit(gateway.list, r, ns, page_size=pages[r], transform=pipelined(r.key)) for ns in scopes]

@@ -3,6 +3,8 @@ list whose continue token expires mid-way is read again from the start."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from apps.clusters.kube import KubeGateway, KubeTarget
@@ -74,3 +76,20 @@ def test_it_drops_each_managed_fields_entrys_field_set_and_keeps_who_wrote_when(
     assert [{**i, "metadata": {**i["metadata"], "managedFields": []}} for i in pruned] == [
         {**i, "metadata": {**i["metadata"], "managedFields": []}} for i in full
     ]
+
+
+def test_it_holds_a_fraction_of_the_memory_in_pages_that_whole_lists_take(synthetic):
+    # What bounds the worker's memory at 5,000 services (BENCHMARKS.md), in small: pages are decoded and dropped as
+    # they arrive, where a whole list is held raw until decoded.
+    def peak(**options) -> int:
+        with _gateway(synthetic) as gateway:
+            tracemalloc.start()
+            try:
+                collect(gateway, **options)
+                return tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+
+    whole = peak(sizes={key: 1 for key in ALL_LARGE})
+    paged = peak(sizes=ALL_LARGE, page_size=20)
+    assert paged < whole / 2, (paged, whole)
