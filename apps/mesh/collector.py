@@ -199,7 +199,7 @@ def _decode_one(kind: str, item: Any, fn: Callable[..., Row], *args: Any) -> _De
 
 
 def _page_decoder(kind: str) -> Callable[[list[dict[str, Any]]], list[Any]]:
-    """What the collector keeps of one page of `kind`, made as the page arrives (in the fetching thread, while the
+    """What the collector keeps of one page of `kind`, made as the page arrives (by the decoding thread, while the
     API server serialises the next page): rows, and for the few readers of raw objects only what they read. The
     MeshConfig is kept raw (one object, read whole by `_mesh_state`)."""
     if kind in _DECODERS:
