@@ -20,6 +20,7 @@ owning the spec, kubelet the status with `"subresource": "status"`, containerSta
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -149,7 +150,18 @@ def as_served(objects: list[dict[str, Any]], applied: Sequence[dict[str, Any]]) 
     """`objects` (fresh from `controllers.expand`, changed in place and returned) with the managedFields and
     annotations a real cluster's writers leave; `applied`: the manifests that were applied (what kubectl remembers).
     Objects that bring managedFields keep them."""
-    manifests = {_key(m): m for m in applied}
+    # The cyclic GC off meanwhile: the field sets are a million small acyclic dicts, and every pass it would make
+    # scans the whole seed (it doubled the time of this function).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _as_served(objects, {_key(m): m for m in applied})
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _as_served(objects: list[dict[str, Any]], manifests: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
     pod_specs: dict[str, dict[str, Any]] = {}
     for obj in objects:
         meta = obj.setdefault("metadata", {})
