@@ -23,7 +23,7 @@ from apps.mesh.models import Egress, IngressBackend, MeshState, Pod, Retry, Serv
 from apps.metrics.catalog import egress_stat_name
 from apps.metrics.health import UNKNOWN, Health
 from apps.metrics.models import BoundaryTraffic, MetricsState, error_ratio, ingress_rate
-from apps.policies.osm_policy import FQDN_SUFFIX, admits, flag, rate_limits, retry_text, target_port
+from apps.policies.osm_policy import admits, flag, fqdn_service, rate_limits, retry_text, target_port
 
 Workload = tuple[str, str, str, str]  # (namespace, app label, workload kind, workload name)
 
@@ -116,6 +116,12 @@ class Rates:
     def add(self, row: BoundaryTraffic) -> None:
         self.rps = (self.rps or 0.0) + row.request_rate
         self.rate5 = (self.rate5 or 0.0) + row.rate_5xx
+
+    def merge(self, other: Rates | None) -> None:
+        """Add another sum (nothing when it measured nothing: unmeasured stays None, not 0)."""
+        if other is not None and other.rps is not None:
+            self.rps = (self.rps or 0.0) + other.rps
+            self.rate5 = (self.rate5 or 0.0) + (other.rate5 or 0.0)
 
     def data(self) -> dict[str, Any]:
         return {
@@ -275,6 +281,10 @@ def ingress(boundary: Boundary, nodes: dict[str, dict], label: Callable[..., str
     return edges
 
 
+def _port_protocols(policy: Egress) -> list[str]:
+    return [str(p.get("protocol") or "").lower() for p in policy.ports or [] if isinstance(p, dict)]
+
+
 def _egress_targets(policy: Egress) -> tuple[list[str], str]:
     """The stat names of an Egress policy's clusters (HTTP hosts by port), and what it allows in words."""
     hosts = [h for h in policy.hosts or [] if isinstance(h, str) and h]
@@ -291,11 +301,10 @@ def egress(
     """Each Egress policy as an external node, with an edge from each caller its service accounts run, carrying the
     requests their sidecars sent on the policy's clusters (nothing measured: a policy-only edge)."""
     edges: dict[str, dict] = {}
-    if boundary.egresses:
-        measured: dict[tuple[str, str, str], Rates] = {}
-        for row in boundary.traffic:
-            if row.direction == BoundaryTraffic.Direction.EGRESS:
-                measured.setdefault((row.namespace, row.app, row.peer), Rates()).add(row)
+    measured: dict[tuple[str, str, str], Rates] = {}
+    for row in boundary.traffic:
+        if row.direction == BoundaryTraffic.Direction.EGRESS:
+            measured.setdefault((row.namespace, row.app, row.peer), Rates()).add(row)
     for policy in boundary.egresses:
         names, allows = _egress_targets(policy)
         node_id = f"ext:{policy.namespace}/{policy.name}"
@@ -317,50 +326,35 @@ def egress(
             details=details,
         )
         nodes[node_id] = node
+        lock = "plain" if any(p == "http" for p in _port_protocols(policy)) else "unknown"
         total = Rates()
-        for ns in sorted(_refs(policy.sources, "ServiceAccount", "namespace")):
-            for source in policy.sources or []:
-                if (
-                    not isinstance(source, dict)
-                    or source.get("namespace") != ns
-                    or source.get("kind") != "ServiceAccount"
-                ):
-                    continue
-                for app in sorted(boundary.apps_of_service_account(ns, str(source.get("name") or ""))):
-                    caller = peer(ns, app, caller=True)
-                    rates = Rates()
-                    for name in names:
-                        if (ns, app, name) in measured:
-                            rates.rps = (rates.rps or 0.0) + (measured[(ns, app, name)].rps or 0.0)
-                            rates.rate5 = (rates.rate5 or 0.0) + (measured[(ns, app, name)].rate5 or 0.0)
-                    if rates.rps is not None:
-                        total.rps = (total.rps or 0.0) + rates.rps
-                        total.rate5 = (total.rate5 or 0.0) + (rates.rate5 or 0.0)
-                    edge_id = f"egress:{policy.namespace}/{policy.name}:{caller}"
-                    data = rates.data()
-                    idle = not data["rps"]
-                    data.update(
-                        id=edge_id,
-                        source=caller,
-                        target=node_id,
-                        kind="egress",
-                        lock="plain"
-                        if any(
-                            str(p.get("protocol", "")).lower() == "http"
-                            for p in policy.ports or []
-                            if isinstance(p, dict)
-                        )
-                        else "unknown",
-                        label="egress · "
-                        + ("nothing measured" if idle else label(data["rps"], data["error"], None, None)),
-                        idle=idle,
-                        details=[
-                            ["Egress", f"{policy.namespace}/{policy.name}"],
-                            ["service account", f"{ns}/{source.get('name')}"],
-                        ],
-                        warnings=[],
-                    )
-                    edges[edge_id] = data
+        accounts = sorted(
+            (str(src.get("namespace") or ""), str(src.get("name") or ""))
+            for src in policy.sources or []
+            if isinstance(src, dict) and src.get("kind") == "ServiceAccount"
+        )
+        for ns, account in accounts:
+            for app in sorted(boundary.apps_of_service_account(ns, account)):
+                rates = Rates()
+                for name in names:
+                    rates.merge(measured.get((ns, app, name)))
+                total.merge(rates)
+                caller = peer(ns, app, caller=True)
+                edge_id = f"egress:{policy.namespace}/{policy.name}:{caller}"
+                data = rates.data()
+                idle = not data["rps"]
+                data.update(
+                    id=edge_id,
+                    source=caller,
+                    target=node_id,
+                    kind="egress",
+                    lock=lock,
+                    label="egress · " + ("nothing measured" if idle else label(data["rps"], data["error"], None, None)),
+                    idle=idle,
+                    details=[["Egress", f"{policy.namespace}/{policy.name}"], ["service account", f"{ns}/{account}"]],
+                    warnings=[],
+                )
+                edges[edge_id] = data
         # Not `rps`: a namespace sums its members' `rps` as the requests its services receive.
         node["egress_rps"] = total.rps
         received = (
@@ -372,22 +366,13 @@ def egress(
     return edges
 
 
-def _service_of_host(host: str) -> tuple[str, str] | None:
-    """(namespace, name) of `<name>.<namespace>.svc.cluster.local`."""
-    head, dot, suffix = host.partition(".")
-    namespace, dot2, rest = suffix.partition(".")
-    if not (dot and dot2) or rest != FQDN_SUFFIX:
-        return None
-    return namespace, head
-
-
 def mark(boundary: Boundary, edges: dict[str, dict], root_of: dict[tuple[str, str], str]) -> None:
     """Mark the traffic edges a Retry or a local rate limit shapes: `retry` on the callers' edges to a Retry's
     destinations (drawn to a split's root when the destination is a backend), `ratelimit` on every edge into a
     Service an UpstreamTrafficSetting rate-limits."""
     limited: dict[str, list[str]] = {}
     for setting in boundary.settings:
-        service = _service_of_host(setting.host or "")
+        service = fqdn_service(setting.host or "")
         limits = rate_limits(setting)
         if service is None or service[0] != setting.namespace or not limits:
             continue

@@ -837,7 +837,7 @@ def _resilience_checks(snap: _Snapshot) -> Iterator[Finding]:
     for setting in snap.upstream_settings:
         by_host[setting.host].append(setting)
         ref = ObjectRef("UpstreamTrafficSetting", setting.namespace, setting.name)
-        target = _fqdn_service(setting.host)
+        target = osm_policy.fqdn_service(setting.host)
         if target and target[0] == setting.namespace and target in snap.services:
             continue
         if target and not snap.sees_namespace(target[0]):
@@ -865,14 +865,6 @@ def _resilience_checks(snap: _Snapshot) -> Iterator[Finding]:
                 tuple(ObjectRef("UpstreamTrafficSetting", s.namespace, s.name) for s in settings),
             )
     yield from _retry_checks(snap)
-
-
-def _fqdn_service(host: str) -> tuple[str, str] | None:
-    """(namespace, name) of a Service FQDN as OSM writes it, None for anything else."""
-    parts = host.split(".")
-    if len(parts) == 5 and ".".join(parts[2:]) == osm_policy.FQDN_SUFFIX and all(parts[:2]):
-        return parts[1], parts[0]
-    return None
 
 
 def _retry_checks(snap: _Snapshot) -> Iterator[Finding]:

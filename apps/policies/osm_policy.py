@@ -42,6 +42,14 @@ def service_fqdn(namespace: str, name: str) -> str:
     return f"{name}.{namespace}.{FQDN_SUFFIX}"
 
 
+def fqdn_service(host: str) -> tuple[str, str] | None:
+    """(namespace, name) of a Service FQDN as OSM writes it (`service_fqdn`), None for anything else."""
+    parts = host.split(".")
+    if len(parts) == 5 and ".".join(parts[2:]) == FQDN_SUFFIX and all(parts[:2]):
+        return parts[1], parts[0]
+    return None
+
+
 def provider_name(key: str) -> str:
     """How a certificate provider is called: the controller's `--certificate-manager` value or the key a
     MeshRootCertificate's spec.provider sets ("" stays "")."""
