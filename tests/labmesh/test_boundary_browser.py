@@ -19,7 +19,8 @@ from playwright.sync_api import expect
 
 from lab.waiting import wait_for
 from tests.browser_fixtures import login, screenshot
-from tests.labmesh.test_policies import BUYER, EGRESS, HTTP_IN, HTTPS_IN, Recorder, generator
+from tests.labmesh.recording import Recorder, generator
+from tests.labmesh.test_policies import BUYER, EGRESS, HTTP_IN, HTTPS_IN
 
 pytestmark = pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s")
 

@@ -7,54 +7,18 @@ match what bookbuyer itself sent and got back within 10 %.
 
 from __future__ import annotations
 
-import bisect
-import threading
 import time
 
 import pytest
 
 from lab.mesh.pytest_plugin import LabStack
 from tests.labmesh.conftest import SPLIT
+from tests.labmesh.recording import Recorder, generator
 
 pytestmark = [pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s"), pytest.mark.django_db]
 
 CLIENT = "bookbuyer -> bookstore/bookstore"
 MC = ("config.openservicemesh.io", "v1alpha2", "osm-system", "meshconfigs", "osm-mesh-config")
-
-
-class Recorder:
-    """Samples the generator's cumulative counts every 0.1 s, so counts at any instant can be interpolated."""
-
-    def __init__(self, stack: LabStack) -> None:
-        self.stack = stack
-        self.times: list[float] = []
-        self.samples: list[dict] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            by_backend = self.stack.lab.traffic()[CLIENT]["by_backend"]
-            self.times.append(time.time())
-            self.samples.append({b: dict(codes) for b, codes in by_backend.items()})
-
-    def __enter__(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def count(self, at: float, backend: str, status: str | None = None) -> float:
-        def value(i: int) -> int:
-            codes = self.samples[i].get(backend, {})
-            return codes.get(status, 0) if status else sum(codes.values())
-
-        i = bisect.bisect_left(self.times, at)
-        assert 0 < i < len(self.times), "outside the recording"
-        t0, t1 = self.times[i - 1], self.times[i]
-        return value(i - 1) + (value(i) - value(i - 1)) * (at - t0) / (t1 - t0)
 
 
 def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> None:
@@ -76,7 +40,7 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
         )
         _, error = collect_cluster(cluster)
         assert error is None, error
-        with Recorder(lab_stack) as recorder:
+        with Recorder(lambda: generator(lab_stack)) as recorder:
             time.sleep(16)  # a full KPI window (10 s at 1 s scrapes) after the change, plus scrape lag
             at = time.time() - 1.0
             run, error = collect_metrics(cluster, at=at)
@@ -86,10 +50,14 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
         state = MetricsState.objects.get(cluster=cluster)
         assert state.scrape_interval_seconds == 1.0
         window = 10.0  # apps.metrics.catalog.windows(1.0).short
+
+        def count(at: float, backend: str, status: str | None = None) -> float:
+            return recorder.at(at, f"{CLIENT} {backend} {status}" if status else f"{CLIENT} {backend}")
+
         kpis = {k.service: k for k in ServiceKPI.objects.filter(cluster=cluster, namespace="bookstore")}
         total = 0.0
         for service, backend in (("bookstore-v1", "bookstore"), ("bookstore-v2", "bookstore-v2")):
-            sent = (recorder.count(at, backend) - recorder.count(at - window, backend)) / window
+            sent = (count(at, backend) - count(at - window, backend)) / window
             total += sent
             assert sent > 3, f"too little traffic to {backend} to compare"
             assert kpis[service].request_rate == pytest.approx(sent, rel=0.10), service
@@ -102,8 +70,8 @@ def test_it_reports_kpis_that_agree_with_the_generator(lab_stack: LabStack) -> N
         # Its quantiles come from the backends' summed buckets: a mix's quantile lies between its parts'.
         parts = sorted(kpis[s].p99_ms for s in ("bookstore-v1", "bookstore-v2"))
         assert parts[0] <= root.p99_ms <= parts[1]
-        ok = recorder.count(at, "bookstore-v2", "200") - recorder.count(at - window, "bookstore-v2", "200")
-        failed = recorder.count(at, "bookstore-v2", "500") - recorder.count(at - window, "bookstore-v2", "500")
+        ok = count(at, "bookstore-v2", "200") - count(at - window, "bookstore-v2", "200")
+        failed = count(at, "bookstore-v2", "500") - count(at - window, "bookstore-v2", "500")
         assert kpis["bookstore-v2"].success_rate == pytest.approx(ok / (ok + failed), rel=0.10)
         assert kpis["bookstore-v2"].success_rate == pytest.approx(0.8, abs=0.05)
         assert kpis["bookstore-v1"].success_rate == 1.0

@@ -12,7 +12,8 @@ import pytest
 
 from lab.mesh.pytest_plugin import LabStack
 from lab.waiting import wait_for
-from tests.labmesh.test_policies import BUYER, Recorder, generator
+from tests.labmesh.recording import Recorder, generator
+from tests.labmesh.test_policies import BUYER
 
 pytestmark = [pytest.mark.lab_mesh(prometheus_mode="byo", scrape_interval="1s"), pytest.mark.django_db]
 
