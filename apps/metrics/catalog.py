@@ -379,6 +379,10 @@ DENIALS_NOT_KEPT = (
 )
 
 
+# The cycle's queries that cost Prometheus the most (every bucket of every edge): asked first.
+SLOW_QUERIES = ("latency_buckets",)
+
+
 def cycle(w: Windows, available: Available) -> dict[str, str]:
     """The queries of one metrics cycle, by key. Their number depends on what Prometheus keeps, never on mesh size."""
     short, long = w.short_promql, w.long_promql

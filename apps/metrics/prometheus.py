@@ -196,6 +196,7 @@ class PrometheusGateway:
         self.host = urlparse(self.url).netloc or self.url
         self.timeout = (connect_timeout, read_timeout)
         self.requests = 0
+        self._count_lock = threading.Lock()
         self.ca_file = ca_file
         self._session = requests.Session()
         self._session.headers.update(headers or {})
@@ -236,7 +237,8 @@ class PrometheusGateway:
         return self.credential
 
     def _call(self, what: str, fn, *args, **kwargs):
-        self.requests += 1
+        with self._count_lock:  # a metrics cycle asks from several threads
+            self.requests += 1
         try:
             return fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
