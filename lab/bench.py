@@ -17,10 +17,16 @@ from lab.benchkit import fmt, machine, p95, setup_django, standin, timed, user
 
 
 def bench_kubeapi(services: int, runs: int) -> None:
-    """Listing every pod across all namespaces through the official client, typed and raw."""
+    """Building the synthetic seed, then listing every pod across all namespaces through the official client, typed
+    and raw."""
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
+    from lab.seeds.loader import load_seed
+
+    seed = timed(lambda: load_seed("synthetic", services=services), runs)
+    print(f"## seed: `load_seed('synthetic', services={services})` (what the stand-in serves), {runs} runs")
+    print(f"- {fmt(seed)}")
     with tempfile.TemporaryDirectory() as tmp, standin(services, Path(tmp)) as kubeconfig:
         api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
         pods = len(api.list_pod_for_all_namespaces().items)

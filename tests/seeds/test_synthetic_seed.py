@@ -1,4 +1,3 @@
-import time
 from collections import Counter
 
 from kubernetes.client import V1Pod
@@ -17,12 +16,6 @@ def test_it_builds_about_a_thousand_services_and_five_thousand_pods(synthetic):
     namespaces = {o["metadata"]["namespace"] for o in of_kind(synthetic.objects, "Service")}
     assert len(namespaces) >= 10
     assert kinds["TrafficSplit"] == 100
-
-
-def test_it_builds_quickly():
-    start = time.perf_counter()
-    load_seed("synthetic", services=1000)
-    assert time.perf_counter() - start < 4  # target is < 2 s; slack for a busy CI machine
 
 
 def test_it_meshes_exactly_the_pods_the_model_says(synthetic, model):
