@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "apps.graph",
     "apps.policies",
     "apps.migration",
+    "apps.search",
 ]
 
 # The header middlewares come before WhiteNoise, which answers static files itself and skips every middleware after

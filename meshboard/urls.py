@@ -25,4 +25,5 @@ urlpatterns = [
     path("", include("apps.policies.urls")),
     path("", include("apps.migration.urls")),
     path("", include("apps.history.urls")),
+    path("", include("apps.search.urls")),
 ]

@@ -20,6 +20,7 @@ from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
 from apps.clusters.roles import can_change_weights, require_viewer, weights_refusal, writable_namespaces
 from apps.clusters.scope import unscoped
+from apps.core.csv_export import page_csv, wants_csv
 from apps.core.pages import render_page
 from apps.mesh.models import Canary, TrafficSplit
 
@@ -60,7 +61,10 @@ def splits(request: HttpRequest) -> HttpResponse:
         "writable": set(writable_namespaces(request.user, sorted({v.split.namespace for v in views}))),
         **ctx.freshness(),
     }
-    return render_page(request, "canary/splits.html", "splits", context)
+    response = render_page(request, "canary/splits.html", "splits", context)
+    if wants_csv(request):
+        return page_csv(response, "splits", f"{ctx.cluster.name if ctx.cluster else 'meshboard'}-splits.csv")
+    return response
 
 
 def _editor(request: HttpRequest, split: TrafficSplit, form: WeightsForm, **extra: object) -> HttpResponse:
@@ -244,7 +248,8 @@ def audit(request: HttpRequest) -> HttpResponse:
         changes = changes.filter(username=filters["user"])
     if filters["result"] in WeightChange.Result.values:
         changes = changes.filter(result=filters["result"])
-    page = Paginator(changes, 50).get_page(request.GET.get("page"))
+    export = wants_csv(request)
+    page = Paginator(changes, max(changes.count(), 1) if export else 50).get_page(request.GET.get("page"))
     context = {
         "page_ctx": ctx,
         "page": page,
@@ -253,7 +258,10 @@ def audit(request: HttpRequest) -> HttpResponse:
         # Rollback is offered on the rows of the namespaces where this user may change weights.
         "writable": set(writable_namespaces(request.user, sorted({c.namespace for c in page}))),
     }
-    return render_page(request, "canary/audit.html", "changes", context)
+    response = render_page(request, "canary/audit.html", "changes", context)
+    if export:
+        return page_csv(response, "audit", f"{ctx.cluster.name if ctx.cluster else 'meshboard'}-weight-changes.csv")
+    return response
 
 
 @require_http_methods(["GET", "POST"])

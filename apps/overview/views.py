@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 
 from apps.clusters.picker import PageContext, page_context
 from apps.clusters.roles import require_viewer
+from apps.core.csv_export import page_csv, wants_csv
 from apps.core.pages import render_page
 
 from .as_of import past_view
@@ -82,7 +83,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         )
     else:
         rows = overview_rows(ctx.cluster, namespace=namespace, search=search, **order)
-    page = Paginator(rows, settings.MESHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
+    export = wants_csv(request)
+    page_size = max(len(rows), 1) if export else settings.MESHBOARD_PAGE_SIZE  # the file: every page of the table
+    page = Paginator(rows, page_size).get_page(request.GET.get("page"))
     context = {
         "page_ctx": ctx,
         "page": page,
@@ -98,7 +101,10 @@ def overview(request: HttpRequest) -> HttpResponse:
         "as_of_query": f"&{past.query}" if past else "",
         **ctx.freshness(),
     }
-    return render_page(request, "overview/overview.html", "table", context)
+    response = render_page(request, "overview/overview.html", "table", context)
+    if export:
+        return page_csv(response, show, f"{ctx.cluster.name if ctx.cluster else 'meshboard'}-{show}.csv")
+    return response
 
 
 def _not_found(request: HttpRequest, ctx: PageContext, exc: NotInSnapshot) -> HttpResponse:

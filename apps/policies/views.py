@@ -6,6 +6,7 @@ from django.views.decorators.http import require_GET
 
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
+from apps.core.csv_export import csv_response, page_csv, wants_csv
 from apps.core.pages import render_page
 from apps.history import services as history
 
@@ -58,7 +59,10 @@ def policies(request: HttpRequest) -> HttpResponse:
         )
     htmx = getattr(request, "htmx", None)
     partial = "verdict" if htmx and htmx.target == "verdict" else "policies"
-    return render_page(request, "policies/policies.html", partial, context)
+    response = render_page(request, "policies/policies.html", partial, context)
+    if wants_csv(request):
+        return page_csv(response, "matrix", f"{cluster.name if cluster else 'meshboard'}-access-matrix.csv")
+    return response
 
 
 @require_GET
@@ -66,4 +70,19 @@ def policies(request: HttpRequest) -> HttpResponse:
 def mesh(request: HttpRequest) -> HttpResponse:
     """Every cluster with how fresh its snapshot is, its mesh's configuration and the checks; refreshes itself."""
     require_viewer(request)
-    return render_page(request, "policies/mesh.html", "clusters", {"statuses": cluster_statuses()})
+    statuses = cluster_statuses()
+    if wants_csv(request):
+        return csv_response(check_rows(statuses), "meshboard-checks.csv")
+    return render_page(request, "policies/mesh.html", "clusters", {"statuses": statuses})
+
+
+CHECK_COLUMNS = ["Cluster", "Severity", "Code", "Check", "Finding", "Fix"]
+
+
+def check_rows(statuses: list) -> list[list[str]]:
+    """The Mesh page's checks, one row per finding as the page lists them (severity, code, title, message, fix)."""
+    rows = [CHECK_COLUMNS]
+    for s in statuses:
+        for f in s.report.findings if s.report else []:
+            rows.append([s.cluster.name, f.severity, f.code, f.title, f.message, f.fix])
+    return rows
