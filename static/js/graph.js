@@ -869,6 +869,7 @@
     document.body.dataset.graphQuery = state.drawnQuery || ""; // what the drawn data was asked with
     status();
     showWarnings(state.data.warnings);
+    fillTable();
     // On screen: after Cytoscape's next frame (or two frames on, when it had nothing to draw again).
     var done = false;
     function painted() {
@@ -1074,6 +1075,122 @@
     history.replaceState(null, "", window.location.pathname + (search ? "?" + search : ""));
   }
 
+  // -- the keyboard and the table: the same graph without a mouse or without sight -------------------------------
+  // The focused graph moves its selection with the arrow keys to the nearest shown node that way (a neighbour
+  // first), Home to the first by name; Enter opens the node's page (or a collapsed namespace); Escape clears. Each
+  // move is said in #graph-selection (aria-live), and the side panel shows the node as a click would.
+  function shownNodes() {
+    return state.cy.nodes().filter(function (n) { return !n.hasClass("off") && !isBox(n.data()); });
+  }
+  function nodeName(d) {
+    return d.kind === "namespace" ? "namespace " + d.name : (d.namespace ? d.namespace + "/" : "") + (d.display || d.name);
+  }
+  function byName(nodes) {
+    return nodes.toArray().sort(function (a, b) { return nodeName(a.data()) < nodeName(b.data()) ? -1 : 1; });
+  }
+  function announce(node) {
+    var d = node.data(), shown = function (e) { return !e.hasClass("off"); };
+    var into = node.incomers("edge").filter(shown).length, out = node.outgoers("edge").filter(shown).length;
+    var text = nodeName(d) + (d.kind && d.kind !== "namespace" ? ", " + d.kind : "") +
+      (d.health ? ", " + d.health : "") + ", " + into + " inbound edge" + (into === 1 ? "" : "s") + ", " + out +
+      " outbound edge" + (out === 1 ? "" : "s");
+    document.getElementById("graph-selection").textContent = "Selected: " + text;
+  }
+  function selectNode(node) {
+    var cy = state.cy;
+    cy.elements(":selected").unselect();
+    node.select();
+    selectedId = node.id();
+    showPanel(node);
+    announce(node);
+    var p = node.renderedPosition();
+    if (p.x < 0 || p.y < 0 || p.x > cy.width() || p.y > cy.height()) cy.center(node);
+  }
+  var DIRECTIONS = { ArrowRight: [1, 0], ArrowLeft: [-1, 0], ArrowDown: [0, 1], ArrowUp: [0, -1] };
+  // The nearest node within 60 degrees of the direction; the node's neighbours weigh as if at half the distance.
+  function toward(from, dir) {
+    var p = from.position(), best = null, bestScore = Infinity, near = from.neighborhood("node");
+    shownNodes().forEach(function (n) {
+      if (n.same(from)) return;
+      var q = n.position(), dx = q.x - p.x, dy = q.y - p.y, along = dx * dir[0] + dy * dir[1];
+      var dist = Math.sqrt(dx * dx + dy * dy);
+      if (along <= 0 || along < dist * 0.5) return;
+      var score = dist * (near.contains(n) ? 0.5 : 1);
+      if (score < bestScore) { best = n; bestScore = score; }
+    });
+    return best;
+  }
+  function onGraphKey(event) {
+    if (!state.cy || event.ctrlKey || event.metaKey || event.altKey) return;
+    var current = selectedId ? state.cy.getElementById(selectedId) : null;
+    if (current && (!current.length || !current.isNode() || current.hasClass("off"))) current = null;
+    var ordered = byName(shownNodes());
+    if (!ordered.length) return;
+    if (DIRECTIONS[event.key]) {
+      event.preventDefault();
+      var next = current ? toward(current, DIRECTIONS[event.key]) : ordered[0];
+      if (next) selectNode(next);
+      else announce(current); // nothing that way: say where the selection still is
+    } else if (event.key === "Home" || event.key === "End") {
+      event.preventDefault();
+      selectNode(ordered[event.key === "Home" ? 0 : ordered.length - 1]);
+    } else if (event.key === "Enter" && current) {
+      event.preventDefault();
+      var d = current.data();
+      if (current.hasClass("collapsed")) { state.expand(d.name); return; }
+      if (typeof d.url === "string" && d.url.charAt(0) === "/" && d.url.charAt(1) !== "/") window.location.assign(d.url);
+    } else if (event.key === "Escape" && current) {
+      state.cy.elements(":selected").unselect();
+      selectedId = null;
+      showPanel(null);
+      document.getElementById("graph-selection").textContent = "Nothing selected.";
+    }
+  }
+
+  // The edges the graph shows, as a table (the same data: what the filters hide is left out, a collapsed
+  // namespace's edges folded as drawn).
+  function protocolOf(d) {
+    if (d.protocol) return String(d.protocol).toUpperCase();
+    if (d.kind === "split") return "split " + d.split;
+    if (d.kind === "aggregate") return "folded (" + d.edges + " edges)";
+    if (d.rps !== null && d.rps !== undefined) return "HTTP";
+    if (d.tcp_bytes_rate) return "TCP";
+    return "–";
+  }
+  var LOCKS = { mtls: "mTLS", partial: "partial", plain: "no", unknown: "unknown" };
+  function fillTable() {
+    var view = document.getElementById("graph-table-view");
+    if (!view || view.hidden || !state.cy) return;
+    var body = view.querySelector("tbody");
+    var rows = state.cy.edges().filter(function (e) { return !e.hasClass("off"); }).map(function (e) {
+      var d = e.data(), s = e.source().data(), t = e.target().data();
+      var success = d.error === null || d.error === undefined ? null : 1 - d.error;
+      return [nodeName(s), nodeName(t), protocolOf(d), fmt(d.rps, "rps"), fmt(success, "pct"), fmt(d.p99_ms, "ms"),
+        LOCKS[d.lock] || d.lock || "–", d.policy || "–", e.id()];
+    });
+    rows.sort(function (a, b) { return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0; });
+    body.replaceChildren();
+    rows.forEach(function (r) {
+      var tr = el("tr");
+      tr.dataset.edge = r.pop();
+      r.forEach(function (text) { tr.appendChild(el("td", text)); });
+      body.appendChild(tr);
+    });
+    if (!rows.length) {
+      var empty = el("tr"), cell = el("td", "No edge is shown.");
+      cell.colSpan = 8;
+      empty.appendChild(cell);
+      body.appendChild(empty);
+    }
+    view.querySelector(".graph-table-count").textContent = rows.length + " edge" + (rows.length === 1 ? "" : "s");
+  }
+  function toggleTable(button) {
+    var view = document.getElementById("graph-table-view");
+    view.hidden = !view.hidden;
+    button.setAttribute("aria-expanded", String(!view.hidden));
+    fillTable();
+  }
+
   // -- side panel, tooltip, click-through -----------------------------------------------------------------------
   var selectedId = null;
   function row(dl, term, value) {
@@ -1199,6 +1316,7 @@
     cy.on("tap", function (event) {
       if (event.target === cy) { selectedId = null; showPanel(null); return; }
       selectedId = event.target.id();
+      if (event.target.isNode()) announce(event.target);
       if (event.target.isNode() && event.target.hasClass("collapsed")) state.expand(event.target.data("name"));
       showPanel(cy.getElementById(selectedId));
     });
@@ -1477,6 +1595,9 @@
       keepInUrl();
       load();
     });
+    document.getElementById("cy").addEventListener("keydown", onGraphKey);
+    var tableButton = document.getElementById("graph-table-toggle");
+    if (tableButton) tableButton.addEventListener("click", function () { if (state.cy) toggleTable(tableButton); });
     form.querySelectorAll("button[data-graph]").forEach(function (button) {
       button.addEventListener("click", function () { if (state.cy) actions[button.dataset.graph](); });
     });
