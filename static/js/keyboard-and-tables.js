@@ -92,9 +92,10 @@
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "Escape") {
-      var hits = document.getElementById("search-hits");
-      if (hits && hits.firstChild && document.activeElement && document.activeElement.id === "global-search") {
+      var hits = document.getElementById("search-hits"), active = document.activeElement;
+      if (hits && hits.firstChild && active && active.closest && active.closest(".search-box")) {
         hits.textContent = "";
+        document.getElementById("global-search").focus();
       }
       return;
     }
@@ -123,6 +124,26 @@
     if (event.key === "g" && !(event.target.closest && event.target.closest("#cy"))) {
       pendingG = Date.now();
     }
+  });
+
+  // The search box's results: Down from the box or a result goes to the next result, Up to the one before (or back
+  // to the box); leaving the box and its results closes them.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    var box = document.getElementById("global-search"), hits = document.getElementById("search-hits");
+    if (!box || !hits || (event.target !== box && !hits.contains(event.target))) return;
+    var links = Array.prototype.slice.call(hits.querySelectorAll("a"));
+    if (!links.length) return;
+    var at = links.indexOf(event.target), next = event.key === "ArrowDown" ? at + 1 : at - 1;
+    event.preventDefault();
+    if (next < 0) box.focus();
+    else links[Math.min(next, links.length - 1)].focus();
+  });
+  document.addEventListener("focusout", function (event) {
+    var form = event.target.closest && event.target.closest(".search-box");
+    if (!form || (event.relatedTarget && form.contains(event.relatedTarget))) return;
+    var hits = document.getElementById("search-hits");
+    if (hits) hits.textContent = "";
   });
 
   // ---- Sortable, filterable tables ----------------------------------------------------------------------------
@@ -211,6 +232,7 @@
     var input = document.createElement("input");
     input.type = "search";
     input.setAttribute("data-table-filter", table.dataset.sortable);
+    input.dataset.tableKey = key;
     input.autocomplete = "off";
     input.value = state.filter;
     label.appendChild(input);
@@ -233,5 +255,21 @@
     (root || document).querySelectorAll("table[data-sortable]").forEach(enhance);
   }
   document.addEventListener("DOMContentLoaded", function () { enhanceAll(document); });
-  document.addEventListener("htmx:afterSettle", function () { enhanceAll(document); });
+  // A refresh that replaces a table while its filter is being typed in gives the focus back to the new field.
+  var refocus = null;
+  document.addEventListener("htmx:beforeSwap", function () {
+    var active = document.activeElement;
+    refocus = active && active.dataset && active.dataset.tableKey
+      ? { key: active.dataset.tableKey, start: active.selectionStart, end: active.selectionEnd } : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    enhanceAll(document);
+    if (!refocus) return;
+    var again = document.querySelector("input[data-table-key='" + CSS.escape(refocus.key) + "']");
+    if (again && again !== document.activeElement) {
+      again.focus();
+      again.setSelectionRange(refocus.start, refocus.end);
+    }
+    refocus = null;
+  });
 })();

@@ -160,12 +160,28 @@ def test_it_sorts_and_filters_a_marked_table_in_the_browser(page, live_server, c
     page.fill("input[data-table-filter=audit]", "")
     expect(table.locator("tbody tr:visible")).to_have_count(4)
 
-    # Numbers sort as numbers: the splits page's weights.
-    page.goto(f"{live_server.url}/splits/")
-    weights = page.locator("table[data-sortable=backends]").first
-    weights.locator("th", has_text="Weight").get_by_role("button").click()
-    values = [int(v) for v in weights.locator("tbody tr td:nth-child(2)").all_inner_texts()]
-    assert values == sorted(values)
+    # Numbers sort as numbers: the Mesh page's object counts.
+    page.goto(f"{live_server.url}/mesh/")
+    counts = page.locator("table[data-sortable=counts]")
+    counts.locator("th", has_text="Objects").get_by_role("button").click()
+    values = [int(v) for v in counts.locator("tbody tr td:nth-child(2)").all_inner_texts()]
+    assert len(values) > 3 and values == sorted(values), values
+
+    # The page refreshes itself: a refresh keeps the sort, the filter and the focus in the filter field.
+    page.fill("input[data-table-filter=counts]", "Service")
+    shown = counts.locator("tbody tr:visible").all_inner_texts()
+    assert shown and len(shown) < len(values)
+    page.evaluate(
+        "() => { document.querySelector('#clusters').dataset.old = '1'; htmx.trigger(document.body, 'mb:refresh'); }"
+    )
+    expect(page.locator("#clusters[data-old]")).to_have_count(0)  # swapped for a fresh one
+    field = page.locator("input[data-table-filter=counts]")
+    expect(field).to_have_value("Service")
+    expect(field).to_be_focused()
+    expect(page.locator("table[data-sortable=counts] tbody tr:visible")).to_have_count(len(shown))
+    expect(page.locator("table[data-sortable=counts] th", has_text="Objects")).to_have_attribute(
+        "aria-sort", "ascending"
+    )
     assert not page.errors, page.errors
 
 

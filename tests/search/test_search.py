@@ -88,6 +88,14 @@ def test_it_finds_as_one_types_in_the_header_and_opens_the_result(page, live_ser
     assert "bookstore-access-bookwarehouse" in hits.locator('[data-group="Policies"]').inner_text()
     screenshot(page, "search-results")
 
+    # Down walks the results, Up back to the box; Escape closes them.
+    page.keyboard.press("ArrowDown")
+    expect(hits.locator("a").first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(hits.locator("a").nth(1)).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#global-search")).to_be_focused()
     page.keyboard.press("Escape")
     expect(hits.locator("li")).to_have_count(0)
     page.fill("#global-search", "bookstore-v")
