@@ -57,6 +57,24 @@ MESHCONFIG_GROUP = "config.openservicemesh.io"
 # its list says "not installed", not "failed".
 MESH_ROOT_CERTIFICATES = Resource("meshrootcertificates", MESHCONFIG_GROUP, "v1alpha2", "meshrootcertificates")
 MESHCONFIG_VERSIONS = ("v1alpha2", "v1alpha1")  # OSM 1.1+ serves v1alpha2; 1.0 only v1alpha1
+# Istio's configuration kinds, each read at the newest version its group serves (v1 since Istio 1.22, v1beta1 before;
+# the objects are the same, the API server converts). Listed only when discovery serves the group, and a 404 (a group
+# served without that kind's CRD) reads as none, like the MeshRootCertificates.
+ISTIO_NETWORKING, ISTIO_SECURITY = "networking.istio.io", "security.istio.io"
+ISTIO_VERSIONS = ("v1", "v1beta1")
+ISTIO_KINDS = (
+    (ISTIO_NETWORKING, "virtualservices"),
+    (ISTIO_NETWORKING, "destinationrules"),
+    (ISTIO_NETWORKING, "serviceentries"),
+    (ISTIO_NETWORKING, "gateways"),
+    (ISTIO_SECURITY, "authorizationpolicies"),
+    (ISTIO_SECURITY, "peerauthentications"),
+)
+# Where istiod runs: upstream's istio-system, the AKS add-on's aks-istio-system. Its chart labels it app=istiod and
+# with its revision (`istio.io/rev`; the add-on's are asm-1-N, an unrevisioned install's "default").
+ISTIO_NAMESPACES = ("istio-system", "aks-istio-system")
+ISTIOD_LABEL = ("app", "istiod")
+ISTIO_REVISION_LABEL = "istio.io/rev"
 
 BUILTIN = (
     NAMESPACES,
@@ -214,7 +232,7 @@ def _page_decoder(kind: str) -> Callable[[list[dict[str, Any]]], list[Any]]:
                 decoded = _decode_one(kind, item, decode.workload_row, workload_kind)
                 if kind == "replicasets" and _safe_key(item):  # whose Deployment it is, for its pods
                     decoded.extra = (decode.object_key(item), decode.controller_of(item))
-                elif kind == "deployments" and _is_controller(item):  # read whole by _mesh_state
+                elif kind == "deployments" and (_is_controller(item) or _is_istiod(item)):  # read by _mesh_state
                     decoded.extra = prune_item(item)
                 out.append(decoded)
             return out
@@ -240,8 +258,12 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
     else:
         wanted = list(BUILTIN)
     smi_missing = [r for r in SMI if r.version not in out.groups.get(r.group, [])]
-    out.smi_missing = bool(smi_missing)
-    if len(smi_missing) == len(SMI):
+    # An Istio cluster has no SMI, and needs none: nothing is missing there.
+    istio_served = any(group in out.groups for group in ISTIO_GROUPS)
+    out.smi_missing = bool(smi_missing) and not (istio_served and len(smi_missing) == len(SMI))
+    if len(smi_missing) == len(SMI) and istio_served:
+        pass
+    elif len(smi_missing) == len(SMI):
         out.warnings.append(
             "SMI CRDs are not installed (no split.smi-spec.io, access.smi-spec.io, specs.smi-spec.io): "
             "traffic splits and access policies cannot be shown"
@@ -261,12 +283,15 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
     if served_mc:
         out.meshconfig_version = served_mc[0]
         wanted.append(Resource("meshconfigs", MESHCONFIG_GROUP, served_mc[0], "meshconfigs"))
-    else:
+    elif not any(group in out.groups for group in ISTIO_GROUPS):
         out.warnings.append("MeshConfig CRD (config.openservicemesh.io) is not served: is OSM installed?")
     if MESH_ROOT_CERTIFICATES.version in out.groups.get(MESHCONFIG_GROUP, []):
         wanted.append(MESH_ROOT_CERTIFICATES)
     else:
         out.absent.append(MESH_ROOT_CERTIFICATES.key)
+    istio, istio_absent = istio_resources(out.groups)
+    wanted += istio
+    out.absent += istio_absent
 
     # A few lists in flight at once, so the server's serialising of one overlaps our decoding of another; paged kinds
     # first, the longest chains of requests (pods) starting at once.
@@ -302,7 +327,9 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
     for resource, parts in futures.items():
         # A kind missing in one watched namespace is missing as a whole: its table keeps the previous rows rather
         # than losing that namespace's.
-        items, reasons = _gather(parts, not_found_is_empty=resource is MESH_ROOT_CERTIFICATES)
+        items, reasons = _gather(
+            parts, not_found_is_empty=resource is MESH_ROOT_CERTIFICATES or resource.group in ISTIO_GROUPS
+        )
         if reasons:
             out.failed.append(resource.key)
             out.warnings += reasons
@@ -318,6 +345,21 @@ def _fetch(gateway: KubeGateway, namespaces: tuple[str, ...], sizes: Mapping[str
             raise
         out.warnings.append(exc.reason)
     return out
+
+
+ISTIO_GROUPS = frozenset(group for group, _plural in ISTIO_KINDS)
+
+
+def istio_resources(groups: Mapping[str, list[str]]) -> tuple[list[Resource], list[str]]:
+    """Istio's kinds to list, at the newest version their group serves, and the keys of those not installed."""
+    wanted, absent = [], []
+    for group, plural in ISTIO_KINDS:
+        versions = [v for v in ISTIO_VERSIONS if v in groups.get(group, [])]
+        if versions:
+            wanted.append(Resource(plural, group, versions[0], plural))
+        else:
+            absent.append(plural)
+    return wanted, absent
 
 
 def _gather(parts: list[Future], *, not_found_is_empty: bool = False) -> tuple[list[Any], list[str]]:
@@ -378,6 +420,7 @@ _DECODERS = {
     "upstreamtrafficsettings": decode.upstream_traffic_setting_row,
     "retries": decode.retry_row,
     "meshrootcertificates": decode.mesh_root_certificate_row,
+    **{plural: decode.istio_config_row for _group, plural in ISTIO_KINDS},
 }
 
 
@@ -483,6 +526,31 @@ def _is_controller(obj: Any) -> bool:
     return (obj.get("metadata", {}).get("labels") or {}).get(CONTROLLER_LABEL[0]) == CONTROLLER_LABEL[1]
 
 
+def _is_istiod(obj: Any) -> bool:
+    """An istiod Deployment (labelled app=istiod) in one of Istio's control-plane namespaces."""
+    if not _safe_key(obj):
+        return False
+    meta = obj.get("metadata", {})
+    labels = meta.get("labels") or {}
+    return meta.get("namespace") in ISTIO_NAMESPACES and labels.get(ISTIOD_LABEL[0]) == ISTIOD_LABEL[1]
+
+
+def _istio_state(fetched: _Fetched) -> Row:
+    """Istio's control plane from the istiod Deployments: revisions, namespace, version."""
+    istiods = sorted(
+        (d.extra for d in fetched.lists.get("deployments", []) if d.extra is not None and _is_istiod(d.extra)),
+        key=lambda d: (d["metadata"]["namespace"], d["metadata"]["name"]),
+    )
+    revisions = sorted(
+        {str((d["metadata"].get("labels") or {}).get(ISTIO_REVISION_LABEL) or "default")[:63] for d in istiods}
+    )
+    return {
+        "istio_revisions": revisions,
+        "istio_namespace": istiods[0]["metadata"]["namespace"] if istiods else "",
+        "istio_version": decode.image_tag(istiods[0])[:64] if istiods else "",
+    }
+
+
 def _safe_key(obj: Any) -> bool:
     try:
         decode.object_key(obj)
@@ -497,6 +565,7 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
         d.extra
         for d in fetched.lists.get("deployments", [])
         if d.extra is not None
+        and _is_controller(d.extra)
         and (not control_plane_namespace or d.extra["metadata"].get("namespace") == control_plane_namespace)
     ]
     controllers.sort(key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"]))
@@ -511,7 +580,9 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
         if fetched.meshconfig_version
         else "",
         "served_groups": {
-            g: v for g, v in fetched.groups.items() if g in {r.group for r in (*SMI, *OPTIONAL)} | {MESHCONFIG_GROUP}
+            g: v
+            for g, v in fetched.groups.items()
+            if g in {r.group for r in (*SMI, *OPTIONAL)} | {MESHCONFIG_GROUP} | ISTIO_GROUPS
         },
         "control_plane_namespace": control_plane_namespace,
         "mesh_name": "",
@@ -520,6 +591,7 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
         "mesh_root_certificates_enabled": None,
         "meshconfig": {},
         "apiserver_addresses": _endpoint_addresses(fetched.apiserver_endpoints),
+        **_istio_state(fetched),
     }
     if controller:
         labels = controller["metadata"].get("labels") or {}
@@ -538,7 +610,7 @@ def _mesh_state(fetched: _Fetched, control_plane_namespace: str, snap: ClusterSn
             "version and certificate provider are unknown; add the control-plane namespace (osm-system, or "
             "kube-system on the AKS add-on) to the watched namespaces to see them."
         )
-    elif "deployments" in fetched.lists:
+    elif "deployments" in fetched.lists and not state["istio_revisions"]:
         snap.warnings.append("no OSM controller found (no Deployment labelled app=osm-controller)")
 
     meshconfigs = [m for m in fetched.lists.get("meshconfigs", []) if _safe_key(m)]

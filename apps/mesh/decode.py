@@ -18,6 +18,9 @@ MONITORED_BY_LABEL = "openservicemesh.io/monitored-by"
 IGNORE_LABEL = "openservicemesh.io/ignore"
 INJECTION_ANNOTATION = "openservicemesh.io/sidecar-injection"
 METRICS_ANNOTATION = "openservicemesh.io/metrics"
+ISTIO_SIDECAR_CONTAINER = "istio-proxy"
+ISTIO_REVISION_LABEL = "istio.io/rev"
+ISTIO_INJECTION_LABEL = "istio-injection"
 
 
 class MalformedObject(ValueError):
@@ -73,6 +76,8 @@ def namespace_row(obj: dict) -> Row:
         sidecar_injection=annotations.get(INJECTION_ANNOTATION, "")[:32],
         metrics_enabled=annotations.get(METRICS_ANNOTATION, "").strip().lower() == "enabled",
         ignored=labels.get(IGNORE_LABEL, "").strip().lower() == "true",
+        istio_revision=labels.get(ISTIO_REVISION_LABEL, "")[:63],
+        istio_injection=labels.get(ISTIO_INJECTION_LABEL, "")[:32],
         phase=_str(_dict(obj.get("status")).get("phase"), 32),
     )
     return row
@@ -183,8 +188,11 @@ def pod_row(obj: dict, replicaset_owners: dict[tuple[str, str], tuple[str, str]]
     row.update(
         phase=_str(status.get("phase"), 32),
         ready=ready,
-        # The label is what OSM's own CLI trusts; the container name catches pods whose labels were edited.
-        has_sidecar=bool(proxy_uuid) or any(c["name"] == SIDECAR_CONTAINER for c in containers),
+        # The label is what OSM's own CLI trusts; the container name catches pods whose labels were edited. Istio's
+        # sidecar is the istio-proxy container, or (native sidecars) an init container of that name that restarts.
+        has_sidecar=bool(proxy_uuid)
+        or any(c["name"] in (SIDECAR_CONTAINER, ISTIO_SIDECAR_CONTAINER) for c in containers)
+        or _native_istio_sidecar(spec),
         proxy_uuid=proxy_uuid[:64],
         service_account=_str(spec.get("serviceAccountName")) or "default",
         node_name=_str(spec.get("nodeName")),
@@ -194,6 +202,20 @@ def pod_row(obj: dict, replicaset_owners: dict[tuple[str, str], tuple[str, str]]
         containers=containers,
         restarts=sum(c["restartCount"] for c in containers),
     )
+    return row
+
+
+def _native_istio_sidecar(spec: dict) -> bool:
+    return any(
+        c.get("name") == ISTIO_SIDECAR_CONTAINER and c.get("restartPolicy") == "Always"
+        for c in map(_dict, _list(spec.get("initContainers")))
+    )
+
+
+def istio_config_row(obj: dict) -> Row:
+    """An Istio configuration object (VirtualService, AuthorizationPolicy, ...): its spec kept as written."""
+    row = base_row(obj)
+    row.update(api_version=_str(obj.get("apiVersion"), 64), spec=_dict(obj.get("spec")))
     return row
 
 

@@ -120,6 +120,10 @@ def _unique(model: str) -> list[models.UniqueConstraint]:
 class MeshNamespace(SnapshotRow):
     monitored_by = models.CharField(max_length=253, blank=True)  # mesh name from openservicemesh.io/monitored-by
     sidecar_injection = models.CharField(max_length=32, blank=True)  # annotation value: enabled/disabled/blank
+    # Istio's injection labels: `istio.io/rev` (a revision: the AKS add-on's asm-1-N) and upstream's
+    # `istio-injection` (enabled/disabled), as written.
+    istio_revision = models.CharField(max_length=63, blank=True)
+    istio_injection = models.CharField(max_length=32, blank=True)
     metrics_enabled = models.BooleanField(default=False)
     ignored = models.BooleanField(default=False)  # openservicemesh.io/ignore label
     phase = models.CharField(max_length=32, blank=True)
@@ -131,7 +135,14 @@ class MeshNamespace(SnapshotRow):
 
     @property
     def injection_enabled(self) -> bool:
-        return self.sidecar_injection.strip().lower() in {"enabled", "yes", "true"}
+        return self.sidecar_injection.strip().lower() in {"enabled", "yes", "true"} or self.istio_injection_enabled
+
+    @property
+    def istio_injection_enabled(self) -> bool:
+        """Istio's injector injects here: `istio-injection=enabled`, or a revision label without
+        `istio-injection=disabled` (which wins over the revision, as in Istio's injector webhook selectors)."""
+        injection = self.istio_injection.strip().lower()
+        return injection == "enabled" or (bool(self.istio_revision) and injection != "disabled")
 
 
 class Node(SnapshotRow):
@@ -410,6 +421,57 @@ class Retry(SnapshotRow):
         constraints = _unique("retry")
 
 
+# Istio's configuration kinds (networking.istio.io, security.istio.io). Each is kept as the cluster holds it: the
+# spec as written (every reader tolerates missing or mistyped fields), and the apiVersion it was read at.
+
+
+class IstioConfig(SnapshotRow):
+    api_version = models.CharField(max_length=64, blank=True)
+    spec = models.JSONField(default=dict, blank=True)
+
+    class Meta(SnapshotRow.Meta):
+        abstract = True
+
+    def as_object(self, kind: str) -> dict:
+        """The object as Istio's evaluators read it (`apps.migration.istio_eval`): metadata and spec."""
+        return {
+            "apiVersion": self.api_version,
+            "kind": kind,
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": self.labels or {}},
+            "spec": self.spec if isinstance(self.spec, dict) else {},
+        }
+
+
+class IstioVirtualService(IstioConfig):
+    class Meta(IstioConfig.Meta):
+        constraints = _unique("istiovirtualservice")
+
+
+class IstioDestinationRule(IstioConfig):
+    class Meta(IstioConfig.Meta):
+        constraints = _unique("istiodestinationrule")
+
+
+class IstioAuthorizationPolicy(IstioConfig):
+    class Meta(IstioConfig.Meta):
+        constraints = _unique("istioauthorizationpolicy")
+
+
+class IstioPeerAuthentication(IstioConfig):
+    class Meta(IstioConfig.Meta):
+        constraints = _unique("istiopeerauthentication")
+
+
+class IstioServiceEntry(IstioConfig):
+    class Meta(IstioConfig.Meta):
+        constraints = _unique("istioserviceentry")
+
+
+class IstioGateway(IstioConfig):
+    class Meta(IstioConfig.Meta):
+        constraints = _unique("istiogateway")
+
+
 # MeshRootCertificate status.state values (OSM v1.2.4 pkg/constants): a rotation goes through the validating and
 # issuing states, in one direction for a rollout and back for a rollback.
 MRC_ACTIVE, MRC_INACTIVE, MRC_ERROR = "active", "inactive", "error"
@@ -454,6 +516,11 @@ class MeshState(models.Model):
     served_groups = models.JSONField(default=dict, blank=True)  # {group: [versions]} of the CRD groups we use
     apiserver_addresses = models.JSONField(default=list, blank=True)  # from default/kubernetes Endpoints
     is_aks = models.BooleanField(default=False)
+    # Istio's control plane: the istiod Deployments' revisions (`istio.io/rev`; "default" for an unrevisioned one),
+    # their namespace (istio-system, or aks-istio-system on the AKS add-on) and the first one's version (image tag).
+    istio_revisions = models.JSONField(default=list, blank=True)
+    istio_namespace = models.CharField(max_length=253, blank=True)
+    istio_version = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return f"{self.cluster}: {self.mesh_name or 'no mesh'} {self.osm_version}"
@@ -463,6 +530,16 @@ class MeshState(models.Model):
         traffic = (self.meshconfig or {}).get("traffic") or {}
         value = traffic.get("enablePermissiveTrafficPolicyMode")
         return value if isinstance(value, bool) else None
+
+    @property
+    def is_istio(self) -> bool:
+        """The mesh is Istio's: an istiod runs and no OSM controller does (the AKS add-ons cannot run together; a
+        cluster with both is read as OSM, the mesh Meshboard knew first)."""
+        return bool(self.istio_revisions) and not (self.osm_version or self.mesh_name)
+
+    @property
+    def mesh_kind(self) -> str:
+        return "istio" if self.is_istio else "osm"
 
     @property
     def smi_installed(self) -> bool:

@@ -25,6 +25,12 @@ from .models import (
     Ingress,
     IngressBackend,
     IngressClass,
+    IstioAuthorizationPolicy,
+    IstioDestinationRule,
+    IstioGateway,
+    IstioPeerAuthentication,
+    IstioServiceEntry,
+    IstioVirtualService,
     MeshNamespace,
     MeshRootCertificate,
     MeshState,
@@ -66,6 +72,12 @@ TABLES: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
     "upstreamtrafficsettings": (UpstreamTrafficSetting, ("namespace", "name")),
     "retries": (Retry, ("namespace", "name")),
     "meshrootcertificates": (MeshRootCertificate, ("namespace", "name")),
+    "virtualservices": (IstioVirtualService, ("namespace", "name")),
+    "destinationrules": (IstioDestinationRule, ("namespace", "name")),
+    "serviceentries": (IstioServiceEntry, ("namespace", "name")),
+    "gateways": (IstioGateway, ("namespace", "name")),
+    "authorizationpolicies": (IstioAuthorizationPolicy, ("namespace", "name")),
+    "peerauthentications": (IstioPeerAuthentication, ("namespace", "name")),
 }
 
 

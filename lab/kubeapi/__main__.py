@@ -1,5 +1,6 @@
-"""`python -m lab.kubeapi --seed bookstore|synthetic|PATH.yaml [--fault-control]`: serve a seeded stand-in until
-SIGTERM/SIGINT. With --fault-control, faults can be added over HTTP on /_lab/faults (see lab/kubeapi/README.md).
+"""`python -m lab.kubeapi --seed bookstore|istio-bookstore|synthetic|PATH.yaml [--fault-control]`: serve a seeded
+stand-in until SIGTERM/SIGINT. With --fault-control, faults can be added over HTTP on /_lab/faults (see
+lab/kubeapi/README.md).
 
 Like a real cluster: `--tls` serves HTTPS with a CA of its own (the kubeconfig carries it), `--token-file` and
 `--client-certificates` make it refuse requests without a valid credential (401), `--rbac` makes it refuse what the
@@ -27,7 +28,9 @@ FAULT_CONTROL_ENV = "KUBEAPI_FAULT_CONTROL"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab.kubeapi", description=__doc__)
-    parser.add_argument("--seed", required=True, help="bookstore, synthetic, or a multi-document YAML file")
+    parser.add_argument(
+        "--seed", required=True, help="bookstore, istio-bookstore, synthetic, or a multi-document YAML file"
+    )
     parser.add_argument("--services", type=int, default=None, help="number of services (synthetic seed)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.seeds import naming
+from lab.seeds.istio_injector import inject_istio_sidecar, istio_injection_decision
 from lab.seeds.naming import SEED_TIME
 
 MESH_LABEL = "openservicemesh.io/monitored-by"
@@ -470,7 +471,7 @@ def _pod_status(pod: dict, placement: PodPlacement, node: _NodeInfo | None, rand
             "conditions": [_condition("PodScheduled", False, "Unschedulable", msg.format(nodes=nodes))],
         }
     uid = pod["metadata"]["uid"]
-    app_names = [c["name"] for c in spec["containers"] if c["name"] not in ("envoy", "osm-healthcheck")]
+    app_names = [c["name"] for c in spec["containers"] if c["name"] not in ("envoy", "osm-healthcheck", "istio-proxy")]
     statuses = []
     for c in spec["containers"]:
         ok = placement.ready or c["name"] not in app_names[:1]
@@ -596,6 +597,8 @@ class _Expander:
                 proxy_uuid=naming.proxy_uuid(self.random_seed, ns, placement.name),
                 metrics=metrics_enabled(namespace),
             )
+        elif not spec.get("hostNetwork") and (revision := istio_injection_decision(namespace, labels)):
+            inject_istio_sidecar(pod, revision)
         if spec.get("automountServiceAccountToken", True):
             volume, mount = _kube_api_access(self.random_seed, ns, placement.name)
             spec.setdefault("volumes", []).append(volume)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lab.seeds import ALL_CRD_GROUPS, Seed, cluster, controllers
 from lab.seeds.bookstore import bookstore_manifests
+from lab.seeds.istio import BUNDLE_FILE, ISTIO_GROUPS, istio_bookstore_manifests
 from lab.seeds.yamlfiles import read_manifests
 
 KUBERNETES_VERSION = Seed.__dataclass_fields__["kubernetes_version"].default
-NAMED_SEEDS = ("bookstore", "synthetic")
+NAMED_SEEDS = ("bookstore", "istio-bookstore", "synthetic")
 
 
 def load_seed(
@@ -20,7 +21,9 @@ def load_seed(
     random_seed: int = 7,
     crd_groups: frozenset[str] | None = None,
 ) -> Seed:
-    """Build a seed: "bookstore", "synthetic" (`services` and `random_seed` apply), or a multi-document YAML file.
+    """Build a seed: "bookstore", "istio-bookstore" (the bookstore moved to Istio with the migration assistant's
+    bundle: `lab.seeds.istio`; its CRD groups are Istio's), "synthetic" (`services` and `random_seed` apply), or a
+    multi-document YAML file.
 
     A YAML file is applied like `kubectl apply -f` onto an AKS-like cluster (nodes, system namespaces,
     `default/kubernetes`; no OSM control plane unless the file has it), then expanded by the controller emulation.
@@ -34,6 +37,8 @@ def load_seed(
             random_seed=random_seed,
         )
         name = "bookstore"
+    elif name_or_path == "istio-bookstore":
+        return istio_bookstore_seed(BUNDLE_FILE.read_text(), random_seed=random_seed)
     elif name_or_path == "synthetic":
         # Imported here: the generator is only needed for this seed.
         from lab.seeds.synthetic import synthetic_objects
@@ -55,6 +60,17 @@ def load_seed(
         name = path.stem
     return Seed(
         name=name, objects=_keep_installed(objects, groups), crd_groups=groups, kubernetes_version=KUBERNETES_VERSION
+    )
+
+
+def istio_bookstore_seed(bundle_text: str, *, random_seed: int = 7) -> Seed:
+    """The bookstore after the move to Istio with `bundle_text` (the assistant's bundle YAML) applied."""
+    manifests = istio_bookstore_manifests(bundle_text, kubernetes_version=KUBERNETES_VERSION, random_seed=random_seed)
+    return Seed(
+        name="istio-bookstore",
+        objects=controllers.expand(manifests, random_seed=random_seed),
+        crd_groups=ISTIO_GROUPS,
+        kubernetes_version=KUBERNETES_VERSION,
     )
 
 
