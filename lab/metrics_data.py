@@ -257,3 +257,94 @@ def synthetic_openmetrics(
         no_filter_chain_match(om, dict(key), INBOUND_LISTENER, rate)
     if om.series_count or not chunk_series:
         yield om.text(), om.series_count
+
+
+# -- Istio ----------------------------------------------------------------------------------------------------------
+# istio-proxy's standard metrics (its stats plugin; a stock Envoy cannot emit them), counted by both sidecars of a
+# request: `reporter="source"` (the caller's) and `reporter="destination"`. Istio's default duration buckets are
+# Envoy's. Only the destination knows the connection's mTLS (`connection_security_policy`); the source says "unknown".
+ISTIO_REPORTERS = ("source", "destination")
+
+
+def istio_edge(
+    om: OpenMetrics,
+    source: dict[str, str],
+    destination: dict[str, str],
+    *,
+    rps_by_code: dict[str, float],
+    cdf: Callable[[float], float] | None = None,
+    tcp_sent: float = 0.0,
+    tcp_received: float = 0.0,
+    connections: float = 0.0,
+    mtls: bool = True,
+) -> None:
+    """One edge's Istio series from both reporters. HTTP: `rps_by_code` (response code -> requests/s) and the
+    duration histogram; TCP (empty `rps_by_code`): bytes the destination sent back (`tcp_sent`) and received from the
+    caller (`tcp_received`), and connections opened and closed so that `connections` stay open."""
+    for reporter in ISTIO_REPORTERS:
+        security = ("mutual_tls" if mtls else "none") if reporter == "destination" else "unknown"
+        labels = {"reporter": reporter, **source, **destination, "connection_security_policy": security}
+        if rps_by_code:
+            http = {**labels, "request_protocol": "http"}
+            for code, rate in rps_by_code.items():
+                om.counter("istio_requests_total", {**http, "response_code": code, "response_flags": "-"}, rate)
+            if cdf is not None:
+                om.histogram("istio_request_duration_milliseconds", http, sum(rps_by_code.values()), cdf)
+        else:
+            tcp = {**labels, "request_protocol": "tcp"}
+            om.counter("istio_tcp_sent_bytes_total", tcp, tcp_sent)
+            om.counter("istio_tcp_received_bytes_total", tcp, tcp_received)
+            opened = max(1.0, connections)
+            om.counter("istio_tcp_connections_opened_total", tcp, 0.5, start=opened + 10)
+            om.counter("istio_tcp_connections_closed_total", tcp, 0.5, start=opened + 10 - connections)
+
+
+def istio_synthetic_openmetrics(services: int, random_seed: int, times: list[float]) -> str:
+    """The synthetic mesh's traffic as istio-proxy sidecars report it (`lab.seeds.istio.istio_synthetic_seed` holds the
+    same mesh's objects on Istio): both reporters of every request; a split root's traffic lands on its backends by
+    weight (its VirtualService); an edge SMI policy denies is answered 403 by the destination's sidecar (the
+    AuthorizationPolicy the migration assistant writes for it), not passed through as on OSM."""
+    from lab.synthetic import generate
+
+    mesh = generate(services, random_seed)
+    workload_of_app = {}
+    for w in mesh.workloads:
+        workload_of_app.setdefault((w.namespace, w.app), w)
+    accounts = {(w.namespace, w.name): w.service_account for w in mesh.workloads}
+    om = OpenMetrics(times)
+    for edge in mesh.edges:
+        sa = accounts.get((edge.source_namespace, edge.source_workload), "default")
+        source = {
+            "source_workload": edge.source_workload,
+            "source_workload_namespace": edge.source_namespace,
+            "source_app": edge.source_app,
+            "source_principal": f"spiffe://cluster.local/ns/{edge.source_namespace}/sa/{sa}",
+        }
+        for service, share in mesh.backend_shares(edge):
+            target = workload_of_app.get((service.namespace, service.app))
+            destination = {
+                "destination_service": f"{service.name}.{service.namespace}.svc.cluster.local",
+                "destination_service_name": service.name,
+                "destination_service_namespace": service.namespace,
+                "destination_workload": target.name if target else "unknown",
+                "destination_workload_namespace": service.namespace,
+                "destination_app": service.app,
+            }
+            rps = edge.rps * share
+            if service.ports[0].protocol == "http":
+                codes = {"200": rps * (1 - edge.error_ratio), "503": rps * edge.error_ratio}
+                if not edge.allowed:
+                    codes = {"403": rps}
+                latency = latency_cdf(edge.latency.p50_ms, edge.latency.p95_ms, edge.latency.p99_ms)
+                istio_edge(om, source, destination, rps_by_code=codes, cdf=latency)
+            elif edge.allowed:
+                istio_edge(
+                    om,
+                    source,
+                    destination,
+                    rps_by_code={},
+                    tcp_sent=rps * 8000,
+                    tcp_received=rps * 2000,
+                    connections=max(1.0, round(rps / 20)),
+                )
+    return om.text()

@@ -17,12 +17,11 @@ from apps.clusters.models import Cluster
 from apps.mesh.models import root_service_name
 
 from . import catalog
-from .catalog import Available
 from .models import EDGE_KEY, MetricsState
 from .prometheus import PrometheusError
 from .ranges import BREAKER, DeadlinePassed, PageDeadline, _breaker_key
 from .resolve import Resolver
-from .services import Cycle, ask_cycle, map_cycle
+from .services import Cycle, ask_cycle, last_available, map_cycle, mesh_kind
 
 NO_DATA = "no data then"
 
@@ -69,8 +68,9 @@ def kpis_at(cluster: Cluster, when: datetime, splits: list[dict[str, Any]]) -> P
     state = MetricsState.objects.filter(cluster=cluster).first()
     scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
     # What this Prometheus keeps, as the last collection found it (asking again would cost a query per page).
-    available = Available.from_state(state) if state else Available("envoy", True, True)
-    cycle = Cycle(at=when.timestamp(), windows=catalog.windows(scrape), available=available)
+    mesh = mesh_kind(cluster)
+    available = last_available(state, mesh)
+    cycle = Cycle(at=when.timestamp(), windows=catalog.windows(scrape), available=available, mesh=mesh)
     asked = 0
 
     def instant(key: str, expr: str) -> list:

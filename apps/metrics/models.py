@@ -129,6 +129,9 @@ class EdgeKPI(Traffic):
     tls_error_rate = models.FloatField(null=True, blank=True)  # TLS failures/s (connection errors, bad certs)
     certificate_expires_at = models.DateTimeField(null=True, blank=True)  # earlier of the two sidecars' certificates
     denied_rate = models.FloatField(null=True, blank=True)  # requests/s refused by the caller sidecar (policy)
+    # Istio: the share of the edge's requests the destination's sidecar received over mutual TLS
+    # (connection_security_policy="mutual_tls"); None on OSM, whose metrics do not say.
+    mtls_request_share = models.FloatField(null=True, blank=True)
     objects = EdgeScoped()  # a namespace-limited user reads only their namespaces (apps/clusters/scope.py)
 
     class Meta:
@@ -282,6 +285,7 @@ class MetricsState(models.Model):
     class LatencySource(models.TextChoices):
         ENVOY = "envoy", "Envoy histogram"
         OSM_WASM = "osm-wasm", "OSM WASM metric"
+        ISTIO = "istio", "Istio's request-duration histogram"
         NONE = "none", "not available"
 
     cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="metrics_state")

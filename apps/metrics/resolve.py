@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from apps.mesh.istio_splits import virtual_service_splits
 from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
 
 from .catalog import mangle
@@ -66,6 +67,9 @@ class Resolver:
             TrafficSplit.objects.filter(cluster=cluster).only("namespace", "name", "root_service", "backends")
         ).order_by("namespace", "name"):
             r.splits.setdefault((split.namespace, split.root_service_name), split.backend_services)
+        # On Istio, a VirtualService's weighted catch-all route splits its root the same way.
+        for vs in virtual_service_splits(cluster):
+            r.splits.setdefault((vs.namespace, vs.root_service), vs.backend_services)
         return r
 
     def services_of_labels(self, namespace: str, labels: dict) -> list[str]:

@@ -7,6 +7,7 @@ A query that fails alone makes the run PARTIAL: the fields it feeds keep their p
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,9 +19,10 @@ from django.utils import timezone
 
 from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.runs import recorded_run
-from apps.mesh.models import TrafficSplit, root_service_name
+from apps.mesh.istio_splits import virtual_service_splits
+from apps.mesh.models import MeshState, TrafficSplit, root_service_name
 
-from . import catalog, histogram, preflight
+from . import catalog, histogram, istio_catalog, preflight
 from .catalog import QUANTILES, Available, Windows
 from .models import EDGE_KEY, BoundaryTraffic, EdgeKPI, MetricsState, Refusal, ServiceKPI, SplitShare, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, Sample, gateway_for
@@ -54,9 +56,16 @@ class Cycle:
     queries: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     preflight: dict | None = None  # None: not checked this cycle (the stored one stays)
+    mesh: str = "osm"  # which catalog the cycle asks: "osm" (catalog) or "istio" (istio_catalog)
 
     def ok(self, *keys: str) -> bool:
         return all(k in self.results for k in keys)
+
+
+def mesh_kind(cluster: Cluster) -> str:
+    """Which catalog applies to the cluster, from what its last collection detected (`MeshState.mesh_kind`)."""
+    state = MeshState.objects.filter(cluster=cluster).only("istio_revisions", "osm_version", "mesh_name").first()
+    return state.mesh_kind if state else "osm"
 
 
 def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | None = None) -> Cycle:
@@ -64,6 +73,7 @@ def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | Non
     started = time.perf_counter()
     at = float(at if at is not None else time.time())
     warnings = []
+    mesh = mesh_kind(cluster)
     version = gateway.build_version()  # the first call: when Prometheus is down, the run fails here
     previous = MetricsState.objects.filter(cluster=cluster).first()
     if cluster.scrape_interval_seconds:
@@ -78,12 +88,13 @@ def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | Non
     names: set[str] | None = None
     try:
         names = gateway.metric_names(at - w.long, at)
-        available = Available.from_names(names)
+        available = istio_catalog.available(names) if mesh == "istio" else Available.from_names(names)
     except PrometheusError as exc:
-        available = Available.from_state(previous) if previous else Available("envoy", True, True)
+        available = last_available(previous, mesh)
         warnings.append(f"{exc.reason}; assuming the same metrics as last time")
-    cycle = Cycle(at=at, windows=w, available=available, version=version, warnings=warnings)
-    if names is not None:
+    cycle = Cycle(at=at, windows=w, available=available, version=version, warnings=warnings, mesh=mesh)
+    # The pre-flight checks OSM's scrape configuration and keep-lists: nothing it says applies to Istio's sidecars.
+    if names is not None and mesh == "osm":
         cycle.preflight = preflight.run(gateway, names, at - w.long, at)
     first_error = ask_cycle(cycle, lambda key, expr: gateway.instant(expr, at, what=key), parallel=QUERY_PARALLELISM)
     cycle.queries = gateway.requests
@@ -91,6 +102,14 @@ def query_cycle(gateway: PrometheusGateway, cluster: Cluster, *, at: float | Non
     if first_error is not None and not cycle.results:
         raise first_error
     return cycle
+
+
+def last_available(state: MetricsState | None, mesh: str) -> Available:
+    """What the last run found this Prometheus keeps, when this run cannot ask (OSM: everything, before any run)."""
+    if mesh == "istio":
+        kept = {istio_catalog.LATENCY} if state is None or state.latency_source != "none" else set()
+        return istio_catalog.available(kept)
+    return Available.from_state(state) if state else Available("envoy", True, True)
 
 
 def ask_cycle(
@@ -108,7 +127,8 @@ def ask_cycle(
     `parallel` > 1 keeps that many queries in flight: Prometheus evaluates each query on one core, so the latency
     bucket query (the cycle's slowest by far) runs beside the others, and our JSON decoding of one answer overlaps
     Prometheus's work on the next. The slowest queries are sent first."""
-    queries = catalog.cycle(cycle.windows, cycle.available)
+    ask = istio_catalog.cycle if cycle.mesh == "istio" else catalog.cycle
+    queries = ask(cycle.windows, cycle.available)
     order = sorted(queries, key=lambda key: key not in catalog.SLOW_QUERIES)
     first_error: PrometheusError | None = None
     if parallel <= 1:
@@ -251,7 +271,7 @@ def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceK
         bound = histogram.parse_le(s.labels.get("le", ""))
         if bound is None or s.value is None:
             continue
-        if source == "envoy":
+        if source in ("envoy", "istio"):
             dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
             keys = [(*_source(s.labels), *dest)] if dest else []
         else:
@@ -313,6 +333,9 @@ def _route_roots(out: Mapped, resolver: Resolver, service_buckets: dict[ServiceK
 def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     """Turn query results into rows (plain dicts of model fields). Pure: no database, no network."""
     out = Mapped()
+    if cycle.mesh == "istio":
+        cycle = _istio_normalized(cycle, resolver)
+        _map_mtls(cycle, resolver, out)
     _map_requests(cycle, resolver, out)
     _map_tcp(cycle, resolver, out)
     service_buckets = _map_latency(cycle, resolver, out)
@@ -323,6 +346,33 @@ def map_cycle(cycle: Cycle, resolver: Resolver) -> Mapped:
     _map_boundary(cycle, out)
     out.splits = _map_splits(cycle, resolver, out.edges)
     return out
+
+
+def _istio_normalized(cycle: Cycle, resolver: Resolver) -> Cycle:
+    """The cycle with its answers in OSM's label vocabulary (`istio_catalog.Normalizer`)."""
+    kinds = {(w["namespace"], w["name"]): w["kind"] for w in resolver.workloads.values()}
+    normalizer = istio_catalog.Normalizer(kinds)
+    results = {key: normalizer.samples(samples) for key, samples in cycle.results.items()}
+    return dataclasses.replace(cycle, results=results)
+
+
+def _map_mtls(cycle: Cycle, resolver: Resolver, out: Mapped) -> None:
+    """Per edge, the share of its requests the destination's sidecar received over mutual TLS (Istio's
+    `connection_security_policy`); None on an edge without requests."""
+    if not cycle.ok("requests"):
+        return
+    out.edge_fields.add("mtls_request_share")
+    totals: dict[EdgeKey, list[float]] = {}
+    for s in cycle.results["requests"]:
+        dest = resolver.destination(s.labels.get("envoy_cluster_name", ""))
+        if dest is None or s.value is None:
+            continue
+        row = totals.setdefault((*_source(s.labels), *dest), [0.0, 0.0])
+        row[0] += s.value
+        if s.labels.get("connection_security_policy") == istio_catalog.MUTUAL_TLS:
+            row[1] += s.value
+    for key, (total, mutual) in totals.items():
+        out.edges.setdefault(key, {})["mtls_request_share"] = mutual / total if total > 0 else None
 
 
 def _pod_services(labels: dict, resolver: Resolver) -> list[ServiceKey]:
@@ -595,8 +645,34 @@ def _store_splits(
     )
 
 
+def _istio_state(cycle: Cycle) -> dict:
+    """What an Istio cycle reads and what it does not, in MetricsState's fields."""
+    latency = cycle.available.latency_source
+    return {
+        "latency_source": latency,
+        "latency_unavailable_reason": istio_catalog.LATENCY_UNAVAILABLE if latency == "none" else "",
+        "tls_unavailable_reason": istio_catalog.TLS_UNAVAILABLE,
+        "denials_unavailable_reason": istio_catalog.DENIALS_STATEMENT,
+        **{f"{key}_unavailable_reason": istio_catalog.RESILIENCE_UNAVAILABLE for key in catalog.RESILIENCE},
+        "ingress_unavailable_reason": istio_catalog.INGRESS_UNAVAILABLE,
+    }
+
+
 def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) -> None:
     available = cycle.available
+    if cycle.mesh == "istio":
+        MetricsState.objects.update_or_create(
+            cluster=cluster,
+            defaults={
+                "collected_at": now,
+                "prometheus_version": cycle.version,
+                "scrape_interval_seconds": cycle.windows.scrape_interval,
+                "queries": cycle.queries,
+                "preflight": {},
+                **_istio_state(cycle),
+            },
+        )
+        return
     MetricsState.objects.update_or_create(
         cluster=cluster,
         defaults={
@@ -692,6 +768,8 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
             "namespace", "name", "root_service"
         )
     }
+    for vs in virtual_service_splits(cluster):  # Istio: the VirtualService names the split
+        split_names.setdefault((vs.namespace, vs.root_service), vs.name)
     store(cluster, cycle, mapped, split_names)
     cycle.timings["write"] = time.perf_counter() - started
     warnings = list(cycle.warnings)

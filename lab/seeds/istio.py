@@ -185,3 +185,52 @@ def istio_bookstore_manifests(
     objects = remove_osm(bookstore_manifests(kubernetes_version=kubernetes_version, random_seed=random_seed))
     objects += istio_control_plane(revision)
     return apply_bundle(objects, bundle_text)
+
+
+def _split_virtual_service(namespace: str, name: str, root: str, backends: list[tuple[str, int]], tcp: bool) -> dict:
+    """A TrafficSplit as the migration assistant writes it: a VirtualService on the root's host, weighted routes."""
+    route = [{"destination": {"host": f"{b}.{namespace}.svc.cluster.local"}, "weight": w} for b, w in backends]
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": f"meshboard-ts-{name}", "namespace": namespace},
+        "spec": {"hosts": [f"{root}.{namespace}.svc.cluster.local"], ("tcp" if tcp else "http"): [{"route": route}]},
+    }
+
+
+def istio_synthetic_objects(services: int, random_seed: int = 7, *, revision: str = REVISION) -> list[dict]:
+    """The synthetic mesh (`lab.synthetic.generate`) on Istio: the same namespaces, workloads, pods (on the same nodes,
+    with the same IPs) and the same pods meshed, by Istio's labels instead of OSM's; its TrafficSplits as
+    VirtualServices; istiod of the AKS add-on. `lab.metrics_data.istio_synthetic_openmetrics` holds its traffic."""
+    from lab.seeds import controllers
+    from lab.seeds.synthetic import synthetic_manifests
+    from lab.synthetic import generate
+
+    mesh = generate(services, random_seed)
+    injected = {n.name for n in mesh.namespaces if n.monitored and n.injection}
+    monitored = {n.name for n in mesh.namespaces if n.monitored}
+    opt = {(w.namespace, w.name): w.injection for w in mesh.workloads if w.namespace in monitored}
+    manifests = synthetic_manifests(mesh)
+    for obj in manifests:
+        meta = obj.get("metadata") or {}
+        if obj["kind"] == "Namespace" and meta["name"] in injected:
+            meta.setdefault("labels", {})[REV_LABEL] = revision
+        choice = (
+            opt.get((meta.get("namespace"), meta.get("name"))) if obj["kind"] in ("Deployment", "StatefulSet") else None
+        )
+        if choice is not None:
+            labels = obj["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {})
+            labels.update({REV_LABEL: revision} if choice else {"sidecar.istio.io/inject": "false"})
+    objects = remove_osm(manifests) + istio_control_plane(revision)
+    for split in mesh.splits:
+        root = mesh.service(split.namespace, split.root_service)
+        backends = [(b.service, b.weight) for b in split.backends]
+        objects.append(
+            _split_virtual_service(split.namespace, split.name, root.name, backends, root.ports[0].protocol != "http")
+        )
+    placements: dict[tuple[str, str, str], list[controllers.PodPlacement]] = {}
+    for pod in mesh.pods:
+        placements.setdefault((pod.namespace, pod.workload_kind, pod.workload), []).append(
+            controllers.PodPlacement(name=pod.name, node=pod.node, ip=pod.ip, ready=pod.ready)
+        )
+    return controllers.expand(objects, random_seed=random_seed, placements=placements)

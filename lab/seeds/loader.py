@@ -7,11 +7,11 @@ from pathlib import Path
 
 from lab.seeds import ALL_CRD_GROUPS, Seed, cluster, controllers
 from lab.seeds.bookstore import bookstore_manifests
-from lab.seeds.istio import BUNDLE_FILE, ISTIO_GROUPS, istio_bookstore_manifests
+from lab.seeds.istio import BUNDLE_FILE, ISTIO_GROUPS, istio_bookstore_manifests, istio_synthetic_objects
 from lab.seeds.yamlfiles import read_manifests
 
 KUBERNETES_VERSION = Seed.__dataclass_fields__["kubernetes_version"].default
-NAMED_SEEDS = ("bookstore", "istio-bookstore", "synthetic")
+NAMED_SEEDS = ("bookstore", "istio-bookstore", "synthetic", "istio-synthetic")
 
 
 def load_seed(
@@ -22,8 +22,8 @@ def load_seed(
     crd_groups: frozenset[str] | None = None,
 ) -> Seed:
     """Build a seed: "bookstore", "istio-bookstore" (the bookstore moved to Istio with the migration assistant's
-    bundle: `lab.seeds.istio`; its CRD groups are Istio's), "synthetic" (`services` and `random_seed` apply), or a
-    multi-document YAML file.
+    bundle: `lab.seeds.istio`; its CRD groups are Istio's), "synthetic" (`services` and `random_seed` apply),
+    "istio-synthetic" (the same mesh on Istio), or a multi-document YAML file.
 
     A YAML file is applied like `kubectl apply -f` onto an AKS-like cluster (nodes, system namespaces,
     `default/kubernetes`; no OSM control plane unless the file has it), then expanded by the controller emulation.
@@ -39,6 +39,13 @@ def load_seed(
         name = "bookstore"
     elif name_or_path == "istio-bookstore":
         return istio_bookstore_seed(BUNDLE_FILE.read_text(), random_seed=random_seed)
+    elif name_or_path == "istio-synthetic":
+        return Seed(
+            name="istio-synthetic",
+            objects=istio_synthetic_objects(services, random_seed),
+            crd_groups=ISTIO_GROUPS,
+            kubernetes_version=KUBERNETES_VERSION,
+        )
     elif name_or_path == "synthetic":
         # Imported here: the generator is only needed for this seed.
         from lab.seeds.synthetic import synthetic_objects
