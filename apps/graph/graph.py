@@ -67,7 +67,8 @@ from apps.metrics.models import EdgeKPI, SplitShare, error_ratio
 from apps.overview.as_of import PastView
 from apps.overview.overview import ServiceRow, overview_rows, snapshot_splits
 from apps.overview.workloads import POD, workload_url
-from apps.policies.smi_access import SMI, Identity, Policy, load_policy, pair_policy
+from apps.policies.istio_access import ISTIO, IstioAccess, current_policy
+from apps.policies.smi_access import SMI, Identity, Policy, pair_policy
 
 from . import boundary as mesh_edge
 from .query import parse
@@ -190,7 +191,7 @@ class _Snapshot:
     groups: dict[tuple[str, str], dict[str, Any]]
     edge_rows: list[dict[str, Any]]
     monitored: dict[str, str]
-    policy: Policy
+    policy: Policy | IstioAccess
     accounts: _Accounts
 
     @classmethod
@@ -209,9 +210,9 @@ class _Snapshot:
             .order_by()
         )
         groups = list(groups)
-        policy = past.policy if past is not None else load_policy(cluster)
-        # Only SMI mode asks whose pods run as whom: permissive allows all, and an unknown mode says nothing.
-        accounts = _Accounts.load(cluster, groups) if policy.mode == SMI else _Accounts({}, {})
+        policy = past.policy if past is not None else current_policy(cluster)
+        # Only SMI mode and Istio ask whose pods run as whom: permissive allows all, and an unknown mode says nothing.
+        accounts = _Accounts.load(cluster, groups) if policy.mode in (SMI, ISTIO) else _Accounts({}, {})
         monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
         if past is not None:
             return cls(
@@ -342,15 +343,18 @@ class _Accounts:
                 by_service[(ns, name)] = found
         return cls(by_app, by_service)
 
-    def policy(self, policy: Policy, row: dict[str, Any]) -> str:
+    def policy(self, policy: Policy | IstioAccess, row: dict[str, Any]) -> str:
         """What `policy` says of one EdgeKPI row (caller's `app` label → destination Service)."""
-        if policy.mode != SMI:
+        if policy.mode not in (SMI, ISTIO):
             return pair_policy(policy, (), ())
         source = (row["source_namespace"], row["source_service"])
         destination = (row["destination_namespace"], row["destination_service"])
         if (source, destination) not in self.said:  # rows of several workloads with one app label share it
-            self.said[(source, destination)] = pair_policy(
-                policy, self.by_app.get(source, ()), self.by_service.get(destination, ())
+            sources, destinations = self.by_app.get(source, ()), self.by_service.get(destination, ())
+            self.said[(source, destination)] = (
+                policy.pair(sources, destinations)
+                if isinstance(policy, IstioAccess)
+                else pair_policy(policy, sources, destinations)
             )
         return self.said[(source, destination)]
 

@@ -10,7 +10,7 @@ from apps.core.csv_export import csv_response, page_csv, wants_csv
 from apps.core.pages import render_page
 from apps.history import services as history
 
-from . import smi_access
+from . import istio_access, smi_access
 from .checks import findings_for, run_checks
 from .meshinfo import cluster_statuses
 
@@ -35,10 +35,16 @@ def policies(request: HttpRequest) -> HttpResponse:
             except history.NotInHistory as exc:
                 as_of_error = f"Cannot show the access policy as of {as_of_text[:64]!r}: {exc}. Showing the present."
         policy = smi_access.load_policy_as_of(cluster, as_of) if as_of else smi_access.load_policy(cluster)
+        # An Istio mesh is judged by its live AuthorizationPolicies (the history keeps no Istio objects: no past).
+        istio = istio_access.current_policy(cluster) if as_of is None else None
+        istio = istio if isinstance(istio, istio_access.IstioAccess) else None
         verdict, error = None, ""
         if source and destination:
             try:
-                verdict = smi_access.can_talk(cluster, source, destination, policy)
+                if istio is not None:
+                    verdict = istio_access.can_talk(cluster, source, destination, istio)
+                else:
+                    verdict = smi_access.can_talk(cluster, source, destination, policy)
             except smi_access.UnknownEndpoint as exc:
                 error = str(exc)
         # The checks and the refusals describe the present: a past view leaves them out.
@@ -46,6 +52,7 @@ def policies(request: HttpRequest) -> HttpResponse:
         context.update(
             as_of=as_of,
             as_of_error=as_of_error,
+            istio=istio,
             policy=policy,
             matrix=smi_access.access_matrix(policy),
             denials=smi_access.denied_traffic(cluster, policy) if as_of is None else None,
