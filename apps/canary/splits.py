@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.clusters.models import Cluster
 from apps.mesh.decode import k8s_time
+from apps.mesh.istio_splits import VirtualServiceSplit, virtual_service_splits
 from apps.mesh.models import Canary, Service, TrafficSplit, weight_problem
 from apps.metrics.catalog import windows
 from apps.metrics.models import MetricsState, ServiceKPI, SplitShare
@@ -150,4 +151,42 @@ def split_views(cluster: Cluster) -> list[SplitView]:
                 canaries=_canaries(split, [c for c in canaries if c.namespace == split.namespace]),
             )
         )
+    return views
+
+
+@dataclass(frozen=True)
+class IstioSplitView:
+    """A VirtualService that splits a root (apps.mesh.istio_splits): weights beside observed shares, read-only
+    (Meshboard writes TrafficSplits only)."""
+
+    split: VirtualServiceSplit
+    backends: list[BackendView]
+    total_weight: float | None
+    short_window_seconds: int | None
+
+
+def istio_split_views(cluster: Cluster) -> list[IstioSplitView]:
+    shares = {(s.namespace, s.split, s.backend): s for s in SplitShare.objects.filter(cluster=cluster)}
+    kpis = {(k.namespace, k.service): k for k in ServiceKPI.objects.filter(cluster=cluster)}
+    views = []
+    for split in virtual_service_splits(cluster):
+        backends, window = [], None
+        for backend, percent in zip(split.backends, split.weight_percents(), strict=True):
+            share = shares.get((split.namespace, split.name, backend["service"]))
+            window = window or (share.short_window_seconds if share else None)
+            kpi = kpis.get((split.namespace, backend["service"]))
+            backends.append(
+                BackendView(
+                    service=backend["service"],
+                    weight=backend["weight"],
+                    percent=percent,
+                    observed_short=share.share_short * 100 if share and share.share_short is not None else None,
+                    observed_5m=share.share_5m * 100 if share and share.share_5m is not None else None,
+                    request_rate=share.request_rate if share else None,
+                    sampled=share is not None,
+                    success_rate=kpi.success_rate if kpi else None,
+                    p99_ms=kpi.p99_ms if kpi else None,
+                )
+            )
+        views.append(IstioSplitView(split, backends, split.total_weight, window))
     return views

@@ -31,7 +31,7 @@ from .forms import MAX_BACKENDS, WeightsForm
 from .markers import FLAGGER_MANAGER, split_markers, weight_steps
 from .models import WeightChange
 from .services import READ_BACK_SECONDS, ChangeOutcome, change_weights, record_refusal
-from .splits import split_views
+from .splits import istio_split_views, split_views
 from .weights import PRESETS, apply_preset, percentages, preset_problem, yaml_diff
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def splits(request: HttpRequest) -> HttpResponse:
     context = {
         "page_ctx": ctx,
         "splits": views,
+        "istio_splits": istio_split_views(ctx.cluster) if ctx.cluster else [],
         # "Edit weights" on the splits of the namespaces where this user may change them, "View weights" elsewhere.
         "writable": set(writable_namespaces(request.user, sorted({v.split.namespace for v in views}))),
         **ctx.freshness(),

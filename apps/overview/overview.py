@@ -20,6 +20,7 @@ from apps.clusters.freshness import summarize
 from apps.clusters.models import Cluster
 from apps.clusters.status import KindState, cluster_states
 from apps.core.windows import TimeRange
+from apps.mesh.istio_splits import virtual_service_splits
 from apps.mesh.models import Pod, Service, TrafficSplit, Workload, mtls_state, root_service_name, weight_percents
 from apps.metrics.health import DEGRADED, FAILING, HEALTHY, UNKNOWN, Health, assess
 from apps.metrics.models import KPI_FIELDS, ServiceKPI, tcp_bytes_total
@@ -78,7 +79,13 @@ def split_weights(splits: list[dict[str, Any]]) -> dict[tuple[str, str], list[tu
 
 
 def snapshot_splits(cluster: Cluster) -> list[dict[str, Any]]:
-    return list(TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends"))
+    """The TrafficSplits, and on Istio the VirtualServices that split a root (apps.mesh.istio_splits), as rows."""
+    rows = list(TrafficSplit.objects.filter(cluster=cluster).values("namespace", "name", "root_service", "backends"))
+    rows += [
+        {"namespace": s.namespace, "name": s.name, "root_service": s.root_service, "backends": s.backends}
+        for s in virtual_service_splits(cluster)
+    ]
+    return rows
 
 
 def overview_rows(

@@ -1,14 +1,87 @@
 """The bookstore after the move: the assistant's bundle applied to the stand-in (OSM removed, Istio's control plane,
-istio-proxy sidecars) reads back as the OSM original did."""
+istio-proxy sidecars) reads back as the OSM original did: the same graph edges, splits and policy answers.
+
+One traffic model, two vocabularies in one real Prometheus (promtool backfill): OSM's Envoy cluster stats for the
+OSM cluster, istio-proxy's standard metrics (both reporters) for the Istio one. bookbuyer calls the bookstore root
+(its split sends all to bookstore-v1), bookstore calls bookwarehouse, bookwarehouse opens TCP to mysql, and bookthief,
+which SMI policy denies, calls bookstore: OSM's sidecar has no route for it (no series), Istio's destination sidecar
+answers 403 (counted): the one edge only the Istio graph can draw.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
+from apps.clusters.models import Cluster
+from apps.mesh.models import MeshState
+from apps.mesh.services import collect_and_record as collect_objects
+from apps.metrics.models import EdgeKPI, SplitShare
+from apps.metrics.services import collect_and_record as collect_metrics
 from apps.migration import services
+from apps.policies import istio_access, smi_access
+from lab.metrics_data import OpenMetrics, envoy_edge, istio_edge, sample_times
 from lab.seeds.istio import BUNDLE_FILE, REVISION
+from lab.seeds.loader import istio_bookstore_seed
 
 pytestmark = pytest.mark.django_db
+
+T0 = (int(time.time()) // 3600 - 3) * 3600
+AT = T0 + 1800.0
+TIMES = sample_times(T0, AT, 15.0)
+# (source namespace, workload = app, service account), (destination namespace, service, port), rps or B/s, protocol
+TRAFFIC = [
+    (("bookbuyer", "bookbuyer"), ("bookstore", "bookstore-v1", 14001), 8.0, "http", True),
+    (("bookstore", "bookstore"), ("bookwarehouse", "bookwarehouse", 14001), 6.0, "http", True),
+    (("bookwarehouse", "bookwarehouse"), ("bookwarehouse", "mysql", 3306), 2000.0, "tcp", True),
+    (("bookthief", "bookthief"), ("bookstore", "bookstore-v1", 14001), 2.0, "http", False),
+]
+
+
+def _openmetrics() -> str:
+    om = OpenMetrics(TIMES)
+    for (sns, app), (dns, svc, port), rate, protocol, allowed in TRAFFIC:
+        osm_source = {
+            "source_namespace": sns,
+            "source_service": app,
+            "source_pod_name": f"{app}-1",
+            "source_workload_kind": "Deployment",
+            "source_workload_name": app,
+        }
+        if allowed and protocol == "http":
+            envoy_edge(om, osm_source, f"{dns}/{svc}|{port}", rps_by_class={"2": rate})
+        elif allowed:  # mysql's headless StatefulSet: the truncated cluster name `<ns>/<pod>`, the rest in the name
+            envoy_edge(om, osm_source, f"{dns}/{svc}-0", rps_by_class={}, bytes_sent=rate, stat_prefix=f"{svc}_{port}_")
+        istio_source = {"source_workload": app, "source_workload_namespace": sns, "source_app": app}
+        destination = {
+            "destination_service": f"{svc}.{dns}.svc.cluster.local",
+            "destination_service_name": svc,
+            "destination_service_namespace": dns,
+        }
+        if protocol == "http":
+            istio_edge(om, istio_source, destination, rps_by_code={"200" if allowed else "403": rate})
+        else:
+            istio_edge(om, istio_source, destination, rps_by_code={}, tcp_received=rate, connections=1.0)
+    return om.text()
+
+
+@pytest.fixture
+def before_and_after(collected, kubeapi_factory, prometheus_factory) -> tuple[Cluster, Cluster]:
+    prometheus = prometheus_factory(_openmetrics(), name="before-after")
+    before, _server = collected()
+    bundle = services.bundle_yaml(services.build(before, REVISION))
+    after_server = kubeapi_factory(istio_bookstore_seed(bundle))
+    after = Cluster.objects.create(name="after", kubeconfig_path=str(after_server.kubeconfig))
+    _run, error = collect_objects(after)
+    assert error is None, error
+    for cluster in (before, after):
+        Cluster.objects.filter(pk=cluster.pk).update(prometheus_url=prometheus.url)
+        cluster.refresh_from_db()
+        _run, error = collect_metrics(cluster, at=AT)
+        assert error is None, error
+    return before, after
 
 
 def test_it_keeps_the_checked_in_bundle_as_the_assistant_writes_it(bookstore_cluster):
@@ -16,3 +89,136 @@ def test_it_keeps_the_checked_in_bundle_as_the_assistant_writes_it(bookstore_clu
     migration = services.build(bookstore_cluster, REVISION)
 
     assert services.bundle_yaml(migration) == BUNDLE_FILE.read_text()
+
+
+def _graph(client, cluster: Cluster) -> dict:
+    response = client.get("/graph/data", {"cluster": cluster.name})
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def _edges(graph: dict) -> dict[tuple[str, str, str], dict]:
+    """Traffic and split edges. The OSM graph also draws its IngressBackends' ingress edges; on Istio the ingress
+    controller's admission is an AuthorizationPolicy, which the graph does not draw (yet)."""
+    return {
+        (e["data"]["source"], e["data"]["target"], e["data"]["kind"]): e["data"]
+        for e in graph["elements"]["edges"]
+        if not e["data"].get("idle") and e["data"]["kind"] in ("traffic", "split")
+    }
+
+
+def test_it_reads_the_moved_bookstore_back_as_the_osm_original(before_and_after, client, viewer):
+    before, after = before_and_after
+    assert not MeshState.objects.get(cluster=before).is_istio
+    assert MeshState.objects.get(cluster=after).is_istio
+    client.force_login(viewer)
+
+    # The graph: the same traffic and split edges, with the same rates and the same policy verdicts; only the
+    # denied bookthief edge is new, measured by Istio (403s) and marked denied by policy.
+    osm, istio = _edges(_graph(client, before)), _edges(_graph(client, after))
+    thief = ("wl:bookthief/bookthief", "svc:bookstore/bookstore", "traffic")
+    assert thief not in osm or osm[thief].get("policy") == "denied"
+    assert istio[thief]["policy"] == "denied", istio[thief]
+    assert set(istio) - {thief} == set(osm) - {thief}, (sorted(osm), sorted(istio))
+    for key, edge in osm.items():
+        if key == thief:
+            continue
+        for field in ("policy", "weight", "weight_pct"):
+            assert istio[key].get(field) == edge.get(field), (key, field, edge, istio[key])
+    split = next(e for k, e in istio.items() if k[2] == "split")
+    assert split["split"] == "meshboard-ts-bookstore-split" and split["weight_pct"] == pytest.approx(100.0)
+
+    # Rates per edge: the same model read from two vocabularies (the bookthief edge only on Istio, as 403s).
+    def rates(cluster: Cluster) -> dict:
+        return {
+            (e.source_service, e.destination_service): (e.request_rate, e.tcp_bytes_sent_rate)
+            for e in EdgeKPI.objects.filter(cluster=cluster)
+        }
+
+    osm_rates, istio_rates = rates(before), rates(after)
+    assert set(istio_rates) == set(osm_rates) | {("bookthief", "bookstore-v1")}
+    for key, (rps, sent) in osm_rates.items():
+        if rps is None:  # mysql's TCP edge: bytes, no requests on either
+            assert istio_rates[key] == (None, pytest.approx(sent, rel=0.1)), (key, istio_rates[key], sent)
+        else:  # HTTP: Istio counts no bytes for it (istio_tcp_* are TCP-only)
+            assert istio_rates[key][0] == pytest.approx(rps, rel=0.1), (key, istio_rates[key], rps)
+    assert EdgeKPI.objects.get(cluster=after, source_service="bookthief").rate_4xx == pytest.approx(2.0, rel=0.1)
+
+    # Splits: the TrafficSplit and its VirtualService, same backends, weights and observed shares.
+    def shares(cluster: Cluster) -> dict:
+        return {s.backend: round(s.share_short or 0, 3) for s in SplitShare.objects.filter(cluster=cluster)}
+
+    assert shares(after) == shares(before) == {"bookstore-v1": 1.0}
+
+    # Policy answers: every meshed caller's service account to every one behind a Service, OSM's SMI policy against
+    # the Istio evaluator over the live AuthorizationPolicies.
+    osm_policy = smi_access.load_policy(before)
+    access = istio_access.load_istio_access(after)
+    callers = sorted({g.identity for g in access.groups if g.meshed and g.namespace.startswith("book")})
+    served = sorted({g.identity for g in access.groups if g.ports and g.namespace.startswith("book")})
+    answers = {}
+    for src in callers:
+        for dst in served:
+            osm_says = smi_access.pair_policy(osm_policy, [src], [dst])
+            answers[(str(src), str(dst))] = (osm_says, access.pair([src], [dst]))
+    assert all(osm == ist for osm, ist in answers.values()), {k: v for k, v in answers.items() if v[0] != v[1]}
+    allowed = {k for k, (osm, _) in answers.items() if osm == "allowed"}
+    assert allowed == {
+        ("bookbuyer/bookbuyer", "bookstore/bookstore"),
+        ("bookbuyer/bookbuyer", "bookstore/bookstore-v2"),
+        ("bookstore/bookstore", "bookwarehouse/bookwarehouse"),
+        ("bookwarehouse/bookwarehouse", "bookwarehouse/mysql"),
+    }, allowed
+
+
+def test_it_answers_can_a_talk_to_b_from_the_live_istio_policies(before_and_after, client, viewer):
+    _before, after = before_and_after
+    client.force_login(viewer)
+    page = "/policies/"
+    response = client.get(page, {"cluster": after.name, "from": "bookbuyer/bookbuyer", "to": "bookstore/bookstore"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-mode="istio"' in html and "STRICT mTLS in bookbuyer, bookstore, bookthief, bookwarehouse" in html
+    assert 'data-answer="yes"' in html and "meshboard-tt-bookstore" in html
+    response = client.get(page, {"cluster": after.name, "from": "bookthief/bookthief", "to": "bookstore/bookstore"})
+    html = response.content.decode()
+    assert 'data-answer="no"' in html and "no rule of the ALLOW policies" in html
+
+
+def test_it_shows_the_virtual_service_split_read_only_with_its_observed_share(before_and_after, client, viewer):
+    _before, after = before_and_after
+    client.force_login(viewer)
+    response = client.get("/splits/", {"cluster": after.name})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-virtual-service="bookstore/meshboard-ts-bookstore-split"' in html
+    section = html.split('data-virtual-service="bookstore/meshboard-ts-bookstore-split"', 1)[1].split("</section>")[0]
+    assert "read-only" in section and "Edit weights" not in section and "/edit" not in section
+    row = section.split('data-backend="bookstore-v1"', 1)[1].split("</tr>")[0]
+    assert row.count("100.0%") == 3  # configured, observed over the short window and over 5 minutes
+
+
+def _row(html: str, service: str) -> str:
+    start = html.index(f'<tr data-service="{service}">')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_it_shows_the_same_kpis_on_the_overview_service_and_workload_pages(before_and_after, client, viewer):
+    before, after = before_and_after
+    client.force_login(viewer)
+    pages = {}
+    for cluster in (before, after):
+        overview = client.get("/", {"cluster": cluster.name}).content.decode()
+        service = client.get("/services/bookwarehouse/bookwarehouse/", {"cluster": cluster.name})
+        workload = client.get("/workloads/bookstore/deployment/bookstore/", {"cluster": cluster.name})
+        assert service.status_code == workload.status_code == 200
+        row = _row(overview, "bookwarehouse/bookwarehouse")
+        pages[cluster.name] = (row, service.content.decode(), workload.content.decode())
+    (osm_row, osm_service, osm_workload), (istio_row, istio_service, istio_workload) = pages.values()
+    # The same row but the TCP bytes: OSM's sidecars count an HTTP edge's bytes, Istio's TCP metrics do not.
+    assert '<td class="num">6</td>' in osm_row
+    assert istio_row == osm_row.replace('<td class="num">0 B/s</td>', '<td class="num">–</td>')
+    for html in (osm_service, istio_service):
+        assert "<dt>Request rate</dt><dd>6 req/s</dd>" in html
+    for html in (osm_workload, istio_workload):  # bookstore's outbound: its calls to bookwarehouse
+        assert '<dt>Request rate</dt><dd class="outbound-rate">6 req/s</dd>' in html
