@@ -28,7 +28,7 @@ ServiceKPI, EdgeKPI and SplitShare and every page works unchanged.
 
 from __future__ import annotations
 
-from .catalog import Available, Windows
+from .catalog import QUANTILES, Available, Windows, promql_string, regex_literal
 from .prometheus import Sample
 
 REPORTER = 'reporter="destination"'
@@ -146,3 +146,28 @@ class Normalizer:
 
     def samples(self, samples: list[Sample]) -> list[Sample]:
         return [Sample(self.labels(s.labels), s.value) for s in samples]
+
+
+# -- one service's charts (range queries): the same series as OSM's, from the destination reporter ------------------
+
+
+def service_selector(namespace: str, services: list[str]) -> str:
+    """The destination reporter's series of `services` (a split root's backends too) in `namespace`."""
+    names = "|".join(regex_literal(s) for s in services) or "$^"
+    return (
+        f'{REPORTER},destination_service_namespace="{promql_string(namespace)}",'
+        f'destination_service_name=~"{promql_string(names)}"'
+    )
+
+
+def series_queries(selector: str, window: str, latency: bool) -> dict[str, str]:
+    """The chart queries by series, as `apps.metrics.ranges` asks them ("requests": the per-class request series)."""
+    queries = {
+        "requests": f"sum by (envoy_response_code_class) ({_with_class(f'rate({REQUESTS}{{{selector}}}[{window}])')})",
+        "tcp_bytes_sent_rate": f"sum(rate(istio_tcp_received_bytes_total{{{selector}}}[{window}]))",
+        "tcp_bytes_received_rate": f"sum(rate(istio_tcp_sent_bytes_total{{{selector}}}[{window}]))",
+    }
+    if latency:
+        for name, q in QUANTILES.items():
+            queries[name] = f"histogram_quantile({q}, sum by (le) (rate({LATENCY}{{{selector}}}[{window}])))"
+    return queries

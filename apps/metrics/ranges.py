@@ -16,9 +16,10 @@ from apps.clusters.models import Cluster
 from apps.core.breaker import CircuitBreaker
 from apps.core.locks import page_redis_breaker, page_redis_client
 from apps.core.windows import TimeRange, preset
-from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
+from apps.mesh.istio_splits import virtual_service_splits
+from apps.mesh.models import MeshState, Pod, Service, TrafficSplit, Workload, selects
 
-from . import catalog
+from . import catalog, istio_catalog
 from .models import KPI_FIELDS, MetricsState, success_ratio
 from .prometheus import PrometheusError, PrometheusGateway, RangeSeries, TransientPrometheusError, gateway_for
 
@@ -117,11 +118,20 @@ def service_pods(cluster: Cluster, namespace: str, service: str) -> tuple[list[s
 
 
 def _routed_backends(cluster: Cluster, namespace: str, service: str) -> list[str]:
-    """The backends of the first TrafficSplit whose root is `service` (the metrics cycle takes the same one)."""
+    """The backends of the first TrafficSplit whose root is `service` (the metrics cycle takes the same one), else
+    of the first VirtualService that splits it (Istio)."""
     for split in TrafficSplit.objects.filter(cluster=cluster, namespace=namespace).order_by("name"):
         if split.root_service_name == service:
             return [b for b in split.backend_services if b != service]
+    for vs in virtual_service_splits(cluster):
+        if vs.namespace == namespace and vs.root_service == service:
+            return [b for b in vs.backend_services if b != service]
     return []
+
+
+def is_istio(cluster: Cluster) -> bool:
+    state = MeshState.objects.filter(cluster=cluster).only("istio_revisions", "osm_version", "mesh_name").first()
+    return bool(state and state.is_istio)
 
 
 def _align(points: list[tuple[float, float | None]], timestamps: list[float]) -> list[float | None]:
@@ -143,6 +153,12 @@ def _queries(
     """The range queries behind the charts, by series (or "requests" for the five request series), and the series
     that cannot be drawn with why."""
     latency_source = state.latency_source if state else "envoy"
+    if is_istio(cluster):
+        services = [service, *_routed_backends(cluster, namespace, service)]
+        selector = istio_catalog.service_selector(namespace, services)
+        queries = istio_catalog.series_queries(selector, frame.rate_window, latency_source == "istio")
+        reason = (state.latency_unavailable_reason if state else "") or istio_catalog.LATENCY_UNAVAILABLE
+        return queries, {name: reason for name in catalog.QUANTILES if name not in queries}
     pods, workloads = service_pods(cluster, namespace, service)
     regexes = [catalog.service_cluster_regex(namespace, service, pods)]
     # A split root's traffic is routed to its backends' clusters (no series names the root): chart theirs, summed.
