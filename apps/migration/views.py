@@ -19,7 +19,7 @@ from apps.clusters.roles import require_viewer
 from apps.clusters.scope import hidden_note, request_namespaces
 from apps.mesh.names import NAMESPACE, is_valid_name
 
-from . import services
+from . import before_after, services
 
 YAML_PREVIEW_LIMIT = 30  # manifests per namespace shown inline; more only in the download
 DIFFERENCES_SHOWN = 50  # per namespace; the report lists them all
@@ -132,4 +132,36 @@ def report(request: HttpRequest) -> HttpResponse:
     text = _scope_comment(request) + services.report_text(migration)
     response = HttpResponse(text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename("meshboard-istio", ctx.cluster.name)}.txt"'
+    return response
+
+
+@require_GET
+@login_required
+def before_after_view(request: HttpRequest) -> HttpResponse:
+    """One namespace before and after the move: `?before=<OSM cluster>&after=<Istio cluster>&namespace=<ns>`."""
+    require_viewer(request)
+    ctx = page_context(request)
+    clusters = {c.name: c for c in ctx.clusters}
+    before_name = request.GET.get("before", "").strip()[:63]
+    after_name = request.GET.get("after", "").strip()[:63]
+    namespace = request.GET.get("namespace", "").strip()[:253]
+    mine = request_namespaces(request)
+    context: dict = {
+        "page_ctx": ctx,
+        "before_name": before_name,
+        "after_name": after_name,
+        "namespace": namespace,
+        "result": None,
+        "error": "",
+    }
+    if before_name or after_name or namespace:
+        if before_name not in clusters or after_name not in clusters:
+            context["error"] = "Choose two clusters Meshboard collects: the one before the move and the one after."
+        elif not namespace or (mine is not None and namespace not in mine):
+            context["error"] = "Choose a namespace (one of yours)."
+        else:
+            context["result"] = before_after.compare(clusters[before_name], clusters[after_name], namespace)
+    response = render(request, "migration/before_after.html", context)
+    if context["error"]:
+        response.status_code = 400
     return response

@@ -273,3 +273,23 @@ def test_it_draws_the_moved_bookstore_in_a_browser(before_and_after, page, live_
     expect(page.locator('[data-virtual-service="bookstore/meshboard-ts-bookstore-split"]')).to_be_visible()
     screenshot(page, "istio-bookstore-splits")
     assert page.errors == []
+
+
+def test_it_shows_one_namespace_before_and_after_the_move(before_and_after, client, viewer):
+    before, after = before_and_after
+    client.force_login(viewer)
+    url = "/migrate/before-after/"
+    response = client.get(url, {"before": before.name, "after": after.name, "namespace": "bookstore"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    # Every answer agrees: the live AuthorizationPolicies say what the TrafficTargets said.
+    assert 'data-namespace="bookstore" data-differences="0"' in html
+    assert "Before: smi policy; after: istio." in html
+    assert '<tr data-pair="bookbuyer/bookbuyer>bookstore/bookstore"><td>bookbuyer/bookbuyer</td>' in html
+    row = html.split('data-pair="bookthief/bookthief>bookstore/bookstore"', 1)[1].split("</tr>")[0]
+    assert "<td>denied</td><td>denied</td><td>same</td>" in row
+    # bookstore-v1's KPIs: 8 req/s before; after, bookthief's 2 req/s of 403s are counted too.
+    v1 = html.split('<tr data-service="bookstore-v1">', 1)[1].split("</tr>")[0]
+    assert '<td class="num before-rate">8</td>' in v1 and '<td class="num after-rate">10</td>' in v1
+    refused = client.get(url, {"before": before.name, "after": "nope", "namespace": "bookstore"})
+    assert refused.status_code == 400 and "Choose two clusters" in refused.content.decode()
