@@ -660,25 +660,16 @@ def _istio_state(cycle: Cycle) -> dict:
 
 def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) -> None:
     available = cycle.available
+    defaults = {
+        "collected_at": now,
+        "prometheus_version": cycle.version,
+        "scrape_interval_seconds": cycle.windows.scrape_interval,
+        "queries": cycle.queries,
+    }
     if cycle.mesh == "istio":
-        MetricsState.objects.update_or_create(
-            cluster=cluster,
-            defaults={
-                "collected_at": now,
-                "prometheus_version": cycle.version,
-                "scrape_interval_seconds": cycle.windows.scrape_interval,
-                "queries": cycle.queries,
-                "preflight": {},
-                **_istio_state(cycle),
-            },
-        )
-        return
-    MetricsState.objects.update_or_create(
-        cluster=cluster,
-        defaults={
-            "collected_at": now,
-            "prometheus_version": cycle.version,
-            "scrape_interval_seconds": cycle.windows.scrape_interval,
+        defaults |= {"preflight": {}, **_istio_state(cycle)}
+    else:
+        defaults |= {
             "latency_source": available.latency_source,
             "latency_unavailable_reason": catalog.LATENCY_UNAVAILABLE if available.latency_source == "none" else "",
             "tls_unavailable_reason": "" if available.tls else catalog.TLS_UNAVAILABLE,
@@ -688,10 +679,9 @@ def _store_state(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) 
                 for key in catalog.RESILIENCE
             },
             "ingress_unavailable_reason": "" if available.ingress else catalog.INGRESS_UNAVAILABLE,
-            "queries": cycle.queries,
             **({"preflight": cycle.preflight} if cycle.preflight is not None else {}),
-        },
-    )
+        }
+    MetricsState.objects.update_or_create(cluster=cluster, defaults=defaults)
 
 
 def _store_refusals(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
