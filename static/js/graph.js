@@ -121,7 +121,8 @@
       labelBorder: get("--graph-label-border", "#c3c9d1"), box: get("--graph-box", "#eef1f6"),
       boxBorder: get("--graph-box-border", "#aaaabb"), boxText: get("--graph-box-text", "#333355"),
       unmonitored: get("--graph-box-unmonitored", "#f6efe6"), idle: get("--graph-idle", "#5f6670"),
-      bg: get("--graph-bg", "#ffffff"),
+      bg: get("--graph-bg", "#ffffff"), warnText: get("--graph-warn-text", "#7a4b00"),
+      deniedText: get("--graph-denied-text", "#8c1d18"), splitText: get("--graph-split-text", "#0b3d8c"),
     };
   }
 
@@ -155,7 +156,7 @@
       { selector: "node.sidecars-none", style: { "border-style": "dashed", "border-color": "#e07b00" } },
       { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00" } },
       { selector: "node.warning", style: { "border-color": "#c77700", "border-width": 5,
-        "border-style": "double", "color": "#7a4b00", "font-weight": "bold" } },
+        "border-style": "double", "color": P.warnText, "font-weight": "bold" } },
       { selector: "node.warning.lod", style: { "label": "data(display)" } },
       // A namespace drawn open: a box under its nodes and edges, sized from them (not a compound node).
       { selector: "node.namespace.box", style: {
@@ -198,7 +199,7 @@
       { selector: "edge.plain, edge.partial", style: { "line-style": "dashed", "line-color": "#e07b00",
         "target-arrow-color": "#e07b00" } },
       { selector: "edge.denied", style: { "line-style": "dotted", "width": 2.5, "line-color": "#b3261e",
-        "target-arrow-color": "#b3261e", "target-arrow-shape": "tee", "color": "#8c1d18", "font-weight": "bold",
+        "target-arrow-color": "#b3261e", "target-arrow-shape": "tee", "color": P.deniedText, "font-weight": "bold",
         "text-border-color": "#b3261e" } },
       { selector: "edge.ingress, edge.egress", style: { "line-color": "#5a3e9e", "target-arrow-color": "#5a3e9e",
         "width": 2 } },
@@ -208,10 +209,10 @@
       { selector: "edge.policy-denied", style: { "line-style": "dotted", "width": 2.5, "line-color": "#7a140e",
         "target-arrow-color": "#7a140e", "target-arrow-shape": "tee" } },
       { selector: "edge.split", style: { "line-style": "dashed", "line-color": "#1e6fd9", "target-arrow-color": "#1e6fd9",
-        "width": 2.5, "color": "#0b3d8c", "font-weight": "bold" } },
+        "width": 2.5, "color": P.splitText, "font-weight": "bold" } },
       { selector: "edge.split.warning[label_dy]", style: { "text-margin-y": "data(label_dy)" } },
       { selector: "edge.split.warning", style: { "line-color": "#c77700", "target-arrow-color": "#c77700",
-        "color": "#7a4b00", "text-border-color": "#c77700", "text-wrap": "wrap",
+        "color": P.warnText, "text-border-color": "#c77700", "text-wrap": "wrap",
         "text-max-width": "400px" } },
       { selector: "edge.idle", style: { "line-style": "dashed", "line-dash-pattern": [3, 4], "opacity": 0.55,
         "color": P.idle } },

@@ -2,14 +2,18 @@
 
 - `{% icon "lock" %}`: an icon from the Lucide sprite (static/vendor/lucide/icons.svg), hidden from screen readers:
   the text beside it says the same thing, and colour or icon alone never carries a meaning.
-- `{% crumbs "Overview" url "bookstore" url2 "bookstore-v1" %}`: the breadcrumb trail; labels and URLs in pairs, the
-  last label (the page itself) without one. Labels are cluster names: escaped like everything else.
+- `{% crumbs "Overview" url "bookstore" url2 "bookstore-v1" %}`: the breadcrumb trail; labels and URLs in pairs (an
+  empty URL: the label as text), the last label (the page itself) without one. Labels are cluster names: escaped.
+- `{% query_url "overview:overview" namespace=ns as url %}`: a page's URL with a query, each value URL-encoded.
 - `{% health_badge status reason %}`: a service's health as an icon and its word.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import template
+from django.urls import reverse
 from django.templatetags.static import static
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -38,7 +42,12 @@ def crumbs(*parts: object) -> SafeString:
     items = list(parts)
     current = items.pop() if len(items) % 2 else None
     links = format_html_join(
-        "", '<li><a href="{}">{}</a></li>', ((url, label) for label, url in zip(items[::2], items[1::2], strict=True))
+        "",
+        "<li>{}</li>",
+        (
+            (format_html('<a href="{}">{}</a>', url, label) if url else label,)
+            for label, url in zip(items[::2], items[1::2], strict=True)
+        ),
     )
     here = format_html('<li aria-current="page">{}</li>', current) if current is not None else ""
     return format_html('<nav class="crumbs" aria-label="Breadcrumb"><ol>{}{}</ol></nav>', links, here)
@@ -48,3 +57,8 @@ def crumbs(*parts: object) -> SafeString:
 def health_icon(status: str) -> SafeString:
     """The icon that goes with a health word (a dashed circle for unknown)."""
     return icon(HEALTH_ICONS.get(str(status), "circle-dashed"))
+
+
+@register.simple_tag
+def query_url(name: str, **params: object) -> str:
+    return f"{reverse(name)}?{urlencode({k: '' if v is None else str(v) for k, v in params.items()})}"
