@@ -126,6 +126,20 @@
     };
   }
 
+  function mark(path) {
+    return "data:image/svg+xml;utf8," + encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" ' +
+      'fill="none" stroke="#ffffff" stroke-width="3.5" stroke-linecap="round" stroke-linejoin="round">' + path + "</svg>");
+  }
+  var MARKS = {
+    healthy: mark('<path d="M20 6 9 17l-5-5"/>'), degraded: mark('<path d="M12 5v8"/><path d="M12 19h.01"/>'),
+    failing: mark('<path d="M18 6 6 18"/><path d="m6 6 12 12"/>'),
+    unknown: mark('<path d="M9.1 9a3 3 0 0 1 5.8 1c0 2-3 3-3 3"/><path d="M12 18h.01"/>'),
+  };
+  function markStyle(health) {
+    return { "background-image": MARKS[health], "background-width": "62%", "background-height": "62%",
+      "background-image-containment": "inside", "background-clip": "none" };
+  }
+
   function style(large) {
     var P = palette();
     state.lockBg = P.labelBg;
@@ -143,6 +157,12 @@
       { selector: "node.degraded", style: { "background-color": COLORS.degraded } },
       { selector: "node.failing", style: { "background-color": COLORS.failing } },
       { selector: "node.unknown", style: { "background-color": COLORS.unknown } },
+      // Health is never told by colour alone: a node in view and zoomed in (.lod) carries its mark (✓ ! ✕ ?).
+      { selector: "node.lod.healthy", style: markStyle("healthy") },
+      { selector: "node.lod.degraded", style: markStyle("degraded") },
+      { selector: "node.lod.failing", style: markStyle("failing") },
+      { selector: "node.lod.unknown", style: markStyle("unknown") },
+      { selector: "node.namespace", style: { "background-image": "none" } }, // boxes and pies carry no mark
       { selector: "node.workload", style: { "shape": "round-rectangle", "width": 26, "height": 18 } },
       { selector: "node.root", style: { "shape": "hexagon", "width": 28, "height": 26, "border-width": 3 } },
       { selector: "node.backend", style: { "border-style": "double", "border-width": 4 } },

@@ -19,7 +19,9 @@ EDITOR = "/splits/bookstore/bookstore-split/"
 def split_at_v1(bookstore, kubeapi):
     from apps.mesh.services import collect_and_record
 
-    set_bookstore_backends(kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}])
+    set_bookstore_backends(
+        kubeapi, [{"service": "bookstore-v1", "weight": 100}, {"service": "bookstore-v2", "weight": 0}]
+    )
     collect_and_record(bookstore)
     from apps.mesh.models import TrafficSplit
 

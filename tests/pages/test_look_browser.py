@@ -93,7 +93,9 @@ def test_it_follows_the_systems_dark_scheme_on_pages_charts_and_the_graph(browse
     assert dark["body"] == ["rgb(17, 21, 27)", "rgb(227, 231, 236)"]
 
 
-def test_it_keeps_the_users_choice_over_the_system_after_a_reload_and_in_another_browser(browser, live_server, looked_at):
+def test_it_keeps_the_users_choice_over_the_system_after_a_reload_and_in_another_browser(
+    browser, live_server, looked_at
+):
     context = _context(browser, color_scheme="light")
     page = context.new_page()
     login(page, live_server.url, "vera", "a-long-viewer-pass")

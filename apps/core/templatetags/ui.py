@@ -13,8 +13,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django import template
-from django.urls import reverse
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
