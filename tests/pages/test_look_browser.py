@@ -56,6 +56,11 @@ def _chart_colours(page) -> list[str]:
 def _graph_colours(page) -> list[str]:
     """The graph's container background and the colour Cytoscape draws node labels in."""
     expect(page.locator("body")).to_have_attribute("data-graph-renders", re.compile(r"^[1-9]\d*$"), timeout=20000)
+    # Health is not told by colour alone: the failing service carries a mark (an SVG drawn on the node).
+    mark = page.evaluate(
+        "() => String(mbGraph.cy.nodes().filter((n) => n.data('name') === 'bookstore-v2')[0].style('background-image'))"
+    )
+    assert mark.startswith("data:image/svg+xml"), mark
     return page.evaluate(
         "() => { const rule = mbGraph.cy.style().json().find((r) => r.selector === 'node.lod');"
         " return [getComputedStyle(document.querySelector('.cy-box')).backgroundColor, String(rule.style.color)]; }"
