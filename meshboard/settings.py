@@ -141,7 +141,10 @@ TEMPLATES = [
                 "apps.core.context_processors.navigation",
                 "apps.clusters.context_processors.roles",
                 "apps.clusters.status.machinery",
+                "apps.core.theme.theme",
             ],
+            # The icons, breadcrumbs and health badges of every page (apps/core/templatetags/ui.py).
+            "builtins": ["apps.core.templatetags.ui"],
         },
     },
 ]
@@ -299,5 +302,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refusal (403) is one line with who and why, not a traceback (apps/core/request_log.py).
+    "filters": {"one_line_403": {"()": "apps.core.request_log.OneLineForbidden"}},
+    "loggers": {"django.request": {"filters": ["one_line_403"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

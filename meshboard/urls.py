@@ -5,7 +5,11 @@ from apps.clusters.views import readyz
 from apps.core import csp
 from apps.core.login_throttle import AdminLoginForm
 from apps.core.login_throttle import login as throttled_login
+from apps.core.theme import set_theme
 from apps.core.views import healthz
+
+# 403 names the role a refused action needs; 404.html and 500.html are Django's own handlers' templates.
+handler403 = "apps.core.error_pages.forbidden"
 
 # The admin's login form counts failures as the site's does (apps/core/login_throttle.py).
 admin.site.login_form = AdminLoginForm
@@ -19,6 +23,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("csp-report", csp.report, name="csp-report"),
+    path("theme", set_theme, name="theme"),
     path("", include("apps.overview.urls")),
     path("", include("apps.canary.urls")),
     path("", include("apps.graph.urls")),

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from apps.clusters.kube import FIELD_MANAGER, ConflictKubeError, KubeError, NotFoundKubeError, gateway_for
 from apps.clusters.models import Cluster
-from apps.clusters.roles import can_change_weights, weights_refusal
+from apps.clusters.roles import OPERATOR, RoleRequired, can_change_weights, weights_refusal
 from apps.mesh.collector import TRAFFIC_SPLITS
 from apps.mesh.decode import field_managers, k8s_time, traffic_split_row
 from apps.mesh.models import TrafficSplit
@@ -169,7 +168,7 @@ def change_weights(
         # Views refuse (and audit) first; this is the last line, for any other caller.
         reason = weights_refusal(user, change.namespace)
         attempt.record(Result.FORBIDDEN, reason)
-        raise PermissionDenied(reason)
+        raise RoleRequired(reason, role=OPERATOR)
     body = {"metadata": {"resourceVersion": change.resource_version}, "spec": {"backends": change.as_spec()}}
     with gateway_for(cluster) as gateway:
         try:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -18,7 +17,14 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
-from apps.clusters.roles import can_change_weights, require_viewer, weights_refusal, writable_namespaces
+from apps.clusters.roles import (
+    OPERATOR,
+    RoleRequired,
+    can_change_weights,
+    require_viewer,
+    weights_refusal,
+    writable_namespaces,
+)
 from apps.clusters.scope import unscoped
 from apps.core.csv_export import page_csv, wants_csv
 from apps.core.pages import render_page
@@ -102,7 +108,7 @@ def _require_operator(request: HttpRequest, cluster: Cluster | None, namespace: 
     if split is not None:
         weights = WeightsForm(split, posted).posted_backends()
         _refuse(request, split, WeightChange.Result.FORBIDDEN, reason, weights)
-    raise PermissionDenied(reason)
+    raise RoleRequired(reason, role=OPERATOR)
 
 
 def _log_anonymous_posts(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -291,7 +297,7 @@ def rollback(request: HttpRequest, pk: int) -> HttpResponse:
             data[confirmation] = "on"
     form = WeightsForm(split, data)
     if not can_change_weights(request.user, split.namespace):
-        raise PermissionDenied(weights_refusal(request.user, split.namespace))
+        raise RoleRequired(weights_refusal(request.user, split.namespace), role=OPERATOR)
     if request.method == "GET" or not form.is_valid():
         # The confirmation (with the diff), or the reason it cannot be applied as it is (Flagger needs a
         # confirmation, a backend is gone): the form is filled in, to finish by hand.

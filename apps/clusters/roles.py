@@ -20,6 +20,14 @@ VIEW_PERMISSION = "mesh.view_service"  # every role holds it
 _READ_APPS = ("clusters", "mesh")
 
 
+class RoleRequired(PermissionDenied):
+    """A refusal that knows the role it takes, which the 403 page names (apps/core/error_pages.py)."""
+
+    def __init__(self, reason: str, *, role: str) -> None:
+        super().__init__(reason)
+        self.role = role
+
+
 def ensure_roles() -> dict[str, Group]:
     """Create or repair both groups; safe to run any number of times."""
     view = list(Permission.objects.filter(content_type__app_label__in=_READ_APPS, codename__startswith="view_"))
@@ -75,4 +83,6 @@ def weights_refusal(user: object, namespace: str) -> str:
 def require_viewer(request: HttpRequest) -> None:
     """Every page's first check: the user holds a Meshboard role (viewer or operator)."""
     if not request.user.has_perm(VIEW_PERMISSION):
-        raise PermissionDenied("Your account has no Meshboard role; ask an administrator for viewer or operator.")
+        raise RoleRequired(
+            "Your account has no Meshboard role; ask an administrator for viewer or operator.", role=VIEWER
+        )

@@ -12,6 +12,7 @@ NAV = [
     ("Overview", "overview:overview"),
     ("Graph", "graph:graph"),
     ("Splits", "canary:splits"),
+    ("Audit", "canary:audit"),
     ("Policies", "policies:policies"),
     ("Mesh", "policies:mesh"),
 ]

@@ -44,7 +44,7 @@
     if (markers.length) traces.push(window.Meshboard.markerTrace(markers));
     var note = el.parentElement.querySelector(".chart-note");
     if (note) note.textContent = reasons.length ? "Not available: " + reasons.join("; ") : "";
-    window.Plotly.react(el, traces, {
+    window.Plotly.react(el, traces, window.Meshboard.themed({
       title: { text: spec.title, font: { size: 14 } },
       margin: { l: 55, r: 55, t: 35, b: 55 }, height: 260,
       xaxis: { type: "date" }, yaxis: { title: { text: spec.y }, rangemode: "tozero" },
@@ -53,7 +53,7 @@
         tickmode: "linear", tick0: 0, dtick: 25,
       },
       legend: { orientation: "h" }, shapes: window.Meshboard.markerShapes(markers),
-    }, { displaylogo: false, responsive: true });
+    }), { displaylogo: false, responsive: true });
     el.dataset.traces = String(traces.length);
     el.dataset.markers = String(markers.length);
     el.dataset.steps = String(steps.length);

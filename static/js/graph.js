@@ -110,7 +110,39 @@
     return Number(v.toPrecision(3)) + " GB/s";
   }
 
+  // The colours of labels, boxes and backgrounds follow the page's scheme (the stylesheet's custom properties);
+  // health and edge colours read on either background.
+  function palette() {
+    var css = getComputedStyle(document.documentElement), get = function (name, fallback) {
+      return css.getPropertyValue(name).trim() || fallback;
+    };
+    return {
+      label: get("--graph-label", "#1d2329"), labelBg: get("--graph-label-bg", "#ffffff"),
+      labelBorder: get("--graph-label-border", "#c3c9d1"), box: get("--graph-box", "#eef1f6"),
+      boxBorder: get("--graph-box-border", "#aaaabb"), boxText: get("--graph-box-text", "#333355"),
+      unmonitored: get("--graph-box-unmonitored", "#f6efe6"), idle: get("--graph-idle", "#5f6670"),
+      bg: get("--graph-bg", "#ffffff"), warnText: get("--graph-warn-text", "#7a4b00"),
+      deniedText: get("--graph-denied-text", "#8c1d18"), splitText: get("--graph-split-text", "#0b3d8c"),
+    };
+  }
+
+  function mark(path) {
+    return "data:image/svg+xml;utf8," + encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" ' +
+      'fill="none" stroke="#ffffff" stroke-width="3.5" stroke-linecap="round" stroke-linejoin="round">' + path + "</svg>");
+  }
+  var MARKS = {
+    healthy: mark('<path d="M20 6 9 17l-5-5"/>'), degraded: mark('<path d="M12 5v8"/><path d="M12 19h.01"/>'),
+    failing: mark('<path d="M18 6 6 18"/><path d="m6 6 12 12"/>'),
+    unknown: mark('<path d="M9.1 9a3 3 0 0 1 5.8 1c0 2-3 3-3 3"/><path d="M12 18h.01"/>'),
+  };
+  function markStyle(health) {
+    return { "background-image": MARKS[health], "background-width": "62%", "background-height": "62%",
+      "background-image-containment": "inside", "background-clip": "none" };
+  }
+
   function style(large) {
+    var P = palette();
+    state.lockBg = P.labelBg;
     return [
       // Labels, and how their text looks, come with `.lod` (in view, zoomed in): every style property costs on every
       // element when Cytoscape builds, and most of a large graph is never labelled.
@@ -119,12 +151,18 @@
       { selector: "node.lod", style: { "label": "data(name)",
         "font-size": 13, "font-family": FONT, "text-valign": "bottom", "text-margin-y": 3,
         "min-zoomed-font-size": MIN_FONT, "text-wrap": "ellipsis", "text-max-width": "160px",
-        "color": "#1d2329", "text-background-color": "#ffffff", "text-background-opacity": 0.75,
+        "color": P.label, "text-background-color": P.labelBg, "text-background-opacity": 0.75,
         "text-background-padding": 1, "text-background-shape": "round-rectangle" } },
       { selector: "node.healthy", style: { "background-color": COLORS.healthy } },
       { selector: "node.degraded", style: { "background-color": COLORS.degraded } },
       { selector: "node.failing", style: { "background-color": COLORS.failing } },
       { selector: "node.unknown", style: { "background-color": COLORS.unknown } },
+      // Health is never told by colour alone: a node in view and zoomed in (.lod) carries its mark (✓ ! ✕ ?).
+      { selector: "node.lod.healthy", style: markStyle("healthy") },
+      { selector: "node.lod.degraded", style: markStyle("degraded") },
+      { selector: "node.lod.failing", style: markStyle("failing") },
+      { selector: "node.lod.unknown", style: markStyle("unknown") },
+      { selector: "node.namespace", style: { "background-image": "none" } }, // boxes and pies carry no mark
       { selector: "node.workload", style: { "shape": "round-rectangle", "width": 26, "height": 18 } },
       { selector: "node.root", style: { "shape": "hexagon", "width": 28, "height": 26, "border-width": 3 } },
       { selector: "node.backend", style: { "border-style": "double", "border-width": 4 } },
@@ -138,23 +176,23 @@
       { selector: "node.sidecars-none", style: { "border-style": "dashed", "border-color": "#e07b00" } },
       { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00" } },
       { selector: "node.warning", style: { "border-color": "#c77700", "border-width": 5,
-        "border-style": "double", "color": "#7a4b00", "font-weight": "bold" } },
+        "border-style": "double", "color": P.warnText, "font-weight": "bold" } },
       { selector: "node.warning.lod", style: { "label": "data(display)" } },
       // A namespace drawn open: a box under its nodes and edges, sized from them (not a compound node).
       { selector: "node.namespace.box", style: {
         "shape": "round-rectangle", "width": "data(w)", "height": "data(h)", "z-compound-depth": "bottom",
-        "background-color": "#eef1f6", "background-opacity": 0.6, "border-width": 1, "border-color": "#aab",
+        "background-color": P.box, "background-opacity": 0.6, "border-width": 1, "border-color": P.boxBorder,
         "label": "data(label)", "text-valign": "top", "text-halign": "center", "text-margin-y": -2,
-        "font-size": 13, "font-weight": "bold", "color": "#335", "text-background-opacity": 0,
+        "font-size": 13, "font-weight": "bold", "color": P.boxText, "text-background-opacity": 0,
         "min-zoomed-font-size": 5 } },
-      { selector: "node.namespace.box.unmonitored", style: { "border-style": "dashed", "background-color": "#f6efe6" } },
+      { selector: "node.namespace.box.unmonitored", style: { "border-style": "dashed", "background-color": P.unmonitored } },
       // A namespace collapsed into one node: a pie of its members' health, its name and summed KPIs below.
       { selector: "node.namespace.collapsed", style: {
-        "shape": "ellipse", "width": "data(agg_size)", "height": "data(agg_size)", "background-color": "#ffffff",
-        "border-width": "mapData(agg_size, 30, 300, 3, 12)", "border-color": "#335", "label": "data(agg_label)",
+        "shape": "ellipse", "width": "data(agg_size)", "height": "data(agg_size)", "background-color": P.bg,
+        "border-width": "mapData(agg_size, 30, 300, 3, 12)", "border-color": P.boxText, "label": "data(agg_label)",
         "text-wrap": "wrap", "text-max-width": "data(agg_text_width)", "font-size": "data(agg_font)",
-        "font-weight": "bold", "color": "#223", "text-valign": "bottom", "text-margin-y": 4,
-        "min-zoomed-font-size": 4, "text-background-color": "#ffffff", "text-background-opacity": 0.7,
+        "font-weight": "bold", "color": P.label, "text-valign": "bottom", "text-margin-y": 4,
+        "min-zoomed-font-size": 4, "text-background-color": P.labelBg, "text-background-opacity": 0.7,
         "pie-size": "100%",
         "pie-1-background-color": COLORS.failing, "pie-1-background-size": "data(pie_failing)",
         "pie-2-background-color": COLORS.degraded, "pie-2-background-size": "data(pie_degraded)",
@@ -169,9 +207,9 @@
         "curve-style": large ? "straight" : "bezier" }, large ? {} : { "arrow-scale": 0.8,
         "control-point-step-size": 60 }) },
       { selector: "edge.lod", style: { "label": "data(display)", "text-rotation": "none", "font-size": EDGE_FONT,
-        "font-family": FONT, "min-zoomed-font-size": MIN_FONT, "color": "#1d2329",
-        "text-background-color": "#ffffff", "text-background-opacity": 0.94, "text-background-padding": 2,
-        "text-background-shape": "round-rectangle", "text-border-width": 1, "text-border-color": "#c3c9d1",
+        "font-family": FONT, "min-zoomed-font-size": MIN_FONT, "color": P.label,
+        "text-background-color": P.labelBg, "text-background-opacity": 0.94, "text-background-padding": 2,
+        "text-background-shape": "round-rectangle", "text-border-width": 1, "text-border-color": P.labelBorder,
         "text-border-opacity": 1 } },
       { selector: "edge.has-lock", style: { "text-margin-x": (LOCK + 3) / 2 } },
       // Edges folded into a collapsed namespace: thicker with more folded in.
@@ -181,7 +219,7 @@
       { selector: "edge.plain, edge.partial", style: { "line-style": "dashed", "line-color": "#e07b00",
         "target-arrow-color": "#e07b00" } },
       { selector: "edge.denied", style: { "line-style": "dotted", "width": 2.5, "line-color": "#b3261e",
-        "target-arrow-color": "#b3261e", "target-arrow-shape": "tee", "color": "#8c1d18", "font-weight": "bold",
+        "target-arrow-color": "#b3261e", "target-arrow-shape": "tee", "color": P.deniedText, "font-weight": "bold",
         "text-border-color": "#b3261e" } },
       { selector: "edge.ingress, edge.egress", style: { "line-color": "#5a3e9e", "target-arrow-color": "#5a3e9e",
         "width": 2 } },
@@ -191,13 +229,13 @@
       { selector: "edge.policy-denied", style: { "line-style": "dotted", "width": 2.5, "line-color": "#7a140e",
         "target-arrow-color": "#7a140e", "target-arrow-shape": "tee" } },
       { selector: "edge.split", style: { "line-style": "dashed", "line-color": "#1e6fd9", "target-arrow-color": "#1e6fd9",
-        "width": 2.5, "color": "#0b3d8c", "font-weight": "bold" } },
+        "width": 2.5, "color": P.splitText, "font-weight": "bold" } },
       { selector: "edge.split.warning[label_dy]", style: { "text-margin-y": "data(label_dy)" } },
       { selector: "edge.split.warning", style: { "line-color": "#c77700", "target-arrow-color": "#c77700",
-        "color": "#7a4b00", "text-border-color": "#c77700", "text-wrap": "wrap",
+        "color": P.warnText, "text-border-color": "#c77700", "text-wrap": "wrap",
         "text-max-width": "400px" } },
       { selector: "edge.idle", style: { "line-style": "dashed", "line-dash-pattern": [3, 4], "opacity": 0.55,
-        "color": "#5f6670" } },
+        "color": P.idle } },
       { selector: "edge.idle.lod", style: { "font-size": EDGE_FONT - 1 } },
       { selector: ".found", style: { "overlay-color": "#1e6fd9", "overlay-opacity": 0.25, "overlay-padding": 6 } },
       { selector: "node.found", style: { "border-color": "#1e6fd9", "border-width": 4 } },
@@ -207,6 +245,14 @@
       { selector: ".off", style: { "display": "none" } },
     ];
   }
+
+  // The page's scheme changed (the toggle, or the system's while the user follows it): labels, boxes and the
+  // padlocks' backgrounds follow, without a reload.
+  document.addEventListener("mb:themechange", function () {
+    if (!state.cy) return;
+    state.cy.style(style(state.model.leaves > LARGE));
+    drawLocks();
+  });
 
   // -- positions kept across refreshes and reloads ------------------------------------------------------------
   // Leaves by their id; a collapsed namespace by its box's id (`ns:<name>`), also kept while it is open (the centre
@@ -1410,7 +1456,7 @@
       if (!img) return;
       var p = toScreen(s[1], s[2]), size = s[3] * scale, pad = size * 0.12;
       ctx.globalAlpha = s[4];
-      ctx.fillStyle = "rgba(255, 255, 255, 0.94)"; // off the edge's line, like the label's own background
+      ctx.fillStyle = state.lockBg || "#ffffff"; // off the edge's line, like the label's own background
       ctx.fillRect(p.x - size / 2 - pad, p.y - size / 2 - pad, size + 2 * pad, size + 2 * pad);
       ctx.drawImage(img, p.x - size / 2, p.y - size / 2, size, size);
       ctx.globalAlpha = 1;

@@ -61,16 +61,72 @@
     applyRefresh(select);
   });
 
+  // The colour scheme: the user's choice (data-theme on <html>, written by the server), else the system's. Charts
+  // and the graph take their colours from the stylesheet's custom properties, and redraw in place on "mb:themechange".
+  var systemDark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  function isDark() {
+    var chosen = document.documentElement.dataset.theme;
+    return chosen ? chosen === "dark" : !!(systemDark && systemDark.matches);
+  }
+  function themeChanged() {
+    document.dispatchEvent(new CustomEvent("mb:themechange", { detail: { dark: isDark() } }));
+  }
+  if (systemDark && systemDark.addEventListener) systemDark.addEventListener("change", themeChanged);
+  // The toggle went through htmx: the server stored the choice and answered with an "mb:theme" event naming it.
+  document.addEventListener("mb:theme", function (event) {
+    var theme = event.detail && event.detail.theme;
+    if (theme === "light" || theme === "dark") document.documentElement.dataset.theme = theme;
+    else delete document.documentElement.dataset.theme;
+    document.querySelectorAll(".theme-switch button[name=theme]").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(button.value === theme));
+    });
+    themeChanged();
+  });
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+  // A chart's colours as Plotly layout keys ("font.color", "xaxis.gridcolor"...), for Plotly.relayout and, unflattened,
+  // for a new layout: the page's background, text and grid, in either scheme.
+  function chartColours() {
+    var text = cssVar("--text"), grid = cssVar("--chart-grid"), bg = cssVar("--chart-bg");
+    var keys = { paper_bgcolor: bg, plot_bgcolor: bg, "font.color": text };
+    ["xaxis", "yaxis", "yaxis2"].forEach(function (axis) {
+      keys[axis + ".gridcolor"] = grid;
+      keys[axis + ".zerolinecolor"] = grid;
+      keys[axis + ".linecolor"] = grid;
+    });
+    return keys;
+  }
+  function themed(look) {
+    var keys = chartColours();
+    Object.keys(keys).forEach(function (key) {
+      var path = key.split("."), target = look;
+      if (path.length === 2 && !look[path[0]] && path[0] === "yaxis2") return; // only charts that have a second axis
+      for (var i = 0; i < path.length - 1; i++) target = target[path[i]] = target[path[i]] || {};
+      target[path[path.length - 1]] = keys[key];
+    });
+    return look;
+  }
+  document.addEventListener("mb:themechange", function () {
+    if (!window.Plotly) return;
+    var keys = chartColours();
+    document.querySelectorAll(".js-plotly-plot").forEach(function (el) {
+      var update = Object.assign({}, keys);
+      if (!(el.layout && el.layout.yaxis2)) Object.keys(update).forEach(function (k) { if (k.indexOf("yaxis2.") === 0) delete update[k]; });
+      window.Plotly.relayout(el, update);
+    });
+  });
+
   // Charts: <div class="chart" data-series-url=... data-chart=...> drawn with Plotly from JSON we fetch.
   function layout(title, yTitle) {
-    return {
+    return themed({
       title: { text: title, font: { size: 14 } },
       margin: { l: 55, r: 30, t: 35, b: 55 },
       height: 260,
       xaxis: { type: "date" },
       yaxis: { title: { text: yTitle }, rangemode: "tozero" },
       legend: { orientation: "h" },
-    };
+    });
   }
   var NAMES = {
     rate_2xx: "2xx", rate_4xx: "4xx", rate_5xx: "5xx", success_rate: "success",
@@ -93,7 +149,7 @@
     return markers.map(function (m) {
       return {
         type: "line", xref: "x", yref: "paper", x0: new Date(m.at * 1000), x1: new Date(m.at * 1000), y0: 0, y1: 1,
-        line: { width: 1, dash: m.outside ? "dot" : "solid", color: m.outside ? "#b45309" : "#555" },
+        line: { width: 1, dash: m.outside ? "dot" : "solid", color: m.outside ? "#b45309" : cssVar("--text-muted") },
       };
     });
   }
@@ -103,10 +159,10 @@
       y: markers.map(function () { return 0; }),
       text: markers.map(function (m) { return m.text; }),
       mode: "markers", name: "weight changes", hoverinfo: "text",
-      marker: { symbol: "triangle-up", size: 9, color: markers.map(function (m) { return m.outside ? "#b45309" : "#555"; }) },
+      marker: { symbol: "triangle-up", size: 9, color: markers.map(function (m) { return m.outside ? "#b45309" : cssVar("--text-muted"); }) },
     };
   }
-  window.Meshboard = { markerShapes: markerShapes, markerTrace: markerTrace };
+  window.Meshboard = { markerShapes: markerShapes, markerTrace: markerTrace, themed: themed, isDark: isDark, cssVar: cssVar };
 
   function draw(el, data) {
     var kind = el.dataset.chart, traces = [], x = times(data), s = data.series || {};

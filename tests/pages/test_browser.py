@@ -133,8 +133,11 @@ def test_zooming_a_chart_puts_the_range_in_the_url_for_every_chart(page, live_se
     page.goto(f"{live_server.url}/services/bookstore/bookstore-v1/?window=1h")
     page.wait_for_selector('.chart[data-chart="requests"] .main-svg', timeout=15000)
 
-    # A user's drag across the middle of the request-rate chart (Plotly's default drag zooms).
-    box = page.locator('.chart[data-chart="requests"] .nsewdrag').first.bounding_box()
+    # A user's drag across the middle of the request-rate chart (Plotly's default drag zooms), scrolled into view
+    # first: the mouse reaches only what is in the viewport.
+    drag = page.locator('.chart[data-chart="requests"] .nsewdrag').first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.3, y)
     page.mouse.down()
