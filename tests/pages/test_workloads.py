@@ -211,7 +211,8 @@ def test_it_answers_404_in_the_products_words(client, viewer, mesh, path, says):
     assert response.status_code == 404
     html = response.content.decode()
     assert html_lib.unescape(says) in _text(html) and "<script>alert" not in html
-    assert 'href="/?show=workloads"' in html  # a way on
+    # a way on: the workloads' list, or the services' for a Service
+    assert ('href="/"' if path.startswith("/services/") else 'href="/?show=workloads"') in html
 
 
 def test_it_never_routes_a_name_with_a_slash(client, viewer, mesh):
