@@ -348,3 +348,52 @@ def istio_synthetic_openmetrics(services: int, random_seed: int, times: list[flo
                     connections=max(1.0, round(rps / 20)),
                 )
     return om.text()
+
+
+# -- the bookstore in both vocabularies -------------------------------------------------------------------------------
+# One traffic model read by OSM's sidecars (Envoy cluster stats) and by istio-proxy's (standard metrics): bookbuyer
+# calls the bookstore root (its split sends all to bookstore-v1), bookstore calls bookwarehouse, bookwarehouse opens
+# TCP to mysql, and bookthief, which SMI policy denies, calls bookstore: OSM's sidecar has no route for it (no
+# series), Istio's destination sidecar answers 403 (counted).
+# (source namespace, workload = app), (destination namespace, service, port), rps or B/s, protocol, allowed
+BOOKSTORE_TRAFFIC = (
+    (("bookbuyer", "bookbuyer"), ("bookstore", "bookstore-v1", 14001), 8.0, "http", True),
+    (("bookstore", "bookstore"), ("bookwarehouse", "bookwarehouse", 14001), 6.0, "http", True),
+    (("bookwarehouse", "bookwarehouse"), ("bookwarehouse", "mysql", 3306), 2000.0, "tcp", True),
+    (("bookthief", "bookthief"), ("bookstore", "bookstore-v1", 14001), 2.0, "http", False),
+)
+
+
+def bookstore_openmetrics(
+    osm_times: list[float], istio_times: list[float], *, cdf: Callable[[float], float] | None = None
+) -> str:
+    """`BOOKSTORE_TRAFFIC` as OSM's sidecars count it at `osm_times` and as istio-proxy's count it (both reporters) at
+    `istio_times`: the same times for two clusters of a blue/green move, or the week before a cut-over in one cluster
+    and the days after it. `cdf`: the HTTP edges' latency (a histogram on both sides), none when not given."""
+    osm, istio = OpenMetrics(osm_times), OpenMetrics(istio_times)
+    for (sns, app), (dns, svc, port), rate, protocol, allowed in BOOKSTORE_TRAFFIC:
+        osm_source = {
+            "source_namespace": sns,
+            "source_service": app,
+            "source_pod_name": f"{app}-1",
+            "source_workload_kind": "Deployment",
+            "source_workload_name": app,
+        }
+        if allowed and protocol == "http":
+            envoy_edge(osm, osm_source, f"{dns}/{svc}|{port}", rps_by_class={"2": rate}, cdf=cdf)
+        elif allowed:  # mysql's headless StatefulSet: the truncated cluster name `<ns>/<pod>`, the rest in the name
+            prefix = f"{svc}_{port}_"
+            envoy_edge(osm, osm_source, f"{dns}/{svc}-0", rps_by_class={}, bytes_sent=rate, stat_prefix=prefix)
+        istio_source = {"source_workload": app, "source_workload_namespace": sns, "source_app": app}
+        destination = {
+            "destination_service": f"{svc}.{dns}.svc.cluster.local",
+            "destination_service_name": svc,
+            "destination_service_namespace": dns,
+        }
+        if protocol == "http":
+            istio_edge(istio, istio_source, destination, rps_by_code={"200" if allowed else "403": rate}, cdf=cdf)
+        else:
+            istio_edge(istio, istio_source, destination, rps_by_code={}, tcp_received=rate, connections=1.0)
+    both = OpenMetrics([])
+    both.families = {**osm.families, **istio.families}  # no family is in both vocabularies
+    return both.text()

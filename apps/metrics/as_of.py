@@ -17,6 +17,7 @@ from apps.clusters.models import Cluster
 from apps.mesh.models import root_service_name
 
 from . import catalog
+from .catalog import Available
 from .models import EDGE_KEY, MetricsState
 from .prometheus import PrometheusError
 from .ranges import BREAKER, DeadlinePassed, PageDeadline, _breaker_key
@@ -51,12 +52,23 @@ def _no_data(cycle: Cycle) -> bool:
     return all(not samples for samples in cycle.results.values())
 
 
-def kpis_at(cluster: Cluster, when: datetime, splits: list[dict[str, Any]]) -> PastKPIs:
+def kpis_at(
+    cluster: Cluster,
+    when: datetime,
+    splits: list[dict[str, Any]] | None,
+    *,
+    mesh: str | None = None,
+    available: Available | None = None,
+    window: float | None = None,
+) -> PastKPIs:
     """The cycle's KPIs evaluated at `when`. `splits` (rows with `namespace`, `name`, `root_service`, `backends`):
     the TrafficSplits of that time (from the configuration history), which say whose traffic a root's KPIs and
-    shares are.
+    shares are; None keeps the latest snapshot's (its VirtualServices' too).
     The services, pods and workloads that resolve Prometheus's names are the latest snapshot's: the history keeps
-    no pods."""
+    no pods.
+    A cut-over on one cluster asks the catalog of the mesh that ran then (`mesh`, with what to ask of it:
+    `available`) and averages over a whole `window` (seconds before `when`) instead of the cycle's minute: the
+    same fixed set of queries, each a rate over that window."""
     out = PastKPIs(at=when)
     if not cluster.prometheus_url:
         out.unavailable = "metrics unavailable: this cluster has no Prometheus URL"
@@ -68,9 +80,13 @@ def kpis_at(cluster: Cluster, when: datetime, splits: list[dict[str, Any]]) -> P
     state = MetricsState.objects.filter(cluster=cluster).first()
     scrape = float(cluster.scrape_interval_seconds or (state.scrape_interval_seconds if state else 15.0))
     # What this Prometheus keeps, as the last collection found it (asking again would cost a query per page).
-    mesh = mesh_kind(cluster)
-    available = last_available(state, mesh)
-    cycle = Cycle(at=when.timestamp(), windows=catalog.windows(scrape), available=available, mesh=mesh)
+    mesh = mesh or mesh_kind(cluster)
+    available = available or last_available(state, mesh)
+    windows = catalog.windows(scrape)
+    if window is not None:
+        span = max(window, windows.short)
+        windows = catalog.Windows(scrape_interval=windows.scrape_interval, short=span, long=span)
+    cycle = Cycle(at=when.timestamp(), windows=windows, available=available, mesh=mesh)
     asked = 0
 
     def instant(key: str, expr: str) -> list:
@@ -96,8 +112,9 @@ def kpis_at(cluster: Cluster, when: datetime, splits: list[dict[str, Any]]) -> P
     out.failed = list(cycle.failures.values())
     resolver = Resolver.for_cluster(cluster)
     names: dict[tuple[str, str], str] = {}
-    resolver.splits = {}
-    for s in sorted(splits, key=lambda s: (s["namespace"], s["name"])):  # the first by name, as the collector
+    if splits is not None:
+        resolver.splits = {}
+    for s in sorted(splits or [], key=lambda s: (s["namespace"], s["name"])):  # the first by name, as the collector
         root = root_service_name(s["root_service"])
         backends = [b["service"] for b in s["backends"] if isinstance(b, dict) and b.get("service")]
         resolver.splits.setdefault((s["namespace"], root), backends)

@@ -14,12 +14,14 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.clusters.scope import hidden_note, request_namespaces
+from apps.history import services as history
 from apps.mesh.names import NAMESPACE, is_valid_name
 
-from . import before_after, services
+from . import before_after, cutover, services
 
 YAML_PREVIEW_LIMIT = 30  # manifests per namespace shown inline; more only in the download
 DIFFERENCES_SHOWN = 50  # per namespace; the report lists them all
@@ -138,20 +140,24 @@ def report(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def before_after_view(request: HttpRequest) -> HttpResponse:
-    """One namespace before and after the move: `?before=<OSM cluster>&after=<Istio cluster>&namespace=<ns>`."""
+    """One namespace before and after the move: `?before=<OSM cluster>&after=<Istio cluster>&namespace=<ns>`; the same
+    cluster on both sides compares before and after its cut-over (`&cutover=<time>`, else the one the history saw)."""
     require_viewer(request)
     ctx = page_context(request)
     clusters = {c.name: c for c in ctx.clusters}
     before_name = request.GET.get("before", "").strip()[:63]
     after_name = request.GET.get("after", "").strip()[:63]
     namespace = request.GET.get("namespace", "").strip()[:253]
+    cutover_text = request.GET.get("cutover", "").strip()[:64]
     mine = request_namespaces(request)
     context: dict = {
         "page_ctx": ctx,
         "before_name": before_name,
         "after_name": after_name,
         "namespace": namespace,
+        "cutover_text": cutover_text,
         "result": None,
+        "cutover": None,
         "error": "",
     }
     if before_name or after_name or namespace:
@@ -159,9 +165,31 @@ def before_after_view(request: HttpRequest) -> HttpResponse:
             context["error"] = "Choose two clusters Meshboard collects: the one before the move and the one after."
         elif not namespace or (mine is not None and namespace not in mine):
             context["error"] = "Choose a namespace (one of yours)."
+        elif before_name == after_name:
+            _cutover(context, clusters[before_name], namespace, cutover_text)
         else:
             context["result"] = before_after.compare(clusters[before_name], clusters[after_name], namespace)
     response = render(request, "migration/before_after.html", context)
     if context["error"]:
         response.status_code = 400
     return response
+
+
+def _cutover(context: dict, cluster: Cluster, namespace: str, text: str) -> None:
+    """The same cluster before and after its cut-over, at the time given or the one the history saw."""
+    if text:
+        try:
+            at = history.parse_time(text)
+        except history.NotInHistory as exc:
+            context["error"] = f"Cut-over time: {exc}."
+            return
+        context["cutover"] = cutover.compare(cluster, namespace, at, detected=False)
+        return
+    at = cutover.detected_cutover(cluster)
+    if at is None:
+        context["error"] = (
+            f"No cut-over of cluster {cluster.name} in its history (it is not read as Istio now, or no collection saw "
+            "OSM's MeshConfig go): give the cut-over time."
+        )
+        return
+    context["cutover"] = cutover.compare(cluster, namespace, at, detected=True)

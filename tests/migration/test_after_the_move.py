@@ -25,7 +25,7 @@ from apps.metrics.ranges import service_series
 from apps.metrics.services import collect_and_record as collect_metrics
 from apps.migration import services
 from apps.policies import istio_access, smi_access
-from lab.metrics_data import OpenMetrics, envoy_edge, istio_edge, sample_times
+from lab.metrics_data import bookstore_openmetrics, sample_times
 from lab.seeds.istio import BUNDLE_FILE, REVISION
 from lab.seeds.loader import istio_bookstore_seed
 from tests.browser_fixtures import login, screenshot
@@ -35,40 +35,10 @@ pytestmark = pytest.mark.django_db
 T0 = (int(time.time()) // 3600 - 3) * 3600
 AT = T0 + 1800.0
 TIMES = sample_times(T0, AT, 15.0)
-# (source namespace, workload = app, service account), (destination namespace, service, port), rps or B/s, protocol
-TRAFFIC = [
-    (("bookbuyer", "bookbuyer"), ("bookstore", "bookstore-v1", 14001), 8.0, "http", True),
-    (("bookstore", "bookstore"), ("bookwarehouse", "bookwarehouse", 14001), 6.0, "http", True),
-    (("bookwarehouse", "bookwarehouse"), ("bookwarehouse", "mysql", 3306), 2000.0, "tcp", True),
-    (("bookthief", "bookthief"), ("bookstore", "bookstore-v1", 14001), 2.0, "http", False),
-]
 
 
 def _openmetrics() -> str:
-    om = OpenMetrics(TIMES)
-    for (sns, app), (dns, svc, port), rate, protocol, allowed in TRAFFIC:
-        osm_source = {
-            "source_namespace": sns,
-            "source_service": app,
-            "source_pod_name": f"{app}-1",
-            "source_workload_kind": "Deployment",
-            "source_workload_name": app,
-        }
-        if allowed and protocol == "http":
-            envoy_edge(om, osm_source, f"{dns}/{svc}|{port}", rps_by_class={"2": rate})
-        elif allowed:  # mysql's headless StatefulSet: the truncated cluster name `<ns>/<pod>`, the rest in the name
-            envoy_edge(om, osm_source, f"{dns}/{svc}-0", rps_by_class={}, bytes_sent=rate, stat_prefix=f"{svc}_{port}_")
-        istio_source = {"source_workload": app, "source_workload_namespace": sns, "source_app": app}
-        destination = {
-            "destination_service": f"{svc}.{dns}.svc.cluster.local",
-            "destination_service_name": svc,
-            "destination_service_namespace": dns,
-        }
-        if protocol == "http":
-            istio_edge(om, istio_source, destination, rps_by_code={"200" if allowed else "403": rate})
-        else:
-            istio_edge(om, istio_source, destination, rps_by_code={}, tcp_received=rate, connections=1.0)
-    return om.text()
+    return bookstore_openmetrics(TIMES, TIMES)
 
 
 @pytest.fixture
