@@ -10,6 +10,12 @@ destination-service clusters (catalog.DESTINATION: not OSM's internal clusters, 
   (`source_service`), shared by every workload with that label.
 The latency chart is a quantile of the summed histogram over all destinations (one quantile of all its calls), which
 the KPI table cannot give: quantiles of edges cannot be added.
+
+On Istio the same series come from istio-proxy's standard metrics, as the KPIs read them: the destination reporter
+(each request is counted by both sidecars), selected by the caller, `source_workload_namespace` and
+`source_workload` (Istio names a pod's workload as OSM's relabeling does: a Deployment by its name, a bare pod by
+its own). A destination without a sidecar reports nothing, so calls to it are not charted; Istio has no egress
+passthrough counter, which the page says instead of a blank chart.
 """
 
 from __future__ import annotations
@@ -19,13 +25,29 @@ import json
 from apps.clusters.models import Cluster
 from apps.core.windows import TimeRange
 
-from . import catalog
+from . import catalog, istio_catalog
 from .models import EdgeKPI, MetricsState
-from .ranges import SERIES, _Frame, chart_data
+from .ranges import SERIES, _Frame, chart_data, is_istio
 
 BY_WORKLOAD, BY_POD, BY_APP = "workload", "pod", "app"
 PASSTHROUGH = "passthrough_rate"  # connections/s to the egress passthrough, beside service_series' SERIES
 WASM_BY_APP = "OSM's WASM latency metric names callers by workload, and this one is known by its app label only"
+ISTIO_NO_PASSTHROUGH = "not on Istio: its standard metrics have no egress passthrough counter"
+
+
+def _istio_selector(namespace: str, name: str) -> str:
+    """The destination reporter's series of the calls this workload (or bare pod) made."""
+    ns, name = catalog.promql_string(namespace), catalog.promql_string(name)
+    return f'{istio_catalog.REPORTER},source_workload_namespace="{ns}",source_workload="{name}"'
+
+
+def _istio_queries(selector: str, frame: _Frame, state: MetricsState | None) -> tuple[dict, dict]:
+    latency = (state.latency_source if state else "istio") == "istio"
+    queries = istio_catalog.series_queries(selector, frame.rate_window, latency)
+    reason = (state.latency_unavailable_reason if state else "") or istio_catalog.LATENCY_UNAVAILABLE
+    unavailable = {name: reason for name in catalog.QUANTILES if name not in queries}
+    unavailable[PASSTHROUGH] = ISTIO_NO_PASSTHROUGH
+    return queries, unavailable
 
 
 def _source_selector(namespace: str, by: str, kind: str, name: str, app: str) -> str:
@@ -108,6 +130,17 @@ def workload_series(
     is the pod's name); `app` is its pods' app label, for a Prometheus without the workload labels. Never raises
     for Prometheus trouble (see service_series); ValueError for an unknown `window`.
     """
+    if is_istio(cluster):
+        selector = _istio_selector(namespace, name)
+        return chart_data(
+            cluster,
+            window,
+            who=f"workload-series:istio:{json.dumps([namespace, kind, name])}",
+            queries=lambda frame, state: _istio_queries(selector, frame, state),
+            series=(*SERIES, PASSTHROUGH),
+            extra={"selected_by": BY_POD if not kind else BY_WORKLOAD, "selector": selector},
+            now=now,
+        )
     by = attribution(cluster, namespace, kind, name, app)
     source = _source_selector(namespace, by, kind, name, app)
     selector = f"{source},{catalog.DESTINATION}"

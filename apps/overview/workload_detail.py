@@ -17,7 +17,7 @@ from apps.clusters import scope
 from apps.clusters.models import Cluster
 from apps.mesh.models import Pod, Service, Workload, selects
 from apps.metrics.models import EdgeKPI, MetricsState, Refusal, success_ratio
-from apps.policies import smi_access
+from apps.policies import istio_access, smi_access
 from apps.policies.smi_access import REFUSAL_WORDS, Grant, Identity, Verdict
 
 from .workloads import PAGE_KINDS, POD, SUMMED, WorkloadIndex, WorkloadRef
@@ -71,7 +71,7 @@ class DestinationVerdict:
 
 @dataclass
 class PolicyView:
-    mode: str  # permissive | smi | unknown
+    mode: str  # permissive | smi | unknown | istio
     identities: list[Identity]
     grants: list[Grant]  # every TrafficTarget source entry naming one of its service accounts
     verdicts: list[DestinationVerdict]
@@ -84,7 +84,7 @@ class PolicyView:
     @property
     def nothing_allows(self) -> bool:
         """In SMI mode (or an unknown mode, judged as SMI) no TrafficTarget lets it call anything."""
-        return self.mode != smi_access.PERMISSIVE and not self.allowing
+        return self.mode not in (smi_access.PERMISSIVE, istio_access.ISTIO) and not self.allowing
 
 
 @dataclass
@@ -235,10 +235,13 @@ def _policy(
     refused: bool,
 ) -> PolicyView:
     """What SMI policy says about this workload as a caller, through the policies app's evaluator; when its sidecars
-    sent traffic outside their routes (`refused`), which refusing destinations policy denies it."""
-    policy = smi_access.load_policy(cluster)
+    sent traffic outside their routes (`refused`), which refusing destinations policy denies it. On Istio, what the
+    live AuthorizationPolicies say of each destination it calls (the migration assistant's Istio evaluator, as on
+    the Policies page); Istio has no TrafficTargets to list nor refusals counted without the caller."""
+    policy = istio_access.current_policy(cluster)
     identities = [Identity(ref.namespace, sa) for sa in accounts]
-    grants = [g for g in policy.grants if g.source in identities]
+    istio = isinstance(policy, istio_access.IstioAccess)
+    grants = [] if istio else [g for g in policy.grants if g.source in identities]
     verdicts = []
     try:
         source = smi_access.resolve(cluster, ref.endpoint)
@@ -252,8 +255,11 @@ def _policy(
         except smi_access.UnknownEndpoint:
             verdicts.append(DestinationVerdict(dns, dsvc, None, "not a Service of the latest snapshot"))
             continue
-        verdicts.append(DestinationVerdict(dns, dsvc, smi_access.verdict(policy, source, destination)))
+        judge = istio_access.verdict if istio else smi_access.verdict
+        verdicts.append(DestinationVerdict(dns, dsvc, judge(policy, source, destination)))
     not_allowed: list[str] = []
+    if istio:
+        return PolicyView(policy.mode, identities, grants, verdicts, not_allowed)
     kind, name = ref.source
     for party in smi_access.denied_traffic(cluster, policy).callers if refused else []:
         if party.namespace != ref.namespace:

@@ -23,6 +23,7 @@ from apps.mesh.services import collect_and_record as collect_objects
 from apps.metrics.models import EdgeKPI, SplitShare
 from apps.metrics.ranges import service_series
 from apps.metrics.services import collect_and_record as collect_metrics
+from apps.metrics.workload_ranges import PASSTHROUGH, workload_series
 from apps.migration import services
 from apps.policies import istio_access, smi_access
 from lab.metrics_data import bookstore_openmetrics, sample_times
@@ -211,6 +212,73 @@ def test_it_charts_a_service_from_the_same_traffic_before_and_after(before_and_a
     assert root["request_rate"][-1] == pytest.approx(10.0) and root["rate_4xx"][-1] == pytest.approx(2.0)
     mysql = service_series(after, "bookwarehouse", "mysql", "1h", now=AT)["series"]
     assert mysql["tcp_bytes_sent_rate"][-1] == pytest.approx(2000.0)
+
+
+def test_it_charts_a_workload_from_the_destination_reporter(before_and_after, redis):
+    """A workload's charts on Istio: what its calls did, from the destination reporter by source workload (one of
+    the two reporters: 6 req/s, not 12), the same series as OSM's caller-side cluster stats."""
+    before, after = before_and_after
+    osm = workload_series(before, "bookstore", "Deployment", "bookstore", "1h", app="bookstore", now=AT)
+    istio = workload_series(after, "bookstore", "Deployment", "bookstore", "1h", app="bookstore", now=AT)
+    assert istio["timestamps"] == osm["timestamps"]
+    assert 'source_workload_namespace="bookstore",source_workload="bookstore"' in istio["selector"]
+    for data in (osm, istio):
+        assert data["series"]["request_rate"][-1] == pytest.approx(6.0)
+        assert data["series"]["success_rate"][-1] == pytest.approx(1.0)
+    # Istio has no egress passthrough counter: the chart says so instead of drawing nothing.
+    assert istio["unavailable"][PASSTHROUGH] == "not on Istio: its standard metrics have no egress passthrough counter"
+    assert all(v is None for v in istio["series"][PASSTHROUGH])
+    thief = workload_series(after, "bookthief", "Deployment", "bookthief", "1h", app="bookthief", now=AT)["series"]
+    assert thief["request_rate"][-1] == pytest.approx(2.0) and thief["rate_4xx"][-1] == pytest.approx(2.0)
+    mysql = workload_series(after, "bookwarehouse", "Deployment", "bookwarehouse", "1h", now=AT)["series"]
+    assert mysql["tcp_bytes_sent_rate"][-1] == pytest.approx(2000.0)
+
+
+def test_it_shows_each_edges_mtls_share_and_says_istio_has_no_certificate_expiry(before_and_after, client, viewer):
+    before, after = before_and_after
+    client.force_login(viewer)
+    osm, istio = (
+        client.get("/services/bookwarehouse/bookwarehouse/", {"cluster": c.name}).content.decode()
+        for c in (before, after)
+    )
+    assert "<th>TLS handshakes/s</th>" in osm and "mtls-share" not in osm
+    assert "<th>mTLS share</th>" in istio and "<th>TLS handshakes/s</th>" not in istio
+    inbound = istio.split('<tr data-source="bookstore/bookstore">', 1)[1].split("</tr>")[0]
+    assert '<span class="mtls-share">100%</span>' in inbound
+    expiry = istio.split("<dt>Certificate expiry</dt>", 1)[1].split("</dd>")[0]
+    assert "certificate expiry are Envoy cluster stats that Istio&#x27;s standard metrics do not carry" in expiry
+    workload = client.get("/workloads/bookstore/deployment/bookstore/", {"cluster": after.name}).content.decode()
+    row = workload.split('<tr data-destination="bookwarehouse/bookwarehouse">', 1)[1].split("</tr>")[0]
+    assert "<th>mTLS share</th>" in workload and '<span class="mtls-share">100%</span>' in row
+
+
+def test_it_judges_a_workloads_calls_by_the_live_authorization_policies(before_and_after, client, viewer):
+    _before, after = before_and_after
+    client.force_login(viewer)
+    page = client.get("/workloads/bookstore/deployment/bookstore/", {"cluster": after.name}).content.decode()
+    policy = page.split('<section class="policy"', 1)[1].split("</section>")[0]
+    assert "Mode: Istio: each call is judged by the destination's live AuthorizationPolicies" in policy
+    assert "Nothing allows it" not in policy and "TrafficTarget</th>" not in policy
+    called = policy.split('<li data-destination="bookwarehouse/bookwarehouse">', 1)[1].split("</li>")[0]
+    assert (
+        "<strong>yes</strong>" in called
+        and "ALLOW policy bookwarehouse/meshboard-tt-bookstore-access-bookwarehouse" in called
+    )
+    thief = client.get("/workloads/bookthief/deployment/bookthief/", {"cluster": after.name}).content.decode()
+    called = thief.split('<li data-destination="bookstore/bookstore-v1">', 1)[1].split("</li>")[0]
+    assert "<strong>no</strong>" in called and "no rule of the ALLOW policies" in called, called
+
+
+def test_it_draws_a_workloads_charts_on_istio_in_a_browser(before_and_after, page, live_server, viewer):
+    _before, after = before_and_after
+    login(page, live_server.url, "vera", "a-long-viewer-pass")
+    page.goto(f"{live_server.url}/workloads/bookstore/deployment/bookstore/?cluster={after.name}&window=6h")
+    requests = page.locator('.chart[data-chart="requests"]')
+    expect(requests).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"), timeout=20000)
+    passthrough = page.locator('.chart[data-chart="passthrough"]')
+    expect(passthrough).to_contain_text("No data: not on Istio: its standard metrics have no egress passthrough")
+    screenshot(page, "istio-workload-charts")
+    assert page.errors == []
 
 
 def test_it_draws_the_moved_bookstore_in_a_browser(before_and_after, page, live_server, viewer):

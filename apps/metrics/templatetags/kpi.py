@@ -66,3 +66,12 @@ def sort_link(current: str, key: str) -> str:
 def get_item(mapping: object, key: object) -> object:
     """`mapping|get_item:key` for dict lookups with a variable key; None when absent."""
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def is_istio(cluster: object) -> bool:
+    """The cluster is read as an Istio mesh: its edges' TLS evidence is the mTLS share of their requests
+    (`connection_security_policy`), not Envoy's TLS handshake stats."""
+    from apps.metrics.ranges import is_istio as cluster_is_istio
+
+    return cluster is not None and cluster_is_istio(cluster)
