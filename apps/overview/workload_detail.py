@@ -139,8 +139,11 @@ class WorkloadDetail:
         if state is None:
             return "no metrics collected yet"
         from apps.metrics.catalog import DENIALS_NOT_KEPT
+        from apps.metrics.istio_catalog import DENIALS_STATEMENT
 
-        return state.denials_unavailable_reason if DENIALS_NOT_KEPT in state.denials_unavailable_reason else ""
+        # Istio counts no refusal apart from the 403s in each edge's 4xx rate: say so rather than "none measured".
+        reason = state.denials_unavailable_reason
+        return reason if DENIALS_NOT_KEPT in reason or reason == DENIALS_STATEMENT else ""
 
 
 def _sources(ref: WorkloadRef, apps: list[str], fields: tuple[str, str, str, str]) -> Q:

@@ -256,6 +256,8 @@ def test_it_judges_a_workloads_calls_by_the_live_authorization_policies(before_a
     _before, after = before_and_after
     client.force_login(viewer)
     page = client.get("/workloads/bookstore/deployment/bookstore/", {"cluster": after.name}).content.decode()
+    refusals = page.split('<section class="refusals"', 1)[1].split("</section>")[0]
+    assert "the 403s the destination&#x27;s sidecar answered (its AuthorizationPolicies)" in refusals
     policy = page.split('<section class="policy"', 1)[1].split("</section>")[0]
     assert "Mode: Istio: each call is judged by the destination's live AuthorizationPolicies" in policy
     assert "Nothing allows it" not in policy and "TrafficTarget</th>" not in policy
