@@ -25,10 +25,10 @@ def bench_migrate(services: int, runs: int) -> None:
         from apps.mesh.services import collect_and_record
         from apps.migration import services as migration
         from apps.migration.equivalence import check
-        from apps.migration.model import Target
         from apps.migration.plan import cutover
-        from apps.migration.snapshot import load
         from apps.migration.translate import translate_mesh
+        from apps.policies.model import Target
+        from apps.policies.snapshot import load
         from lab.synthetic import generate
 
         with standin(services, Path(tmp)) as kubeconfig:

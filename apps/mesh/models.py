@@ -433,7 +433,7 @@ class IstioConfig(SnapshotRow):
         abstract = True
 
     def as_object(self, kind: str) -> dict:
-        """The object as Istio's evaluators read it (`apps.migration.istio_eval`): metadata and spec."""
+        """The object as Istio's evaluators read it (`apps.policies.istio_eval`): metadata and spec."""
         return {
             "apiVersion": self.api_version,
             "kind": kind,

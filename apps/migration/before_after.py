@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from apps.clusters.models import Cluster
 from apps.metrics.models import ServiceKPI
 from apps.policies.istio_access import IstioAccess, current_policy
+from apps.policies.model import WorkloadGroup
 from apps.policies.smi_access import Identity, Policy, pair_policy
-
-from .model import WorkloadGroup
-from .snapshot import load as load_mesh
+from apps.policies.snapshot import load as load_mesh
 
 
 @dataclass(frozen=True)

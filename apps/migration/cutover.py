@@ -28,9 +28,9 @@ from apps.metrics.as_of import PastKPIs, kpis_at
 from apps.metrics.catalog import Available
 from apps.policies.istio_access import IstioAccess, current_policy
 from apps.policies.smi_access import load_policy_as_of
+from apps.policies.snapshot import load as load_mesh
 
 from .before_after import PolicyCompare, ServiceCompare, ServiceSide, _answer, _served
-from .snapshot import load as load_mesh
 
 WEEK = timedelta(days=7)
 # What both sides can be compared on: requests, bytes and latency. OSM's TLS, refusal and resilience stats have no

@@ -28,10 +28,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from apps.mesh.models import selects, weight_problem
-from apps.policies.smi_access import Identity, Route
-
-from .istio_eval import IstioEgress, IstioPolicies, IstioVerdict, Unsupported
-from .model import (
+from apps.policies.istio_eval import IstioEgress, IstioPolicies, IstioVerdict, Unsupported
+from apps.policies.model import (
     HTTP,
     TCP,
     TLS,
@@ -46,9 +44,11 @@ from .model import (
     sa_key,
     target_key,
 )
+from apps.policies.policy_api import admissions_by_group, an_address_in, resolve_ingress, services_of
+from apps.policies.regex import BROADER, HEADER, MANUAL, NARROWER, PATH, outside, samples
+from apps.policies.smi_access import Identity, Route
+
 from .osm_eval import OsmPolicy, OsmVerdict, egress_capture_key
-from .policy_api import admissions_by_group, an_address_in, resolve_ingress, services_of
-from .regex import BROADER, HEADER, MANUAL, NARROWER, PATH, outside, samples
 from .translate import ANY_METHODS, UNLISTED_HOST, Translation, configured_sidecar
 
 UNLISTED = "meshboard-unlisted"

@@ -9,7 +9,7 @@ destination service account (from the TrafficTargets naming it, `osm@v1.2.4:pkg/
 2. on an HTTP port (a Service port whose `appProtocol` is not tcp), one route per HTTPRouteGroup match and method, in
    TrafficTarget order, with identical matches merged and their sources united; the route's RBAC admits its
    sources. Envoy takes the *first* route whose path regex, method and header regexes all match (full RE2 matches,
-   `apps.migration.regex.full_match`): no route gives a 404, a route that does not list the source a 403. An empty
+   `apps.policies.regex.full_match`): no route gives a 404, a route that does not list the source a 403. An empty
    `pathRegex` is `.*`, no methods is `*`.
 3. a TCP port has no routes: the network filter alone decides.
 
@@ -42,11 +42,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from apps.policies.model import HTTP, PERMISSIVE, TCP, TLS, ExternalRequest, MeshInput, Request
+from apps.policies.policy_api import (
+    Admission,
+    EgressRoute,
+    admissions_by_group,
+    egress_routes,
+    in_range,
+    resolve_ingress,
+)
+from apps.policies.regex import full_match, re2_problem
 from apps.policies.smi_access import Grant, Identity, Route
-
-from .model import HTTP, PERMISSIVE, TCP, TLS, ExternalRequest, MeshInput, Request
-from .policy_api import Admission, EgressRoute, admissions_by_group, egress_routes, in_range, resolve_ingress
-from .regex import full_match, re2_problem
 
 
 def egress_capture_key(source: Identity, port: int) -> str:

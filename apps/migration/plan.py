@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import MeshInput, Target
-from .policy_api import resolve_ingress
+from apps.policies.model import MeshInput, Target
+from apps.policies.policy_api import resolve_ingress
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import yaml
 
 from apps.clusters.models import Cluster
+from apps.policies.model import Target
+from apps.policies.regex import BROADER, EXACT, LEVELS, MANUAL, NARROWER
+from apps.policies.snapshot import load
 
 from .equivalence import Check, check
-from .model import Target
 from .plan import Plan, cutover
-from .regex import BROADER, EXACT, LEVELS, MANUAL, NARROWER
-from .snapshot import load
 from .translate import NamespacePlan, Translation, translate_mesh
 
 REVISION = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

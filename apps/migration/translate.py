@@ -29,11 +29,8 @@ import copy
 from dataclasses import dataclass, field
 
 from apps.mesh.models import selects, weight_problem
-from apps.policies.osm_policy import go_duration_seconds
-from apps.policies.smi_access import Grant, Identity, Route
-
-from .istio_eval import ALLOW_ANY, REGISTRY_ONLY
-from .model import (
+from apps.policies.istio_eval import ALLOW_ANY, REGISTRY_ONLY
+from apps.policies.model import (
     FIDELITY,
     GENERATED_FROM,
     HTTP,
@@ -63,9 +60,12 @@ from .model import (
     sa_key,
     target_key,
 )
+from apps.policies.osm_policy import go_duration_seconds
+from apps.policies.policy_api import Resolved, egress_ignored, resolve_ingress
+from apps.policies.regex import BROADER, EXACT, HEADER, MANUAL, NARROWER, PATH, samples, translate, worst
+from apps.policies.smi_access import Grant, Identity, Route
+
 from .osm_eval import egress_capture_key, egress_key, ingress_key
-from .policy_api import Resolved, egress_ignored, resolve_ingress
-from .regex import BROADER, EXACT, HEADER, MANUAL, NARROWER, PATH, samples, translate, worst
 
 INJECTION_ANNOTATION = "openservicemesh.io/sidecar-injection"
 ISTIO_INJECT_LABEL = "sidecar.istio.io/inject"

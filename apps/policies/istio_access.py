@@ -1,5 +1,5 @@
 """Who may talk to whom on an Istio mesh: the live AuthorizationPolicies and PeerAuthentications of the snapshot,
-judged by the migration assistant's Istio evaluator (`apps.migration.istio_eval`, the same one that proves the
+judged by the migration assistant's Istio evaluator (`apps.policies.istio_eval`, the same one that proves the
 bundle), so "can A talk to B?" is answered the same way for the bundle before the move and the cluster after it.
 
 - `load_istio_access(cluster)`: the evaluator over the snapshot's AuthorizationPolicies (Istio's root namespace:
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from apps.clusters.models import Cluster
 from apps.mesh.models import IstioAuthorizationPolicy, IstioPeerAuthentication, MeshState
-from apps.migration.istio_eval import IstioPolicies, IstioVerdict, Unsupported
-from apps.migration.model import HTTP, TCP, Request, WorkloadGroup
-from apps.migration.snapshot import load as load_mesh
+from apps.policies.istio_eval import IstioPolicies, IstioVerdict, Unsupported
+from apps.policies.model import HTTP, TCP, Request, WorkloadGroup
+from apps.policies.snapshot import load as load_mesh
 
 from .smi_access import Endpoint, Identity, Policy, Verdict, load_policy, resolve
 

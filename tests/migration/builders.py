@@ -4,7 +4,7 @@ tests state a mesh in a few lines instead of collecting one."""
 from __future__ import annotations
 
 from apps.mesh.models import TrafficTarget
-from apps.migration.model import (
+from apps.policies.model import (
     HTTP,
     SMI,
     TCP,

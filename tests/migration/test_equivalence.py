@@ -8,11 +8,11 @@ import pytest
 
 from apps.migration import services
 from apps.migration.equivalence import check
-from apps.migration.istio_eval import IstioPolicies
-from apps.migration.model import SMI, Target
 from apps.migration.osm_eval import OsmPolicy
-from apps.migration.regex import BROADER
 from apps.migration.translate import translate_mesh
+from apps.policies.istio_eval import IstioPolicies
+from apps.policies.model import SMI, Target
+from apps.policies.regex import BROADER
 
 from .builders import grants, group, http, mesh, request
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from apps.migration.istio_eval import ALLOW_ANY, REGISTRY_ONLY, IstioEgress, IstioPolicies, Unsupported
-from apps.migration.model import TCP, TLS, ExternalRequest, Origin, Request
+from apps.policies.istio_eval import ALLOW_ANY, REGISTRY_ONLY, IstioEgress, IstioPolicies, Unsupported
+from apps.policies.model import TCP, TLS, ExternalRequest, Origin, Request
 from apps.policies.smi_access import Identity
 
 from .builders import group, request

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.migration.model import (
+from apps.migration.osm_eval import OsmPolicy
+from apps.policies.model import (
     HTTP,
     PERMISSIVE,
     SMI,
@@ -19,7 +20,6 @@ from apps.migration.model import (
     Origin,
     Request,
 )
-from apps.migration.osm_eval import OsmPolicy
 
 from .builders import grants, group, http, mesh, meshconfig, request, sa, service, tcp, tcp_request
 

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.migration.equivalence import check
-from apps.migration.model import PERMISSIVE, SMI, TCP, EgressInfo, IngressBackendInfo, NamespaceInfo, Target
-from apps.migration.regex import EXACT
 from apps.migration.translate import translate_mesh
+from apps.policies.model import PERMISSIVE, SMI, TCP, EgressInfo, IngressBackendInfo, NamespaceInfo, Target
+from apps.policies.regex import EXACT
 
 from .builders import grants, group, http, mesh, meshconfig, sa, service, tcp
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.migration.regex import (
+from apps.policies.regex import (
     BROADER,
     EXACT,
     HEADER,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from apps.migration.equivalence import check
-from apps.migration.model import (
+from apps.migration.translate import translate_mesh
+from apps.policies.model import (
     PERMISSIVE,
     SMI,
     TCP,
@@ -21,8 +22,7 @@ from apps.migration.model import (
     Target,
     UpstreamSettingInfo,
 )
-from apps.migration.regex import BROADER, EXACT, MANUAL, NARROWER
-from apps.migration.translate import translate_mesh
+from apps.policies.regex import BROADER, EXACT, MANUAL, NARROWER
 from apps.policies.smi_access import Route
 
 from .builders import grants, group, http, mesh, meshconfig, sa, service, tcp

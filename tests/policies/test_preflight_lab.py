@@ -53,7 +53,7 @@ def mesh_page(client) -> str:
 
 def preflight_rows(page: str) -> dict[str, tuple[str, str, str]]:
     """Each row of the pre-flight table: name → (status, what the page shows, what goes blank), as text."""
-    table = page[page.index('<table class="preflight">') :]
+    table = page[page.index('<table class="preflight"') :]
     table = table[: table.index("</table>")]
     return {
         html_lib.unescape(m["name"]): (m["status"], html_lib.unescape(m["shown"]), html_lib.unescape(m["cost"]))
