@@ -19,6 +19,7 @@ from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.clusters.scope import hidden_note, request_namespaces
 from apps.history import services as history
+from apps.mesh.models import Service
 from apps.mesh.names import NAMESPACE, is_valid_name
 
 from . import before_after, cutover, services
@@ -159,6 +160,8 @@ def before_after_view(request: HttpRequest) -> HttpResponse:
         "result": None,
         "cutover": None,
         "error": "",
+        "notice": "",
+        "namespaces": sorted(set(Service.objects.filter(cluster__in=ctx.clusters).values_list("namespace", flat=True))),
     }
     if before_name or after_name or namespace:
         if before_name not in clusters or after_name not in clusters:
@@ -187,7 +190,8 @@ def _cutover(context: dict, cluster: Cluster, namespace: str, text: str) -> None
         return
     at = cutover.detected_cutover(cluster)
     if at is None:
-        context["error"] = (
+        # Not the visitor's mistake: nothing to compare yet (200, said as a notice).
+        context["notice"] = (
             f"No cut-over of cluster {cluster.name} in its history (it is not read as Istio now, or no collection saw "
             "OSM's MeshConfig go): give the cut-over time."
         )

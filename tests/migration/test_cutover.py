@@ -161,7 +161,7 @@ def test_it_takes_a_cut_over_time_the_user_gives(cut_over, client, viewer):
 def test_it_says_when_no_cut_over_is_known(bookstore_cluster, client, viewer):
     client.force_login(viewer)
     response = client.get(URL, {"before": "lab", "after": "lab", "namespace": "bookstore"})
-    assert response.status_code == 400
+    assert response.status_code == 200  # nothing to compare yet is no error of the visitor's
     assert "No cut-over of cluster lab in its history" in response.content.decode()
 
 
