@@ -3,7 +3,7 @@ SHELL := /bin/bash
 APT_TEST := redis-server prometheus chromium postgresql
 PY := .venv/bin/python
 
-.PHONY: test lint bench bootstrap demo
+.PHONY: test lint bench bootstrap demo screenshots
 
 bootstrap:
 	./scripts/bootstrap.sh $(APT_TEST)
@@ -25,3 +25,7 @@ lint: bootstrap
 ## make bench: benchmarks; results go to BENCHMARKS.md by hand with the machine and date
 bench: bootstrap
 	$(PY) -m lab.bench
+
+## make screenshots: the README's screenshots (docs/screenshots/) from a demo of its own, or SCREENSHOTS_URL's
+screenshots: bootstrap
+	$(PY) scripts/screenshots.py $(if $(SCREENSHOTS_URL),--url $(SCREENSHOTS_URL))
