@@ -37,7 +37,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 USER, PASSWORD = "operator", "move-the-canary"  # the demo's operator (lab/supervise.py)
 SERVICE = "/services/bookstore/bookstore-v1/"
 EDITOR = "/splits/bookstore/bookstore-split/"
-# (file name, path, what says the page is drawn)
+# (file name, path, what says the page is drawn); the service page and the graph are scrolled to their charts and
+# graph, which are below the fold at 1280x800
 PAGES = [
     ("overview", "/", "table.services"),
     ("service", SERVICE, ".chart .main-svg"),
@@ -46,6 +47,7 @@ PAGES = [
     ("policies", "/policies/", "h1"),
     ("mesh", "/mesh/", "h1"),
 ]
+SCROLL_TO = {"service": ".chart-grid", "graph": ".graph-wrap"}
 
 
 def free_port() -> int:
@@ -174,6 +176,13 @@ def take(base: str, settle: float, timeout: float, canary: bool = False) -> list
                 if name == "graph":
                     page.wait_for_function("() => Number(document.body.dataset.graphRenders || 0) > 0")
                     page.wait_for_timeout(1500)  # the layout's animation settles
+                if name in SCROLL_TO:
+                    page.evaluate(
+                        "(sel) => window.scrollTo(0, document.querySelector(sel).getBoundingClientRect().top"
+                        " + window.scrollY - 90)",
+                        SCROLL_TO[name],
+                    )
+                    page.wait_for_timeout(300)
                 target = OUT / f"{name}-{scheme}.png"
                 page.screenshot(path=str(target))
                 saved.append(target)
