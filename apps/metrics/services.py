@@ -131,28 +131,29 @@ def ask_cycle(
     queries = ask(cycle.windows, cycle.available)
     order = sorted(queries, key=lambda key: key not in catalog.SLOW_QUERIES)
     first_error: PrometheusError | None = None
-    if parallel <= 1:
+
+    def record(key: str, answer: Callable[[], list[Sample]]) -> bool:
+        """Keep the answer or the failure; True when the rest are not to be asked."""
+        nonlocal first_error
+        try:
+            cycle.results[key] = answer()
+        except PrometheusError as exc:
+            cycle.failures[key] = exc.reason
+            first_error = first_error or exc
+            return give_up(exc)
+        return False
+
+    if parallel <= 1:  # one at a time: once give_up says so, nothing more is asked
         for key in order:
-            try:
-                cycle.results[key] = instant(key, queries[key])
-            except PrometheusError as exc:
-                cycle.failures[key] = exc.reason
-                first_error = first_error or exc
-                if give_up(exc):
-                    break
+            if record(key, lambda key=key: instant(key, queries[key])):
+                break
         return first_error
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="promql") as pool:
         futures = {pool.submit(instant, key, queries[key]): key for key in order}
         for future in as_completed(futures):
-            key = futures[future]
-            try:
-                cycle.results[key] = future.result()
-            except PrometheusError as exc:
-                cycle.failures[key] = exc.reason
-                first_error = first_error or exc
-                if give_up(exc):
-                    for pending in futures:
-                        pending.cancel()  # those not started yet are not asked
+            if record(futures[future], future.result):
+                for pending in futures:
+                    pending.cancel()  # those not started yet are not asked
     return first_error
 
 
