@@ -40,6 +40,7 @@ class Phase:
     seconds: float
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    errors: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     range_queries: int = 0
 
     def p(self, endpoint: str, q: float) -> float:
@@ -74,8 +75,9 @@ def _viewer(base: str, session: requests.Session, phase: Phase, until: float, rn
             started = time.monotonic()
             try:
                 status = session.get(base + path, timeout=30, allow_redirects=False).status_code
-            except requests.RequestException:
+            except requests.RequestException as e:
                 status = 0  # no answer at all
+                phase.errors[endpoint][type(e).__name__] += 1
             phase.latencies[endpoint].append(time.monotonic() - started)
             phase.statuses[endpoint][status] += 1
             if time.monotonic() >= until:
@@ -89,6 +91,11 @@ def run_phase(stack: Stack, name: str, viewers: int, seconds: float) -> Phase:
     # Logged in one after another before the clock starts, as people arrive: that many logins of one user from one
     # address at the same instant are what the login throttle refuses (it counts each attempt before checking it).
     sessions = [_login(base) for _ in range(viewers)]
+    for session in sessions:
+        # Each viewer starts on a connection of its own, as a person arriving does: the logins' connections have
+        # waited up to gunicorn's keep-alive (2 s) while the others logged in, and one the server closes just as
+        # it is reused fails with no answer, which would count against the server.
+        session.close()
     before = range_queries(stack.prometheus.url) if healthy else 0
     until = time.monotonic() + seconds
     threads = [
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "p95_ms": round(phase.p(endpoint, 0.95) * 1000),
                 "max_ms": round(max(phase.latencies[endpoint]) * 1000),
                 "statuses": dict(phase.statuses[endpoint]),
+                "errors": dict(phase.errors[endpoint]),
             }
         qps = phase.range_queries / phase.seconds if phase.name.startswith("healthy") else None
         result["phases"].append({"name": phase.name, "endpoints": rows, "range_queries_per_s": qps})
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         for endpoint, row in rows.items():
             print(
                 f"| {endpoint} | {row['requests']} | {row['p50_ms']} | {row['p95_ms']} | {row['max_ms']} | "
-                f"{row['statuses']} |"
+                f"{row['statuses']}{' ' + str(row['errors']) if row['errors'] else ''} |"
             )
     for span, report in collections.items():
         print(f"\ncollections while {span} (poll {POLL_SECONDS} s): {report}")

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import urllib.parse
@@ -25,6 +24,7 @@ from lab.mesh.ingress import ingress_routes, render_ingress
 from lab.mesh.prom import prometheus_config
 from lab.mesh.topology import IngressController, Policy, Topology, Workload, mesh_services, read_topology
 from lab.prometheus import PrometheusServer
+from lab.waiting import free_ports
 
 log = logging.getLogger("lab.mesh")
 
@@ -73,20 +73,6 @@ BEHAVIOURS = {
     "bookwarehouse": Behaviour(0.0, 1.0, 5.0),
     "books.example.com": Behaviour(0.0, 2.0, 10.0),
 }
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free ports on 127.0.0.1 (held open together while choosing, so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class LabMesh:

@@ -67,6 +67,12 @@ def test_it_never_finds_what_a_namespace_limited_viewer_may_not_see(viewer, book
     assert "Deployment:bookbuyer/bookbuyer" in _hits(client.get("/search/", {"q": "buy"}).content.decode())
 
 
+def test_an_emptied_header_box_gets_an_empty_list_and_the_page_its_help(viewer, bookstore):
+    client = _client("vera", "a-long-viewer-pass")
+    assert client.get("/search/", {"q": "  "}, headers={"HX-Request": "true"}).content == b""
+    assert "Type part of a name" in client.get("/search/", {"q": ""}).content.decode()
+
+
 def test_it_shows_a_hostile_name_as_text(viewer, bookstore):
     from apps.mesh.models import Service
 
