@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core import heartbeats
 from apps.core.errors import GatewayError
 from apps.core.locks import exclusive
 
@@ -119,6 +121,20 @@ def collection_lock(kind: str, cluster_id: int) -> str:
     return f"collect-{kind}:{cluster_id}"
 
 
+def lock_holder(task: Task) -> str:
+    """Who runs `task`, for its collection lock: the worker's name and boot ("name boot"), so the tick can tell a
+    lock whose worker is gone (killed mid-collection) from one whose worker still runs, and free the first at once
+    instead of after its TTL. "" (unknown: the TTL alone frees it) outside a worker or when Redis cannot say."""
+    hostname = getattr(task.request, "hostname", None) or ""
+    if not hostname:
+        return ""
+    try:
+        boot = heartbeats.worker_boot(hostname)
+    except (redis.RedisError, OSError):
+        return ""
+    return f"{hostname} {boot}" if boot else ""
+
+
 def run_collection(
     task: Task,
     cluster: Cluster,
@@ -131,7 +147,8 @@ def run_collection(
     at the poll interval, counted across runs; permanent errors: one poll interval), and the tick starts it then.
     `task` is the calling Celery task (bound), kept so every collection calls this the same way."""
     what = f"{CollectionRun.Kind(kind).label.lower()} of {cluster.name}"
-    with exclusive(collection_lock(kind, cluster.pk), ttl_seconds=settings.MESHBOARD_COLLECT_TIME_LIMIT + 30) as held:
+    lock = collection_lock(kind, cluster.pk)
+    with exclusive(lock, ttl_seconds=settings.MESHBOARD_COLLECT_TIME_LIMIT + 30, holder=lock_holder(task)) as held:
         if not held:
             record_skipped(cluster, kind, f"a collection of {what} was still running")
             return "skipped"

@@ -10,6 +10,7 @@ every worker also takes from when free, when no worker has caught up or none can
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,10 +24,12 @@ from django.utils import timezone
 from kombu import Queue
 
 from apps.core import heartbeats
-from apps.core.locks import held, redis_client
+from apps.core.locks import break_lock, holders, redis_client
 
 from .models import Cluster
 from .runs import DUE_FIELDS, collection_lock
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,31 @@ def _routes(queue: str, count: int) -> list[Queue | str]:
     return [worker_direct(workers[(first + i) % len(workers)]) for i in range(count)]
 
 
+def _still_running(kind: str, queue: str, clusters: list[Cluster]) -> list[bool]:
+    """Whether a collection of `kind` still runs for each cluster: its lock is held, by a worker whose heartbeat on
+    `queue` is alive with the boot it took the lock with (`runs.lock_holder`). A lock whose worker is gone (killed
+    mid-collection, or started again under the same name) is broken here, so the cluster is collected at its next
+    due time rather than after the lock's TTL (the hard time limit + 30 s). A worker whose pool hangs keeps its
+    heartbeat, so its lock holds and no second run overlaps it."""
+    names = [collection_lock(kind, c.pk) for c in clusters]
+    found = holders(names)
+    live = heartbeats.live_boots(queue) if any(found) else {}
+    running = []
+    for name, holder in zip(names, found, strict=True):
+        if not holder:  # free (None), or held by a holder that did not say who it is (""): its TTL decides
+            running.append(holder is not None)
+            continue
+        hostname, _, boot = holder.rpartition(" ")
+        if live.get(hostname) == boot:
+            running.append(True)
+        elif break_lock(name, holder):
+            log.warning("%s: its worker %s is gone (no heartbeat from that start of it); lock freed", name, hostname)
+            running.append(False)
+        else:
+            running.append(True)  # freed or taken again meanwhile: the next tick looks again
+    return running
+
+
 @shared_task(name="clusters.tick", ignore_result=True)
 def tick() -> list[tuple[str, int]]:
     """Enqueue each registered collection for every enabled cluster whose due time for it has come (a metrics
@@ -173,7 +201,7 @@ def tick() -> list[tuple[str, int]]:
         claimed = _claim_due(candidates, collection.due_field, now)
         # A cluster whose previous collection of this kind still runs (a stalled source outlasting the poll interval)
         # gets nothing: that run covers the slot, and a second message would only be refused by its lock.
-        running = held([collection_lock(collection.kind, c.pk) for c in claimed])
+        running = _still_running(collection.kind, collection.queue, claimed)
         claimed = [c for c, busy in zip(claimed, running, strict=True) if not busy]
         if not claimed:
             continue

@@ -15,6 +15,7 @@ waiting again. Nothing here knows what a queue carries.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import suppress
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "meshboard:heartbeat"
 BEAT_KEY = f"{PREFIX}:beat"
+BOOTS_KEY = f"{PREFIX}:boots"  # hash: worker name -> the boot it last wrote
 
 
 def queue_key(queue: str) -> str:
@@ -73,10 +75,14 @@ _WRITE_WORKER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local ttl_ms = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl_ms / 1000)
-  redis.call('PEXPIRE', key, ttl_ms)
+for i, key in ipairs(KEYS) do
+  if i == 1 then
+    redis.call('HSET', key, ARGV[1], ARGV[3])
+  else
+    redis.call('ZADD', key, now, ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl_ms / 1000)
+    redis.call('PEXPIRE', key, ttl_ms)
+  end
 end
 return string.format('%.6f', now)
 """
@@ -91,11 +97,29 @@ def forget_beat() -> None:
     _writer().delete(BEAT_KEY)
 
 
-def write_worker(hostname: str, queues: list[str]) -> float:
-    """One worker's heartbeat on each queue it consumes (dropping workers whose heartbeat expired); returns the time
-    written (Redis's clock)."""
-    keys = [queue_key(queue) for queue in queues]
-    return float(_writer().eval(_WRITE_WORKER, len(keys), *keys, hostname, int(ttl() * 1000)))
+def write_worker(hostname: str, queues: list[str], boot: str = "") -> float:
+    """One worker's heartbeat on each queue it consumes (dropping workers whose heartbeat expired), and its `boot`
+    (which start of the worker process this is: a worker started again under the same name has another); returns
+    the time written (Redis's clock)."""
+    keys = [BOOTS_KEY, *(queue_key(queue) for queue in queues)]
+    return float(_writer().eval(_WRITE_WORKER, len(keys), *keys, hostname, int(ttl() * 1000), boot))
+
+
+def worker_boot(hostname: str) -> str:
+    """The boot the worker `hostname` last wrote ("" when none): with the name, who runs a task, for `live_boots`."""
+    return (_writer().hget(BOOTS_KEY, hostname) or b"").decode()
+
+
+def live_boots(queue: str) -> dict[str, str]:
+    """The workers whose heartbeat on `queue` is younger than the TTL, each with the boot it last wrote."""
+    client = _writer()
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.zrange(queue_key(queue), 0, -1, withscores=True)
+    pipe.hgetall(BOOTS_KEY)
+    (seconds, micros), members, boots = pipe.execute()
+    oldest = seconds + micros / 1_000_000 - ttl()
+    return {member.decode(): (boots.get(member) or b"").decode() for member, score in members if score >= oldest}
 
 
 def forget_worker(hostname: str, queues: list[str]) -> None:
@@ -197,9 +221,11 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
         self._queues: list[str] = []
         self._hostname = ""
+        self._boot = ""
 
     def start(self, c) -> None:
         self._hostname = c.hostname
+        self._boot = f"{os.getpid()}.{time.time_ns()}"
         self._queues = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer else []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop,), name="meshboard-heartbeat", daemon=True)
@@ -208,7 +234,7 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
     def _run(self, stop: threading.Event) -> None:
         while True:
             try:
-                write_worker(self._hostname, self._queues)
+                write_worker(self._hostname, self._queues, self._boot)
             except (redis.RedisError, OSError) as exc:
                 log.warning("worker %s could not write its heartbeat: %s", self._hostname, exc)
             if stop.wait(interval()):

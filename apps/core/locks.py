@@ -63,28 +63,59 @@ def _lock_key(name: str) -> str:
     return f"meshboard:lock:{name}"
 
 
-def held(names: list[str]) -> list[bool]:
-    """Whether each lock is held now (one round trip for all of them)."""
+def _holder_key(name: str) -> str:
+    return f"meshboard:lock:{name}:holder"
+
+
+def holders(names: list[str]) -> list[str | None]:
+    """Who holds each lock now (one round trip for all of them): None when it is free, "" when it is held by a
+    holder that did not say who it is, else what the holder gave `exclusive`."""
     if not names:
         return []
     pipe = redis_client().pipeline(transaction=False)
     for name in names:
         pipe.exists(_lock_key(name))
-    return [bool(found) for found in pipe.execute()]
+        pipe.get(_holder_key(name))
+    answers = pipe.execute()
+    return [
+        (holder.decode() if holder else "") if exists else None
+        for exists, holder in zip(answers[::2], answers[1::2], strict=True)
+    ]
+
+
+_BREAK = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+def break_lock(name: str, holder: str) -> bool:
+    """Free the lock `name` if `holder` (as `holders` gave it) still holds it; True when it did. For a holder known
+    to be gone: its TTL would free the lock too, only later."""
+    return bool(redis_client().eval(_BREAK, 2, _lock_key(name), _holder_key(name), holder))
 
 
 @contextmanager
-def exclusive(name: str, *, ttl_seconds: float) -> Iterator[bool]:
+def exclusive(name: str, *, ttl_seconds: float, holder: str = "") -> Iterator[bool]:
     """Hold the lock `name` for the block; yields False (and runs nothing of its own) when another holder has it.
 
-    The TTL bounds how long a crashed holder can block others; it must exceed the job's hard time limit.
+    The TTL bounds how long a crashed holder can block others; it must exceed the job's hard time limit. `holder`
+    says who holds it (`holders` reads it), so that one who knows the holder is gone can break the lock before then.
     """
-    lock = redis_client().lock(_lock_key(name), timeout=ttl_seconds, blocking=False)
+    client = redis_client()
+    lock = client.lock(_lock_key(name), timeout=ttl_seconds, blocking=False)
     acquired = lock.acquire()
+    if acquired and holder:
+        client.set(_holder_key(name), holder, px=int(ttl_seconds * 1000))
     try:
         yield acquired
     finally:
         if acquired:
-            # If the TTL ran out first, someone else may hold it now, which is theirs to release.
+            # If the TTL ran out (or the lock was broken) first, someone else may hold it now: theirs to release.
             with suppress(redis.exceptions.LockNotOwnedError):
+                if holder and lock.owned():
+                    client.delete(_holder_key(name))
                 lock.release()

@@ -65,6 +65,39 @@ def test_the_tick_sends_nothing_for_a_cluster_whose_collection_still_runs(kubeap
     assert tick() == [("mesh.collect_cluster", cluster.pk)]  # the lock released: the next slot is sent
 
 
+def test_the_tick_frees_the_lock_of_a_worker_that_is_gone_and_keeps_a_live_ones(kubeapi, cluster_for, redis, settings):
+    # A worker killed in the middle of a collection leaves its lock until the TTL (the time limit + 30 s). Its holder
+    # ("name boot", as runs.lock_holder writes it) tells the tick whether that start of that worker still beats.
+    from apps.core import heartbeats
+
+    settings.MESHBOARD_HEARTBEAT_SECONDS = 1  # a heartbeat older than 3 s is a dead worker's
+    alive, restarted, vanished = (cluster_for(kubeapi, name=n, poll_interval_seconds=60) for n in ("a", "b", "c"))
+    heartbeats.write_worker("cluster@one", ["cluster"], "100.1")
+    heartbeats.write_worker("cluster@two", ["cluster"], "200.1")
+    locks = {}
+    for cluster, holder in (
+        (alive, "cluster@one 100.1"),
+        (restarted, "cluster@two 200.1"),
+        (vanished, "cluster@three 300.1"),
+    ):
+        locks[cluster.pk] = exclusive(f"collect-cluster:{cluster.pk}", ttl_seconds=150, holder=holder)
+        assert locks[cluster.pk].__enter__()  # never left: the holder was killed
+    heartbeats.write_worker("cluster@two", ["cluster"], "200.2")  # started again under the same name
+
+    assert sorted(tick()) == sorted([("mesh.collect_cluster", restarted.pk), ("mesh.collect_cluster", vanished.pk)])
+    assert tick() == []  # the live worker's run still covers its slot (and the two others were sent)
+
+    def due_then_tick() -> list:
+        Cluster.objects.filter(pk=alive.pk).update(next_collect_at=None)
+        return tick()
+
+    assert due_then_tick() == []  # still running: nothing sent, however due
+    # Its heartbeat stops (nothing writes it again): once older than 3 s, the lock is freed and the cluster sent.
+    assert wait_for(due_then_tick, 10, interval=0.5) == [("mesh.collect_cluster", alive.pk)]
+    for held in locks.values():
+        held.__exit__(None, None, None)  # a broken lock is not the old holder's to release: nothing happens
+
+
 def _after_failure(cluster, task_outcomes, task) -> tuple[CollectionRun, float]:
     """The run one task recorded and how long after it ended the next attempt is due (the cluster's due time)."""
     task_outcomes.assert_ended_without_retry(task.id)  # the backoff is the schedule's, not a Celery retry

@@ -175,8 +175,23 @@ def test_it_says_collections_are_not_finishing_while_a_worker_hangs(stack, opera
     _recovers(stack, operator, "a hung worker (its pool resumed)")
 
 
+def _collection_locks(stack: Stack) -> list[bytes]:
+    """The Kubernetes collection locks held now (a run of that kind is in progress, or was killed holding it)."""
+    import redis
+
+    return list(redis.Redis.from_url(stack.env["REDIS_URL"]).scan_iter("meshboard:lock:collect-cluster:*"))
+
+
 def test_it_says_when_the_worker_is_gone_and_recovers_when_one_is_back(stack, operator):
-    stack.kill("worker-cluster")
+    # Killed in the middle of a collection (the API server slowed, below the read timeout, so one surely runs): the
+    # run's lock, whose TTL is the time limit + 30 s (150 s), must not keep the next worker from collecting.
+    _fault(stack, "POST", {"path": ".*", "delay": 1.5})
+    try:
+        wait_for(lambda: _collection_locks(stack), 30, interval=0.1)
+        stack.kill("worker-cluster")
+    finally:
+        _fault(stack, "DELETE")
+    assert _collection_locks(stack), "the killed run's lock is left behind"
     _during(operator, stack.url, "is not running. Start a worker for the queue cluster", 20)
     stack.start_worker("cluster")
     _recovers(stack, operator, "a killed worker (a new one started)")
