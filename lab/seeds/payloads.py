@@ -20,11 +20,11 @@ owning the spec, kubelet the status with `"subresource": "status"`, containerSta
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Sequence
 from typing import Any
 
+from apps.core.gc import gc_paused
 from lab.seeds.controllers import api_group
 from lab.seeds.naming import SEED_TIME
 
@@ -152,13 +152,8 @@ def as_served(objects: list[dict[str, Any]], applied: Sequence[dict[str, Any]]) 
     Objects that bring managedFields keep them."""
     # The cyclic GC off meanwhile: the field sets are a million small acyclic dicts, and every pass it would make
     # scans the whole seed (it doubled the time of this function).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _as_served(objects, {_key(m): m for m in applied})
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _as_served(objects: list[dict[str, Any]], manifests: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
