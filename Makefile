@@ -14,9 +14,11 @@ bootstrap:
 demo: bootstrap
 	./scripts/demo.sh
 
-## make test: the whole suite (starts its own Redis, stand-in, ... and stops them)
+## make test: the whole suite (starts its own Redis, stand-in, ... and stops them), in TEST_WORKERS processes
+## (pytest-xdist), each test file whole in one of them (its module fixtures, a lab mesh or a stack, start once)
+TEST_WORKERS ?= 2
 test: bootstrap
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: bootstrap
 	.venv/bin/ruff check .
