@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.clusters.models import Cluster, CollectionRun
 from apps.clusters.runs import recorded_run
 from apps.core.gc import gc_paused
+from apps.core.upsert import upsert
 from apps.mesh.istio_splits import virtual_service_splits
 from apps.mesh.models import MeshState, TrafficSplit, root_service_name
 
@@ -596,19 +597,18 @@ def _store_services(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetim
         points = list(history.get((ns, svc)) or [])
         points.append([round(cycle.at, 3), row.get("request_rate"), row.get("success_rate"), row.get("p99_ms")])
         rows.append(
-            ServiceKPI(
-                cluster=cluster,
-                namespace=ns,
-                service=svc,
-                collected_at=now,
-                history=points[-HISTORY_POINTS:],
+            {
+                "cluster_id": cluster.pk,
+                "namespace": ns,
+                "service": svc,
+                "collected_at": now,
+                "history": points[-HISTORY_POINTS:],
                 **{f: row.get(f) for f in fields},
-            )
+            }
         )
-    ServiceKPI.objects.bulk_create(
+    upsert(
+        ServiceKPI,
         rows,
-        batch_size=500,
-        update_conflicts=True,
         unique_fields=["cluster", "namespace", "service"],
         update_fields=[*fields, "collected_at", "history"],
     )
@@ -619,18 +619,17 @@ REFUSAL_KEY = ("side", "kind", "namespace", "app", "workload_kind", "workload_na
 
 def _store_edges(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
     fields = sorted(mapped.edge_fields)
-    EdgeKPI.objects.bulk_create(
+    upsert(
+        EdgeKPI,
         [
-            EdgeKPI(
-                cluster=cluster,
+            {
+                "cluster_id": cluster.pk,
                 **dict(zip(EDGE_KEY, key, strict=True)),
-                collected_at=now,
+                "collected_at": now,
                 **{f: row.get(f) for f in fields},
-            )
+            }
             for key, row in mapped.edges.items()
         ],
-        batch_size=500,
-        update_conflicts=True,
         unique_fields=["cluster", *EDGE_KEY],
         update_fields=[*fields, "collected_at"],
     )
