@@ -128,6 +128,8 @@ class Stack(Processes):
             "SECRET_KEY": "load-test-only",
             "DEBUG": "0",
             "DATABASE_URL": f"sqlite:///{workdir / 'meshboard.sqlite3'}",
+            # Its own collectstatic folder: another stack may be collecting at the same time (test processes).
+            "STATIC_ROOT": str(workdir / "static"),
             "REDIS_URL": "",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "MESHBOARD_BIND": f"127.0.0.1:{self.web_port}",

@@ -3,6 +3,7 @@ and the free port a server about to start will be waited on."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import threading
@@ -43,20 +44,34 @@ def _ephemeral_start() -> int:
         return 32_768  # Linux's default
 
 
+def _port_range() -> tuple[int, int]:
+    """Where this process hands out ports: below the ephemeral range; under pytest-xdist, the worker's own slice of
+    it (gw0 the first of PYTEST_XDIST_WORKER_COUNT), which the servers a test starts inherit with the environment, so
+    two test processes never hand out the same port."""
+    low, top = _LOWEST, _ephemeral_start()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1 and (top - low) // count >= 1_000:
+        size = (top - low) // count
+        low = low + int(worker[2:]) % count * size
+        top = low + size
+    return low, top
+
+
 def free_ports(n: int) -> list[int]:
     """`n` distinct TCP ports on 127.0.0.1 that nothing listens on now, below the ephemeral range where the machine
     allows (else the kernel's choice), none handed out before by this process; free until someone binds them."""
-    top = _ephemeral_start()
+    low, top = _port_range()
     chosen: list[int] = []
     held: list[socket.socket] = []
     with _given_lock:
         try:
-            if top - _LOWEST >= 1_000:
-                start = random.randrange(_LOWEST, top)
-                for offset in range(top - _LOWEST):
+            if top - low >= 1_000:
+                start = random.randrange(low, top)
+                for offset in range(top - low):
                     if len(chosen) == n:
                         break
-                    port = _LOWEST + (start - _LOWEST + offset) % (top - _LOWEST)
+                    port = low + (start - low + offset) % (top - low)
                     if port in _given:
                         continue
                     s = socket.socket()

@@ -167,10 +167,17 @@ def _still_running(kind: str, queue: str, clusters: list[Cluster]) -> list[bool]
     `queue` is alive with the boot it took the lock with (`runs.lock_holder`). A lock whose worker is gone (killed
     mid-collection, or started again under the same name) is broken here, so the cluster is collected at its next
     due time rather than after the lock's TTL (the hard time limit + 30 s). A worker whose pool hangs keeps its
-    heartbeat, so its lock holds and no second run overlaps it."""
+    heartbeat, so its lock holds and no second run overlaps it; a worker cut off from Redis for longer than three
+    heartbeats is taken for gone, and its run, if it goes on, may overlap the next (before, only the TTL freed a lock).
+    Workers must have distinct names (Celery warns of duplicates): two of one name overwrite each other's boot."""
     names = [collection_lock(kind, c.pk) for c in clusters]
-    found = holders(names)
-    live = heartbeats.live_boots(queue) if any(found) else {}
+    try:
+        found = holders(names)
+        live = heartbeats.live_boots(queue) if any(found) else {}
+    except (redis.RedisError, OSError) as exc:
+        # Nothing is known: nothing is freed and nothing sent (sending needs the same Redis); the next tick looks again.
+        log.warning("the tick could not read the collection locks: %s", exc)
+        return [True] * len(clusters)
     running = []
     for name, holder in zip(names, found, strict=True):
         if not holder:  # free (None), or held by a holder that did not say who it is (""): its TTL decides

@@ -126,6 +126,7 @@ def forget_worker(hostname: str, queues: list[str]) -> None:
     pipe = _writer().pipeline(transaction=False)
     for queue in queues:
         pipe.zrem(queue_key(queue), hostname)
+    pipe.hdel(BOOTS_KEY, hostname)
     pipe.execute()
 
 
@@ -221,34 +222,40 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
         self._queues: list[str] = []
         self._hostname = ""
-        self._boot = ""
+        # One boot for the life of this worker process: the consumer's steps are stopped and started again whenever
+        # the broker connection drops, and a task that ran through that must still be its worker's.
+        self._boot = f"{os.getpid()}.{time.time_ns()}"
 
     def start(self, c) -> None:
         self._hostname = c.hostname
-        self._boot = f"{os.getpid()}.{time.time_ns()}"
         self._queues = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer else []
+        # The first beat before the consumer takes any task: a task reads its worker's boot from it (its lock's holder).
+        self._beat()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop,), name="meshboard-heartbeat", daemon=True)
         self._thread.start()
 
+    def _beat(self) -> None:
+        try:
+            write_worker(self._hostname, self._queues, self._boot)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("worker %s could not write its heartbeat: %s", self._hostname, exc)
+
     def _run(self, stop: threading.Event) -> None:
-        while True:
-            try:
-                write_worker(self._hostname, self._queues, self._boot)
-            except (redis.RedisError, OSError) as exc:
-                log.warning("worker %s could not write its heartbeat: %s", self._hostname, exc)
-            if stop.wait(interval()):
-                return
+        while not stop.wait(interval()):
+            self._beat()
 
     def stop(self, c) -> None:
+        """The consumer stops: at shutdown, or to reconnect after the broker connection dropped (tasks running go on,
+        so the heartbeat stays until it expires or the worker shuts down)."""
         if self._stop is None:
             return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._stop = self._thread = None
-        with suppress(redis.RedisError, OSError):
-            forget_worker(self._hostname, self._queues)
 
     def shutdown(self, c) -> None:
         self.stop(c)
+        with suppress(redis.RedisError, OSError):
+            forget_worker(self._hostname, self._queues)

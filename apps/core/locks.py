@@ -108,9 +108,9 @@ def exclusive(name: str, *, ttl_seconds: float, holder: str = "") -> Iterator[bo
     client = redis_client()
     lock = client.lock(_lock_key(name), timeout=ttl_seconds, blocking=False)
     acquired = lock.acquire()
-    if acquired and holder:
-        client.set(_holder_key(name), holder, px=int(ttl_seconds * 1000))
     try:
+        if acquired and holder:
+            client.set(_holder_key(name), holder, px=int(ttl_seconds * 1000))
         yield acquired
     finally:
         if acquired:

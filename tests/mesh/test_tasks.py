@@ -98,6 +98,25 @@ def test_the_tick_frees_the_lock_of_a_worker_that_is_gone_and_keeps_a_live_ones(
         held.__exit__(None, None, None)  # a broken lock is not the old holder's to release: nothing happens
 
 
+def test_a_worker_keeps_its_boot_when_its_consumer_reconnects_and_forgets_it_at_shutdown(redis):
+    # Celery stops and starts the consumer's steps when the broker connection drops, while tasks run on: a running
+    # collection's lock names the boot, so the boot must outlive the reconnection.
+    from types import SimpleNamespace
+
+    from apps.core import heartbeats
+
+    step = heartbeats.WorkerHeartbeat(SimpleNamespace())
+    consumer = SimpleNamespace(hostname="cluster@reconnects", task_consumer=None)
+    step.start(consumer)
+    boot = heartbeats.worker_boot("cluster@reconnects")  # written before the consumer takes a task
+    assert boot
+    step.stop(consumer)
+    step.start(consumer)
+    assert heartbeats.worker_boot("cluster@reconnects") == boot
+    step.shutdown(consumer)
+    assert heartbeats.worker_boot("cluster@reconnects") == ""
+
+
 def _after_failure(cluster, task_outcomes, task) -> tuple[CollectionRun, float]:
     """The run one task recorded and how long after it ended the next attempt is due (the cluster's due time)."""
     task_outcomes.assert_ended_without_retry(task.id)  # the backoff is the schedule's, not a Celery retry
