@@ -14,11 +14,16 @@ bootstrap:
 demo: bootstrap
 	./scripts/demo.sh
 
-## make test: the whole suite (starts its own Redis, stand-in, ... and stops them), in TEST_WORKERS processes
-## (pytest-xdist), each test file whole in one of them (its module fixtures, a lab mesh or a stack, start once)
+## make test: the whole suite (starts its own Redis, stand-in, ... and stops them). First all but the suites that
+## measure real traffic and time, in TEST_WORKERS processes (pytest-xdist; each file whole in one of them); then those
+## (the lab mesh's Envoys, the fleet, the fault and load stacks, the demo) in one process, alone on the machine, as
+## their rates, latencies and intervals are compared with what the generators and clocks say.
 TEST_WORKERS ?= 2
+ALONE := tests/labmesh tests/metrics/test_resilience_lab.py tests/metrics/test_preflight_lab.py \
+	tests/policies/test_preflight_lab.py tests/fleet tests/reliability tests/demo
 test: bootstrap
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(ALONE)) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) $(ALONE)
 
 lint: bootstrap
 	.venv/bin/ruff check .
