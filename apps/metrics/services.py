@@ -790,9 +790,7 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
             cycle = query_cycle(gateway, cluster, at=at, meanwhile=read_snapshot)
         finally:
             run.api_requests = gateway.requests
-    if resolver is None:  # the queries ended before it ran (not reached when they all failed: that raised)
-        read_snapshot()
-    assert resolver is not None
+    assert resolver is not None  # ask_cycle calls `meanwhile` on every path that returns
     cycle.timings["snapshot"] = snapshot_seconds
     started = time.perf_counter()
     mapped = map_cycle(cycle, resolver)
