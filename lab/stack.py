@@ -154,7 +154,9 @@ class Stack(Processes):
         tsdb = _prometheus_data(self.workdir)
         self.prometheus = PrometheusServer(self.workdir / "prometheus", tsdb_dir=tsdb, retention="30d").start()
         deadline = time.monotonic() + 20
-        while not kubeconfig.exists() and time.monotonic() < deadline:
+        while not kubeconfig.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Kubernetes API stand-in wrote no kubeconfig in 20 s; see {self.workdir}")
             time.sleep(0.1)
         self.kubeapi_url = re.search(r"server: (\S+)", kubeconfig.read_text()).group(1)
         self.manage("migrate", "--noinput")

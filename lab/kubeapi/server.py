@@ -294,9 +294,12 @@ class KubeAPIServer:
             "preferences": {},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        # It may carry a credential: readable by its owner only, as kubectl writes ~/.kube/config.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Written beside and renamed into place: whoever waits for the file to appear (the lab's stacks) must never
+        # read it half-written. It may carry a credential: readable by its owner only, as kubectl writes ~/.kube/config.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(yaml.safe_dump(config, sort_keys=False))
+        os.replace(partial, path)
         self.kubeconfig = path
         return path
