@@ -35,6 +35,7 @@ from apps.clusters.roles import OPERATOR, RoleRequired, can_change_weights, weig
 from apps.mesh.collector import TRAFFIC_SPLITS
 from apps.mesh.decode import field_managers, k8s_time, traffic_split_row
 from apps.mesh.models import TrafficSplit
+from apps.mesh.services import snapshot_changed
 from apps.mesh.tasks import collect_cluster
 from apps.metrics.tasks import collect_metrics
 
@@ -114,12 +115,14 @@ def _written_by_us_since(obj: dict, since: datetime) -> bool:
 def _refresh_snapshot(cluster: Cluster, obj: dict) -> None:
     """Write the split as the API server returned it, so pages show the new weights before the next poll."""
     row = traffic_split_row(obj)
-    TrafficSplit.objects.filter(cluster=cluster, namespace=row["namespace"], name=row["name"]).update(
-        backends=row["backends"],
-        resource_version=row["resource_version"],
-        owners=row["owners"],
-        managers=row["managers"],
-    )
+    with transaction.atomic():
+        TrafficSplit.objects.filter(cluster=cluster, namespace=row["namespace"], name=row["name"]).update(
+            backends=row["backends"],
+            resource_version=row["resource_version"],
+            owners=row["owners"],
+            managers=row["managers"],
+        )
+        snapshot_changed(cluster)
 
 
 def _collect_soon(cluster: Cluster) -> None:
@@ -221,7 +224,9 @@ def _gone(attempt: _Attempt) -> ChangeOutcome:
     change = attempt.change
     reason = f"TrafficSplit {change.namespace}/{change.split} no longer exists in the cluster (deleted?)"
     record = attempt.record(Result.FAILED, reason)
-    TrafficSplit.objects.filter(cluster=attempt.cluster, namespace=change.namespace, name=change.split).delete()
+    with transaction.atomic():
+        TrafficSplit.objects.filter(cluster=attempt.cluster, namespace=change.namespace, name=change.split).delete()
+        snapshot_changed(attempt.cluster)
     return ChangeOutcome(record)
 
 

@@ -8,6 +8,8 @@ Every string from the cluster is stored as-is (escaping is the pages' job).
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from apps.clusters.models import Cluster
@@ -521,6 +523,10 @@ class MeshState(models.Model):
     istio_revisions = models.JSONField(default=list, blank=True)
     istio_namespace = models.CharField(max_length=253, blank=True)
     istio_version = models.CharField(max_length=64, blank=True)
+    # Drawn anew by every commit that changes the cluster's snapshot rows (a collection that wrote or deleted any, a
+    # canary write's refresh of its split): what was read of the snapshot at one version holds while it is current.
+    # Random rather than counted, so that no other cluster's or database's snapshot ever has the same version.
+    snapshot_version = models.UUIDField(default=uuid.uuid4)
 
     def __str__(self) -> str:
         return f"{self.cluster}: {self.mesh_name or 'no mesh'} {self.osm_version}"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -85,8 +86,8 @@ def _digest(row: Row) -> str:
     return hashlib.blake2b(json.dumps(row, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
 
 
-def _sync_table(cluster: Cluster, key: str, rows: list[Row]) -> None:
-    """Make the table's rows for `cluster` equal `rows`, writing only what changed."""
+def _sync_table(cluster: Cluster, key: str, rows: list[Row]) -> bool:
+    """Make the table's rows for `cluster` equal `rows`, writing only what changed; True when anything did."""
     model, unique = TABLES[key]
     existing = {
         tuple(values[:-2]): (values[-2], values[-1])
@@ -110,14 +111,22 @@ def _sync_table(cluster: Cluster, key: str, rows: list[Row]) -> None:
     gone = [pk for row_key, (pk, _) in existing.items() if row_key not in incoming]
     for start in range(0, len(gone), 500):
         model.objects.filter(pk__in=gone[start : start + 500]).delete()
+    return bool(changed or gone)
 
 
 def store_snapshot(cluster: Cluster, snapshot: ClusterSnapshot) -> None:
     """Replace the cluster's snapshot in one transaction; tables the snapshot lacks keep their rows."""
     with transaction.atomic():
-        for key, rows in snapshot.rows.items():
-            _sync_table(cluster, key, rows)
+        changed = [_sync_table(cluster, key, rows) for key, rows in snapshot.rows.items()]
         MeshState.objects.update_or_create(cluster=cluster, defaults={**snapshot.state, "collected_at": timezone.now()})
+        if any(changed):
+            snapshot_changed(cluster)
+
+
+def snapshot_changed(cluster: Cluster) -> None:
+    """A new MeshState.snapshot_version for the cluster, inside the caller's transaction: readers that keep what they
+    read of the snapshot (apps.metrics.resolve) read it again."""
+    MeshState.objects.filter(cluster=cluster).update(snapshot_version=uuid.uuid4())
 
 
 def last_counts(cluster: Cluster) -> dict[str, int]:

@@ -21,14 +21,14 @@ Bytes: Istio's TCP metrics are named from the server's side: `istio_tcp_received
 (the request direction), `istio_tcp_sent_bytes_total` what it got back; they count TCP services only (HTTP bytes are
 `istio_request_bytes`/`istio_response_bytes`, not read), so HTTP edges have no byte rates on Istio.
 
-The number of queries is fixed (six per cycle, whatever the mesh size), like OSM's catalog; `normalize` turns each
-answer's labels into the vocabulary `apps.metrics.services.map_cycle` reads (OSM's), so the same mapping fills
-ServiceKPI, EdgeKPI and SplitShare and every page works unchanged.
+The number of queries is fixed (seven per cycle, the latency buckets asked in two parts, whatever the mesh size),
+like OSM's catalog; `normalize` turns each answer's labels into the vocabulary `apps.metrics.services.map_cycle` reads
+(OSM's), so the same mapping fills ServiceKPI, EdgeKPI and SplitShare and every page works unchanged.
 """
 
 from __future__ import annotations
 
-from .catalog import QUANTILES, Available, Windows, promql_string, regex_literal
+from .catalog import QUANTILES, Available, Windows, in_parts, promql_string, regex_literal
 from .prometheus import Sample
 
 REPORTER = 'reporter="destination"'
@@ -70,8 +70,9 @@ def active_connections() -> str:
     )
 
 
-def latency_buckets(window: str) -> str:
-    return f"sum by ({EDGE}, le) (rate({LATENCY}{{{REPORTER}}}[{window}]))"
+def latency_buckets(window: str, part: str = "") -> str:
+    matchers = f"{REPORTER},{part}" if part else REPORTER
+    return f"sum by ({EDGE}, le) (rate({LATENCY}{{{matchers}}}[{window}]))"
 
 
 def cycle(w: Windows, available: Available) -> dict[str, str]:
@@ -86,7 +87,7 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         "connections": active_connections(),
     }
     if available.latency_source == "istio":
-        queries["latency_buckets"] = latency_buckets(short)
+        queries.update(in_parts("latency_buckets", lambda part: latency_buckets(short, part)))
     return queries
 
 

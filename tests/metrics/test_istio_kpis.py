@@ -121,8 +121,8 @@ def test_it_reads_istio_kpis_from_one_reporter_matching_the_generator(istio_prom
         assert state.latency_source == "istio" and state.latency_unavailable_reason == ""
         assert "connection_security_policy" in state.tls_unavailable_reason
 
-    # A fixed set of requests whatever the mesh: buildinfo, config, metric names, then six PromQL queries (requests,
-    # requests over the long window, bytes sent, bytes received, open connections, latency buckets); no OSM
-    # pre-flight. Written here, not taken from the code.
-    assert {n: len(paths) for n, paths in received.items()} == {5: 9, 50: 9}, received
-    assert sum(1 for path in received[50] if "query" in path) == 6, received[50]
+    # A fixed set of requests whatever the mesh: buildinfo, config, metric names, then seven PromQL queries (requests,
+    # requests over the long window, bytes sent, bytes received, open connections, latency buckets in two parts); no
+    # OSM pre-flight. Written here, not taken from the code.
+    assert {n: len(paths) for n, paths in received.items()} == {5: 10, 50: 10}, received
+    assert sum(1 for path in received[50] if "query" in path) == 7, received[50]

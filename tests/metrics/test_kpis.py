@@ -263,11 +263,11 @@ def test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exist
     assert "keep-list drops it" in state.rate_limited_unavailable_reason
     assert set(_resilience(cluster).values()) == {(None, None, None)}
     assert _service("cart").request_rate == approx(11.5)
-    # nothing to ask: the cycle sends no resilience query; the osm Prometheus (same keep-list) gets two more, the
-    # WASM latency buckets and the resilience query
+    # nothing to ask: the cycle sends no resilience query; the osm Prometheus (same keep-list) gets three more, the
+    # WASM latency buckets (in two parts) and the resilience query
     osm = snapshot_cluster(proms.osm.url, name="osm")
     osm_run = _collect(osm)
-    assert osm_run.counts["queries"] == run.counts["queries"] + 2
+    assert osm_run.counts["queries"] == run.counts["queries"] + 3
 
 
 def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms, kubeapi_factory):
@@ -300,10 +300,10 @@ def test_it_issues_the_same_number_of_queries_whatever_the_mesh(synthetic_proms,
     # The meshes differ: KPIs for ten times the services came back from the same set of requests.
     assert kpis[50] > 5 * kpis[5] > 0
     # buildinfo, config, metric names and the pre-flight's label names (4), then the PromQL of one cycle (5 traffic,
-    # 1 latency buckets, 1 refusals, 1 ingress and egress): written here, not taken from the code. The synthetic
-    # mesh's series have no retry, overflow or local rate-limit counter, so no resilience query is asked (one more
-    # where any is kept: test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists).
-    assert {services: len(paths) for services, paths in received.items()} == {5: 12, 50: 12}, received
+    # the latency buckets in 2 parts, 1 refusals, 1 ingress and egress): written here, not taken from the code. The
+    # synthetic mesh's series have no retry, overflow or local rate-limit counter, so no resilience query is asked (one
+    # more where any is kept: test_it_says_why_retries_and_overflow_are_not_available_when_no_series_exists).
+    assert {services: len(paths) for services, paths in received.items()} == {5: 13, 50: 13}, received
 
 
 def test_it_uses_the_per_cluster_scrape_interval_for_windows(proms, snapshot_cluster):
@@ -342,3 +342,41 @@ def test_the_service_page_says_why_the_rate_limit_is_not_available(proms, snapsh
         "keep-list drops it"
     )
     assert facts["Retried"].startswith("0.3 req/s")
+
+
+def test_each_cycle_maps_onto_the_snapshot_as_it_is_now(synthetic_proms, kubeapi_factory):
+    """A worker keeps what it read of the snapshot between cycles until a collection changes the snapshot: a service
+    created in the cluster gets its (quiet) KPI row at the first cycle after the collection that saw it."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from apps.clusters.models import Cluster
+    from apps.mesh.models import MeshState
+    from apps.mesh.services import collect_and_record as collect_objects
+    from lab.seeds.loader import load_seed
+
+    server = kubeapi_factory(load_seed("synthetic", services=5))
+    cluster = Cluster.objects.create(
+        name="kept", kubeconfig_path=str(server.kubeconfig), prometheus_url=synthetic_proms[5].url
+    )
+    assert collect_objects(cluster)[1] is None
+    version = MeshState.objects.get(cluster=cluster).snapshot_version
+    assert collect_objects(cluster)[1] is None  # nothing changed in the cluster: the same version
+    assert MeshState.objects.get(cluster=cluster).snapshot_version == version
+    first = _collect(cluster)
+    ns = ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", flat=True).first()
+    rows = set(ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service"))
+
+    api = k8s_config.new_client_from_config(config_file=str(server.kubeconfig))
+    body = {"metadata": {"name": "newcomer"}, "spec": {"selector": {"app": "newcomer"}, "ports": [{"port": 80}]}}
+    k8s.CoreV1Api(api).create_namespaced_service(ns, body)
+    assert _collect(cluster).warnings == first.warnings  # not collected yet: the same snapshot, the same rows
+    assert set(ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service")) == rows
+
+    assert collect_objects(cluster)[1] is None
+    assert MeshState.objects.get(cluster=cluster).snapshot_version != version
+    _collect(cluster)
+    assert set(ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service")) == {
+        *rows,
+        (ns, "newcomer"),
+    }
