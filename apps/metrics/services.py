@@ -301,7 +301,14 @@ def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceK
         if bound is None or value is None:
             continue
         if by_cluster_name:
-            seen = (*_source(labels), labels.get("envoy_cluster_name", ""))
+            get = labels.get  # _source's labels, inlined: this loop runs once per series
+            seen = (
+                get("source_namespace", ""),
+                get("source_service", ""),
+                get("source_workload_kind", ""),
+                get("source_workload_name", ""),
+                get("envoy_cluster_name", ""),
+            )
             keys = edge_keys.get(seen)
             if keys is None:
                 dest = resolver.destination(seen[-1])
@@ -602,11 +609,27 @@ def _map_splits(cycle: Cycle, resolver: Resolver, edges: dict[EdgeKey, dict]) ->
 # -- writing -----------------------------------------------------------------------------------------------------
 
 
-def _store_services(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime) -> None:
-    history = {
-        (ns, svc): h
-        for ns, svc, h in ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service", "history")
-    }
+@dataclass
+class Stored:
+    """What the write needs of the stored KPI rows, read while Prometheus answers (only the cycle, under the cluster's
+    lock, writes them): each service's history, and the keys of the rows a cycle may find gone."""
+
+    history: dict[ServiceKey, list] = field(default_factory=dict)
+    services: list[tuple] = field(default_factory=list)  # (pk, namespace, service)
+    edges: list[tuple] = field(default_factory=list)  # (pk, *EDGE_KEY)
+
+    @classmethod
+    def read(cls, cluster: Cluster) -> Stored:
+        out = cls()
+        rows = ServiceKPI.objects.filter(cluster=cluster).values_list("pk", "namespace", "service", "history")
+        for pk, ns, svc, history in rows:
+            out.history[(ns, svc)] = history
+            out.services.append((pk, ns, svc))
+        out.edges = list(EdgeKPI.objects.filter(cluster=cluster).values_list("pk", *EDGE_KEY))
+        return out
+
+
+def _store_services(cluster: Cluster, cycle: Cycle, mapped: Mapped, now: datetime, history: dict) -> None:
     fields = sorted(mapped.service_fields)
     rows = []
     for (ns, svc), row in mapped.services.items():
@@ -751,16 +774,22 @@ def _store_boundary(cluster: Cluster, mapped: Mapped, now: datetime) -> None:
     BoundaryTraffic.objects.bulk_create(rows, batch_size=500)
 
 
-def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tuple[str, str], str]) -> None:
+def store(
+    cluster: Cluster,
+    cycle: Cycle,
+    mapped: Mapped,
+    split_names: dict[tuple[str, str], str],
+    stored: Stored,
+) -> None:
     """Upsert the rows in one transaction; fields whose query failed keep their stored values."""
     now = timezone.now()
     with transaction.atomic():
-        _store_services(cluster, cycle, mapped, now)
+        _store_services(cluster, cycle, mapped, now, stored.history)
         _store_edges(cluster, mapped, now)
         if cycle.ok("requests"):
             # Rows nobody reported this time are gone (a deleted service, an edge that stopped).
-            _delete_missing(ServiceKPI.objects.filter(cluster=cluster), ("namespace", "service"), set(mapped.services))
-            _delete_missing(EdgeKPI.objects.filter(cluster=cluster), EDGE_KEY, set(mapped.edges))
+            _delete_gone(ServiceKPI, stored.services, set(mapped.services))
+            _delete_gone(EdgeKPI, stored.edges, set(mapped.edges))
             _store_splits(cluster, cycle, mapped, split_names, now)
         _store_refusals(cluster, mapped, now)
         _store_boundary(cluster, mapped, now)
@@ -768,9 +797,14 @@ def store(cluster: Cluster, cycle: Cycle, mapped: Mapped, split_names: dict[tupl
 
 
 def _delete_missing(queryset, key_fields: tuple[str, ...], keep: set[tuple]) -> None:
-    gone = [pk for pk, *key in queryset.values_list("pk", *key_fields) if tuple(key) not in keep]
+    _delete_gone(queryset.model, queryset.values_list("pk", *key_fields), keep)
+
+
+def _delete_gone(model, rows, keep: set[tuple]) -> None:
+    """Deletes the rows, (pk, *key), whose key is not in `keep`."""
+    gone = [pk for pk, *key in rows if tuple(key) not in keep]
     for start in range(0, len(gone), 500):
-        queryset.model.objects.filter(pk__in=gone[start : start + 500]).delete()
+        model.objects.filter(pk__in=gone[start : start + 500]).delete()
 
 
 def _split_names(cluster: Cluster) -> dict[tuple[str, str], str]:
@@ -790,15 +824,17 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
     """Query, map and store one cycle, filling in the run record. PrometheusError propagates (nothing stored)."""
     resolver: Resolver | None = None
     split_names: dict[tuple[str, str], str] = {}
+    stored: Stored | None = None
     snapshot_seconds = 0.0
 
     def read_snapshot() -> None:
         # What the mapping and the write read from the database, read while Prometheus answers (0.1-0.2 s of a
         # 1,000-service cycle that would otherwise come after the last answer).
-        nonlocal resolver, split_names, snapshot_seconds
+        nonlocal resolver, split_names, stored, snapshot_seconds
         started = time.perf_counter()
         resolver = Resolver.current(cluster)
         split_names = _split_names(cluster)
+        stored = Stored.read(cluster)
         snapshot_seconds = time.perf_counter() - started
 
     with gateway_for(cluster) as gateway:
@@ -806,13 +842,13 @@ def collect_metrics_into(cluster: Cluster, run: CollectionRun, *, at: float | No
             cycle = query_cycle(gateway, cluster, at=at, meanwhile=read_snapshot)
         finally:
             run.api_requests = gateway.requests
-    assert resolver is not None  # ask_cycle calls `meanwhile` on every path that returns
+    assert resolver is not None and stored is not None  # ask_cycle calls `meanwhile` on every path that returns
     cycle.timings["snapshot"] = snapshot_seconds
     started = time.perf_counter()
     mapped = map_cycle(cycle, resolver)
     cycle.timings["map"] = time.perf_counter() - started
     started = time.perf_counter()
-    store(cluster, cycle, mapped, split_names)
+    store(cluster, cycle, mapped, split_names, stored)
     cycle.timings["write"] = time.perf_counter() - started
     warnings = list(cycle.warnings)
     warnings += list(cycle.failures.values())  # each reason starts with its query's name
