@@ -92,7 +92,7 @@ def kpis_at(
     def instant(key: str, expr: str) -> list:
         nonlocal asked
         asked += 1
-        return deadline.ask(lambda gateway: gateway.instant(expr, cycle.at, what=f"as of: {key}"))
+        return deadline.ask(lambda gateway: gateway.instant(expr, cycle.at, what=f"as of: {catalog.whole_key(key)}"))
 
     def give_up(exc: PrometheusError) -> bool:
         return isinstance(exc, DeadlinePassed) or deadline.tripped_until is not None or (exc.transient and asked == 1)

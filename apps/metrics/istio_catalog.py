@@ -87,7 +87,7 @@ def cycle(w: Windows, available: Available) -> dict[str, str]:
         "connections": active_connections(),
     }
     if available.latency_source == "istio":
-        queries.update(in_parts("latency_buckets", lambda part: latency_buckets(short, part)))
+        queries.update(in_parts("latency_buckets", "source_workload", lambda part: latency_buckets(short, part)))
     return queries
 
 

@@ -280,7 +280,8 @@ class PrometheusGateway:
             if response.status_code != 200:
                 raise PrometheusApiClientException(f"HTTP Status Code {response.status_code} ({response.content!r})")
             # orjson, not the client's json: the cycle's latency bucket answer is ~9 MB at 1,000 services, and its
-            # decoding sits on the cycle's critical path. A body that is not JSON raises a ValueError.
+            # decoding sits on the cycle's critical path. A 200 that is not JSON (a proxy's sign-in page) raises a
+            # ValueError: not the Prometheus API, for a person to fix (requests' .json() made it a transient error).
             return orjson.loads(response.content)["data"]
 
         return self._call(what, fetch)

@@ -50,11 +50,16 @@ class Resolver:
             if version is not None:
                 with _kept_lock:
                     _kept[cluster.pk] = (version, resolver)
-                    while len(_kept) > KEPT_CLUSTERS:
+                    while len(_kept) > 1 and sum(r.weight for _v, r in _kept.values()) > KEPT_OBJECTS:
                         _kept.popitem(last=False)
         else:
             resolver = kept[1]
         return dataclasses.replace(resolver, unresolved=set())
+
+    @property
+    def weight(self) -> int:
+        """About how much it holds: its pods, services and workloads."""
+        return len(self.pods) + len(self.services) + len(self.workloads)
 
     @classmethod
     def for_cluster(cls, cluster) -> Resolver:
@@ -142,7 +147,9 @@ class Resolver:
         return self.workloads.get((namespace, name))
 
 
-# Resolvers kept by cluster id, with the snapshot version they were read at; a worker collects few clusters.
-KEPT_CLUSTERS = 8
+# Resolvers kept by cluster id, with the snapshot version they were read at, the least recently used dropped first
+# once they hold more than KEPT_OBJECTS pods, services and workloads together (the last one read is always kept). A
+# synthetic 1,000-service mesh is ~6,800; a fleet of 50 clusters of 200 services, ~50,000.
+KEPT_OBJECTS = 60_000
 _kept: OrderedDict[int, tuple[uuid.UUID, Resolver]] = OrderedDict()
 _kept_lock = threading.Lock()

@@ -107,7 +107,10 @@ def query_cycle(
         cycle.preflight = preflight.run(gateway, names, at - w.long, at)
     cycle.timings["probes"] = time.perf_counter() - started
     first_error = ask_cycle(
-        cycle, lambda key, expr: gateway.instant(expr, at, what=key), parallel=QUERY_PARALLELISM, meanwhile=meanwhile
+        cycle,
+        lambda key, expr: gateway.instant(expr, at, what=catalog.whole_key(key)),
+        parallel=QUERY_PARALLELISM,
+        meanwhile=meanwhile,
     )
     cycle.queries = gateway.requests
     cycle.timings["query"] = time.perf_counter() - started

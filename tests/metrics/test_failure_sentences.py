@@ -46,3 +46,16 @@ def test_an_unreachable_prometheus_is_named_with_the_action(snapshot_cluster):
     f = freshness(cluster, "metrics")
     assert f.summary.startswith("Prometheus: cannot reach Prometheus. Check that it is running")
     assert "127.0.0.1:9" in f.error and "127.0.0.1" not in f.summary
+
+
+def test_a_page_that_is_not_prometheus_is_named_as_such(proxy, snapshot_cluster):
+    """A 200 that is not JSON (a proxy's sign-in page at the configured URL): not the Prometheus API, for a person to
+    fix, not a failure to retry."""
+    cluster = snapshot_cluster(proxy.url)
+    proxy.fail(r".", status=200, body=b"<!doctype html><title>Sign in</title><form>...</form>")
+    _run, error = collect_and_record(cluster)
+    assert error is not None and not error.transient
+    assert "not the Prometheus API" in error.reason
+
+    f = freshness(cluster, "metrics")
+    assert f.summary.startswith("Prometheus: the cluster's Prometheus URL answers, but not as Prometheus does.")

@@ -60,6 +60,31 @@ def test_it_computes_every_backfilled_series_as_prometheus_does(proms, synthetic
     assert compared > 500
 
 
+def test_the_parts_of_the_bucket_query_are_the_whole_answer_with_each_edge_in_one_part(synthetic_proms):
+    """The cycle asks the latency buckets in two parts (catalog.PARTS); joined they must be exactly the whole query's
+    answer, and every edge's buckets must come from one part (two parts run at slightly different moments)."""
+    edge = tuple(k.strip() for k in catalog.EDGE.split(","))
+    with PrometheusGateway(synthetic_proms[50].url) as gateway:
+        whole = gateway.instant(catalog.envoy_latency_buckets("60s"), AT)
+        queries = catalog.in_parts(
+            "latency_buckets", "source_workload_name", lambda m: catalog.envoy_latency_buckets("60s", m)
+        )
+        parts = {key: gateway.instant(expr, AT) for key, expr in queries.items()}
+    assert len(parts) == 2 and all(parts.values())
+
+    def labelled(samples) -> list[tuple]:
+        return sorted((tuple(sorted(s.labels.items())), s.value) for s in samples)
+
+    results: dict[str, list] = dict(parts)
+    catalog.join_parts(results, {})
+    assert labelled(results["latency_buckets"]) == labelled(whole)
+    where = {}
+    for key, samples in parts.items():
+        for s in samples:
+            assert where.setdefault(tuple(s.labels.get(k, "") for k in edge), key) == key
+    assert min(len(samples) for samples in parts.values()) > len(whole) / 5  # both parts carry a share
+
+
 EDGE_CASES = {
     "ordinary": [("5", 1), ("10", 4), ("25", 9), ("+Inf", 10)],
     "non-monotonic": [("5", 3), ("10", 2), ("25", 9), ("50", 8), ("+Inf", 10)],

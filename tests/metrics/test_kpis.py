@@ -347,6 +347,8 @@ def test_the_service_page_says_why_the_rate_limit_is_not_available(proms, snapsh
 def test_each_cycle_maps_onto_the_snapshot_as_it_is_now(synthetic_proms, kubeapi_factory):
     """A worker keeps what it read of the snapshot between cycles until a collection changes the snapshot: a service
     created in the cluster gets its (quiet) KPI row at the first cycle after the collection that saw it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
@@ -370,7 +372,9 @@ def test_each_cycle_maps_onto_the_snapshot_as_it_is_now(synthetic_proms, kubeapi
     api = k8s_config.new_client_from_config(config_file=str(server.kubeconfig))
     body = {"metadata": {"name": "newcomer"}, "spec": {"selector": {"app": "newcomer"}, "ports": [{"port": 80}]}}
     k8s.CoreV1Api(api).create_namespaced_service(ns, body)
-    assert _collect(cluster).warnings == first.warnings  # not collected yet: the same snapshot, the same rows
+    with CaptureQueriesContext(connection) as read:
+        assert _collect(cluster).warnings == first.warnings  # not collected yet: the same snapshot, the same rows
+    assert not [q for q in read.captured_queries if '"mesh_pod"' in q["sql"]]  # what it had read is kept
     assert set(ServiceKPI.objects.filter(cluster=cluster).values_list("namespace", "service")) == rows
 
     assert collect_objects(cluster)[1] is None
