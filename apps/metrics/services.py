@@ -304,14 +304,7 @@ def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceK
         if bound is None or value is None:
             continue
         if by_cluster_name:
-            get = labels.get  # _source's labels, inlined: this loop runs once per series
-            seen = (
-                get("source_namespace", ""),
-                get("source_service", ""),
-                get("source_workload_kind", ""),
-                get("source_workload_name", ""),
-                get("envoy_cluster_name", ""),
-            )
+            seen = (*_source(labels), labels.get("envoy_cluster_name", ""))
             keys = edge_keys.get(seen)
             if keys is None:
                 dest = resolver.destination(seen[-1])
