@@ -188,7 +188,7 @@ def bench_canary(runs: int) -> None:
 def _bench_metrics(args: argparse.Namespace) -> None:
     from lab.bench_metrics import bench_metrics
 
-    bench_metrics(args.services, args.runs)
+    bench_metrics(args.services, args.runs, source=args.prometheus)
 
 
 # name -> runner; other modules' benchmarks are imported lazily by their runner.
@@ -215,6 +215,12 @@ def main() -> None:
     parser.add_argument("which", nargs="*", help=f"{', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--prometheus",
+        choices=("head", "blocks"),
+        default="head",
+        help="metrics: series scraped into Prometheus's head (as in a cluster) or a cached backfilled hour in blocks",
+    )
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     which = args.which or list(BENCHMARKS)

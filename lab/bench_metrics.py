@@ -47,12 +47,37 @@ def _tsdb(services: int, seed: int) -> tuple[Path, float, int]:
     return folder / "data", end, total
 
 
-def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int = 50) -> None:
+def _head_documents(services: int, seed: int, minutes: float) -> tuple[list[bytes], float, int]:
+    """The synthetic mesh's series as one OpenMetrics document per 15 s sample over the last `minutes`, the time of
+    the last, and the series count: for `lab.prometheus_feed.feed`."""
+    from lab.metrics_data import sample_times, synthetic_openmetrics
+    from lab.prometheus_feed import split_by_time
+
+    end = float(int(time.time()) - 1)
+    text, count = next(synthetic_openmetrics(services, seed, sample_times(end - minutes * 60, end, STEP)))
+    return split_by_time(text), end, count
+
+
+def bench_metrics(
+    services: int, runs: int, *, seed: int = 7, naive_sample: int = 50, source: str = "head", head_minutes: float = 6
+) -> None:
+    """`source` "head": the series scraped into a fresh Prometheus's head just before (what a worker's queries about
+    now read in a cluster); "blocks": the cached backfilled hour (`_tsdb`), read from persistent blocks."""
     import requests
 
     from lab.prometheus import PrometheusServer
+    from lab.prometheus_feed import feed
 
-    tsdb, end, series = _tsdb(services, seed)
+    if source == "head":
+        started = time.perf_counter()
+        documents, end, series = _head_documents(services, seed, head_minutes)
+        print(
+            f"  {len(documents)} scrapes of {series} series made in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+        tsdb = None
+    else:
+        tsdb, end, series = _tsdb(services, seed)
     with tempfile.TemporaryDirectory() as tmp:
         setup_django(tmp)
         from django.conf import settings
@@ -69,6 +94,11 @@ def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int 
         config = {"global": {"scrape_interval": "15s"}}
         prom = PrometheusServer(Path(tmp) / "prom", config, tsdb_dir=tsdb, retention="3650d").start(timeout=120)
         try:
+            if source == "head":
+                started = time.perf_counter()
+                feed(prom, documents, series)
+                del documents
+                print(f"  scraped into the head in {time.perf_counter() - started:.0f} s", file=sys.stderr)
             with standin(services, Path(tmp)) as kubeconfig:
                 cluster = Cluster.objects.create(name="bench", kubeconfig_path=str(kubeconfig), prometheus_url=prom.url)
                 _, error = collect_cluster(cluster)
@@ -161,7 +191,12 @@ def bench_metrics(services: int, runs: int, *, seed: int = 7, naive_sample: int 
             prom.stop()
     walls = [wall for wall, _ in cycles]
     ratio = statistics.median(walls) / statistics.median(floor_times)
-    print(f"## metrics: one KPI cycle, synthetic --services {services} ({series} series, 1 h of 15 s samples)")
+    held = (
+        f"{head_minutes:g} min of 15 s samples scraped into the head"
+        if source == "head"
+        else "1 h of 15 s samples backfilled, read from blocks"
+    )
+    print(f"## metrics: one KPI cycle, synthetic --services {services} ({series} series, {held})")
     print(f"- counts: {run.counts}; latency source {state.latency_source}; window {w.short_promql}")
     print(f"- (a) cycle wall (queries + mapping + SQLite write): {fmt(walls)}; phases of the last: {run.timings}")
     print(f"- (b) floor, the same {len(exprs) + 3} requests over raw HTTP, no parsing: {fmt(floor_times)}")

@@ -61,4 +61,13 @@ def _attname(fields: dict[str, Any], name: str) -> str:
 def _preparer(field: Any, connection: Any) -> Callable[[Any], Any] | None:
     if field.get_internal_type() in _AS_IS:
         return None
-    return lambda value: None if value is None else field.get_db_prep_save(value, connection)
+    last: list[Any] = [None, None]  # the last value prepared and what it became
+
+    def prepare(value: Any) -> Any:
+        # The same object again (a cycle's one `collected_at` on every row) is prepared once.
+        if value is last[0] and value is not None:
+            return last[1]
+        last[0], last[1] = value, None if value is None else field.get_db_prep_save(value, connection)
+        return last[1]
+
+    return prepare

@@ -17,7 +17,9 @@ its backends' summed buckets. The rules (promql/quantile.go, `bucketQuantile`):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 
 Buckets = dict[float, float]  # upper bound -> cumulative count (or rate)
 
@@ -50,46 +52,53 @@ def quantiles(
     return [_quantile(q, prepared) for q in qs]
 
 
-def _prepare(buckets: Mapping[float, float] | Iterable[tuple[float, float]]) -> list[tuple[float, float]] | None:
-    """Sorted (bound, count) pairs with equal bounds merged and counts made monotonic; None when no quantile can
-    be read from them (no +Inf bucket, fewer than two buckets, no observations)."""
-    pairs = buckets.items() if isinstance(buckets, Mapping) else buckets
-    merged: dict[float, float] = {}
-    for bound, count in pairs:
-        if count is None or math.isnan(count):
-            continue
-        merged[bound] = merged.get(bound, 0.0) + count
-    ordered = sorted(merged.items())
+# Sorted upper bounds and their counts, made monotonic; what _quantile reads.
+_Prepared = tuple[list[float], list[float]]
+
+
+def _prepare(buckets: Mapping[float, float] | Iterable[tuple[float, float]]) -> _Prepared | None:
+    """Sorted bounds and counts with equal bounds merged and counts made monotonic; None when no quantile can be read
+    from them (no +Inf bucket, fewer than two buckets, no observations). The metrics cycle prepares ~2,800 histograms
+    at 1,000 services, so the usual case (a mapping: bounds already distinct) skips the merge."""
+    if isinstance(buckets, Mapping):
+        ordered = sorted((bound, count) for bound, count in buckets.items() if count is not None and count == count)
+    else:
+        merged: dict[float, float] = {}
+        for bound, count in buckets:
+            if count is None or math.isnan(count):
+                continue
+            merged[bound] = merged.get(bound, 0.0) + count
+        ordered = sorted(merged.items())
     if len(ordered) < 2 or ordered[-1][0] != math.inf:
         return None
-    highest = -math.inf
-    monotonic = []
-    for bound, count in ordered:
-        highest = max(highest, count)
-        monotonic.append((bound, highest))
-    return monotonic if monotonic[-1][1] != 0 else None
+    bounds = [bound for bound, _count in ordered]
+    counts = list(accumulate((count for _bound, count in ordered), max))
+    return (bounds, counts) if counts[-1] != 0 else None
 
 
-def _quantile(q: float, monotonic: list[tuple[float, float]] | None) -> float | None:
+def _quantile(q: float, prepared: _Prepared | None) -> float | None:
     if math.isnan(q):
         return None
     if q < 0:
         return -math.inf
     if q > 1:
         return math.inf
-    if monotonic is None:
+    if prepared is None:
         return None
-    rank = q * monotonic[-1][1]
-    b = next((i for i in range(len(monotonic) - 1) if monotonic[i][1] >= rank), len(monotonic) - 1)
-    if b == len(monotonic) - 1:
-        return monotonic[-2][0]
-    if b == 0 and monotonic[0][0] <= 0:
-        return monotonic[0][0]
-    start, end, count = 0.0, monotonic[b][0], monotonic[b][1]
+    bounds, counts = prepared
+    last = len(counts) - 1
+    rank = q * counts[last]
+    # The first bucket whose count reaches the rank (counts are monotonic), the +Inf bucket if none before it does.
+    b = bisect_left(counts, rank, 0, last)
+    if b == last:
+        return bounds[-2]
+    if b == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start, end, count = 0.0, bounds[b], counts[b]
     if b > 0:
-        start = monotonic[b - 1][0]
-        count -= monotonic[b - 1][1]
-        rank -= monotonic[b - 1][1]
+        start = bounds[b - 1]
+        count -= counts[b - 1]
+        rank -= counts[b - 1]
     if count == 0:  # only for q = 0 over an empty first bucket: 0/0, NaN in Prometheus
         return None
     return start + (end - start) * (rank / count)
