@@ -1,10 +1,13 @@
 """`python -m lab.bench metrics`: one KPI cycle against a real Prometheus holding the synthetic mesh's series.
 
-The TSDB (1 h of 15 s samples for `synthetic --services N`, classes 2 and 5, Envoy's default latency buckets, one
-source pod per workload) is built once with promtool and cached under `var/bench/` (outside the repository's
-tracked files; delete the folder to rebuild). Reported: (a) the cycle's wall time (queries + mapping + DB write),
-(b) the floor: the same PromQL set sent over raw HTTP with no parsing, (c) a naive loop of one query per service per
-KPI, as per-panel dashboards do (measured on a sample of services and scaled to all of them).
+Where the series are (`--prometheus`): "head" (the default) scrapes the last 6 minutes of 15 s samples into a fresh
+Prometheus's head just before (`lab.prometheus_feed`), as a worker's queries about now meet them in a cluster;
+"blocks" reads 1 h of 15 s samples backfilled with promtool into persistent blocks, built once and cached under
+`var/bench/` (outside the repository's tracked files; delete the folder to rebuild). Classes 2 and 5, Envoy's
+default latency buckets, one source pod per workload either way. Reported: (a) the cycle's wall time (queries +
+mapping + DB write), (b) the floor: the same PromQL set sent over raw HTTP with no parsing, one after another, (b') the
+same four at a time as the cycle asks them, (c) a naive loop of one query per service per KPI, as per-panel
+dashboards do (measured on a sample of services and scaled to all of them).
 """
 
 from __future__ import annotations

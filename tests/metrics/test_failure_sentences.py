@@ -59,3 +59,15 @@ def test_a_page_that_is_not_prometheus_is_named_as_such(proxy, snapshot_cluster)
 
     f = freshness(cluster, "metrics")
     assert f.summary.startswith("Prometheus: the cluster's Prometheus URL answers, but not as Prometheus does.")
+
+
+def test_an_answer_whose_labels_are_not_an_object_is_an_unexpected_shape(proxy, snapshot_cluster):
+    """The decoder's label objects are kept as they are (not copied into new dicts), so a series whose `metric` is
+    no object is caught where the answer is read, not later as a crash in the mapping."""
+    cluster = snapshot_cluster(proxy.url)
+    body = b'{"status":"success","data":{"resultType":"vector","result":[{"metric":["up"],"value":[1,"1"]}]}}'
+    proxy.fail(r"/api/v1/query\b", status=200, body=body)
+    run, error = collect_and_record(cluster)
+    assert error is not None and not error.transient
+    assert "answered an unexpected shape" in error.reason
+    assert run.status == "failed"
