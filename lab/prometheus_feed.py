@@ -2,18 +2,21 @@
 
 Backfilled blocks (`lab.prometheus.backfill_openmetrics`) are quick to build, but a Prometheus answers queries about
 "now" from its head block, where the series' labels and recent chunks are in memory; on the same series it answers
-the metrics cycle's queries about twice as fast from the head as from a block (BENCHMARKS.md, 2026-12-01 night). A
-bench that measures what a worker meets in a cluster feeds the head: each document carries its samples' own
-timestamps (`honor_timestamps`), so minutes of 15 s samples go in with a scrape every second.
+the metrics cycle's slowest query about 1.7 times as fast from the head as from blocks (BENCHMARKS.md, "2026-12-01
+(night)"). A bench that measures what a worker meets in a cluster feeds the head: each document carries its samples'
+own timestamps (`honor_timestamps`), so minutes of 15 s samples go in with a scrape every second.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.request
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlencode
 
 from lab.prometheus import PrometheusError, PrometheusServer
 
@@ -33,24 +36,33 @@ def split_by_time(text: str) -> list[bytes]:
     return [("\n".join(by_time[t]) + "\n# EOF\n").encode() for t in ordered]
 
 
-def _head_samples(prom: PrometheusServer) -> int:
-    """Samples the head has appended (`prometheus_tsdb_head_samples_appended_total`, from Prometheus's own /metrics)."""
-    with urllib.request.urlopen(f"{prom.url}/metrics", timeout=10) as response:  # noqa: S310
-        text = response.read().decode()
-    return int(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("prometheus_tsdb_head_samples_appended_total")
-        )
-    )
+def held_samples(prom: PrometheusServer, job: str = "meshboard-feed") -> int:
+    """The samples `prom` holds from `job`'s targets over the last day, counted name by name (`count_over_time` drops
+    the metric name, so series of two names with the same other labels would collide in one query)."""
+    base = f"{prom.url}/api/v1"
+    names = _get(f"{base}/label/__name__/values?" + urlencode({"match[]": f'{{job="{job}"}}'}))
+    total = 0
+    for name in names:
+        if name == "up" or name.startswith("scrape_"):  # Prometheus's own series about each scrape
+            continue
+        expr = f'sum(count_over_time({{__name__="{name}",job="{job}"}}[1d]))'
+        total += sum(int(float(s["value"][1])) for s in _get(f"{base}/query?" + urlencode({"query": expr}))["result"])
+    return total
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (our own Prometheus, http://127.0.0.1)
+        return json.loads(response.read())["data"]
 
 
 def feed(prom: PrometheusServer, documents: Sequence[bytes], series: int, *, timeout: float = 600.0) -> None:
-    """Scrape `documents` (each with `series` samples) into the running `prom`, one per scrape, then stop scraping.
+    """Scrape `documents` (each with `series` samples) into the running `prom` (with its lifecycle API, and none of
+    those series yet), one per scrape, then stop scraping.
 
-    Raises PrometheusError when the head did not take every sample in `timeout` seconds (a scrape that timed out
-    or was refused: see the server's log)."""
+    Raises PrometheusError when the scrapes did not all happen in `timeout` seconds, or when the head does not hold
+    every sample after them (a scrape that timed out, a sample refused: see the server's log)."""
+    if not prom.lifecycle:
+        raise PrometheusError("feeding needs Prometheus's lifecycle API (/-/reload) to add and remove the scrape job")
     served = {"count": 0}
     lock = threading.Lock()
 
@@ -70,29 +82,35 @@ def feed(prom: PrometheusServer, documents: Sequence[bytes], series: int, *, tim
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Target)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    before = _head_samples(prom)
-    config = dict(prom.config)
-    job = {
-        "job_name": "meshboard-feed",
-        "scrape_interval": "1s",
-        "scrape_timeout": "1s",
-        "honor_timestamps": True,
-        "static_configs": [{"targets": [f"127.0.0.1:{server.server_address[1]}"]}],
-    }
-    prom.write_config({**config, "scrape_configs": [*(config.get("scrape_configs") or []), job]})
     try:
-        deadline = time.monotonic() + timeout
-        expected = before + series * len(documents)
-        while (taken := _head_samples(prom)) < expected:
-            # A scrape past every document that still leaves samples missing: one was not taken (timed out).
-            if time.monotonic() > deadline or served["count"] > len(documents) + 3:
-                raise PrometheusError(
-                    f"the head took {taken - before:,} of {series * len(documents):,} samples in {timeout:.0f} s "
-                    f"({served['count']} scrapes served); see {prom.workdir}/prometheus.log"
-                )
-            time.sleep(0.5)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        config = dict(prom.config)
+        job = {
+            "job_name": "meshboard-feed",
+            "scrape_interval": "1s",
+            "scrape_timeout": "1s",
+            "honor_timestamps": True,
+            "static_configs": [{"targets": [f"127.0.0.1:{server.server_address[1]}"]}],
+        }
+        try:
+            prom.write_config({**config, "scrape_configs": [*(config.get("scrape_configs") or []), job]})
+            deadline = time.monotonic() + timeout
+            # Each scrape is committed before the next one starts: once two more than the documents were served,
+            # every document's scrape is in the head.
+            while served["count"] < len(documents) + 2:
+                if time.monotonic() > deadline:
+                    raise PrometheusError(
+                        f"{served['count']} of {len(documents)} scrapes in {timeout:.0f} s; "
+                        f"see {prom.workdir}/prometheus.log"
+                    )
+                time.sleep(0.5)
+        finally:
+            prom.write_config(config)
+        held, expected = held_samples(prom), series * len(documents)
+        if held != expected:
+            raise PrometheusError(
+                f"the head holds {held:,} of the {expected:,} samples scraped; see {prom.workdir}/prometheus.log"
+            )
     finally:
-        prom.write_config(config)
         server.shutdown()
         server.server_close()

@@ -88,8 +88,9 @@ def _quantile(q: float, prepared: _Prepared | None) -> float | None:
     bounds, counts = prepared
     last = len(counts) - 1
     rank = q * counts[last]
-    # The first bucket whose count reaches the rank (counts are monotonic), the +Inf bucket if none before it does.
-    b = bisect_left(counts, rank, 0, last)
+    # The first bucket whose count reaches the rank (counts are monotonic), the +Inf bucket if none before it does
+    # (a NaN rank, 0 x an infinite count, reaches none).
+    b = last if rank != rank else bisect_left(counts, rank, 0, last)
     if b == last:
         return bounds[-2]
     if b == 0 and bounds[0] <= 0:

@@ -57,7 +57,7 @@ class PermanentPrometheusError(PrometheusError):
 
 class Sample(NamedTuple):
     # A tuple, not a frozen dataclass: the cycle builds ~35,000 at 1,000 services, and a frozen dataclass's
-    # __init__ (object.__setattr__ per field) took twice as long (micro-benchmark in BENCHMARKS.md, 2026-12-01 night).
+    # __init__ (object.__setattr__ per field) took twice as long (BENCHMARKS.md, "2026-12-01 (night)").
     labels: dict[str, str]
     value: float | None  # None: NaN or ±Inf (e.g. a ratio of 0/0, a quantile of an empty histogram)
 

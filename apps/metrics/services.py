@@ -300,7 +300,7 @@ def _map_latency(cycle: Cycle, resolver: Resolver, out: Mapped) -> dict[ServiceK
         return service_buckets
     edge_buckets: dict[EdgeKey, histogram.Buckets] = {}
     # ~35,000 series at 1,000 services, all on the cycle's critical path: each `le` parsed once, the buckets grouped
-    # by series first (the labels but `le`), then each series resolved once to its edge.
+    # by the five labels that make an edge first, then each group resolved once to its edge.
     bounds: dict[str, float | None] = {}
     if source in ("envoy", "istio"):
         by_series: dict[tuple, histogram.Buckets] = {}
