@@ -50,6 +50,7 @@ from django.urls import reverse
 
 from apps.clusters import scope
 from apps.clusters.models import Cluster
+from apps.mesh.kept import KeptPerSnapshot
 from apps.mesh.models import (
     MeshNamespace,
     Pod,
@@ -210,9 +211,14 @@ class _Snapshot:
             .order_by()
         )
         groups = list(groups)
-        policy = past.policy if past is not None else current_policy(cluster)
-        # Only SMI mode and Istio ask whose pods run as whom: permissive allows all, and an unknown mode says nothing.
-        accounts = _Accounts.load(cluster, groups) if policy.mode in (SMI, ISTIO) else _Accounts({}, {})
+        if past is not None:
+            policy, accounts = past.policy, _Accounts.for_policy(past.policy, cluster, groups)
+        else:
+            # Kept per namespace scope until the snapshot changes, with the verdicts said so far: the policy, the
+            # accounts and the verdicts were a third of a 1,000-service graph's server time.
+            policy, accounts = _judged.get(
+                cluster, scope.current_namespaces(), lambda: _judge(current_policy(cluster), cluster, groups)
+            )
         monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
         if past is not None:
             return cls(
@@ -299,6 +305,11 @@ class _Accounts:
     said: dict[tuple[tuple[str, str], tuple[str, str]], str] = field(default_factory=dict)
 
     @classmethod
+    def for_policy(cls, policy: Policy | IstioAccess, cluster: Cluster, groups: list[dict[str, Any]]) -> _Accounts:
+        """Only SMI mode and Istio ask whose pods run as whom: permissive allows all, an unknown mode says nothing."""
+        return cls.load(cluster, groups) if policy.mode in (SMI, ISTIO) else cls({}, {})
+
+    @classmethod
     def load(cls, cluster: Cluster, groups: list[dict[str, Any]]) -> _Accounts:
         """From the pod groups (_Snapshot: by namespace, app label and service account) and three queries: the
         Services' selectors, and, for a selector other than a lone `app` term, the pod templates and bare pods of
@@ -357,6 +368,20 @@ class _Accounts:
                 else pair_policy(policy, sources, destinations)
             )
         return self.said[(source, destination)]
+
+
+def _judge(
+    policy: Policy | IstioAccess, cluster: Cluster, groups: list[dict[str, Any]]
+) -> tuple[Policy | IstioAccess, _Accounts]:
+    return policy, _Accounts.for_policy(policy, cluster, groups)
+
+
+# The present policy and accounts by (cluster, namespace scope): the verdicts they say depend on nothing else.
+# Weighed by the identities and verdicts they hold when kept (~4,000 at 1,000 services).
+KEPT_JUDGED = 200_000
+_judged: KeptPerSnapshot[tuple[Policy | IstioAccess, _Accounts]] = KeptPerSnapshot(
+    KEPT_JUDGED, lambda judged: 1 + len(judged[1].by_app) + len(judged[1].by_service) + len(judged[1].said)
+)
 
 
 def _app_groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -118,8 +118,11 @@ def store_snapshot(cluster: Cluster, snapshot: ClusterSnapshot) -> None:
     """Replace the cluster's snapshot in one transaction; tables the snapshot lacks keep their rows."""
     with transaction.atomic():
         changed = [_sync_table(cluster, key, rows) for key, rows in snapshot.rows.items()]
+        # The mesh's state counts as the snapshot too (the MeshConfig's permissive mode, OSM or Istio): readers that
+        # keep what they derived (apps.mesh.kept) must see it change.
+        before = MeshState.objects.filter(cluster=cluster).values(*snapshot.state).first()
         MeshState.objects.update_or_create(cluster=cluster, defaults={**snapshot.state, "collected_at": timezone.now()})
-        if any(changed):
+        if any(changed) or before is None or _digest(before) != _digest(snapshot.state):
             snapshot_changed(cluster)
 
 

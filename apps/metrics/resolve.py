@@ -9,13 +9,11 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from apps.mesh.istio_splits import virtual_service_splits
-from apps.mesh.models import MeshState, Pod, Service, TrafficSplit, Workload, selects
+from apps.mesh.kept import KeptPerSnapshot
+from apps.mesh.models import Pod, Service, TrafficSplit, Workload, selects
 
 from .catalog import mangle
 
@@ -37,23 +35,9 @@ class Resolver:
     @classmethod
     def current(cls, cluster) -> Resolver:
         """The cluster's resolver, read from the snapshot only when it changed since this process last read it
-        (MeshState.snapshot_version): each metrics cycle needs it, and reading 1,000 services' pods, workloads and
-        selectors takes 0.1-0.3 s of the cycle. Each call gets its own `unresolved` (a cycle's warnings)."""
-        version = MeshState.objects.filter(cluster=cluster).values_list("snapshot_version", flat=True).first()
-        with _kept_lock:
-            kept = _kept.get(cluster.pk)
-            if kept is not None:
-                _kept.move_to_end(cluster.pk)
-        if kept is None or version is None or kept[0] != version:
-            # The version is read before the rows: rows newer than it only cause one more read next time.
-            resolver = cls.for_cluster(cluster)
-            if version is not None:
-                with _kept_lock:
-                    _kept[cluster.pk] = (version, resolver)
-                    while len(_kept) > 1 and sum(r.weight for _v, r in _kept.values()) > KEPT_OBJECTS:
-                        _kept.popitem(last=False)
-        else:
-            resolver = kept[1]
+        (apps.mesh.kept): each metrics cycle needs it, and reading 1,000 services' pods, workloads and selectors
+        takes 0.1-0.3 s of the cycle. Each call gets its own `unresolved` (a cycle's warnings)."""
+        resolver = _kept.get(cluster, "resolver", lambda: cls.for_cluster(cluster))
         return dataclasses.replace(resolver, unresolved=set())
 
     @property
@@ -147,9 +131,8 @@ class Resolver:
         return self.workloads.get((namespace, name))
 
 
-# Resolvers kept by cluster id, with the snapshot version they were read at, the least recently used dropped first
-# once they hold more than KEPT_OBJECTS pods, services and workloads together (the last one read is always kept). A
-# synthetic 1,000-service mesh is ~6,800; a fleet of 50 clusters of 200 services, ~50,000.
+# Resolvers kept per cluster, the least recently used dropped first once they hold more than KEPT_OBJECTS pods,
+# services and workloads together. A synthetic 1,000-service mesh is ~6,800; a fleet of 50 clusters of 200 services,
+# ~50,000.
 KEPT_OBJECTS = 60_000
-_kept: OrderedDict[int, tuple[uuid.UUID, Resolver]] = OrderedDict()
-_kept_lock = threading.Lock()
+_kept: KeptPerSnapshot[Resolver] = KeptPerSnapshot(KEPT_OBJECTS, lambda resolver: resolver.weight)

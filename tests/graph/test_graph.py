@@ -373,3 +373,36 @@ def test_it_makes_the_same_number_of_queries_whatever_the_mesh_size(client, view
         sizes.append((body["counts"]["nodes"], body["counts"]["edges"]))
     assert counts[0] == counts[1], counts
     assert sizes[1][0] > 5 * sizes[0][0] and sizes[1][1] > 5 * sizes[0][1], sizes
+
+
+BUYER = "e:wl:bookbuyer/bookbuyer>svc:bookstore/bookstore"
+THIEF = "e:wl:bookthief/bookthief>svc:bookstore/bookstore"
+
+
+def _verdicts(graph) -> dict[str, str]:
+    return {i: e["data"]["policy"] for i, e in _index(graph)[1].items() if e["data"].get("policy")}
+
+
+def test_edge_verdicts_follow_the_policy_each_collection_finds(mesh, kubeapi):
+    """The policy, the service accounts and the verdicts said are kept between requests (apps.mesh.kept) until the
+    snapshot changes: a deleted TrafficTarget (a table) and then the MeshConfig's permissive mode (the mesh's state,
+    no table) each show at the first request after the collection that saw them, not before."""
+    from tests.helpers import custom_api
+
+    before = _verdicts(build_graph(mesh))
+    assert before[BUYER] == "allowed" and before[THIEF] == "denied"
+    api = custom_api(kubeapi)
+    api.delete_namespaced_custom_object("access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets", "bookstore")
+    assert _verdicts(build_graph(mesh)) == before  # not collected yet: the snapshot is as it was
+    assert collect_and_record(mesh)[1] is None
+    # bookstore's v1 pods no longer allow bookbuyer; its v2 pods still do (TrafficTarget bookstore-v2).
+    assert _verdicts(build_graph(mesh)) == {**before, BUYER: "partly"}
+
+    patch = {"spec": {"traffic": {"enablePermissiveTrafficPolicyMode": True}}}
+    api.patch_namespaced_custom_object(
+        "config.openservicemesh.io", "v1alpha2", "osm-system", "meshconfigs", "osm-mesh-config", patch
+    )
+    assert collect_and_record(mesh)[1] is None
+    permissive = build_graph(mesh)
+    assert permissive["policy_mode"] == "permissive"
+    assert _verdicts(permissive)[THIEF] == "allowed"

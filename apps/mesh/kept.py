@@ -1,0 +1,57 @@
+"""What a process derives from one cluster's snapshot tables, kept until the snapshot changes.
+
+Every commit that writes or deletes snapshot rows, or changes the mesh's state, draws a new
+`MeshState.snapshot_version` (apps.mesh.services.snapshot_changed). A reader that keeps what it derived under the
+version it read first (the version before the rows: rows newer than it only cause one more read next time) can
+reuse it for as long as the version stays: the metrics cycle's resolver, the graph's policy and service accounts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+from .models import MeshState
+
+T = TypeVar("T")
+
+
+def snapshot_version(cluster: Any) -> Any:
+    """The cluster's current snapshot version; None before its first collection."""
+    return MeshState.objects.filter(cluster=cluster).values_list("snapshot_version", flat=True).first()
+
+
+class KeptPerSnapshot(Generic[T]):
+    """Values per (cluster, key), each kept with the snapshot version it was derived from, least recently used dropped
+    first once their weights add up to more than `budget` (the last one kept always stays)."""
+
+    def __init__(self, budget: int, weigh: Callable[[T], int]) -> None:
+        self.budget = budget
+        self.weigh = weigh
+        self._kept: OrderedDict[tuple[int, Hashable], tuple[Any, T, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, cluster: Any, key: Hashable, derive: Callable[[], T]) -> T:
+        """The value kept for (cluster, key) if the cluster's snapshot has not changed since, else `derive()`."""
+        version = snapshot_version(cluster)
+        entry = (cluster.pk, key)
+        with self._lock:
+            kept = self._kept.get(entry)
+            if kept is not None:
+                self._kept.move_to_end(entry)
+        if kept is not None and version is not None and kept[0] == version:
+            return kept[1]
+        value = derive()
+        if version is not None:
+            with self._lock:
+                self._kept[entry] = (version, value, self.weigh(value))
+                self._kept.move_to_end(entry)
+                while len(self._kept) > 1 and sum(w for _v, _value, w in self._kept.values()) > self.budget:
+                    self._kept.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
