@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from apps.clusters.picker import page_context
 from apps.clusters.roles import require_viewer
 from apps.core.gc import gc_paused
+from apps.core.json_response import json_response
 from apps.overview.as_of import past_view
 from apps.overview.overview import namespaces
 
@@ -90,7 +91,7 @@ def graph(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def data(request: HttpRequest) -> JsonResponse:
+def data(request: HttpRequest) -> HttpResponse:
     """`?ns=a&ns=b&find=...&hide=...&as_of=...` → the graph as JSON; 400 with {"error": ...} for a bad expression.
     A time the history cannot show gives the present graph with `as_of_error` saying why."""
     require_viewer(request)
@@ -110,7 +111,7 @@ def data(request: HttpRequest) -> JsonResponse:
         except QueryError as exc:
             return JsonResponse({"error": str(exc), "field": "find" if _bad(find) else "hide"}, status=400)
         graph_data["as_of_error"] = as_of_error
-        response = JsonResponse(graph_data)
+        response = json_response(graph_data)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.db import connection
+from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
 
 from apps.clusters.models import Cluster
@@ -377,6 +378,17 @@ def test_it_makes_the_same_number_of_queries_whatever_the_mesh_size(client, view
 
 BUYER = "e:wl:bookbuyer/bookbuyer>svc:bookstore/bookstore"
 THIEF = "e:wl:bookthief/bookthief>svc:bookstore/bookstore"
+
+
+def test_its_json_reads_back_as_the_standard_encoder_writes_it(client, viewer, mesh):
+    """orjson writes the graph (apps/core/json_response.py); the browser must read the same values JsonResponse wrote,
+    hostile names included."""
+    add_edges(mesh, {("bookbuyer", 'buyer"</script>\u2028é', "bookstore", "bookstore-v1"): (1.0, 0.0, 5.0, None, 0.0)})
+    client.force_login(viewer)
+    ours = client.get(URL).content
+    expected = JsonResponse({**build_graph(mesh), "as_of_error": ""}).content
+    assert json.loads(ours) == json.loads(expected)
+    assert "\u2028é" in ours.decode() and b"</script>" in ours
 
 
 def _verdicts(graph) -> dict[str, str]:
