@@ -50,7 +50,7 @@ from django.urls import reverse
 
 from apps.clusters import scope
 from apps.clusters.models import Cluster
-from apps.mesh.kept import KeptPerSnapshot
+from apps.mesh.kept import KeptPerSnapshot, snapshot_version
 from apps.mesh.models import (
     MeshNamespace,
     Pod,
@@ -197,6 +197,7 @@ class _Snapshot:
 
     @classmethod
     def load(cls, cluster: Cluster, past: PastView | None = None) -> _Snapshot:
+        version = snapshot_version(cluster)  # before the pods the kept accounts are made from (apps.mesh.kept)
         groups = (
             Pod.objects.filter(cluster=cluster)
             .annotate(app=KT("labels__app"))
@@ -217,7 +218,10 @@ class _Snapshot:
             # Kept per namespace scope until the snapshot changes, with the verdicts said so far: the policy, the
             # accounts and the verdicts were a third of a 1,000-service graph's server time.
             policy, accounts = _judged.get(
-                cluster, scope.current_namespaces(), lambda: _judge(current_policy(cluster), cluster, groups)
+                cluster,
+                scope.current_namespaces(),
+                lambda: _judge(current_policy(cluster), cluster, groups),
+                version=version,
             )
         monitored = dict(MeshNamespace.objects.filter(cluster=cluster).values_list("name", "monitored_by"))
         if past is not None:
@@ -376,12 +380,16 @@ def _judge(
     return policy, _Accounts.for_policy(policy, cluster, groups)
 
 
+def _judged_weight(judged: tuple[Policy | IstioAccess, _Accounts]) -> int:
+    """About how much a kept policy and its accounts hold: grants or workload groups, identities, verdicts said."""
+    policy, accounts = judged
+    held = len(policy.grants) if isinstance(policy, Policy) else len(policy.groups) + len(policy._said)
+    return 1 + held + len(accounts.by_app) + len(accounts.by_service) + len(accounts.said)
+
+
 # The present policy and accounts by (cluster, namespace scope): the verdicts they say depend on nothing else.
-# Weighed by the identities and verdicts they hold when kept (~4,000 at 1,000 services).
 KEPT_JUDGED = 200_000
-_judged: KeptPerSnapshot[tuple[Policy | IstioAccess, _Accounts]] = KeptPerSnapshot(
-    KEPT_JUDGED, lambda judged: 1 + len(judged[1].by_app) + len(judged[1].by_service) + len(judged[1].said)
-)
+_judged: KeptPerSnapshot[tuple[Policy | IstioAccess, _Accounts]] = KeptPerSnapshot(KEPT_JUDGED, _judged_weight)
 
 
 def _app_groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from .models import MeshState
 
 T = TypeVar("T")
+_UNREAD = object()
 
 
 def snapshot_version(cluster: Any) -> Any:
@@ -33,23 +34,26 @@ class KeptPerSnapshot(Generic[T]):
         self._kept: OrderedDict[tuple[int, Hashable], tuple[Any, T, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, cluster: Any, key: Hashable, derive: Callable[[], T]) -> T:
-        """The value kept for (cluster, key) if the cluster's snapshot has not changed since, else `derive()`."""
-        version = snapshot_version(cluster)
+    def get(self, cluster: Any, key: Hashable, derive: Callable[[], T], *, version: Any = _UNREAD) -> T:
+        """The value kept for (cluster, key) if the cluster's snapshot has not changed since, else `derive()`. A caller
+        that read snapshot rows `derive` uses before calling gives the `version` it read before those rows."""
+        if version is _UNREAD:
+            version = snapshot_version(cluster)
         entry = (cluster.pk, key)
         with self._lock:
             kept = self._kept.get(entry)
-            if kept is not None:
-                self._kept.move_to_end(entry)
         if kept is not None and version is not None and kept[0] == version:
-            return kept[1]
-        value = derive()
-        if version is not None:
-            with self._lock:
-                self._kept[entry] = (version, value, self.weigh(value))
-                self._kept.move_to_end(entry)
-                while len(self._kept) > 1 and sum(w for _v, _value, w in self._kept.values()) > self.budget:
-                    self._kept.popitem(last=False)
+            value = kept[1]
+        else:
+            value = derive()
+            if version is None:
+                return value
+        with self._lock:
+            # Weighed again each time: a value may grow while kept (the graph's verdicts said so far).
+            self._kept[entry] = (version, value, self.weigh(value))
+            self._kept.move_to_end(entry)
+            while len(self._kept) > 1 and sum(w for _v, _value, w in self._kept.values()) > self.budget:
+                self._kept.popitem(last=False)
         return value
 
     def clear(self) -> None:

@@ -9,8 +9,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
 
-from apps.clusters.models import Cluster
-from apps.graph.graph import build_graph, traffic_label
+from apps.clusters.models import Access, Cluster
+from apps.graph.graph import _judged, build_graph, traffic_label
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
 from apps.metrics.models import EdgeKPI
@@ -401,11 +401,16 @@ def test_edge_verdicts_follow_the_policy_each_collection_finds(mesh, kubeapi):
     no table) each show at the first request after the collection that saw them, not before."""
     from tests.helpers import custom_api
 
-    before = _verdicts(build_graph(mesh))
+    _judged.clear()
+    with CaptureQueriesContext(connection) as queries:
+        before = _verdicts(build_graph(mesh))
+    assert [q for q in queries if "mesh_traffictarget" in q["sql"]]
     assert before[BUYER] == "allowed" and before[THIEF] == "denied"
     api = custom_api(kubeapi)
     api.delete_namespaced_custom_object("access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets", "bookstore")
-    assert _verdicts(build_graph(mesh)) == before  # not collected yet: the snapshot is as it was
+    with CaptureQueriesContext(connection) as queries:
+        assert _verdicts(build_graph(mesh)) == before  # not collected yet: the snapshot is as it was
+    assert not [q for q in queries if "mesh_traffictarget" in q["sql"]]  # kept: the policy is not read again
     assert collect_and_record(mesh)[1] is None
     # bookstore's v1 pods no longer allow bookbuyer; its v2 pods still do (TrafficTarget bookstore-v2).
     assert _verdicts(build_graph(mesh)) == {**before, BUYER: "partly"}
@@ -418,3 +423,17 @@ def test_edge_verdicts_follow_the_policy_each_collection_finds(mesh, kubeapi):
     permissive = build_graph(mesh)
     assert permissive["policy_mode"] == "permissive"
     assert _verdicts(permissive)[THIEF] == "allowed"
+
+
+def test_a_namespace_limited_users_kept_policy_is_not_served_to_another(client, viewer, operator, mesh):
+    """The policy and accounts are kept per namespace scope: a bookstore-only user's (who cannot see bookbuyer's
+    pods) must not answer for an unlimited viewer, whose graph judges bookbuyer's calls."""
+    Access.objects.update_or_create(user=operator, defaults={"namespaces": ["bookstore"]})
+    _judged.clear()
+    client.force_login(operator)
+    assert client.get(URL).status_code == 200
+    client.force_login(viewer)
+    after_limited = _verdicts(client.get(URL).json())
+    _judged.clear()
+    assert after_limited == _verdicts(client.get(URL).json())
+    assert after_limited[BUYER] == "allowed" and after_limited[THIEF] == "denied"
