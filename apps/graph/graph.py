@@ -383,7 +383,7 @@ def _judge(
 def _judged_weight(judged: tuple[Policy | IstioAccess, _Accounts]) -> int:
     """About how much a kept policy and its accounts hold: grants or workload groups, identities, verdicts said."""
     policy, accounts = judged
-    held = len(policy.grants) if isinstance(policy, Policy) else len(policy.groups) + len(policy._said)
+    held = len(policy.grants) if isinstance(policy, Policy) else len(policy.groups) + policy.verdicts_said
     return 1 + held + len(accounts.by_app) + len(accounts.by_service) + len(accounts.said)
 
 

@@ -49,9 +49,12 @@ class KeptPerSnapshot(Generic[T]):
             if version is None:
                 return value
         with self._lock:
-            # Weighed again each time: a value may grow while kept (the graph's verdicts said so far).
-            self._kept[entry] = (version, value, self.weigh(value))
-            self._kept.move_to_end(entry)
+            # A newer version kept meanwhile by another thread stays; the value is weighed again each time, as it
+            # may grow while kept (the graph's verdicts said so far).
+            if self._kept.get(entry) is kept:
+                self._kept[entry] = (version, value, self.weigh(value))
+            if entry in self._kept:
+                self._kept.move_to_end(entry)
             while len(self._kept) > 1 and sum(w for _v, _value, w in self._kept.values()) > self.budget:
                 self._kept.popitem(last=False)
         return value

@@ -69,6 +69,11 @@ class IstioAccess:
     _said: dict[tuple[Identity, Identity], IstioVerdict | None] = field(default_factory=dict)
 
     @property
+    def verdicts_said(self) -> int:
+        """How many (source, destination) verdicts it keeps (what a kept IstioAccess grows by)."""
+        return len(self._said)
+
+    @property
     def strict_namespaces(self) -> list[str]:
         return sorted(self.evaluator.strict_namespaces)
 
