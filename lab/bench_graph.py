@@ -4,10 +4,11 @@
 1. JSON server time: `/graph/data` through Django's test client (no network), p95 over `runs`, and its DB queries.
 2. In Debian's chromium (Playwright, against a threaded WSGI server on 127.0.0.1), as the page's own timers report
    them, up to the picture on screen (`painted_ms`: Cytoscape's next frame after the drawing): the first drawing
-   (nothing kept: the layout), a reload (kept positions) and an in-page refresh. When the graph starts collapsed (above
-   the page's node count, 1,500), also opening a namespace of median size for the first time (laid out then),
-   collapsing it, opening it again (kept positions), and opening the largest one. The periodic refresh is switched
-   off so that only these draw. The load average is printed: the machine is shared.
+   (nothing kept: the layout), a reload (kept positions: the data revalidated by its ETag, 304), an in-page refresh
+   after a metrics cycle (patched), and one with nothing new (304: nothing read or drawn). When the graph starts
+   collapsed (above the page's node count, 1,500), also opening a namespace of median size for the first time (laid
+   out then), collapsing it, opening it again (kept positions), and opening the largest one. The periodic refresh is
+   switched off so that only these draw. The load average is printed: the machine is shared.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +32,19 @@ KEYS = ("fetch_ms", "layout_ms", "build_ms", "total_ms", "painted_ms", "since_na
 
 
 def _serve() -> tuple[str, Any]:
-    """Meshboard on a free 127.0.0.1 port in a daemon thread (one thread per request), static files by WhiteNoise."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
+    """Meshboard on a free 127.0.0.1 port in a daemon thread (one thread per request), static files by WhiteNoise.
+    Django's own HTTP/1.1 server, as gunicorn answers: Chromium revalidates a kept answer by its ETag only when it came
+    over HTTP/1.1 (over the standard library's HTTP/1.0 server it asks for the whole graph again at every reload)."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
     from django.core.wsgi import get_wsgi_application
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=Server, handler_class=Quiet)
+    httpd = ThreadedWSGIServer(("127.0.0.1", 0), Quiet)
+    httpd.daemon_threads = True
+    httpd.set_app(get_wsgi_application())
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{httpd.server_port}", httpd
 
@@ -69,7 +70,39 @@ def _timings(page: Any, started: float | None = None) -> dict[str, Any]:
     return timings
 
 
-def _browser_runs(base: str, session: str, cluster: str, runs: int) -> dict[str, list[dict]]:
+def _checked(page: Any, answers: int) -> None:
+    """Wait until the page has read `answers` answers of /graph/data, drawn or found unchanged."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("body")).to_have_attribute("data-graph-checked", str(answers), timeout=180_000)
+
+
+def _metrics_cycle(cluster: Any) -> Callable[[], None]:
+    """What a metrics cycle leaves: an edge's request rate changed and MetricsState's time moved, in one commit."""
+
+    def write() -> None:
+        from django.db import transaction
+        from django.db.models import F
+        from django.utils import timezone
+
+        from apps.metrics.models import EdgeKPI, MetricsState
+
+        with transaction.atomic():
+            edge = EdgeKPI.objects.filter(cluster=cluster).order_by("pk").first()
+            EdgeKPI.objects.filter(pk=edge.pk).update(request_rate=F("request_rate") + 1)
+            MetricsState.objects.filter(cluster=cluster).update(collected_at=timezone.now())
+
+    def cycle() -> None:  # in a thread of its own: Playwright's sync API runs an event loop in this one
+        thread = threading.Thread(target=write)
+        thread.start()
+        thread.join()
+
+    return cycle
+
+
+def _browser_runs(
+    base: str, session: str, cluster: str, runs: int, metrics_cycle: Callable[[], None]
+) -> dict[str, list[dict]]:
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
@@ -114,9 +147,16 @@ def _browser_runs(base: str, session: str, cluster: str, runs: int) -> dict[str,
                 _painted(page, 1)
                 out.setdefault("reload", []).append(_timings(page, started))
 
+                metrics_cycle()  # new KPIs: the refresh reads them and patches what changed
                 page.evaluate("() => { htmx.trigger(document.body, 'mb:refresh'); }")
                 _painted(page, 2)
                 out.setdefault("refresh", []).append(_timings(page))
+
+                # Nothing new since: the server answers 304 and the page keeps what it drew.
+                checked = int(page.locator("body").get_attribute("data-graph-checked") or 0)
+                page.evaluate("() => { htmx.trigger(document.body, 'mb:refresh'); }")
+                _checked(page, checked + 1)
+                out.setdefault("refresh, nothing new", []).append(_timings(page))
                 context.close()
         finally:
             browser.close()
@@ -155,12 +195,18 @@ def bench_graph(services: int, runs: int) -> None:
         if status != 200:
             sys.exit(f"/graph/data answered {status}")
         size = len(client.get(url).content)
+        tag = client.get(url)["ETag"]
+        unchanged = timed(lambda: client.get(url, HTTP_IF_NONE_MATCH=tag), max(runs, 20))
+        if client.get(url, HTTP_IF_NONE_MATCH=tag).status_code != 304:
+            sys.exit("/graph/data did not answer 304 to its own ETag")
         filtered = timed(lambda: client.get(url, {"hide": "rps<1 or ns=legacy", "find": "error>1% !mtls"}), 10)
 
         base, httpd = _serve()
         load_before = os.getloadavg()
         try:
-            browser = _browser_runs(base, client.cookies["sessionid"].value, cluster.name, max(1, min(runs, 3)))
+            browser = _browser_runs(
+                base, client.cookies["sessionid"].value, cluster.name, max(1, min(runs, 3)), _metrics_cycle(cluster)
+            )
         finally:
             httpd.shutdown()
         load_after = os.getloadavg()
@@ -174,6 +220,7 @@ def bench_graph(services: int, runs: int) -> None:
         f"- `/graph/data` server time: {fmt(times)}, p95 {p95(times) * 1000:.0f} ms, "
         f"{len(queries)} DB queries, {size / 1e6:.2f} MB JSON"
     )
+    print(f"- nothing new since (If-None-Match: its ETag → 304, no body): {fmt(unchanged)}")
     print(f"- with find and hide (`hide=rps<1 or ns=legacy`, `find=error>1% !mtls`): {fmt(filtered)}")
     print(
         "- load average (1, 5, 15 min) before the browser runs "

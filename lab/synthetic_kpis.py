@@ -7,14 +7,15 @@ from typing import Any
 
 
 def fill_kpis(cluster: Any, mesh: Any) -> tuple[int, int]:
-    """EdgeKPI and ServiceKPI rows as the metrics collector stores them for the synthetic mesh.
+    """EdgeKPI and ServiceKPI rows as the metrics collector stores them for the synthetic mesh, and its MetricsState
+    (the cycle's version: the graph's entity tag is made of it).
 
     Envoy reports a split root's traffic under its backends' clusters, so an edge to a root becomes one row per
     backend (by weight); the caller is named by its pods' `app` label (OSM's `source_service`).
     """
     from django.utils import timezone
 
-    from apps.metrics.models import EdgeKPI, ServiceKPI, success_ratio
+    from apps.metrics.models import EdgeKPI, MetricsState, ServiceKPI, success_ratio
 
     now = timezone.now()
     edges: dict[tuple[str, str, str, str], list[float]] = {}
@@ -66,5 +67,8 @@ def fill_kpis(cluster: Any, mesh: Any) -> tuple[int, int]:
             for (ns, svc), (rps, r5, p99) in inbound.items()
         ],
         batch_size=500,
+    )
+    MetricsState.objects.update_or_create(
+        cluster=cluster, defaults={"collected_at": now, "latency_source": MetricsState.LatencySource.ENVOY}
     )
     return len(edges), len(inbound)

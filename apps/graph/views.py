@@ -12,10 +12,16 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from apps.clusters.addresses import internal_addresses
+from apps.clusters.models import Cluster
 from apps.clusters.picker import page_context
-from apps.clusters.roles import require_viewer
+from apps.clusters.roles import can_change_weights, require_viewer
+from apps.clusters.scope import request_namespaces
+from apps.core.conditional import entity_tag, mark, not_modified
 from apps.core.gc import gc_paused
 from apps.core.json_response import json_response
+from apps.mesh.kept import snapshot_version
+from apps.metrics.models import MetricsState
 from apps.overview.as_of import past_view
 from apps.overview.overview import namespaces
 
@@ -103,6 +109,11 @@ def data(request: HttpRequest) -> HttpResponse:
         parse(find), parse(hide)
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "field": "find" if _bad(find) else "hide"}, status=400)
+    # The present graph is a function of what `_present_tag` names: a reload or a refresh that finds the same versions
+    # is answered 304 and the browser draws the body it kept (1.6 MB and ~0.15 s of the server at 1,000 services).
+    tag = None if "as_of" in request.GET else _present_tag(request, ctx.cluster)
+    if tag is not None and (unchanged := not_modified(request, tag)) is not None:
+        return unchanged
     past, as_of_error = past_view(ctx.cluster, request.GET.get("as_of", ""))
     # Thousands of small acyclic dicts: without the pause, generation scans add tens of ms at random requests.
     with gc_paused():
@@ -112,8 +123,34 @@ def data(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"error": str(exc), "field": "find" if _bad(find) else "hide"}, status=400)
         graph_data["as_of_error"] = as_of_error
         response = json_response(graph_data)
-    response["Cache-Control"] = "no-store"
-    return response
+    if tag is None:
+        response["Cache-Control"] = "no-store"
+        return response
+    return mark(response, tag)
+
+
+def _present_tag(request: HttpRequest, cluster: Cluster) -> str | None:
+    """The entity tag of the present graph: the cluster's snapshot and metrics versions, read before the graph reads
+    their rows (every commit of snapshot rows draws a new snapshot version; a metrics cycle stores its rows and
+    MetricsState in one transaction), the user's namespace scope, whether the internal-address filter rewrites the
+    answer for this user and with which addresses (apps/clusters/addresses.py), and the query. None (no tag) before the
+    first collection or the first metrics cycle."""
+    version = snapshot_version(cluster)
+    metrics = MetricsState.objects.filter(cluster=cluster).values_list("collected_at", flat=True).first()
+    if version is None or metrics is None:
+        return None
+    scope = request_namespaces(request)
+    hidden = None if can_change_weights(request.user) else tuple(internal_addresses())
+    return entity_tag(
+        "graph",
+        cluster.pk,
+        cluster.name,
+        version,
+        metrics,
+        None if scope is None else tuple(sorted(scope)),
+        hidden,
+        tuple(sorted(request.GET.lists())),
+    )
 
 
 def _bad(expression: str) -> bool:

@@ -35,7 +35,7 @@
   var BOX_PAD = 14; // room between a box's edge and its outermost nodes (with their names)
   var SEED = 20240611;
   var state = { cy: null, data: null, model: null, positions: {}, key: "", renders: 0, timings: {}, showIdle: false,
-    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0 };
+    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0, drawnTag: null, checks: 0 };
   window.mbGraph = state;
 
   // Which padlock an edge gets: closed for mTLS, open when an end lacks the sidecar; none when unknown.
@@ -1066,11 +1066,25 @@
       credentials: "same-origin", headers: { Accept: "application/json" }, signal: inflight.signal,
     })
       .then(function (r) {
-        return r.json().then(function (body) { return { ok: r.ok, status: r.status, body: body }; },
+        // The server tags the present graph with the versions it is made of (apps/graph/views.py): the same tag for
+        // the same query is the graph already drawn, which a refresh need neither read nor patch again.
+        var tag = r.ok ? r.headers.get("ETag") : null;
+        if (tag && tag === state.drawnTag && asked === state.drawnQuery && state.cy) {
+          return { ok: true, unchanged: true };
+        }
+        return r.json().then(function (body) { return { ok: r.ok, status: r.status, body: body, tag: tag }; },
           function () { return { ok: false, status: r.status, body: {} }; });
       })
       .then(function (res) {
         inflight = null;
+        if (res.unchanged) {
+          error.hidden = true;
+          error.textContent = "";
+          state.timings = { fetch_ms: performance.now() - started, mode: "unchanged" };
+          state.checks += 1;
+          document.body.dataset.graphChecked = String(state.checks);
+          return;
+        }
         if (!res.ok) {
           error.textContent = res.body.error ? (res.body.field === "hide" ? "Hide: " : "Find: ") + res.body.error
             : "The graph could not be loaded (HTTP " + res.status + ").";
@@ -1082,10 +1096,13 @@
         state.timings = { fetch_ms: performance.now() - started };
         state.data = res.body;
         state.drawnQuery = asked;
+        state.drawnTag = res.tag;
         showKpisThen(res.body.as_of);
         state.started = started;
         draw(res.body);
         refreshPanel();
+        state.checks += 1; // answers read, drawn or found unchanged (data-graph-checked)
+        document.body.dataset.graphChecked = String(state.checks);
       })
       .catch(function (err) {
         if (err.name === "AbortError") return;

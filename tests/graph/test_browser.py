@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import shutil
 
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from apps.metrics.models import EdgeKPI
+from apps.metrics.models import EdgeKPI, MetricsState
 from tests.browser_fixtures import SCREENSHOTS, at_path, screenshot
 
 from .conftest import add_edges
@@ -173,6 +174,42 @@ def test_it_keeps_positions_across_refreshes_and_reloads(page, live_server, view
     assert page.evaluate("mbGraph.timings.mode") == "preset", (kept, page.evaluate("() => mbGraph.timings"))
     after = page.evaluate("mbGraph.cy.getElementById('svc:bookstore/bookstore').position()")
     assert abs(after["x"] - before["x"]) <= 1 and abs(after["y"] - before["y"]) <= 1
+
+
+def test_a_reload_or_refresh_with_nothing_new_reuses_the_graph_it_has(page, live_server, viewer, mesh):
+    """After a metrics cycle the graph's answer carries an ETag: a reload revalidates it (the server answers 304 and
+    the browser draws what it kept), a refresh with nothing new neither reads nor draws again, and one after the next
+    metrics cycle draws the new numbers."""
+    MetricsState.objects.create(cluster=mesh, collected_at=timezone.now())
+    _login(page, live_server)
+    _open_graph(page, live_server)
+    edge = "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"
+    label = _edge(page, edge)["display"]
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    urls, statuses = {}, []
+    cdp.on("Network.requestWillBeSent", lambda m: urls.__setitem__(m["requestId"], m["request"]["url"]))
+    cdp.on(
+        "Network.responseReceivedExtraInfo",
+        lambda m: "/graph/data" in urls.get(m["requestId"], "") and statuses.append(m["statusCode"]),
+    )
+    page.reload()
+    _renders_at_least(page, 1)
+    assert statuses == [304]
+    assert _edge(page, edge)["display"] == label
+
+    expect(page.locator("body")).to_have_attribute("data-graph-checked", "1")
+    page.evaluate("htmx.trigger(document.body, 'mb:refresh')")
+    expect(page.locator("body")).to_have_attribute("data-graph-checked", "2")
+    assert page.evaluate("mbGraph.timings.mode") == "unchanged" and statuses == [304, 304]
+    assert page.locator("body").get_attribute("data-graph-renders") == "1"
+
+    EdgeKPI.objects.filter(destination_service="bookwarehouse", source_service="bookstore").update(request_rate=777.0)
+    MetricsState.objects.filter(cluster=mesh).update(collected_at=timezone.now())
+    page.evaluate("htmx.trigger(document.body, 'mb:refresh')")
+    _renders_at_least(page, 2)
+    assert "777 rps" in _edge(page, edge)["display"] and statuses == [304, 304, 200]
+    assert not page.errors, page.errors
 
 
 def test_it_keeps_every_node_in_place_across_a_reload_and_filter_changes(page, live_server, viewer, demo_mesh, browser):

@@ -8,12 +8,13 @@ import pytest
 from django.db import connection
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.clusters.models import Access, Cluster
 from apps.graph.graph import _judged, build_graph, traffic_label
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
-from apps.metrics.models import EdgeKPI
+from apps.metrics.models import EdgeKPI, MetricsState
 from lab.seeds.loader import load_seed
 from lab.synthetic import generate
 from lab.synthetic_kpis import fill_kpis
@@ -437,3 +438,79 @@ def test_a_namespace_limited_users_kept_policy_is_not_served_to_another(client, 
     _judged.clear()
     assert after_limited == _verdicts(client.get(URL).json())
     assert after_limited[BUYER] == "allowed" and after_limited[THIEF] == "denied"
+
+
+def _after_a_metrics_cycle(cluster) -> None:
+    """What a metrics cycle's commit leaves besides its rows: MetricsState's time (apps.metrics.services.store)."""
+    MetricsState.objects.update_or_create(cluster=cluster, defaults={"collected_at": timezone.now()})
+
+
+def test_a_request_with_nothing_new_is_answered_304_without_a_body(client, viewer, mesh, kubeapi):
+    """The present graph carries an ETag made of the versions it is built from: asked again with it, the answer is a
+    304 until a metrics cycle or a collection changes something, then the new graph with a new tag."""
+    _after_a_metrics_cycle(mesh)
+    client.force_login(viewer)
+    first = client.get(URL, {"ns": ["bookstore"]})
+    tag = first["ETag"]
+    assert first.status_code == 200 and first["Cache-Control"] == "private, no-cache" and tag.startswith('"')
+    again = client.get(URL, {"ns": ["bookstore"]}, HTTP_IF_NONE_MATCH=tag)
+    assert (again.status_code, again.content, again["ETag"]) == (304, b"", tag)
+    assert again["Cache-Control"] == "private, no-cache"
+    # Another query is another answer.
+    assert client.get(URL, {"ns": ["bookwarehouse"]}, HTTP_IF_NONE_MATCH=tag).status_code == 200
+
+    EdgeKPI.objects.filter(source_service="bookstore", destination_service="bookwarehouse").update(request_rate=777.0)
+    _after_a_metrics_cycle(mesh)
+    changed = client.get(URL, {"ns": ["bookstore"]}, HTTP_IF_NONE_MATCH=tag)
+    assert changed.status_code == 200 and changed["ETag"] != tag
+    edge = _index(changed.json())[1]["e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"]
+    assert edge["data"]["rps"] == 777.0
+    tag = changed["ETag"]
+
+    from tests.helpers import custom_api
+
+    custom_api(kubeapi).delete_namespaced_custom_object(
+        "access.smi-spec.io", "v1alpha3", "bookstore", "traffictargets", "bookstore"
+    )
+    assert client.get(URL, {"ns": ["bookstore"]}, HTTP_IF_NONE_MATCH=tag).status_code == 304  # not collected yet
+    assert collect_and_record(mesh)[1] is None
+    collected = client.get(URL, {"ns": ["bookstore"]}, HTTP_IF_NONE_MATCH=tag)
+    assert collected.status_code == 200 and collected["ETag"] != tag
+    assert _verdicts(collected.json())[BUYER] == "partly"
+
+
+def test_each_user_and_role_has_its_own_tag(client, viewer, operator, mesh):
+    """The answer differs by namespace scope and, for viewers, by the internal addresses rewritten in it: a tag one
+    user was given never spares another user the whole answer."""
+    _after_a_metrics_cycle(mesh)
+    client.force_login(viewer)
+    viewers = client.get(URL)["ETag"]
+    client.force_login(operator)
+    operators = client.get(URL)["ETag"]
+    assert operators != viewers
+    assert client.get(URL, HTTP_IF_NONE_MATCH=viewers).status_code == 200
+    Access.objects.update_or_create(user=operator, defaults={"namespaces": ["bookstore"]})
+    limited = client.get(URL, HTTP_IF_NONE_MATCH=operators)
+    assert limited.status_code == 200 and limited["ETag"] not in (operators, viewers)
+    assert not [n for n in _index(limited.json())[0].values() if n["data"].get("namespace") == "bookbuyer"]
+
+    client.force_login(viewer)
+    Cluster.objects.filter(pk=mesh.pk).update(prometheus_url="http://prometheus.internal:9090")
+    assert client.get(URL, HTTP_IF_NONE_MATCH=viewers).status_code == 200  # a new address to hide from viewers
+
+
+def test_what_is_not_tagged_is_never_kept(client, viewer, mesh, settings):
+    """No tag before the first metrics cycle, for a past view (Prometheus answers it) or a refused expression; a
+    changed health threshold (settings) changes every tag."""
+    client.force_login(viewer)
+    before_metrics = client.get(URL)
+    assert before_metrics.status_code == 200 and "ETag" not in before_metrics
+    assert before_metrics["Cache-Control"] == "no-store"
+    _after_a_metrics_cycle(mesh)
+    tag = client.get(URL)["ETag"]
+    past = client.get(URL, {"as_of": "2026-01-01T00:00"})
+    assert "ETag" not in past and past["Cache-Control"] == "no-store"
+    refused = client.get(URL, {"hide": "rps>>1"})
+    assert refused.status_code == 400 and "ETag" not in refused
+    settings.MESHBOARD_HEALTH = {**settings.MESHBOARD_HEALTH, "5xx_failing": 0.5}
+    assert client.get(URL, HTTP_IF_NONE_MATCH=tag).status_code == 200
