@@ -30,12 +30,14 @@
   var EDGE_FONT = 12; // px at zoom 1; labels (and their padlocks) are not drawn below MIN_FONT px on screen
   var MIN_FONT = 6;
   var LOD_ZOOM = MIN_FONT / EDGE_FONT; // below it no label is readable: none is given (level of detail)
+  var NEAR_ZOOM = LOD_ZOOM / 2; // below it a large graph's outlines and arrowheads are under a pixel: none is drawn
   var LOCK = EDGE_FONT + 1; // a padlock's size, drawn left of its label (which moves right to make room)
   var NS_TIES = 4; // in the layout of namespaces, each is tied to the namespaces it shares most edges with, up to this
   var BOX_PAD = 14; // room between a box's edge and its outermost nodes (with their names)
   var SEED = 20240611;
+  var OUTLINE = "#4a4f55"; // a node's outline
   var state = { cy: null, data: null, model: null, positions: {}, key: "", renders: 0, timings: {}, showIdle: false,
-    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0, drawnTag: null, checks: 0 };
+    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0, nearCount: 0, drawnTag: null, checks: 0 };
   window.mbGraph = state;
 
   // Which padlock an edge gets: closed for mTLS, open when an end lacks the sidecar; none when unknown.
@@ -146,8 +148,11 @@
     return [
       // Labels, and how their text looks, come with `.lod` (in view, zoomed in): every style property costs on every
       // element when Cytoscape builds, and most of a large graph is never labelled.
-      { selector: "node", style: { "background-color": "#9aa0a6", "width": 22, "height": 22,
-        "border-width": 2, "border-color": "#4a4f55" } },
+      // In a large graph seen from afar, a node's plain outline and an edge's arrowhead are under a pixel wide, and
+      // each property set costs on every element at the first drawing: they come with `.near` (updateLod). An outline that
+      // says something (no sidecar, unknown, outside the mesh, a split's root or backend) is drawn at every zoom.
+      { selector: large ? "node.near" : "node", style: { "border-width": 2, "border-color": OUTLINE } },
+      { selector: "node", style: { "background-color": "#9aa0a6", "width": 22, "height": 22 } },
       { selector: "node.lod", style: { "label": "data(name)",
         "font-size": 13, "font-family": FONT, "text-valign": "bottom", "text-margin-y": 3,
         "min-zoomed-font-size": MIN_FONT, "text-wrap": "ellipsis", "text-max-width": "160px",
@@ -164,17 +169,20 @@
       { selector: "node.lod.unknown", style: markStyle("unknown") },
       { selector: "node.namespace", style: { "background-image": "none" } }, // boxes and pies carry no mark
       { selector: "node.workload", style: { "shape": "round-rectangle", "width": 26, "height": 18 } },
-      { selector: "node.root", style: { "shape": "hexagon", "width": 28, "height": 26, "border-width": 3 } },
-      { selector: "node.backend", style: { "border-style": "double", "border-width": 4 } },
+      { selector: "node.root", style: { "shape": "hexagon", "width": 28, "height": 26, "border-width": 3,
+        "border-color": OUTLINE } },
+      { selector: "node.backend", style: { "border-style": "double", "border-width": 4, "border-color": OUTLINE } },
       { selector: "node[kind = 'unknown']", style: { "shape": "diamond", "background-color": "#d5d8dc",
-        "border-style": "dotted" } },
+        "border-style": "dotted", "border-width": 2, "border-color": OUTLINE } },
       // The mesh's edge: an ingress controller (an IngressBackend's source) and an Egress policy's destinations.
       { selector: "node[kind = 'ingress']", style: { "shape": "cut-rectangle", "width": 30, "height": 22,
         "border-color": "#5a3e9e", "border-width": 3 } },
       { selector: "node[kind = 'external']", style: { "shape": "barrel", "width": 30, "height": 22,
-        "background-color": "#f1ecfa", "border-color": "#5a3e9e", "border-style": "dashed" } },
-      { selector: "node.sidecars-none", style: { "border-style": "dashed", "border-color": "#e07b00" } },
-      { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00" } },
+        "background-color": "#f1ecfa", "border-color": "#5a3e9e", "border-style": "dashed", "border-width": 2 } },
+      { selector: "node.sidecars-none", style: { "border-style": "dashed", "border-color": "#e07b00",
+        "border-width": 2 } },
+      { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00",
+        "border-width": 2 } },
       { selector: "node.warning", style: { "border-color": "#c77700", "border-width": 5,
         "border-style": "double", "color": P.warnText, "font-weight": "bold" } },
       { selector: "node.warning.lod", style: { "label": "data(display)" } },
@@ -202,10 +210,14 @@
         "border-color": "#e07b00" } },
       // Measured on 1,000 nodes: font-size, text-rotation, arrow-scale and control-point-step-size on every edge
       // were a third of building and first drawing it; they go with labels, or only to small graphs.
-      { selector: "edge", style: Object.assign({
-        "width": 1.5, "line-color": "#8b95a1", "target-arrow-color": "#8b95a1", "target-arrow-shape": "triangle",
-        "curve-style": large ? "straight" : "bezier" }, large ? {} : { "arrow-scale": 0.8,
+      // Haystack is Cytoscape's cheapest line (no arrowheads): a large graph's edges are drawn so from afar, straight
+      // with their arrowhead once in view and near enough. Cytoscape draws a loop (a service calling itself) as a
+      // bezier curve whatever it is told, which has its arrowhead at every zoom.
+      { selector: "edge", style: Object.assign({ "width": 1.5, "line-color": "#8b95a1",
+        "curve-style": large ? "haystack" : "bezier" }, large ? {} : { "arrow-scale": 0.8,
         "control-point-step-size": 60 }) },
+      { selector: large ? "edge.near, edge:loop" : "edge", style: { "target-arrow-color": "#8b95a1",
+        "target-arrow-shape": "triangle", "curve-style": large ? "straight" : "bezier" } },
       { selector: "edge.lod", style: { "label": "data(display)", "text-rotation": "none", "font-size": EDGE_FONT,
         "font-family": FONT, "min-zoomed-font-size": MIN_FONT, "color": P.label,
         "text-background-color": P.labelBg, "text-background-opacity": 0.94, "text-background-padding": 2,
@@ -214,7 +226,8 @@
       { selector: "edge.has-lock", style: { "text-margin-x": (LOCK + 3) / 2 } },
       // Edges folded into a collapsed namespace: thicker with more folded in.
       { selector: "edge.aggregate", style: { "width": "data(agg_width)", "line-color": "#6b7683",
-        "target-arrow-color": "#6b7683", "curve-style": "straight", "opacity": 0.6 } },
+        "target-arrow-color": "#6b7683", "target-arrow-shape": "triangle", "curve-style": "straight",
+        "opacity": 0.6 } },
       { selector: "edge.errors", style: { "line-color": "#d33b2f", "target-arrow-color": "#d33b2f" } },
       { selector: "edge.plain, edge.partial", style: { "line-style": "dashed", "line-color": "#e07b00",
         "target-arrow-color": "#e07b00" } },
@@ -841,43 +854,54 @@
 
   // -- level of detail ---------------------------------------------------------------------------------------------
   // Labels only where they can be read: zoomed in to LOD_ZOOM or more, on the shown nodes and edges in view (with a
-  // margin). Zoomed out, no label is measured or drawn: that is most of what a large graph costs to draw.
+  // margin). Zoomed out, no label is measured or drawn: that is most of what a large graph costs to draw. In a large
+  // graph, a node's outline and an edge's arrowhead come the same way (`.near`) from half that zoom, where they are
+  // a pixel or more wide.
   // A collapsed namespace's name is sized to read at the zoom that shows them all, and no bigger than about 16 px on
   // screen once zoomed in (in half-octave steps, so that zooming restyles it rarely).
   function updateLod() {
     var cy = state.cy;
     if (!cy) return;
-    var zoom = cy.zoom(), on = zoom >= LOD_ZOOM, ext = cy.extent(), margin = 120 / zoom, count = 0;
+    var zoom = cy.zoom(), on = zoom >= LOD_ZOOM, ext = cy.extent(), margin = 120 / zoom, count = 0, nearCount = 0;
+    var near = zoom >= NEAR_ZOOM && state.model.leaves > LARGE; // small graphs have outlines and arrows at any zoom
     var x1 = ext.x1 - margin, x2 = ext.x2 + margin, y1 = ext.y1 - margin, y2 = ext.y2 + margin;
     var font = Math.pow(2, Math.round(2 * Math.log(16 / zoom) / Math.LN2) / 2);
     function inView(p) { return p.x >= x1 && p.x <= x2 && p.y >= y1 && p.y <= y2; }
+    function set(ele, cls, want) { if (want !== ele.hasClass(cls)) ele.toggleClass(cls, want); }
     cy.batch(function () {
       cy.nodes(".collapsed").forEach(function (n) {
         var f = Math.round(Math.max(13, Math.min(n.data("agg_font_max"), font)));
         if (n.data("agg_font") !== f) n.data("agg_font", f);
       });
-      if (!on) {
-        if (state.lodCount) cy.elements(".lod").removeClass("lod");
-        state.lodCount = 0;
+      if (!near && state.nearCount) cy.elements(".near").removeClass("near");
+      if (!on && state.lodCount) cy.elements(".lod").removeClass("lod");
+      if (!on && !near) {
+        state.lodCount = state.nearCount = 0;
         return;
       }
       cy.nodes().forEach(function (n) {
         if (n.data("kind") === "namespace") return; // labelled at any zoom
         var want = !n.hasClass("off") && inView(n.position());
-        if (want !== n.hasClass("lod")) n.toggleClass("lod", want);
-        count += want;
+        if (on) set(n, "lod", want);
+        if (near) set(n, "near", want);
+        count += on && want;
+        nearCount += near && want;
       });
       cy.edges().forEach(function (e) {
-        var want = false;
-        if (!e.hasClass("off") && (zoom >= 2 * LOD_ZOOM || !e.hasClass("aggregate"))) { // folded: from zoom 1
+        var shown = false;
+        if (!e.hasClass("off")) {
           var s = e.source().position(), t = e.target().position();
-          want = Math.max(s.x, t.x) >= x1 && Math.min(s.x, t.x) <= x2 && Math.max(s.y, t.y) >= y1 &&
+          shown = Math.max(s.x, t.x) >= x1 && Math.min(s.x, t.x) <= x2 && Math.max(s.y, t.y) >= y1 &&
             Math.min(s.y, t.y) <= y2;
         }
-        if (want !== e.hasClass("lod")) e.toggleClass("lod", want);
-        count += want;
+        var want = shown && (zoom >= 2 * LOD_ZOOM || !e.hasClass("aggregate")); // folded: labelled from zoom 1
+        if (on) set(e, "lod", want);
+        if (near) set(e, "near", shown);
+        count += on && want;
+        nearCount += near && shown;
       });
       state.lodCount = count;
+      state.nearCount = nearCount;
     });
   }
   var lodQueued = false;
@@ -1586,10 +1610,10 @@
   // Cytoscape's PNG of the whole graph, every shown label on it, with the padlocks drawn over, as the page shows them.
   function png(done) {
     var cy = state.cy, bb = cy.elements().boundingBox(); // the box cy.png({full: true}) draws
-    cy.elements().not(".off").addClass("lod");
+    cy.elements().not(".off").addClass("lod near");
     var uri = cy.png({ output: "base64uri", full: true, bg: "#ffffff", maxWidth: 8000, maxHeight: 8000 });
     var spots = lockSpots(cy, null);
-    state.lodCount = -1; // all of them: updateLod takes the ones out of view off again
+    state.lodCount = state.nearCount = -1; // all of them: updateLod takes the ones out of view off again
     updateLod();
     var img = new Image();
     img.onload = function () {

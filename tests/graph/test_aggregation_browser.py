@@ -12,7 +12,9 @@ from playwright.sync_api import expect
 
 from apps.metrics.models import EdgeKPI
 
+from .conftest import add_edges
 from .test_browser import _assert_same_positions, _login, _open_graph, _positions, _renders_at_least, _shot, _visible
+from .test_graph import _synthetic
 
 BOOKSTORE = ["svc:bookstore/bookstore", "svc:bookstore/bookstore-v1", "svc:bookstore/bookstore-v2"]
 
@@ -190,4 +192,52 @@ def test_it_labels_only_once_zoomed_in_and_patches_what_a_refresh_changes(page, 
     assert page.evaluate("mbGraph.cy.elements().filter((e) => !e.scratch('_kept')).length") == 0
     assert page.evaluate("(id) => mbGraph.cy.getElementById(id).data('label')", edge).startswith("777 rps")
     assert re.match(r"^\d+ nodes", page.locator("#graph-status").inner_text())
+    assert not page.errors, page.errors
+
+
+def test_a_large_graph_draws_outlines_and_arrowheads_only_near_enough(page, live_server, viewer, kubeapi_factory):
+    """Above 300 nodes, seen from afar, edges are Cytoscape's cheapest lines (haystack: it draws no arrowhead, a
+    denial's tee included) and a node has no plain outline (both under a pixel there); from half the labels' zoom,
+    what is in view gets them back. An outline that says something (no sidecar, a split's root or backend) and a loop
+    (a service calling itself) are drawn at every zoom."""
+    cluster = _synthetic(7, 320, kubeapi_factory)
+    some = EdgeKPI.objects.filter(cluster=cluster).order_by("pk").first()
+    add_edges(cluster, {(some.source_namespace, "self", some.source_namespace, "self"): (1.0, 0.0, 2.0, None, 0.0)})
+    _login(page, live_server)
+    _open_graph(page, live_server, f"?cluster={cluster.name}")
+    look = (
+        "() => { const cy = mbGraph.cy; const edges = cy.edges().not('.off').filter((e) => !e.isLoop());"
+        " const nodes = cy.nodes('.service').not('.off'); const ext = cy.extent();"
+        " const inView = (p) => p.x > ext.x1 && p.x < ext.x2 && p.y > ext.y1 && p.y < ext.y2;"
+        " const seen = (e) => inView(e.source().position()) && inView(e.target().position());"
+        " const plain = nodes.filter((n) => n.hasClass('sidecars-all')).not('.root, .backend, .warning');"
+        " const unmeshed = cy.nodes('.sidecars-none').not('.off');"
+        " const loop = cy.edges().filter((e) => e.isLoop());"
+        " return {zoom: cy.zoom(), nodes: nodes.length, unmeshed: unmeshed.length, loops: loop.length,"
+        " curves: [...new Set(edges.filter(seen).map((e) => e.style('curve-style')))],"
+        " arrows: [...new Set(edges.filter(seen).not('.denied, .policy-denied, .ratelimit')"
+        "   .map((e) => e.style('target-arrow-shape')))],"
+        " outlines: [...new Set(plain.filter((n) => inView(n.position())).map((n) => n.style('border-width')))],"
+        " far_curves: [...new Set(edges.filter((e) => !seen(e) && !e.hasClass('near'))"
+        "   .map((e) => e.style('curve-style')))],"
+        " unmeshed_outline: [...new Set(unmeshed.map((n) => n.style('border-width') + ' ' + n.style('border-style')))],"
+        " loop: loop.style('curve-style') + ' ' + loop.style('target-arrow-shape')}; }"
+    )
+    afar = page.evaluate(look)
+    assert afar["nodes"] > 300 and afar["zoom"] < 0.25 and afar["loops"] == 1, afar
+    assert (afar["curves"], afar["arrows"], afar["outlines"]) == (["haystack"], ["none"], ["0px"]), afar
+    assert afar["unmeshed"] and afar["unmeshed_outline"] == ["2px dashed"], afar
+    assert afar["loop"] == "bezier triangle"  # Cytoscape draws every loop as a bezier curve
+
+    page.evaluate(
+        "() => { const cy = mbGraph.cy; const n = cy.nodes('.service').not('.off')[0];"
+        " cy.zoom({level: 0.3, position: n.position()}); cy.center(n); mbGraph.updateLod(); }"
+    )
+    near = page.evaluate(look)
+    assert near["zoom"] == pytest.approx(0.3)
+    assert (near["curves"], near["arrows"], near["outlines"]) == (["straight"], ["triangle"], ["2px"]), near
+    assert near["far_curves"] == ["haystack"], near  # out of view: as from afar
+    assert page.evaluate("mbGraph.cy.elements('.lod').length") == 0  # labels only from twice that zoom
+    page.evaluate("() => { mbGraph.cy.zoom(0.1); mbGraph.updateLod(); }")
+    assert page.evaluate("mbGraph.cy.elements('.near').length") == 0
     assert not page.errors, page.errors
