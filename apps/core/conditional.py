@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import django
+import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import get_conditional_response
@@ -25,10 +27,13 @@ _SOURCES = ("apps", "meshboard")
 
 @cache
 def code_version() -> str:
-    """A digest of Meshboard's Python sources: the same on every process and replica of one release, different after
-    any change of code (the shape of an answer is code)."""
-    digest = hashlib.sha256()
+    """A digest of Meshboard's Python sources, its declared dependencies and the versions of the two libraries that
+    write its answers: the same on every process and replica of one release, different after any change of code (the
+    shape of an answer is code)."""
+    digest = hashlib.sha256(f"django {django.__version__} orjson {orjson.__version__}".encode())
     base = Path(settings.BASE_DIR)
+    if (base / "pyproject.toml").is_file():
+        digest.update((base / "pyproject.toml").read_bytes())
     for folder in _SOURCES:
         for path in sorted((base / folder).rglob("*.py")):
             digest.update(str(path.relative_to(base)).encode())
@@ -37,19 +42,23 @@ def code_version() -> str:
 
 
 def entity_tag(*parts: Any) -> str:
-    """A strong entity tag (quoted) for an answer built from `parts`, with the code version and the health settings
-    (MESHBOARD_HEALTH decides colours) added. `parts` must have stable reprs (str, int, tuples, None, UUIDs,
-    datetimes)."""
+    """A weak entity tag for an answer built from `parts`, with the code version and the health settings
+    (MESHBOARD_HEALTH decides colours) added. Weak: two answers with one tag mean the same but may differ in bytes
+    (sums of floats in the order the database returns rows). `parts` must have reprs that do not change between
+    processes (str, int, tuples, None, UUIDs, datetimes; no sets)."""
     material = repr((code_version(), sorted(settings.MESHBOARD_HEALTH.items()), parts))
-    return '"' + hashlib.sha256(material.encode()).hexdigest()[:40] + '"'
+    return 'W/"' + hashlib.sha256(material.encode()).hexdigest()[:40] + '"'
 
 
 def not_modified(request: HttpRequest, tag: str) -> HttpResponse | None:
-    """A 304 when the request's If-None-Match holds `tag`, else None (the caller builds the answer)."""
+    """A 304 when the request's If-None-Match holds `tag` (compared weakly, as for a GET), else None: the caller
+    builds the answer. Only GET and HEAD reach here, so no If-Match precondition applies."""
+    if request.method not in ("GET", "HEAD"):
+        return None
     response = get_conditional_response(request, etag=tag)
-    if response is not None:
-        mark(response, tag)
-    return response
+    if response is None or response.status_code != 304:
+        return None
+    return mark(response, tag)
 
 
 def mark(response: HttpResponse, tag: str) -> HttpResponse:

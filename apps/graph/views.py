@@ -140,7 +140,7 @@ def _present_tag(request: HttpRequest, cluster: Cluster) -> str | None:
     if version is None or metrics is None:
         return None
     scope = request_namespaces(request)
-    hidden = None if can_change_weights(request.user) else tuple(internal_addresses())
+    hidden = None if can_change_weights(request.user) else tuple(sorted(internal_addresses()))
     return entity_tag(
         "graph",
         cluster.pk,

@@ -183,6 +183,8 @@
         "border-width": 2 } },
       { selector: "node.sidecars-some", style: { "border-style": "dotted", "border-color": "#e07b00",
         "border-width": 2 } },
+      { selector: "node.root.sidecars-none, node.root.sidecars-some", style: { "border-width": 3 } },
+      { selector: "node.backend.sidecars-none, node.backend.sidecars-some", style: { "border-width": 4 } },
       { selector: "node.warning", style: { "border-color": "#c77700", "border-width": 5,
         "border-style": "double", "color": P.warnText, "font-weight": "bold" } },
       { selector: "node.warning.lod", style: { "label": "data(display)" } },
@@ -263,7 +265,7 @@
   // padlocks' backgrounds follow, without a reload.
   document.addEventListener("mb:themechange", function () {
     if (!state.cy) return;
-    state.cy.style(style(state.model.leaves > LARGE));
+    state.cy.style(style(state.large));
     drawLocks();
   });
 
@@ -863,7 +865,7 @@
     var cy = state.cy;
     if (!cy) return;
     var zoom = cy.zoom(), on = zoom >= LOD_ZOOM, ext = cy.extent(), margin = 120 / zoom, count = 0, nearCount = 0;
-    var near = zoom >= NEAR_ZOOM && state.model.leaves > LARGE; // small graphs have outlines and arrows at any zoom
+    var near = zoom >= NEAR_ZOOM && state.large; // a small graph's style has outlines and arrows at any zoom
     var x1 = ext.x1 - margin, x2 = ext.x2 + margin, y1 = ext.y1 - margin, y2 = ext.y2 + margin;
     var font = Math.pow(2, Math.round(2 * Math.log(16 / zoom) / Math.LN2) / 2);
     function inView(p) { return p.x >= x1 && p.x <= x2 && p.y >= y1 && p.y <= y2; }
@@ -969,7 +971,7 @@
     }
     var t0 = performance.now();
     if (!state.cy) {
-      var large = state.model.leaves > LARGE;
+      var large = state.large = state.model.leaves > LARGE; // the style's, for as long as this instance lives
       state.cy = window.cytoscape({
         container: document.getElementById("cy"), elements: disp.nodes.concat(disp.edges), style: style(large),
         // Nodes come with their positions: "preset" would set each again, and its fit (on by default) measure every
@@ -1094,6 +1096,7 @@
         // the same query is the graph already drawn, which a refresh need neither read nor patch again.
         var tag = r.ok ? r.headers.get("ETag") : null;
         if (tag && tag === state.drawnTag && asked === state.drawnQuery && state.cy) {
+          if (r.body) r.body.cancel(); // (read from the browser's cache, or still downloading if it was dropped)
           return { ok: true, unchanged: true };
         }
         return r.json().then(function (body) { return { ok: r.ok, status: r.status, body: body, tag: tag }; },

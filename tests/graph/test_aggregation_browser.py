@@ -226,7 +226,9 @@ def test_a_large_graph_draws_outlines_and_arrowheads_only_near_enough(page, live
     afar = page.evaluate(look)
     assert afar["nodes"] > 300 and afar["zoom"] < 0.25 and afar["loops"] == 1, afar
     assert (afar["curves"], afar["arrows"], afar["outlines"]) == (["haystack"], ["none"], ["0px"]), afar
-    assert afar["unmeshed"] and afar["unmeshed_outline"] == ["2px dashed"], afar
+    # A plain one 2 px, a split's backend 4 px (its root 3 px), as zoomed in.
+    assert afar["unmeshed"] and "2px dashed" in afar["unmeshed_outline"], afar
+    assert set(afar["unmeshed_outline"]) <= {"2px dashed", "3px dashed", "4px dashed"}, afar
     assert afar["loop"] == "bezier triangle"  # Cytoscape draws every loop as a bezier curve
 
     page.evaluate(
