@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.benchkit import fmt, p95, setup_django, standin, timed, user
-from lab.synthetic_kpis import fill_kpis
+from lab.synthetic_kpis import fill_kpis, metrics_cycle_ended
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 KEYS = ("fetch_ms", "layout_ms", "build_ms", "total_ms", "painted_ms", "since_navigation_ms", "navigation_ms")
@@ -50,11 +50,20 @@ def _serve() -> tuple[str, Any]:
 
 
 def _painted(page: Any, renders: int) -> None:
-    """Wait until the page's `renders`-th drawing is on screen, through Playwright's matcher (the page's CSP forbids the
-    eval that wait_for_function needs)."""
+    """Wait until the page's `renders`-th drawing is on screen."""
+    _reaches(page, "data-graph-painted", renders)
+
+
+def _checked(page: Any, answers: int) -> None:
+    """Wait until the page has read `answers` answers of /graph/data, drawn or found unchanged."""
+    _reaches(page, "data-graph-checked", answers)
+
+
+def _reaches(page: Any, attribute: str, count: int) -> None:
+    """Through Playwright's matcher (the page's CSP forbids the eval that wait_for_function needs)."""
     from playwright.sync_api import expect
 
-    expect(page.locator("body")).to_have_attribute("data-graph-painted", str(renders), timeout=180_000)
+    expect(page.locator("body")).to_have_attribute(attribute, str(count), timeout=180_000)
 
 
 def _timings(page: Any, started: float | None = None) -> dict[str, Any]:
@@ -70,27 +79,19 @@ def _timings(page: Any, started: float | None = None) -> dict[str, Any]:
     return timings
 
 
-def _checked(page: Any, answers: int) -> None:
-    """Wait until the page has read `answers` answers of /graph/data, drawn or found unchanged."""
-    from playwright.sync_api import expect
-
-    expect(page.locator("body")).to_have_attribute("data-graph-checked", str(answers), timeout=180_000)
-
-
 def _metrics_cycle(cluster: Any) -> Callable[[], None]:
     """What a metrics cycle leaves: an edge's request rate changed and MetricsState's time moved, in one commit."""
 
     def write() -> None:
         from django.db import transaction
         from django.db.models import F
-        from django.utils import timezone
 
-        from apps.metrics.models import EdgeKPI, MetricsState
+        from apps.metrics.models import EdgeKPI
 
         with transaction.atomic():
             edge = EdgeKPI.objects.filter(cluster=cluster).order_by("pk").first()
             EdgeKPI.objects.filter(pk=edge.pk).update(request_rate=F("request_rate") + 1)
-            MetricsState.objects.filter(cluster=cluster).update(collected_at=timezone.now())
+            metrics_cycle_ended(cluster)
 
     def cycle() -> None:  # in a thread of its own: Playwright's sync API runs an event loop in this one
         thread = threading.Thread(target=write)

@@ -37,7 +37,8 @@
   var SEED = 20240611;
   var OUTLINE = "#4a4f55"; // a node's outline
   var state = { cy: null, data: null, model: null, positions: {}, key: "", renders: 0, timings: {}, showIdle: false,
-    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0, nearCount: 0, drawnTag: null, checks: 0 };
+    icons: {}, locksDrawn: 0, collapsed: {}, auto: null, sigs: {}, lodCount: 0, nearCount: 0, drawnTag: null,
+    checks: 0 };
   window.mbGraph = state;
 
   // Which padlock an edge gets: closed for mTLS, open when an end lacks the sidecar; none when unknown.
@@ -149,8 +150,9 @@
       // Labels, and how their text looks, come with `.lod` (in view, zoomed in): every style property costs on every
       // element when Cytoscape builds, and most of a large graph is never labelled.
       // In a large graph seen from afar, a node's plain outline and an edge's arrowhead are under a pixel wide, and
-      // each property set costs on every element at the first drawing: they come with `.near` (updateLod). An outline that
-      // says something (no sidecar, unknown, outside the mesh, a split's root or backend) is drawn at every zoom.
+      // each property set costs on every element at the first drawing: they come with `.near` (updateLod). An
+      // outline that says something (no sidecar, unknown, outside the mesh, a split's root or backend) is drawn at
+      // every zoom.
       { selector: large ? "node.near" : "node", style: { "border-width": 2, "border-color": OUTLINE } },
       { selector: "node", style: { "background-color": "#9aa0a6", "width": 22, "height": 22 } },
       { selector: "node.lod", style: { "label": "data(name)",
@@ -1104,14 +1106,6 @@
       })
       .then(function (res) {
         inflight = null;
-        if (res.unchanged) {
-          error.hidden = true;
-          error.textContent = "";
-          state.timings = { fetch_ms: performance.now() - started, mode: "unchanged" };
-          state.checks += 1;
-          document.body.dataset.graphChecked = String(state.checks);
-          return;
-        }
         if (!res.ok) {
           error.textContent = res.body.error ? (res.body.field === "hide" ? "Hide: " : "Find: ") + res.body.error
             : "The graph could not be loaded (HTTP " + res.status + ").";
@@ -1121,13 +1115,17 @@
         error.hidden = true;
         error.textContent = "";
         state.timings = { fetch_ms: performance.now() - started };
-        state.data = res.body;
-        state.drawnQuery = asked;
-        state.drawnTag = res.tag;
-        showKpisThen(res.body.as_of);
-        state.started = started;
-        draw(res.body);
-        refreshPanel();
+        if (res.unchanged) {
+          state.timings.mode = "unchanged";
+        } else {
+          state.data = res.body;
+          state.drawnQuery = asked;
+          state.drawnTag = res.tag;
+          showKpisThen(res.body.as_of);
+          state.started = started;
+          draw(res.body);
+          refreshPanel();
+        }
         state.checks += 1; // answers read, drawn or found unchanged (data-graph-checked)
         document.body.dataset.graphChecked = String(state.checks);
       })

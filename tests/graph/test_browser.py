@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import shutil
 
-from django.utils import timezone
 from playwright.sync_api import expect
 
-from apps.metrics.models import EdgeKPI, MetricsState
+from apps.metrics.models import EdgeKPI
+from lab.synthetic_kpis import metrics_cycle_ended
 from tests.browser_fixtures import SCREENSHOTS, at_path, screenshot
 
 from .conftest import add_edges
@@ -180,7 +180,7 @@ def test_a_reload_or_refresh_with_nothing_new_reuses_the_graph_it_has(page, live
     """After a metrics cycle the graph's answer carries an ETag: a reload revalidates it (the server answers 304 and
     the browser draws what it kept), a refresh with nothing new neither reads nor draws again, and one after the next
     metrics cycle draws the new numbers."""
-    MetricsState.objects.create(cluster=mesh, collected_at=timezone.now())
+    metrics_cycle_ended(mesh)
     _login(page, live_server)
     _open_graph(page, live_server)
     edge = "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"
@@ -205,7 +205,7 @@ def test_a_reload_or_refresh_with_nothing_new_reuses_the_graph_it_has(page, live
     assert page.locator("body").get_attribute("data-graph-renders") == "1"
 
     EdgeKPI.objects.filter(destination_service="bookwarehouse", source_service="bookstore").update(request_rate=777.0)
-    MetricsState.objects.filter(cluster=mesh).update(collected_at=timezone.now())
+    metrics_cycle_ended(mesh)
     page.evaluate("htmx.trigger(document.body, 'mb:refresh')")
     _renders_at_least(page, 2)
     assert "777 rps" in _edge(page, edge)["display"] and statuses == [304, 304, 200]

@@ -9,16 +9,15 @@ import pytest
 from django.db import connection
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.clusters.models import Access, Cluster
 from apps.graph.graph import _judged, build_graph, traffic_label
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
-from apps.metrics.models import EdgeKPI, MetricsState
+from apps.metrics.models import EdgeKPI
 from lab.seeds.loader import load_seed
 from lab.synthetic import generate
-from lab.synthetic_kpis import fill_kpis
+from lab.synthetic_kpis import fill_kpis, metrics_cycle_ended
 
 from .conftest import add_edges
 
@@ -441,15 +440,10 @@ def test_a_namespace_limited_users_kept_policy_is_not_served_to_another(client, 
     assert after_limited[BUYER] == "allowed" and after_limited[THIEF] == "denied"
 
 
-def _after_a_metrics_cycle(cluster) -> None:
-    """What a metrics cycle's commit leaves besides its rows: MetricsState's time (apps.metrics.services.store)."""
-    MetricsState.objects.update_or_create(cluster=cluster, defaults={"collected_at": timezone.now()})
-
-
 def test_a_request_with_nothing_new_is_answered_304_without_a_body(client, viewer, mesh, kubeapi):
     """The present graph carries an ETag made of the versions it is built from: asked again with it, the answer is a
     304 until a metrics cycle or a collection changes something, then the new graph with a new tag."""
-    _after_a_metrics_cycle(mesh)
+    metrics_cycle_ended(mesh)
     client.force_login(viewer)
     first = client.get(URL, {"ns": ["bookstore"]})
     tag = first["ETag"]
@@ -464,7 +458,7 @@ def test_a_request_with_nothing_new_is_answered_304_without_a_body(client, viewe
     assert client.get(URL, {"ns": ["bookwarehouse"]}, HTTP_IF_NONE_MATCH=tag).status_code == 200
 
     EdgeKPI.objects.filter(source_service="bookstore", destination_service="bookwarehouse").update(request_rate=777.0)
-    _after_a_metrics_cycle(mesh)
+    metrics_cycle_ended(mesh)
     changed = client.get(URL, {"ns": ["bookstore"]}, HTTP_IF_NONE_MATCH=tag)
     assert changed.status_code == 200 and changed["ETag"] != tag
     edge = _index(changed.json())[1]["e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"]
@@ -486,7 +480,7 @@ def test_a_request_with_nothing_new_is_answered_304_without_a_body(client, viewe
 def test_each_user_and_role_has_its_own_tag(client, viewer, operator, mesh):
     """The answer differs by namespace scope and, for viewers, by the internal addresses rewritten in it: a tag one
     user was given never spares another user the whole answer."""
-    _after_a_metrics_cycle(mesh)
+    metrics_cycle_ended(mesh)
     client.force_login(viewer)
     viewers = client.get(URL)["ETag"]
     client.force_login(operator)
@@ -510,7 +504,7 @@ def test_what_is_not_tagged_is_never_kept(client, viewer, mesh, settings):
     before_metrics = client.get(URL)
     assert before_metrics.status_code == 200 and "ETag" not in before_metrics
     assert before_metrics["Cache-Control"] == "no-store"
-    _after_a_metrics_cycle(mesh)
+    metrics_cycle_ended(mesh)
     tag = client.get(URL)["ETag"]
     past = client.get(URL, {"as_of": "2026-01-01T00:00"})
     assert "ETag" not in past and past["Cache-Control"] == "no-store"
