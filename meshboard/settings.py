@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A static file asked for with its content's digest is kept by the browser for good (WhiteNoise answers below).
+    "apps.core.static_versions.ImmutableStaticMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Large JSON answers gzipped, after the internal addresses are hidden in them (below).
     "apps.core.compress.CompressJsonMiddleware",
@@ -238,8 +240,14 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # WhiteNoise serves what `collectstatic` put in STATIC_ROOT (the image does it at build) and, so that no way of
 # starting Meshboard ends with pages without CSS and JS, also the source folders the finders know (static/ and the
-# apps' static/). Both hold the same files: the storage neither renames nor compresses them.
+# apps' static/). Both hold the same files: the storage neither renames nor compresses them. Their URLs carry a
+# digest of the content served; a request with the current digest is kept by browsers for good
+# (apps/core/static_versions.py).
 WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "apps.core.static_versions.VersionedStaticFilesStorage"},
+}
 
 # Redis is both the Celery broker and the home of the collection locks.
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))

@@ -4,6 +4,7 @@ one line in the log, never a traceback."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from django.test import RequestFactory
@@ -101,4 +102,4 @@ def test_it_renders_the_500_page_without_any_context(db):
     html = response.content.decode()
     assert "Server error" in html and "data-server-error" in html
     assert "Nothing was changed by it" in html and '<a href="/">the overview</a>' in html
-    assert "/static/css/meshboard.css" in html and "icons.svg#triangle-alert" in html
+    assert "/static/css/meshboard.css?v=" in html and re.search(r"icons.svg\?v=[0-9a-f]{12}#triangle-alert", html)

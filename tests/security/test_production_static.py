@@ -148,6 +148,9 @@ def test_every_page_loads_its_css_and_js_with_debug_off(production_web, page):
             assert status == 200, f"{path}: {kind} {url} answered {status}"
             assert headers.get("x-content-type-options") == "nosniff", url
             assert "default-src 'self'" in headers.get("content-security-policy", ""), url
+            # Linked with the digest of its content and kept for good: no later page asks for it again.
+            assert re.search(r"\?v=[0-9a-f]{12}$", url), url
+            assert headers.get("cache-control") == "max-age=31536000, public, immutable", url
         # Every stylesheet parsed (a 404 or a text/html answer leaves no rules), and the scripts ran.
         empty = page.evaluate(
             "() => [...document.styleSheets]"
