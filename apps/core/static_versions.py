@@ -11,7 +11,13 @@ Why a digest in the query and not Django's ManifestStaticFilesStorage (a digest 
 what `collectstatic` wrote (a forgotten step, or a stale STATIC_ROOT, breaks or dates the pages), and with DEBUG it
 does not version at all. Here the digest is taken of the very file WhiteNoise serves (the finders' first, as
 WhiteNoise with WHITENOISE_USE_FINDERS, then STATIC_ROOT's) and kept until its size or time changes, so an edited
-file gets a new URL at once and an old URL never gets the new content's "immutable".
+file gets a new URL at once.
+
+"Immutable" is said only when WhiteNoise's answer describes that same file: its ETag (WhiteNoise's own formula, of the
+time and size) must be the one of the file hashed. Without DEBUG, WhiteNoise reads each file's size and time once at
+start: a file edited under a running server is served with its old length (cut short) until a restart, and such an
+answer must not be kept for a year. A change that keeps a file's size and time to the nanosecond keeps its digest
+within a process; a new process hashes every file again.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
+from email.utils import formatdate, parsedate
 from pathlib import Path
+from time import mktime
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
@@ -49,22 +57,32 @@ def served_path(name: str) -> str | None:
     return None
 
 
-def version(name: str) -> str | None:
-    """A digest of the content served for `name` (12 hex digits), or None when no file is served for it."""
+def _hashed(name: str) -> tuple[str, os.stat_result] | None:
     path = served_path(name)
     if path is None:
         return None
     try:
         stat = os.stat(path)
-    except OSError:
+        kept = _DIGESTS.get(path)
+        if kept is not None and kept[0] == stat.st_mtime_ns and kept[1] == stat.st_size:
+            return kept[2], stat
+        digest = hashlib.blake2b(Path(path).read_bytes(), digest_size=6).hexdigest()
+    except (OSError, ValueError):  # gone meanwhile, a folder, a name with a NUL
         return None
-    kept = _DIGESTS.get(path)
-    if kept is not None and kept[0] == stat.st_mtime_ns and kept[1] == stat.st_size:
-        return kept[2]
-    digest = hashlib.blake2b(Path(path).read_bytes(), digest_size=6).hexdigest()
     with _LOCK:
         _DIGESTS[path] = (stat.st_mtime_ns, stat.st_size, digest)
-    return digest
+    return digest, stat
+
+
+def version(name: str) -> str | None:
+    """A digest of the content served for `name` (12 hex digits), or None when no file is served for it."""
+    hashed = _hashed(name)
+    return hashed[0] if hashed else None
+
+
+def _whitenoise_etag(stat: os.stat_result) -> str:
+    """The ETag WhiteNoise gives a file of this time and size (whitenoise.responders.StaticFile.get_headers)."""
+    return f'"{int(mktime(parsedate(formatdate(stat.st_mtime, usegmt=True)))):x}-{stat.st_size:x}"'
 
 
 class VersionedStaticFilesStorage(StaticFilesStorage):
@@ -95,7 +113,9 @@ class ImmutableStaticMiddleware:
             and self.prefix
             and request.path_info.startswith(self.prefix)
             and response.status_code in (200, 304)
-            and asked == version(request.path_info[len(self.prefix) :])
+            and (hashed := _hashed(request.path_info[len(self.prefix) :])) is not None
+            and asked == hashed[0]
+            and response.get("ETag") == _whitenoise_etag(hashed[1])
         ):
             response["Cache-Control"] = FOREVER
         return response

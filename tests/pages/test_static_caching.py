@@ -3,6 +3,7 @@ no page revalidates its scripts and stylesheets, and an edited file is a new URL
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -51,16 +52,39 @@ def test_an_edited_file_gets_a_new_url_and_the_old_one_loses_the_promise(tmp_pat
     folder.mkdir()
     (folder / "canary-widget.js").write_text("console.log('one');\n")
     with override_settings(STATICFILES_DIRS=[folder, ROOT / "static"]):
+        running = Client()  # WhiteNoise indexes the files (their sizes and times) when the server starts
         first = static("canary-widget.js")
-        assert Client().get(first)["Cache-Control"] == FOREVER
+        assert running.get(first)["Cache-Control"] == FOREVER
         (folder / "canary-widget.js").write_text("console.log('two, longer');\n")
         second = static("canary-widget.js")
         assert second != first and second.startswith("/static/canary-widget.js?v=")
-        client = Client()  # a server started after the edit
-        assert client.get(second)["Cache-Control"] == FOREVER
-        old = client.get(first)
+        # The server that started before the edit still describes the old file (its length, its ETag): what it
+        # answers must not be kept for a year, under either URL.
+        for url in (first, second):
+            assert "immutable" not in running.get(url)["Cache-Control"], url
+        restarted = Client()
+        assert restarted.get(second)["Cache-Control"] == FOREVER
+        old = restarted.get(first)
         assert b"two, longer" in b"".join(old.streaming_content) and "immutable" not in old["Cache-Control"]
+
+
+def test_the_digest_is_of_the_file_served_from_the_source_folders_before_static_root(tmp_path):
+    source, root = tmp_path / "static", tmp_path / "collected"
+    source.mkdir(), root.mkdir()
+    (source / "both.js").write_text("// the source\n")
+    (root / "both.js").write_text("// an older collectstatic\n")
+    (root / "collected-only.js").write_text("// only in STATIC_ROOT\n")
+    with override_settings(STATICFILES_DIRS=[source], STATIC_ROOT=root):
+        client = Client()
+        for name, text in (("both.js", b"// the source\n"), ("collected-only.js", b"// only in STATIC_ROOT\n")):
+            url = static(name)
+            response = client.get(url)
+            served = b"".join(response.streaming_content)
+            assert served == text, name
+            assert url.endswith("?v=" + hashlib.blake2b(served, digest_size=6).hexdigest()), url
+            assert response["Cache-Control"] == FOREVER, name
 
 
 def test_a_name_no_file_is_served_for_keeps_its_plain_url():
     assert static("js/no-such-file.js") == "/static/js/no-such-file.js"
+    assert static("js") == "/static/js"  # a folder
