@@ -8,8 +8,9 @@ collection it executes) and beat. Cluster collection only: the clusters have no 
 
 The recorder connects Celery's task_prerun and task_postrun signals in the worker and pushes, for each execution of
 mesh.collect_cluster, which worker ran it, for which cluster, when it started and ended and what it returned, to a
-Redis list. `analyse` reads those executions: after each cluster's first collection (every cluster is due at once when
-beat starts), interval k of a cluster is the poll interval centred k intervals after its next collection; each must
+Redis list. `analyse` reads those executions: after each cluster's first two collections (every cluster is due at
+once when beat starts, and its second can wait in the queue behind that burst: a warm-up, left out), interval k of a
+cluster is the poll interval centred k intervals after its third collection; each must
 hold exactly one collection, no two executions of one cluster may overlap, and the per-worker counts are compared.
 tests/fleet/test_fleet_workers.py runs a CI-sized fleet; `bench_fleet` the 20-cluster one.
 """
@@ -164,7 +165,9 @@ def analyse(
     done: list[Execution], *, clusters: list[int], workers: list[str], poll_seconds: float, intervals: int
 ) -> FleetReport:
     """Each cluster's intervals after its first collection: interval k is `poll_seconds` long, centred k intervals
-    after the cluster's second collection (the first on its schedule), and must hold exactly one execution, which
+    after the cluster's third collection (the first two are the warm-up: all clusters at beat's first tick, then a
+    second that may wait behind that burst and come a few seconds before the third), and must hold exactly one
+    execution, which
     collected; a cluster's executions never overlap. Per-worker counts are of the collections in those intervals."""
     report = FleetReport(len(clusters), workers, poll_seconds, intervals, results=Counter(e.result for e in done))
     per_worker: Counter = Counter()
@@ -177,10 +180,10 @@ def analyse(
             if b.start < a.end:
                 report.overlaps.append((cluster, b.start))
         collected = [e for e in runs if e.result in COLLECTED]
-        if len(collected) < 2:
+        if len(collected) < 3:
             report.missed.extend((cluster, k) for k in range(intervals))
             continue
-        anchor = collected[1].start
+        anchor = collected[2].start
         measured = []
         for k in range(intervals):
             low = anchor + (k - 0.5) * poll_seconds
@@ -302,8 +305,9 @@ class Fleet(Processes):
         last collections end, and analyse what the workers did."""
         poll = self.poll_seconds
         # The first collections start at beat's first tick; the second within two intervals (the cluster's first
-        # slot a whole interval later); interval k ends half an interval after the (k+1)-th collection after that.
-        until = self.beat_started + self.tick_seconds + (intervals + 1.5) * poll + self.tick_seconds + 2
+        # slot a whole interval later), the third one interval after; interval k ends half an interval after the
+        # k-th collection after the third.
+        until = self.beat_started + self.tick_seconds + (intervals + 2.5) * poll + self.tick_seconds + 2
         time.sleep(max(0.0, until - time.time()))
         # A cluster whose second collection waited in the queue behind the first ones (all clusters at beat's first
         # tick) has its intervals later: beat stops only once every cluster's last interval has ended, so that none
@@ -319,15 +323,15 @@ class Fleet(Processes):
 
     def _last_interval_end(self, intervals: int) -> float:
         """When the last measured interval of the latest cluster ends, by `analyse`'s rule (interval k centred k
-        intervals after the cluster's second collection); infinity while a cluster has not had two."""
+        intervals after the cluster's third collection); infinity while a cluster has not had three."""
         done, _ = executions(self._redis.lrange(LOG_KEY, 0, -1))
         seconds: dict[int, list[float]] = defaultdict(list)
         for e in done:
             if e.result in COLLECTED:
                 seconds[e.cluster].append(e.start)
-        if any(len(seconds[c]) < 2 for c in self.cluster_ids):
+        if any(len(seconds[c]) < 3 for c in self.cluster_ids):
             return float("inf")
-        return max(starts[1] for starts in seconds.values()) + (intervals - 0.5) * self.poll_seconds
+        return max(starts[2] for starts in seconds.values()) + (intervals - 0.5) * self.poll_seconds
 
     def runs(self) -> list[dict]:
         """The run records in the database: cluster id, status, duration."""
