@@ -8,10 +8,10 @@ collection it executes) and beat. Cluster collection only: the clusters have no 
 
 The recorder connects Celery's task_prerun and task_postrun signals in the worker and pushes, for each execution of
 mesh.collect_cluster, which worker ran it, for which cluster, when it started and ended and what it returned, to a
-Redis list. `analyse` reads those executions: after each cluster's first two collections (every cluster is due at
-once when beat starts, and its second can wait in the queue behind that burst: a warm-up, left out), interval k of a
-cluster is the poll interval centred k intervals after its third collection; each must
-hold exactly one collection, no two executions of one cluster may overlap, and the per-worker counts are compared.
+Redis list. `analyse` reads those executions: after each cluster's first WARM_UP collections (every cluster is due
+at once when beat starts, and its second can wait in the queue behind that burst), interval k of a cluster is the
+poll interval centred k intervals after its next collection; each must hold exactly one collection, no two
+executions of one cluster may overlap, and the per-worker counts are compared.
 tests/fleet/test_fleet_workers.py runs a CI-sized fleet; `bench_fleet` the 20-cluster one.
 """
 
@@ -161,14 +161,23 @@ class FleetReport:
         )
 
 
+# The first collections are the warm-up: every cluster at beat's first tick, then a second that may wait in the queue
+# behind that burst and come a few seconds before the third (counted as two in one interval if measured).
+WARM_UP = 2
+
+
+def anchor(starts: list[float]) -> float | None:
+    """Where a cluster's measured intervals are centred from: its first collection after the warm-up (start times,
+    in order), or None before it has had one."""
+    return starts[WARM_UP] if len(starts) > WARM_UP else None
+
+
 def analyse(
     done: list[Execution], *, clusters: list[int], workers: list[str], poll_seconds: float, intervals: int
 ) -> FleetReport:
-    """Each cluster's intervals after its first collection: interval k is `poll_seconds` long, centred k intervals
-    after the cluster's third collection (the first two are the warm-up: all clusters at beat's first tick, then a
-    second that may wait behind that burst and come a few seconds before the third), and must hold exactly one
-    execution, which
-    collected; a cluster's executions never overlap. Per-worker counts are of the collections in those intervals."""
+    """Each cluster's intervals after its warm-up: interval k is `poll_seconds` long, centred k intervals after the
+    cluster's first collection past WARM_UP (`anchor`), and must hold exactly one execution, which collected; a
+    cluster's executions never overlap. Per-worker counts are of the collections in those intervals."""
     report = FleetReport(len(clusters), workers, poll_seconds, intervals, results=Counter(e.result for e in done))
     per_worker: Counter = Counter()
     by_cluster: dict[int, list[Execution]] = defaultdict(list)
@@ -180,13 +189,13 @@ def analyse(
             if b.start < a.end:
                 report.overlaps.append((cluster, b.start))
         collected = [e for e in runs if e.result in COLLECTED]
-        if len(collected) < 3:
+        start = anchor([e.start for e in collected])
+        if start is None:
             report.missed.extend((cluster, k) for k in range(intervals))
             continue
-        anchor = collected[2].start
         measured = []
         for k in range(intervals):
-            low = anchor + (k - 0.5) * poll_seconds
+            low = start + (k - 0.5) * poll_seconds
             inside = [e for e in runs if low <= e.start < low + poll_seconds]
             if len(inside) > 1:
                 report.doubled.append((cluster, k))
@@ -323,15 +332,16 @@ class Fleet(Processes):
 
     def _last_interval_end(self, intervals: int) -> float:
         """When the last measured interval of the latest cluster ends, by `analyse`'s rule (interval k centred k
-        intervals after the cluster's third collection); infinity while a cluster has not had three."""
+        intervals after the cluster's anchor); infinity while a cluster has not had its warm-up yet."""
         done, _ = executions(self._redis.lrange(LOG_KEY, 0, -1))
         seconds: dict[int, list[float]] = defaultdict(list)
         for e in done:
             if e.result in COLLECTED:
                 seconds[e.cluster].append(e.start)
-        if any(len(seconds[c]) < 3 for c in self.cluster_ids):
+        anchors = [anchor(seconds[c]) for c in self.cluster_ids]
+        if None in anchors:
             return float("inf")
-        return max(starts[2] for starts in seconds.values()) + (intervals - 0.5) * self.poll_seconds
+        return max(anchors) + (intervals - 0.5) * self.poll_seconds
 
     def runs(self) -> list[dict]:
         """The run records in the database: cluster id, status, duration."""
