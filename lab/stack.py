@@ -216,11 +216,12 @@ class Stack(Processes):
     def runs(self) -> list[dict]:
         code = (
             "import json; from apps.clusters.models import CollectionRun as R; print(json.dumps([[r.kind, r.status,"
-            " r.started_at.timestamp(), r.finished_at and r.finished_at.timestamp()]"
+            " r.started_at.timestamp(), r.finished_at and r.finished_at.timestamp(), r.error]"
             " for r in R.objects.order_by('id')]))"
         )
         out = self.manage("shell", "--no-imports", "-c", code)
-        return [dict(zip(("kind", "status", "started", "finished"), r, strict=True)) for r in json.loads(out)]
+        keys = ("kind", "status", "started", "finished", "error")
+        return [dict(zip(keys, r, strict=True)) for r in json.loads(out)]
 
     def stop(self) -> None:
         if self.prometheus is not None:

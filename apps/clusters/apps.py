@@ -8,6 +8,7 @@ class ClustersConfig(AppConfig):
     verbose_name = "Clusters"
 
     def ready(self) -> None:
+        from . import lost  # noqa: F401 (connects its receiver: a collection whose process died)
         from .signals import create_roles_after_migrate
 
         # After the mesh app migrates, so the view permissions of both apps exist.

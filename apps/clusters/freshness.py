@@ -34,6 +34,7 @@ WORKER = {CollectionRun.Kind.CLUSTER: "the worker for cluster data", CollectionR
 # The gateways' reasons (apps/clusters/kube.py, apps/metrics/prometheus.py), first match wins.
 _PROBLEMS = [
     ("time_limit", re.compile(r"^stopped: the run took longer than its limit")),
+    ("process_ended", re.compile(r"^stopped: the worker process running it ended")),  # apps/clusters/lost.py
     ("config", re.compile(r"cannot load the |has no Prometheus URL")),
     # Credential plugins and TLS (apps/clusters/tls.py words them) before the generic reasons a wrapper may add.
     ("exec_plugin", re.compile(r"exec credential plugin \([^)]*\) failed")),
@@ -133,6 +134,12 @@ def summarize(kind: str, error: str) -> str:
         return (
             f"{SOURCE[kind]}: the collection took longer than its limit of {settings.MESHBOARD_COLLECT_TIME_LIMIT} s. "
             "The source may be very slow; an operator can raise MESHBOARD_COLLECT_TIME_LIMIT."
+        )
+    if problem == "process_ended":
+        return (
+            f"{SOURCE[kind]}: the process of {WORKER[kind]} running the collection ended before it finished (killed, "
+            "often for lack of memory). Meshboard collects again at the next interval; if this recurs, give that "
+            "worker more memory."
         )
     sentence = _SENTENCES.get((kind, problem))
     if sentence is None:

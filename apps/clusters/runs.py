@@ -125,7 +125,11 @@ def lock_holder(task: Task) -> str:
     """Who runs `task`, for its collection lock: the worker's name and boot ("name boot"), so the tick can tell a
     lock whose worker is gone (killed mid-collection) from one whose worker still runs, and free the first at once
     instead of after its TTL. "" (unknown: the TTL alone frees it) outside a worker or when Redis cannot say."""
-    hostname = getattr(task.request, "hostname", None) or ""
+    return worker_lock_holder(getattr(task.request, "hostname", None) or "")
+
+
+def worker_lock_holder(hostname: str) -> str:
+    """`lock_holder` for the worker named `hostname`."""
     if not hostname:
         return ""
     try:

@@ -335,3 +335,25 @@ def test_each_kubernetes_failure_becomes_a_sentence_with_the_action(kubeapi, sta
     assert f.never_collected and f.failing and f.stale_since is None
     assert f.summary.startswith(sentence), f.summary
     assert str(status) in f.error  # the run record keeps the raw reason
+
+
+def test_a_collection_whose_process_ended_says_so_and_what_to_do(bookstore):
+    """The words apps/clusters/lost.py records when a collection's pool process dies (tests/reliability/test_faults.py
+    kills one), as the pages summarize them."""
+    from apps.clusters.freshness import freshness
+
+    CollectionRun.objects.create(
+        cluster=bookstore,
+        kind="cluster",
+        status=CollectionRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error="stopped: the worker process running it ended (Worker exited prematurely: signal 9 (SIGKILL) Job: 3.)",
+    )
+
+    f = freshness(bookstore, "cluster")
+    assert f.failing
+    assert f.summary == (
+        "Kubernetes API: the process of the worker for cluster data running the collection ended before it finished "
+        "(killed, often for lack of memory). Meshboard collects again at the next interval; if this recurs, give that "
+        "worker more memory."
+    )

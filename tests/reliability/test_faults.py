@@ -9,6 +9,8 @@ The stack runs with shortened timeouts (ENV), so the banner times printed here a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lab.stack import OPERATOR, OPERATOR_PASSWORD, POLL_SECONDS, Stack
+from lab.stack import OPERATOR, OPERATOR_PASSWORD, POLL_SECONDS, Stack, _children
 from lab.waiting import wait_for
 
 pytestmark = pytest.mark.faults
@@ -180,6 +182,42 @@ def _collection_locks(stack: Stack) -> list[bytes]:
     import redis
 
     return list(redis.Redis.from_url(stack.env["REDIS_URL"]).scan_iter("meshboard:lock:collect-cluster:*"))
+
+
+def test_a_collection_whose_process_dies_is_recorded_failed_and_the_cluster_collected_again_at_once(stack, operator):
+    """The cluster worker's pool processes killed (as by the kernel's OOM killer) in the middle of a collection: the
+    worker's main process lives on with its heartbeat, so only it can say the run is gone. Its record says so, and
+    its lock (TTL 150 s) is freed: the next collection runs at the cluster's next due time."""
+    _fault(stack, "POST", {"path": ".*", "delay": 1.5})  # slowed below the read timeout, so that one surely runs
+    try:
+        wait_for(lambda: _collection_locks(stack), 30, interval=0.1)
+        pool = _children(stack.procs["worker-cluster"].pid)
+        assert pool, "the cluster worker has no pool processes"
+        for pid in pool:
+            os.kill(pid, signal.SIGKILL)
+        killed = time.time()
+    finally:
+        _fault(stack, "DELETE")
+
+    def cluster_runs() -> list[dict]:
+        return [r for r in stack.runs() if r["kind"] == "cluster"]
+
+    [lost] = wait_for(
+        lambda: [r for r in cluster_runs() if r["status"] == "failed" and r["finished"] and r["finished"] >= killed],
+        10,
+        interval=0.5,
+    )
+    assert lost["error"].startswith("stopped: the worker process running it ended"), lost["error"]
+    assert "SIGKILL" in lost["error"], lost["error"]
+    assert lost["finished"] - killed < 5, "the lost run was recorded late"
+    assert not [r for r in cluster_runs() if r["status"] == "running" and r["started"] < killed]
+    # Collected again within its next poll interval or so, not after the lock's TTL.
+    again = wait_for(
+        lambda: [r for r in cluster_runs() if r["status"] == "ok" and r["started"] > killed], 3 * POLL_SECONDS, 0.5
+    )
+    assert again[0]["started"] - killed < 2 * POLL_SECONDS + 2, again[0]
+    # The page says why the last run failed, as for any failed run, until the next one succeeds.
+    _recovers(stack, operator, "a collection whose process was killed")
 
 
 def test_it_says_when_the_worker_is_gone_and_recovers_when_one_is_back(stack, operator):
