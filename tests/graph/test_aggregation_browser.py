@@ -243,3 +243,66 @@ def test_a_large_graph_draws_outlines_and_arrowheads_only_near_enough(page, live
     page.evaluate("() => { mbGraph.cy.zoom(0.1); mbGraph.updateLod(); }")
     assert page.evaluate("mbGraph.cy.elements('.near').length") == 0
     assert not page.errors, page.errors
+
+
+def test_expand_all_lays_the_namespaces_out_between_frames_and_says_so(
+    page, live_server, viewer, kubeapi_factory, collapse_above_5
+):
+    """At 5,000 services "Expand all" lays out about a hundred namespaces: seconds. Above 300 nodes they are laid out
+    a few at a time with the page free in between, the count on the status line, then drawn in one go: the same
+    picture as laying them out at once ("Re-layout")."""
+    cluster = _synthetic(7, 320, kubeapi_factory)
+    _login(page, live_server)
+    _open_graph(page, live_server, f"?cluster={cluster.name}")
+    names = list(_namespaces(page))
+    members = page.evaluate("() => mbGraph.model.members")
+    assert len(names) > 3 and sum(len(ids) for ids in members.values()) > 300
+    # Every text the status line takes, as the page's own tasks leave it; one namespace a turn.
+    page.evaluate(
+        "() => { window.mbLines = []; const line = document.getElementById('graph-status');"
+        " new MutationObserver(() => mbLines.push(line.textContent))"
+        ".observe(line, {childList: true, characterData: true, subtree: true}); mbGraph.openStepMs = 0; }"
+    )
+    # "Collapse all" in the same task as "Expand all": the opening gives way (nothing to collapse), its line goes.
+    page.evaluate(
+        "() => { document.querySelector('[data-graph=expand-all]').click();"
+        " document.querySelector('[data-graph=collapse-all]').click(); }"
+    )
+    page.wait_for_timeout(1000)
+    assert page.locator("body").get_attribute("data-graph-renders") == "1"
+    expect(page.locator("#graph-status")).to_contain_text(f"{len(names)} of {len(names)} namespaces collapsed")
+    assert page.locator("#cy").get_attribute("aria-busy") is None
+    page.evaluate("() => { mbLines.length = 0; }")
+
+    page.get_by_role("button", name="Expand all").click()
+    _renders_at_least(page, 2)
+
+    n = len(names)
+    lines = page.evaluate("mbLines")
+    progress = [line for line in lines if line.startswith(f"Opening {n} namespaces")]
+    # The last turn's count gives way to the next line in the same task: the drawing's, shown before it starts.
+    assert progress == [f"Opening {n} namespaces: laid out {i} of {n}\u2026" for i in range(1, n)] + [
+        f"Opening {n} namespaces: drawing\u2026"
+    ], lines
+    assert lines[-1] == page.locator("#graph-status").text_content() and "namespaces collapsed" not in lines[-1]
+    assert page.locator("#cy").get_attribute("aria-busy") is None
+    drawn = _namespaces(page)
+    assert all(not d["collapsed"] and d["box"] for d in drawn.values()), drawn
+    opened = _positions(page)
+    assert len(opened) > 300
+    _shot(page, "graph-expanded-all")
+
+    # Laid out at once from nothing: the same positions.
+    page.get_by_role("button", name="Re-layout").click()
+    _renders_at_least(page, 3)
+    _assert_same_positions(opened, _positions(page))
+
+    # Collapsed and opened again: kept positions, nothing laid out, no progress to show.
+    page.get_by_role("button", name="Collapse all").click()
+    _renders_at_least(page, 4)
+    page.evaluate("() => { mbLines.length = 0; }")
+    page.get_by_role("button", name="Expand all").click()
+    _renders_at_least(page, 5)
+    assert not [line for line in page.evaluate("mbLines") if line.startswith("Opening")]
+    _assert_same_positions(opened, _positions(page))
+    assert not page.errors, page.errors
