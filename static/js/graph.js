@@ -1047,41 +1047,56 @@
   // Opening many namespaces at once for the first time ("Expand all" at 5,000 services: 103 of them) lays each out,
   // tens of milliseconds apiece: seconds in all, during which the page would neither answer nor say why. So they are
   // laid out ahead, as many as fit in `openStepMs` at a time with the page free in between and the count on the
-  // status line, then drawn in one go (`layoutInside`, or `layoutAll` when nothing is kept, takes what is ready if it
-  // still fits the namespace's members). A later open or collapse cancels it; a refresh meanwhile does not.
+  // status line, then drawn in one go (`layoutInside`, or `layoutAll` when nothing is kept, takes a layout made
+  // ahead for exactly the namespace's members and the graph's size). A later open or collapse cancels it (what was
+  // laid out ahead is dropped with the next drawing); a refresh meanwhile does not.
   var opening = 0;
   // How long the page is held at a time. Measured at 5,000 services (103 namespaces): every turn costs more than its
   // yield (tens of ms: Chromium's frame in software); Expand all took 8.0 s in one turn, 10.4 s in turns of 250 ms,
   // 11-12 s in turns of 40 ms, against 9.0-9.9 s before (one 6 s freeze then).
   state.openStepMs = 250;
+  state.sayEveryMs = 1000; // the status line is polite to screen readers: a new count at most this often
   function laidOut(ns) { return state.model.members[ns].some(function (id) { return !!state.positions[id]; }); }
+  function readyKey(ns) { return (state.model.leaves > LARGE) + "\n" + state.model.members[ns].join("\n"); }
   function readyLayout(ns) {
     var ready = state.ready[ns];
-    delete state.ready[ns];
-    var fits = ready && state.model.members[ns].every(function (id) { return !!ready.positions[id]; });
-    return fits ? ready : null;
+    return ready && ready.key === readyKey(ns) ? ready.layout : null;
   }
-  function openMany(names) {
+  function openMany() {
     var turn = ++opening, m = state.model;
-    var todo = names.filter(function (ns) { return m.boxes[ns] && state.collapsed[ns] && !laidOut(ns); });
+    var todo = m.order.filter(function (ns) { return state.collapsed[ns] && !laidOut(ns); });
     // A graph up to LARGE nodes is laid out whole, in one go, when nothing of it is kept: no namespace alone.
-    if (todo.length < 2 || m.leaves <= LARGE) { setCollapsed(names, false); return; }
-    var line = document.getElementById("graph-status"), box = document.getElementById("cy"), i = 0;
+    if (todo.length < 2 || m.leaves <= LARGE) { setCollapsed(m.order.slice(), false); return; }
+    var line = document.getElementById("graph-status"), box = document.getElementById("cy"), i = 0, said = -Infinity;
     (function step() {
       if (turn !== opening) return;
       box.setAttribute("aria-busy", "true"); // again after a refresh's drawing meanwhile
       var until = performance.now() + state.openStepMs;
-      do { // at least one a turn
-        // New data meanwhile (a refresh) is laid out as it is now; a namespace gone from it is left out.
-        if (state.model.members[todo[i]]) state.ready[todo[i]] = layoutNamespace(todo[i]);
-        i++;
-      } while (i < todo.length && performance.now() < until);
-      line.textContent = "Opening " + todo.length + " namespaces: laid out " + i + " of " + todo.length + "\u2026";
-      if (i < todo.length) { setTimeout(step, 0); return; }
+      try {
+        do { // at least one a turn; new data meanwhile (a refresh) is laid out as it is now, a namespace gone skipped
+          var ns = todo[i++];
+          if (state.model.members[ns] && !readyLayout(ns)) {
+            state.ready[ns] = { key: readyKey(ns), layout: layoutNamespace(ns) };
+          }
+        } while (i < todo.length && performance.now() < until);
+      } catch (error) { // the line and the busy mark are not left behind
+        box.removeAttribute("aria-busy");
+        status();
+        throw error;
+      }
+      if (i < todo.length) {
+        if (performance.now() - said >= state.sayEveryMs) {
+          line.textContent = "Opening " + todo.length + " namespaces: laid out " + i + " of " + todo.length + "\u2026";
+          said = performance.now();
+        }
+        setTimeout(step, 0);
+        return;
+      }
       line.textContent = "Opening " + todo.length + " namespaces: drawing\u2026";
-      // After the next frame has shown the line: the drawing holds the page until it is done.
+      // After the next frame has shown the line: the drawing holds the page until it is done. Every namespace the
+      // graph has then (one a refresh brought meanwhile is laid out in the drawing).
       requestAnimationFrame(function () {
-        setTimeout(function () { if (turn === opening) setCollapsed(names, false); }, 0);
+        setTimeout(function () { if (turn === opening) setCollapsed(state.model.order.slice(), false); }, 0);
       });
     })();
   }
@@ -1095,6 +1110,7 @@
         document.getElementById("cy").removeAttribute("aria-busy");
         status();
       }
+      state.ready = {};
       return;
     }
     state.timings = {};
@@ -1102,6 +1118,7 @@
     if (shut) savePositions(); // its nodes' positions, kept for when it opens again
     names.forEach(function (ns) { if (shut) state.collapsed[ns] = true; else delete state.collapsed[ns]; });
     redraw(started, shut ? "collapse" : "expand");
+    state.ready = {}; // taken by this drawing, or laid out for an opening given up
     keepInUrl();
   }
   state.expand = function (ns) { setCollapsed([ns], false); };
@@ -1691,7 +1708,7 @@
       updateLod();
     },
     "collapse-all": function () { setCollapsed(state.model.order.slice(), true); },
-    "expand-all": function () { openMany(state.model.order.slice()); },
+    "expand-all": function () { openMany(); },
     png: function () { png(function (blob) { download(blob, stamp() + ".png"); }); },
     svg: function () { download(new Blob([state.svg()], { type: "image/svg+xml" }), stamp() + ".svg"); },
     json: function () {

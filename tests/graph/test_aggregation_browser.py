@@ -261,7 +261,8 @@ def test_expand_all_lays_the_namespaces_out_between_frames_and_says_so(
     page.evaluate(
         "() => { window.mbLines = []; const line = document.getElementById('graph-status');"
         " new MutationObserver(() => mbLines.push(line.textContent))"
-        ".observe(line, {childList: true, characterData: true, subtree: true}); mbGraph.openStepMs = 0; }"
+        ".observe(line, {childList: true, characterData: true, subtree: true});"
+        " mbGraph.openStepMs = 0; mbGraph.sayEveryMs = 0; }"
     )
     # "Collapse all" in the same task as "Expand all": the opening gives way (nothing to collapse), its line goes.
     page.evaluate(

@@ -98,6 +98,44 @@ def test_the_tick_frees_the_lock_of_a_worker_that_is_gone_and_keeps_a_live_ones(
         held.__exit__(None, None, None)  # a broken lock is not the old holder's to release: nothing happens
 
 
+def test_a_lost_run_frees_only_its_own_workers_lock_and_fails_the_runs_it_held(kubeapi, cluster_for, redis):
+    """What a worker's main process does when a collection's pool process dies (apps/clusters/lost.py; the fault suite
+    kills one for real): free the lock its worker holds and fail the cluster's runs still "running"; never another
+    holder's lock or runs, and nothing once the lock is no longer this worker's (the next run's)."""
+    from apps.clusters.lost import record_lost_run
+    from apps.core import heartbeats
+    from apps.core.locks import holders
+
+    mine, theirs = cluster_for(kubeapi, name="mine"), cluster_for(kubeapi, name="theirs")
+    heartbeats.write_worker("cluster@one", ["cluster"], "100.1")
+    heartbeats.write_worker("cluster@two", ["cluster"], "200.1")
+    held = [  # never left, as by a process killed holding them (kept referenced: a collected one would release)
+        exclusive(f"collect-cluster:{mine.pk}", ttl_seconds=150, holder="cluster@one 100.1"),
+        exclusive(f"collect-cluster:{theirs.pk}", ttl_seconds=150, holder="cluster@two 200.1"),
+    ]
+    assert all(lock.__enter__() for lock in held)
+    lost = CollectionRun.objects.create(cluster=mine, kind="cluster")
+    others = CollectionRun.objects.create(cluster=theirs, kind="cluster")
+    why = "stopped: the worker process running it ended (Worker exited prematurely: signal 9 (SIGKILL))"
+
+    assert not record_lost_run("cluster@one", "cluster", theirs.pk, why)  # another worker's lock
+    assert not record_lost_run("cluster@one", "metrics", mine.pk, why)  # no such lock
+    assert holders([f"collect-cluster:{theirs.pk}"]) == ["cluster@two 200.1"]
+    others.refresh_from_db()
+    assert others.status == "running"
+
+    assert record_lost_run("cluster@one", "cluster", mine.pk, why)
+    assert holders([f"collect-cluster:{mine.pk}"]) == [None]
+    lost.refresh_from_db()
+    assert (lost.status, lost.error) == ("failed", why) and lost.finished_at and lost.duration_ms is not None
+    later = CollectionRun.objects.create(cluster=mine, kind="cluster")  # the next run, after the lock was freed
+    assert not record_lost_run("cluster@one", "cluster", mine.pk, why)  # the lock is no longer this worker's
+    later.refresh_from_db()
+    assert later.status == "running"
+    for lock in held:
+        lock.__exit__(None, None, None)
+
+
 def test_a_worker_keeps_its_boot_when_its_consumer_reconnects_and_forgets_it_at_shutdown(redis):
     # Celery stops and starts the consumer's steps when the broker connection drops, while tasks run on: a running
     # collection's lock names the boot, so the boot must outlive the reconnection.
