@@ -192,13 +192,25 @@ class Stack(Processes):
         finally:
             os.killpg(os.getpgid(self._pid(name)), signal.SIGCONT)
 
+    def pool(self, worker: str) -> list[int]:
+        """The pids of a worker's pool processes (not its main process)."""
+        pool = _children(self._pid(worker))
+        if not pool:
+            raise RuntimeError(f"{worker} has no pool processes")
+        return pool
+
+    def kill_pool(self, worker: str) -> None:
+        """SIGKILL a worker's pool processes, as the kernel's OOM killer would: the main process lives on (and
+        starts new ones)."""
+        for pid in self.pool(worker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     @contextlib.contextmanager
     def hung(self, worker: str) -> Iterator[None]:
         """SIGSTOP a worker's pool processes for the block, not the worker's main process: the tasks it runs or
         receives hang while its heartbeat (a thread of the main process) goes on, as when a collection is stuck."""
-        pool = _children(self._pid(worker))
-        if not pool:
-            raise RuntimeError(f"{worker} has no pool processes")
+        pool = self.pool(worker)
         for pid in pool:
             os.kill(pid, signal.SIGSTOP)
         try:

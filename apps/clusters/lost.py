@@ -66,8 +66,9 @@ def _same_collection_reserved(task: Task, cluster_id: int) -> bool:
     )
 
 
-def _why(exception: BaseException) -> str:
-    # "Worker exited prematurely: signal 9 (SIGKILL) Job: 3.": the job number is Celery's own.
+def lost_reason(exception: BaseException) -> str:
+    """What a lost run's record says (freshness.py reads it): Celery's words without its job number ("Worker exited
+    prematurely: signal 9 (SIGKILL) Job: 3.")."""
     said = re.sub(r"\s*Job: \d+\.?$", "", str(exception)).strip() or exception.__class__.__name__
     return f"stopped: the worker process running it ended ({said})"
 
@@ -122,5 +123,5 @@ def _on_task_failure(
     if kind is None or not hostname or _same_collection_reserved(sender, cluster_id):
         return
     threading.Thread(
-        target=_record, args=(hostname, kind, cluster_id, _why(exception)), name="lost-collection", daemon=True
+        target=_record, args=(hostname, kind, cluster_id, lost_reason(exception)), name="lost-collection", daemon=True
     ).start()

@@ -756,6 +756,8 @@
     });
   }
 
+  // Whether any node of the namespace has a kept position (else opening it lays it out).
+  function laidOut(ns) { return state.model.members[ns].some(function (id) { return !!state.positions[id]; }); }
   // Nodes with no kept position: a namespace opened for the first time is laid out inside; other new nodes go next to
   // placed neighbours (or their namespace); what is left (a namespace first seen on a refresh) is laid out apart.
   function place(cy, unplaced) {
@@ -768,8 +770,7 @@
     var inside = false;
     Object.keys(byNs).forEach(function (ns) {
       var ids = byNs[ns];
-      var anyKept = m.members[ns].some(function (id) { return !!state.positions[id]; });
-      if (!anyKept && state.positions["ns:" + ns]) { layoutInside(cy, ns); inside = true; }
+      if (!laidOut(ns) && state.positions["ns:" + ns]) { layoutInside(cy, ns); inside = true; }
       else rest = rest.concat(ids);
     });
     function placeBeside(id) {
@@ -1056,7 +1057,6 @@
   // 11-12 s in turns of 40 ms, against 9.0-9.9 s before (one 6 s freeze then).
   state.openStepMs = 250;
   state.sayEveryMs = 1000; // the status line is polite to screen readers: a new count at most this often
-  function laidOut(ns) { return state.model.members[ns].some(function (id) { return !!state.positions[id]; }); }
   function readyKey(ns) { return (state.model.leaves > LARGE) + "\n" + state.model.members[ns].join("\n"); }
   function readyLayout(ns) {
     var ready = state.ready[ns];

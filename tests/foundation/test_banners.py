@@ -340,14 +340,15 @@ def test_each_kubernetes_failure_becomes_a_sentence_with_the_action(kubeapi, sta
 def test_a_collection_whose_process_ended_says_so_and_what_to_do(bookstore):
     """The words apps/clusters/lost.py records when a collection's pool process dies (tests/reliability/test_faults.py
     kills one), as the pages summarize them."""
-    from apps.clusters.freshness import freshness
+    from billiard.exceptions import WorkerLostError
 
+    from apps.clusters.freshness import freshness
+    from apps.clusters.lost import lost_reason
+
+    error = lost_reason(WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL) Job: 3."))
+    assert error == "stopped: the worker process running it ended (Worker exited prematurely: signal 9 (SIGKILL))"
     CollectionRun.objects.create(
-        cluster=bookstore,
-        kind="cluster",
-        status=CollectionRun.Status.FAILED,
-        finished_at=timezone.now(),
-        error="stopped: the worker process running it ended (Worker exited prematurely: signal 9 (SIGKILL) Job: 3.)",
+        cluster=bookstore, kind="cluster", status=CollectionRun.Status.FAILED, finished_at=timezone.now(), error=error
     )
 
     f = freshness(bookstore, "cluster")

@@ -9,8 +9,6 @@ The stack runs with shortened timeouts (ENV), so the banner times printed here a
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lab.stack import OPERATOR, OPERATOR_PASSWORD, POLL_SECONDS, Stack, _children
+from lab.stack import OPERATOR, OPERATOR_PASSWORD, POLL_SECONDS, Stack
 from lab.waiting import wait_for
 
 pytestmark = pytest.mark.faults
@@ -191,10 +189,7 @@ def test_a_collection_whose_process_dies_is_recorded_failed_and_the_cluster_coll
     _fault(stack, "POST", {"path": ".*", "delay": 1.5})  # slowed below the read timeout, so that one surely runs
     try:
         wait_for(lambda: _collection_locks(stack), 30, interval=0.1)
-        pool = _children(stack.procs["worker-cluster"].pid)
-        assert pool, "the cluster worker has no pool processes"
-        for pid in pool:
-            os.kill(pid, signal.SIGKILL)
+        stack.kill_pool("worker-cluster")
         killed = time.time()
     finally:
         _fault(stack, "DELETE")
