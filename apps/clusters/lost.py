@@ -11,9 +11,9 @@ run as failed, saying why, so the tick collects the cluster at its next due time
   holds is theirs. The records failed are those still "running" for the cluster and kind, started before the lock
   was freed (a run started after it has its own record): with the lock ours, none of them can be a live run, except
   one on a worker the tick already took for gone (`tasks._still_running`), whose own end rewrites its record.
-- In a thread of its own: Celery's main process runs its event loop (handing out tasks, enforcing time limits) in the
-  calling thread, and Redis or the database may be slow to answer. The lock goes first, so a database that cannot
-  be written does not keep the cluster waiting for the TTL.
+- In Celery's main process, in its event loop's thread: a slow Redis or database holds the loop up to their timeouts
+  (5 s, SQLite's 20 s), a risk taken over a thread's (a fork while it holds a lock hangs the child). The lock goes
+  first, so a database that cannot be written does not keep the cluster waiting for the TTL.
 - The hard time limit is left to the run itself: Celery reports it before the child is stopped (SIGTERM, then
   SIGKILL 0.1 s later), and the run's `finally` records and releases what it can meanwhile.
 - A deployment that sets `task_reject_on_worker_lost` (with `acks_late`) gets no `task_failure` for a lost task (Celery
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from typing import Any
 
 import redis
@@ -122,6 +121,7 @@ def _on_task_failure(
         return
     if kind is None or not hostname or _same_collection_reserved(sender, cluster_id):
         return
-    threading.Thread(
-        target=_record, args=(hostname, kind, cluster_id, lost_reason(exception)), name="lost-collection", daemon=True
-    ).start()
+    # In this thread, not one of its own: the pool forks its next process right after, and a fork taken while another
+    # thread holds a lock (logging's, a connection pool's) leaves the child stuck on it for good (a fault-suite run saw
+    # the cluster worker collect nothing more after its pool was killed).
+    _record(hostname, kind, cluster_id, lost_reason(exception))
