@@ -6,11 +6,14 @@ import gzip
 import json
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connection
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
 
 from apps.clusters.models import Access, Cluster
+from apps.clusters.roles import VIEWER
 from apps.graph.graph import _judged, build_graph, traffic_label
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
@@ -475,6 +478,37 @@ def test_a_request_with_nothing_new_is_answered_304_without_a_body(client, viewe
     collected = client.get(URL, {"ns": ["bookstore"]}, HTTP_IF_NONE_MATCH=tag)
     assert collected.status_code == 200 and collected["ETag"] != tag
     assert _verdicts(collected.json())[BUYER] == "partly"
+
+
+def test_the_body_built_for_a_tag_answers_every_request_with_that_tag_and_no_other(client, viewer, operator, mesh):
+    """After a metrics cycle, the first request builds the graph; another user's with the same tag (same scope, same
+    addresses hidden, same query) is answered with that body, no row of the graph read. A new cycle, another scope
+    or another query builds its own."""
+    metrics_cycle_ended(mesh)
+    client.force_login(viewer)
+    first = client.get(URL, {"ns": ["bookstore"]})
+    call_command("create_user", "wanda", role=VIEWER, password="another-long-viewer-pass")
+    client.force_login(get_user_model().objects.get(username="wanda"))
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get(URL, {"ns": ["bookstore"]})
+    assert (second.status_code, second["ETag"]) == (200, first["ETag"])
+    assert second.json() == first.json() and second["Cache-Control"] == "private, no-cache"
+    assert not [q for q in queries if "edgekpi" in q["sql"] or "mesh_pod" in q["sql"] or "mesh_service" in q["sql"]]
+
+    EdgeKPI.objects.filter(source_service="bookstore", destination_service="bookwarehouse").update(request_rate=777.0)
+    assert client.get(URL, {"ns": ["bookstore"]}).json() == first.json()  # the rows changed, not their versions
+    metrics_cycle_ended(mesh)
+    after = client.get(URL, {"ns": ["bookstore"]})
+    assert after["ETag"] != first["ETag"]
+    assert _index(after.json())[1]["e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"]["data"]["rps"] == 777.0
+
+    whole = client.get(URL)  # another query
+    assert {n["data"].get("namespace") for n in _index(whole.json())[0].values()} > {"bookstore", "bookbuyer"}
+    Access.objects.update_or_create(user=viewer, defaults={"namespaces": ["bookstore"]})
+    client.force_login(viewer)
+    limited = client.get(URL)
+    assert limited["ETag"] != whole["ETag"]
+    assert "bookbuyer" not in {n["data"].get("namespace") for n in _index(limited.json())[0].values()}
 
 
 def test_each_user_and_role_has_its_own_tag(client, viewer, operator, mesh):
