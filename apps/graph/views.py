@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
 from urllib.parse import quote_plus, urlencode
 
 from django.conf import settings
@@ -33,9 +34,9 @@ MAX_NAMESPACES = 200
 # node; a click expands one. 1,000 services (about 1,030 nodes) are still drawn whole. Not a settings.py entry (that
 # file is shared): a deployment or a test may set MESHBOARD_GRAPH_COLLAPSE_ABOVE in its settings to change it.
 COLLAPSE_ABOVE = 1500
-# The present graph's bodies kept per cluster and variant (scope, hidden addresses, query) under their entity tag, the
-# least recently used dropped first above this many bytes (8 MB is one 5,000-service graph).
-KEPT_ANSWER_BYTES = 48_000_000
+# The present graph's bodies kept per cluster, scope and query under the versions they were built from, the least
+# recently used dropped first above this many bytes in each web process (8 MB is one 5,000-service graph).
+KEPT_ANSWER_BYTES = 32_000_000
 kept_answers: KeptPerSnapshot[bytes] = KeptPerSnapshot(KEPT_ANSWER_BYTES, len)
 
 
@@ -115,23 +116,25 @@ def data(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": str(exc), "field": "find" if _bad(find) else "hide"}, status=400)
     # The present graph is a function of what `_present` names: a reload or a refresh that finds the same versions is
     # answered 304 and the browser draws the body it kept (1.6 MB and ~0.15 s of the server at 1,000 services).
-    present = None if "as_of" in request.GET else _present(request, ctx.cluster)
-    if present is not None and (unchanged := not_modified(request, present[0])) is not None:
+    present = None if "as_of" in request.GET else _present(request, ctx.cluster, chosen, find, hide)
+    if present is not None and (unchanged := not_modified(request, present.tag)) is not None:
         return unchanged
     try:
         if present is None:
             response = _answer(ctx.cluster, chosen, find, hide, request.GET.get("as_of", ""))
             response["Cache-Control"] = "no-store"
             return response
-        tag, variant = present
-        # Every viewer after the first of a cycle (other users, other tabs, each refresh after a metrics cycle) gets
-        # the body built for the same tag: 0.5 s of the server at 5,000 services, once per cycle and variant.
+        # Every request after the first of a cycle (other users, other tabs, each refresh after a metrics cycle) gets
+        # the body built for the same versions: 0.5 s of the server at 5,000 services, once per cycle and body.
         body = kept_answers.get(
-            ctx.cluster, variant, lambda: _answer(ctx.cluster, chosen, find, hide, "").content, version=tag
+            ctx.cluster,
+            present.body,
+            lambda: _answer(ctx.cluster, chosen, find, hide, "").content,
+            version=present.body_version,
         )
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "field": "find" if _bad(find) else "hide"}, status=400)
-    return mark(HttpResponse(body, content_type="application/json"), tag)
+    return mark(HttpResponse(body, content_type="application/json"), present.tag)
 
 
 def _answer(cluster: Cluster, chosen: list[str], find: str, hide: str, as_of: str) -> HttpResponse:
@@ -144,23 +147,30 @@ def _answer(cluster: Cluster, chosen: list[str], find: str, hide: str, as_of: st
         return json_response(graph_data)
 
 
-def _present(request: HttpRequest, cluster: Cluster) -> tuple[str, tuple] | None:
-    """The entity tag of the present graph and what of it varies between requests for one cluster: the cluster's
-    snapshot and metrics versions, read before the graph reads their rows (every commit of snapshot rows draws a new
-    snapshot version; a metrics cycle stores its rows and MetricsState in one transaction), the user's namespace
-    scope, whether the internal-address filter rewrites the answer for this user and with which addresses
-    (apps/clusters/addresses.py), and the query. None (no tag) before the first collection or the first metrics
-    cycle. The answer is built from nothing else (not the user, not the role but through these), so one body serves
-    every request with its tag."""
+class _Present(NamedTuple):
+    tag: str  # the answer's, as the browser keeps it
+    body: tuple  # what the body is built from besides the cluster's versions (the scope and the query)
+    body_version: str  # the cluster's versions and the code's, for that body
+
+
+def _present(request: HttpRequest, cluster: Cluster, chosen: list[str], find: str, hide: str) -> _Present | None:
+    """What the present graph's answer is made of: the cluster's snapshot and metrics versions, read before the graph
+    reads their rows (every commit of snapshot rows draws a new snapshot version; a metrics cycle stores its rows and
+    MetricsState in one transaction), the user's namespace scope, and the query; the answer also depends on whether
+    the internal-address filter rewrites it for this user and with which addresses (apps/clusters/addresses.py), after
+    the body is built. None before the first collection or the first metrics cycle. The body is built from nothing
+    else (not the user, not the role but through the scope), so one body serves every request for the same body and
+    versions."""
     version = snapshot_version(cluster)
     metrics = MetricsState.objects.filter(cluster=cluster).values_list("collected_at", flat=True).first()
     if version is None or metrics is None:
         return None
     scope = request_namespaces(request)
+    body = (None if scope is None else tuple(sorted(scope)), tuple(chosen), find, hide)
+    body_version = entity_tag("graph", cluster.pk, cluster.name, version, metrics, *body)
     hidden = None if can_change_weights(request.user) else tuple(sorted(internal_addresses()))
     query = tuple((name, tuple(values)) for name, values in sorted(request.GET.lists()))
-    variant = (None if scope is None else tuple(sorted(scope)), hidden, query)
-    return entity_tag("graph", cluster.pk, cluster.name, version, metrics, *variant), variant
+    return _Present(entity_tag(body_version, hidden, query), body, body_version)
 
 
 def _bad(expression: str) -> bool:

@@ -33,25 +33,37 @@ class KeptPerSnapshot(Generic[T]):
         self.weigh = weigh
         self._kept: OrderedDict[tuple[int, Hashable], tuple[Any, T, int]] = OrderedDict()
         self._lock = threading.Lock()
+        # One derivation of an entry at a time: requests that miss together (every open graph refreshing after a
+        # metrics cycle) wait for the first one's value instead of each deriving it. Striped, so that the locks are
+        # few and fixed; reentrant, so that a derivation may ask this store for another entry of its stripe.
+        self._deriving = tuple(threading.RLock() for _ in range(64))
 
     def get(self, cluster: Any, key: Hashable, derive: Callable[[], T], *, version: Any = _UNREAD) -> T:
         """The value kept for (cluster, key) if the cluster's snapshot has not changed since, else `derive()`. A caller
         that read snapshot rows `derive` uses before calling gives the `version` it read before those rows."""
         if version is _UNREAD:
             version = snapshot_version(cluster)
+        if version is None:
+            return derive()
         entry = (cluster.pk, key)
+        kept = self._current(entry, version)
+        if kept is None:
+            with self._deriving[hash(entry) % len(self._deriving)]:
+                kept = self._current(entry, version)  # derived meanwhile by the thread this one waited for
+                if kept is None:
+                    return self._keep(entry, version, derive(), None)
+        return self._keep(entry, version, kept[1], kept)
+
+    def _current(self, entry: tuple[int, Hashable], version: Any) -> tuple[Any, T, int] | None:
         with self._lock:
             kept = self._kept.get(entry)
-        if kept is not None and version is not None and kept[0] == version:
-            value = kept[1]
-        else:
-            value = derive()
-            if version is None:
-                return value
+        return kept if kept is not None and kept[0] == version else None
+
+    def _keep(self, entry: tuple[int, Hashable], version: Any, value: T, found: tuple[Any, T, int] | None) -> T:
+        """Keeps `value` as the entry's, the most recently used; a value `found` kept is weighed again, as it may grow
+        while kept (the graph's verdicts said so far), unless another thread replaced it meanwhile."""
         with self._lock:
-            # A newer version kept meanwhile by another thread stays; the value is weighed again each time, as it
-            # may grow while kept (the graph's verdicts said so far).
-            if self._kept.get(entry) is kept:
+            if found is None or self._kept.get(entry) is found:
                 self._kept[entry] = (version, value, self.weigh(value))
             if entry in self._kept:
                 self._kept.move_to_end(entry)

@@ -6,14 +6,11 @@ import gzip
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connection
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
 
 from apps.clusters.models import Access, Cluster
-from apps.clusters.roles import VIEWER
 from apps.graph.graph import _judged, build_graph, traffic_label
 from apps.mesh.models import Pod
 from apps.mesh.services import collect_and_record
@@ -480,27 +477,28 @@ def test_a_request_with_nothing_new_is_answered_304_without_a_body(client, viewe
     assert _verdicts(collected.json())[BUYER] == "partly"
 
 
-def test_the_body_built_for_a_tag_answers_every_request_with_that_tag_and_no_other(client, viewer, operator, mesh):
-    """After a metrics cycle, the first request builds the graph; another user's with the same tag (same scope, same
-    addresses hidden, same query) is answered with that body, no row of the graph read. A new cycle, another scope
-    or another query builds its own."""
+def test_the_body_built_after_a_cycle_answers_every_user_with_the_same_scope_and_query(client, viewer, operator, mesh):
+    """After a metrics cycle, the first request builds the graph; another user's with the same scope and query (an
+    operator's, a viewer's: the addresses hidden from viewers are rewritten after) is answered with that body, no row
+    of the graph read. A new cycle, another scope or another query builds its own."""
     metrics_cycle_ended(mesh)
-    client.force_login(viewer)
+    client.force_login(operator)
     first = client.get(URL, {"ns": ["bookstore"]})
-    call_command("create_user", "wanda", role=VIEWER, password="another-long-viewer-pass")
-    client.force_login(get_user_model().objects.get(username="wanda"))
-    with CaptureQueriesContext(connection) as queries:
-        second = client.get(URL, {"ns": ["bookstore"]})
-    assert (second.status_code, second["ETag"]) == (200, first["ETag"])
-    assert second.json() == first.json() and second["Cache-Control"] == "private, no-cache"
-    assert not [q for q in queries if "edgekpi" in q["sql"] or "mesh_pod" in q["sql"] or "mesh_service" in q["sql"]]
+    for user in (viewer, operator):
+        client.force_login(user)
+        with CaptureQueriesContext(connection) as queries:
+            again = client.get(URL, {"ns": ["bookstore"]})
+        assert again.status_code == 200 and again["Cache-Control"] == "private, no-cache"
+        assert not [q for q in queries if "edgekpi" in q["sql"] or "mesh_pod" in q["sql"] or "mesh_service" in q["sql"]]
+    assert again["ETag"] == first["ETag"] and again.json() == first.json()
 
+    edge = "e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"
     EdgeKPI.objects.filter(source_service="bookstore", destination_service="bookwarehouse").update(request_rate=777.0)
-    assert client.get(URL, {"ns": ["bookstore"]}).json() == first.json()  # the rows changed, not their versions
+    # The rows changed, not their versions (only a test writes so; Meshboard's writers draw new ones): still kept.
+    assert _index(client.get(URL, {"ns": ["bookstore"]}).json())[1][edge]["data"]["rps"] != 777.0
     metrics_cycle_ended(mesh)
     after = client.get(URL, {"ns": ["bookstore"]})
-    assert after["ETag"] != first["ETag"]
-    assert _index(after.json())[1]["e:svc:bookstore/bookstore>svc:bookwarehouse/bookwarehouse"]["data"]["rps"] == 777.0
+    assert after["ETag"] != first["ETag"] and _index(after.json())[1][edge]["data"]["rps"] == 777.0
 
     whole = client.get(URL)  # another query
     assert {n["data"].get("namespace") for n in _index(whole.json())[0].values()} > {"bookstore", "bookbuyer"}
