@@ -14,6 +14,7 @@ rule. The RBAC evaluation (request attributes, bindings, rule matching) is the s
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from django.urls import reverse
 
 from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh import collector
+from apps.mesh.collector import ISTIO_GROUPS
 from apps.mesh.services import collect_and_record
 from apps.metrics.services import collect_and_record as collect_metrics
 from lab.kubeapi.auth import UserInfo
@@ -35,6 +37,7 @@ from lab.kubeapi.rbac import (
     logged_request_attributes,
     rule_allows,
 )
+from lab.seeds.loader import load_seed
 from tests.helpers import bookbuyer_to_bookstore_openmetrics, change_bookstore_weights
 
 from .conftest import named
@@ -52,6 +55,14 @@ AT = T0 + 900.0
 def prometheus(prometheus_factory):
     """A real Prometheus holding a little bookstore traffic, for the metrics collector."""
     return prometheus_factory(bookbuyer_to_bookstore_openmetrics(T0, AT, STEP), name="deploy-rbac")
+
+
+@pytest.fixture
+def kubeapi(kubeapi_factory):
+    """The bookstore demo on an API server that also serves Istio's groups (as during a move from OSM to Istio), so
+    that the collector makes every list it can: Istio's kinds are listed only when their groups are served."""
+    seed = load_seed("bookstore")
+    return kubeapi_factory(dataclasses.replace(seed, crd_groups=seed.crd_groups | ISTIO_GROUPS))
 
 
 def _run_everything(server, cluster: Cluster, operator) -> dict[str, list[Attributes]]:
@@ -144,8 +155,8 @@ def test_it_grants_the_cluster_wide_identities_exactly_what_the_code_uses(kubeap
     # One call per kind, whatever the mesh: discovery (2), one list per kind, the API server's Endpoints.
     collector_requests = made["meshboard-collector"]
     # The lists: 10 built-in kinds, 4 SMI, canaries, metrictemplates, meshconfigs, ingresses, ingressclasses, OSM's 4
-    # policy kinds and meshrootcertificates.
-    assert len(collector_requests) == 2 + 24 + 1
+    # policy kinds, meshrootcertificates and Istio's 6 kinds.
+    assert len(collector_requests) == 2 + 30 + 1
     assert all(r.namespace == "" for r in collector_requests if r.verb == "list")
     assert [str(r) for r in made["meshboard-web"]] == [
         "get trafficsplits.split.smi-spec.io/bookstore-split in bookstore",
@@ -180,10 +191,10 @@ def test_it_grants_the_namespace_scoped_identities_exactly_what_the_code_uses(
         rules = [g.rule for g in bound["meshboard-collector"] if g.namespace == namespace]
         assert per_namespace[namespace] == set().union(*(granted(rule) for rule in rules)), namespace
     # Per namespace: its Namespace object, the namespaced built-in kinds, the SMI kinds, the namespaced optional kinds
-    # (canaries, metrictemplates, ingresses, OSM's policy kinds; not the cluster-scoped ingressclasses), meshconfigs and
-    # meshrootcertificates.
+    # (canaries, metrictemplates, ingresses, OSM's policy kinds; not the cluster-scoped ingressclasses), meshconfigs,
+    # meshrootcertificates and Istio's kinds.
     namespaced = [r for r in (*collector.BUILTIN, *collector.SMI, *collector.OPTIONAL) if r.namespaced]
-    calls = 1 + len(namespaced) + 2
+    calls = 1 + len(namespaced) + 2 + len(collector.ISTIO_KINDS)
     assert len(collector_requests) == len(watched) * calls
     assert len(made["meshboard-collector"]) == len(collector_requests) + 2  # + /version, /apis
 

@@ -133,6 +133,19 @@ def test_an_expired_token_says_when_it_expired(kubeapi_factory):
     assert freshness(cluster, CollectionRun.Kind.CLUSTER).summary == UNAUTHORIZED
 
 
+def test_a_kubeconfig_user_without_any_credential_says_so(kubeapi_factory):
+    server = kubeapi_factory(load_seed("bookstore"), tls=True, tokens=TOKENS, rbac=[CLUSTER_RBAC])
+    cluster = _cluster(server)
+    _as(server, {})  # a user entry with no token, no client certificate and no exec plugin
+
+    run, _ = collect_and_record(cluster)
+
+    assert run.status == CollectionRun.Status.FAILED
+    assert "(401 Unauthorized)" in run.error
+    assert "The kubeconfig gives no credential for its user (no token, client certificate or exec plugin)." in run.error
+    assert freshness(cluster, CollectionRun.Kind.CLUSTER).summary == UNAUTHORIZED
+
+
 def test_a_role_without_list_on_a_kind_records_a_partial_run_naming_it(kubeapi_factory, tmp_path, client, operator):
     docs = list(yaml.safe_load_all(CLUSTER_RBAC.read_text()))
     for doc in docs:
