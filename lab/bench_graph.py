@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from lab.benchkit import fmt, p95, setup_django, standin, timed, user
+from lab.cytoscape_floor import cytoscape_alone, drawn_elements, summary
 from lab.synthetic_kpis import fill_kpis, metrics_cycle_ended
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+FLOOR = "reload, Cytoscape alone"
 KEYS = (
     "fetch_ms",
     "layout_ms",
@@ -167,6 +169,8 @@ def _browser_runs(
                 page.reload()  # kept positions; the URL keeps the namespaces opened above
                 _painted(page, 1)
                 out.setdefault("reload", []).append(_timings(page, started))
+                if FLOOR not in out:  # the floor under it: the same elements, nothing of ours
+                    out[FLOOR] = cytoscape_alone(browser, drawn_elements(page), 3)
 
                 metrics_cycle()  # new KPIs: the refresh reads them and patches what changed
                 page.evaluate("() => { htmx.trigger(document.body, 'mb:refresh'); }")
@@ -281,6 +285,9 @@ def bench_graph(services: int, runs: int) -> None:
     )
 
     for label, rows in browser.items():
+        if label == FLOOR:
+            print(f"- chromium {label} (lab/cytoscape_floor.py): {summary(rows)}")
+            continue
         parts = [f"{k} median {statistics.median(r[k] for r in rows if k in r):.0f}" for k in KEYS if k in rows[0]]
         modes = sorted({str(r.get("mode", "?")) + "/" + str(r.get("placement", "")) for r in rows})
         drawn = f"{rows[0]['nodes']} nodes and {rows[0]['edges']} edges drawn, {rows[0]['collapsed']} collapsed"
