@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.benchkit import fmt, p95, setup_django, standin, timed, user
-from lab.cytoscape_floor import cytoscape_alone, drawn_elements, summary
+from lab.cytoscape_floor import cytoscape_alone, drawn, summary
 from lab.synthetic_kpis import fill_kpis, metrics_cycle_ended
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -170,7 +170,7 @@ def _browser_runs(
                 _painted(page, 1)
                 out.setdefault("reload", []).append(_timings(page, started))
                 if FLOOR not in out:  # the floor under it: the same elements, nothing of ours
-                    out[FLOOR] = cytoscape_alone(browser, drawn_elements(page), 3)
+                    out[FLOOR] = cytoscape_alone(browser, drawn(page), 3)
 
                 metrics_cycle()  # new KPIs: the refresh reads them and patches what changed
                 page.evaluate("() => { htmx.trigger(document.body, 'mb:refresh'); }")

@@ -1,12 +1,13 @@
 """What Cytoscape.js alone takes to put a graph on screen in this browser: the floor under the graph page's warm
 reload (`lab.bench graph`, "chromium reload").
 
-The same elements the page drew (ids, parents, ends, positions), on a page with nothing but `cytoscape.min.js` (the
-copy Meshboard serves) and a three-rule stylesheet (grey nodes, one colour, straight lines: none of our rules, no
-labels), the renderer's options the page uses for a large graph, and the viewport fitted from the positions as the
-page does (Cytoscape's own fit would style every element first). Served from a folder of its own over HTTP/1.1 on
-127.0.0.1: the script cached for a year, the elements revalidated at every reload (304), as the page's are. Timed as
-the page times itself: from the navigation (the page's clock) to Cytoscape's next frame after it was built.
+What the page has on screen (the elements shown, their ids, ends and positions; whether it styled them as a large
+graph; its canvas's size and viewport), on a page with nothing but `cytoscape.min.js` (the copy Meshboard serves), the
+page's no-op layout and a two-rule stylesheet (grey nodes, grey lines drawn as the page draws a large graph's: none of
+its classes, no labels), with the renderer options the page uses. Served from a folder of its own over HTTP/1.1 on
+127.0.0.1 as the page's files are: the script cached for a year, the elements preloaded and revalidated at every
+reload (304). Timed as the page times itself: to Cytoscape's next frame after it was built, on the page's clock
+(`since_navigation_ms`, as the bench's "reload" row); `drawn_ms` from the `cytoscape()` call.
 """
 
 from __future__ import annotations
@@ -23,37 +24,46 @@ from typing import Any
 import django.conf
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Cytoscape alone</title>
-<style>body { margin: 0 } #cy { width: 1050px; height: 640px }</style>
+<link rel="preload" href="elements.json" as="fetch" crossorigin>
+<style>body { margin: 0 } #cy { width: %(width)dpx; height: %(height)dpx }</style>
 <script src="cytoscape.min.js" defer></script><script src="floor.js" defer></script></head>
 <body><div id="cy"></div></body></html>"""
 
+# The page's own no-op layout (static/js/graph.js KeepLayout): Cytoscape runs a layout when it is built, and its "null"
+# layout would move every node to (0, 0).
 SCRIPT = """
-fetch("elements.json").then((r) => r.json()).then((elements) => {
-  const large = elements.length > 300;
-  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
-  elements.forEach((e) => { if (e.position) {
-    x1 = Math.min(x1, e.position.x); x2 = Math.max(x2, e.position.x);
-    y1 = Math.min(y1, e.position.y); y2 = Math.max(y2, e.position.y); } });
+function KeepLayout(options) { this.options = options; }
+KeepLayout.prototype.run = function () {
+  this.emit("layoutstart");
+  this.one("layoutready", this.options.ready);
+  this.emit("layoutready");
+  this.one("layoutstop", this.options.stop);
+  this.emit("layoutstop");
+  return this;
+};
+KeepLayout.prototype.stop = function () { return this; };
+cytoscape("layout", "keep", KeepLayout);
+fetch("elements.json", { credentials: "same-origin" }).then((r) => r.json()).then((drawn) => {
+  const large = drawn.large;
   const started = performance.now();
   const cy = cytoscape({
-    container: document.getElementById("cy"), elements: elements, layout: { name: "null" },
+    container: document.getElementById("cy"), elements: drawn.elements, layout: { name: "keep" },
     style: [
       { selector: "node", style: { "background-color": "#9aa0a6", "width": 22, "height": 22 } },
       { selector: "edge",
-        style: { "width": 1.5, "line-color": "#8b95a1", "curve-style": large ? "haystack" : "straight" } },
-      { selector: ":parent", style: { "background-opacity": 0.1 } },
+        style: { "width": 1.5, "line-color": "#8b95a1", "curve-style": large ? "haystack" : "bezier" } },
     ],
+    minZoom: 0.01, maxZoom: 4,
     textureOnViewport: large, hideEdgesOnViewport: large, pixelRatio: large ? 1 : "auto",
   });
-  const zoom = Math.min(1010 / Math.max(1, x2 - x1), 600 / Math.max(1, y2 - y1));
-  cy.viewport({ zoom: zoom, pan: { x: (1050 - zoom * (x1 + x2)) / 2, y: (640 - zoom * (y1 + y2)) / 2 } });
+  cy.viewport({ zoom: drawn.zoom, pan: drawn.pan });  // the page's, as it drew them
   const built = performance.now();
   let done = false;
   function painted() {
     if (done) return;
     done = true;
     const now = performance.now();
-    window.floor = { build_ms: built - started, painted_ms: now - started, since_navigation_ms: now };
+    window.floor = { build_ms: built - started, drawn_ms: now - started, since_navigation_ms: now };
     document.body.dataset.painted = "1";
   }
   cy.one("render", painted);
@@ -74,30 +84,38 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
-def drawn_elements(page: Any) -> list[dict]:
-    """The elements the graph page has drawn, as plain data: ids, parents, ends and node positions."""
+def drawn(page: Any) -> dict[str, Any]:
+    """What the graph page has on screen, as plain data: the elements shown (ids, ends, node positions), whether it
+    styled them as a large graph, its canvas's size and its viewport."""
     return page.evaluate(
-        """() => mbGraph.cy.elements().map((e) => e.isNode()
-          ? { group: "nodes", data: { id: e.id(), parent: e.data("parent") }, position: e.position() }
-          : { group: "edges", data: { id: e.id(), source: e.data("source"), target: e.data("target") } })"""
+        """() => {
+          const cy = mbGraph.cy, shown = cy.elements().not(".off");
+          return {
+            elements: shown.map((e) => e.isNode()
+              ? { group: "nodes", data: { id: e.id() }, position: e.position() }
+              : { group: "edges", data: { id: e.id(), source: e.data("source"), target: e.data("target") } }),
+            large: mbGraph.large, width: cy.width(), height: cy.height(), zoom: cy.zoom(), pan: cy.pan(),
+          };
+        }"""
     )
 
 
-def cytoscape_alone(browser: Any, elements: list[dict], reloads: int) -> list[dict[str, float]]:
-    """Times, per reload after a first visit, of the same elements drawn by Cytoscape alone (see the module)."""
+def cytoscape_alone(browser: Any, shown: dict[str, Any], reloads: int) -> list[dict[str, float]]:
+    """Times, per reload after a first visit, of what `drawn` read drawn by Cytoscape alone (see the module)."""
     from playwright.sync_api import expect
 
     static = Path(django.conf.settings.BASE_DIR) / "static" / "vendor" / "cytoscape" / "cytoscape.min.js"
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        (root / "index.html").write_text(PAGE)
+        (root / "index.html").write_text(PAGE % {"width": shown["width"], "height": shown["height"]})
         (root / "floor.js").write_text(SCRIPT)
         (root / "cytoscape.min.js").write_bytes(static.read_bytes())
-        (root / "elements.json").write_text(json.dumps(elements))
+        (root / "elements.json").write_text(json.dumps(shown))
         server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=folder))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        context = None
         try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
             page = context.new_page()
             page.goto(f"http://127.0.0.1:{server.server_port}/index.html")  # the first visit fills the cache
             expect(page.locator("body")).to_have_attribute("data-painted", "1", timeout=120_000)
@@ -105,10 +123,11 @@ def cytoscape_alone(browser: Any, elements: list[dict], reloads: int) -> list[di
             for _ in range(reloads):
                 page.reload()
                 expect(page.locator("body")).to_have_attribute("data-painted", "1", timeout=120_000)
-                times.append({**page.evaluate("() => window.floor"), "elements": len(elements)})
+                times.append({**page.evaluate("() => window.floor"), "elements": len(shown["elements"])})
             return times
         finally:
-            context.close()
+            if context is not None:
+                context.close()
             server.shutdown()
             server.server_close()
 

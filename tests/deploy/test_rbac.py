@@ -24,7 +24,6 @@ from django.urls import reverse
 
 from apps.clusters.models import Cluster, CollectionRun
 from apps.mesh import collector
-from apps.mesh.collector import ISTIO_GROUPS
 from apps.mesh.services import collect_and_record
 from apps.metrics.services import collect_and_record as collect_metrics
 from lab.kubeapi.auth import UserInfo
@@ -37,6 +36,7 @@ from lab.kubeapi.rbac import (
     logged_request_attributes,
     rule_allows,
 )
+from lab.seeds.istio import ISTIO_GROUPS
 from lab.seeds.loader import load_seed
 from tests.helpers import bookbuyer_to_bookstore_openmetrics, change_bookstore_weights
 
