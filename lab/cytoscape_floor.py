@@ -13,6 +13,7 @@ reload (304). Timed as the page times itself: to Cytoscape's next frame after it
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import tempfile
 import threading
@@ -29,19 +30,9 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Cytoscape alon
 <script src="cytoscape.min.js" defer></script><script src="floor.js" defer></script></head>
 <body><div id="cy"></div></body></html>"""
 
-# The page's own no-op layout (static/js/graph.js KeepLayout): Cytoscape runs a layout when it is built, and its "null"
-# layout would move every node to (0, 0).
+# The page's own no-op layout (static/js/graph.js KeepLayout, taken from it by `_keep_layout`) comes before this:
+# Cytoscape runs a layout when it is built, and its "null" layout would move every node to (0, 0).
 SCRIPT = """
-function KeepLayout(options) { this.options = options; }
-KeepLayout.prototype.run = function () {
-  this.emit("layoutstart");
-  this.one("layoutready", this.options.ready);
-  this.emit("layoutready");
-  this.one("layoutstop", this.options.stop);
-  this.emit("layoutstop");
-  return this;
-};
-KeepLayout.prototype.stop = function () { return this; };
 cytoscape("layout", "keep", KeepLayout);
 fetch("elements.json", { credentials: "same-origin" }).then((r) => r.json()).then((drawn) => {
   const large = drawn.large;
@@ -84,6 +75,14 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
+def _keep_layout(graph_js: str) -> str:
+    """The source of the graph page's KeepLayout, so that the floor runs the same one."""
+    found = re.search(r"function KeepLayout\(options\).*?KeepLayout\.prototype\.stop = [^\n]*\n", graph_js, re.DOTALL)
+    if found is None:
+        raise RuntimeError("static/js/graph.js no longer defines KeepLayout as lab/cytoscape_floor.py expects")
+    return found.group(0)
+
+
 def drawn(page: Any) -> dict[str, Any]:
     """What the graph page has on screen, as plain data: the elements shown (ids, ends, node positions), whether it
     styled them as a large graph, its canvas's size and its viewport."""
@@ -104,12 +103,12 @@ def cytoscape_alone(browser: Any, shown: dict[str, Any], reloads: int) -> list[d
     """Times, per reload after a first visit, of what `drawn` read drawn by Cytoscape alone (see the module)."""
     from playwright.sync_api import expect
 
-    static = Path(django.conf.settings.BASE_DIR) / "static" / "vendor" / "cytoscape" / "cytoscape.min.js"
+    static = Path(django.conf.settings.BASE_DIR) / "static"
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         (root / "index.html").write_text(PAGE % {"width": shown["width"], "height": shown["height"]})
-        (root / "floor.js").write_text(SCRIPT)
-        (root / "cytoscape.min.js").write_bytes(static.read_bytes())
+        (root / "floor.js").write_text(_keep_layout((static / "js" / "graph.js").read_text()) + SCRIPT)
+        (root / "cytoscape.min.js").write_bytes((static / "vendor" / "cytoscape" / "cytoscape.min.js").read_bytes())
         (root / "elements.json").write_text(json.dumps(shown))
         server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=folder))
         threading.Thread(target=server.serve_forever, daemon=True).start()
