@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab import cytoscape_floor
 from lab.benchkit import fmt, p95, setup_django, standin, timed, user
-from lab.cytoscape_floor import cytoscape_alone, drawn, summary
 from lab.synthetic_kpis import fill_kpis, metrics_cycle_ended
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -170,7 +170,7 @@ def _browser_runs(
                 _painted(page, 1)
                 out.setdefault("reload", []).append(_timings(page, started))
                 if FLOOR not in out:  # the floor under it: the same elements, nothing of ours
-                    out[FLOOR] = cytoscape_alone(browser, drawn(page), 3)
+                    out[FLOOR] = cytoscape_floor.cytoscape_alone(browser, cytoscape_floor.drawn(page), 3)
 
                 metrics_cycle()  # new KPIs: the refresh reads them and patches what changed
                 page.evaluate("() => { htmx.trigger(document.body, 'mb:refresh'); }")
@@ -286,7 +286,7 @@ def bench_graph(services: int, runs: int) -> None:
 
     for label, rows in browser.items():
         if label == FLOOR:
-            print(f"- chromium {label} (lab/cytoscape_floor.py): {summary(rows)}")
+            print(f"- chromium {label} (lab/cytoscape_floor.py): {cytoscape_floor.summary(rows)}")
             continue
         parts = [f"{k} median {statistics.median(r[k] for r in rows if k in r):.0f}" for k in KEYS if k in rows[0]]
         modes = sorted({str(r.get("mode", "?")) + "/" + str(r.get("placement", "")) for r in rows})
